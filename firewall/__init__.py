@@ -1,0 +1,1 @@
+"""The gateway's software firewall: wraps every listener and outbound connection."""

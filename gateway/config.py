@@ -1,0 +1,371 @@
+"""Configuration: packaged defaults, merged with a site TOML file, validated once.
+
+A bad file yields one :class:`ConfigError` naming the file, the key and the problem.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+SITE_CONFIG = Path("etc/imgateway.toml")
+LOG_LEVELS = ("debug", "info", "warn", "error")
+FIELD_KINDS = ("text", "choice", "email")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class ConfigError(Exception):
+    """A configuration problem, rendered as ``file: key: problem``."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        super().__init__(f"{source}: {key}: {problem}")
+        self.source, self.key, self.problem = source, key, problem
+
+
+@attrs.frozen
+class ChoiceConfig:
+    """One allowed answer of a choice field."""
+
+    value: str
+    label: str
+
+
+@attrs.frozen
+class FieldConfig:
+    """One interview question."""
+
+    name: str
+    prompt: str
+    kind: str = "text"
+    choices: tuple[ChoiceConfig, ...] = ()
+    required: bool = True
+    max_length: int = 200
+    pattern: str | None = None
+    retry: str = "Sorry, I didn't get that."
+
+
+@attrs.frozen
+class QueueConfig:
+    """A queue customers wait in for an agent."""
+
+    name: str
+    topics: tuple[str, ...] = ()
+    max_waiting: int = 1000
+    max_wait_s: float = 900.0
+    expected_wait_s: float = 60.0
+
+
+@attrs.frozen
+class JsonImConfig:
+    """JSON-IM/1 listener limits."""
+
+    max_frame: int = 65536
+    max_depth: int = 32
+    heartbeat_s: float = 30.0
+    hello_timeout_s: float = 30.0
+    max_bad_frames: int = 3
+    messages_per_second: float = 5.0
+    message_burst: int = 20
+
+
+@attrs.frozen
+class Config:
+    """The whole validated configuration."""
+
+    sources: tuple[str, ...]
+    name: str
+    data_dir: Path
+    log_level: str
+    listeners: Mapping[str, tuple[str, ...]]
+    jsonim: JsonImConfig
+    default_capacity: int
+    offer_timeout_s: float
+    default_queue: str
+    when_no_agents: str
+    queues: Mapping[str, QueueConfig]
+    greeting: str
+    answer_timeout_s: float
+    fields: tuple[FieldConfig, ...]
+    max_connections: int
+    max_connections_per_address: int
+
+    def queue_for_topic(self, topic: str | None) -> str:
+        """The queue a customer's topic leads to."""
+        if topic:
+            if topic in self.queues:
+                return topic
+            for queue in self.queues.values():
+                if topic in queue.topics:
+                    return queue.name
+        return self.default_queue
+
+
+def load(path: str | Path | None = None, cwd: Path | None = None) -> Config:
+    """Packaged defaults, merged with ``path`` or else ``./etc/imgateway.toml`` if present."""
+    defaults = resources.files("gateway").joinpath("defaults.toml").read_text("utf-8")
+    merged = tomllib.loads(defaults)
+    sources = ["packaged defaults"]
+    site: Path | None = None
+    if path is not None:
+        site = Path(path)
+        if not site.is_file():
+            raise ConfigError(str(site), "-", "no such file")
+    else:
+        candidate = (cwd or Path.cwd()) / SITE_CONFIG
+        if candidate.is_file():
+            site = candidate
+    source = "packaged defaults"
+    if site is not None:
+        source = str(site)
+        try:
+            data = tomllib.loads(site.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(source, "-", f"cannot read: {e}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(source, "-", f"not valid TOML: {e}") from None
+        _merge(merged, data)
+        sources.append(source)
+    return _validate(merged, tuple(sources), source)
+
+
+def _merge(base: dict, over: Mapping) -> None:
+    # Tables merge key by key; anything else (lists included) replaces.
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+class _Reader:
+    """Takes typed values out of one table, remembering the key path for errors."""
+
+    def __init__(self, source: str, table: Any, prefix: str) -> None:
+        self.source, self.prefix = source, prefix
+        if not isinstance(table, dict):
+            raise ConfigError(source, prefix, "must be a table")
+        self.table = table
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(self.source, self.key(name), problem)
+
+    def get(self, name: str, kind: type | tuple, default: Any = attrs.NOTHING) -> Any:
+        self.seen.add(name)
+        if name not in self.table:
+            if default is attrs.NOTHING:
+                raise self.fail(name, "is required")
+            return default
+        value = self.table[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is an int in Python; TOML keeps them apart, so do we.
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.fail(name, f"must be {_kind_name(kinds)}, not a boolean")
+        if not isinstance(value, kinds):
+            raise self.fail(name, f"must be {_kind_name(kinds)}, not {type(value).__name__}")
+        return value
+
+    def number(
+        self,
+        name: str,
+        default: Any = attrs.NOTHING,
+        *,
+        low: float = 0,
+        high: float = 1e9,
+        integer: bool = False,
+    ) -> Any:
+        value = self.get(name, int if integer else (int, float), default)
+        if not low <= value <= high:
+            raise self.fail(name, f"must be between {low:g} and {high:g}, not {value}")
+        return int(value) if integer else float(value)
+
+    def text(
+        self,
+        name: str,
+        default: Any = attrs.NOTHING,
+        *,
+        check: Callable[[str], str | None] | None = None,
+    ) -> str:
+        value = self.get(name, str, default)
+        problem = check(value) if check else None
+        if problem:
+            raise self.fail(name, problem)
+        return value
+
+    def table_of(self, name: str) -> _Reader:
+        self.seen.add(name)
+        return _Reader(self.source, self.table.get(name, {}), self.key(name))
+
+    def done(self) -> None:
+        for name in self.table:
+            if name not in self.seen:
+                raise self.fail(name, "unknown key")
+
+
+def _kind_name(kinds: tuple) -> str:
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        list: "a list",
+        dict: "a table",
+    }
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _one_of(options: tuple[str, ...]) -> Callable[[str], str | None]:
+    return lambda v: None if v in options else f"must be one of {', '.join(options)}, not {v!r}"
+
+
+def _valid_name(value: str) -> str | None:
+    if _NAME.match(value):
+        return None
+    return f"{value!r} is not a valid name (lowercase letters, digits, '-' and '_')"
+
+
+def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
+    root = _Reader(source, data, "")
+
+    gw = root.table_of("gateway")
+    name = gw.text("name", check=lambda v: None if v.strip() else "must not be empty")
+    data_dir = Path(gw.text("data_dir", check=lambda v: None if v else "must not be empty"))
+    gw.done()
+
+    logging = root.table_of("logging")
+    log_level = logging.text("level", check=_one_of(LOG_LEVELS))
+    logging.done()
+
+    lis = root.table_of("listeners")
+    listeners: dict[str, tuple[str, ...]] = {}
+    for proto in ("jsonim",):
+        endpoints = lis.get(proto, list, [])
+        for i, ep in enumerate(endpoints):
+            if not isinstance(ep, str) or not ep:
+                raise lis.fail(f"{proto}[{i}]", "must be a Twisted endpoint string")
+        listeners[proto] = tuple(endpoints)
+    lis.done()
+
+    j = root.table_of("jsonim")
+    jsonim = JsonImConfig(
+        max_frame=j.number("max_frame", low=256, high=16 * 1024 * 1024, integer=True),
+        max_depth=j.number("max_depth", low=2, high=256, integer=True),
+        heartbeat_s=j.number("heartbeat_s", low=1, high=86400),
+        hello_timeout_s=j.number("hello_timeout_s", low=1, high=3600),
+        max_bad_frames=j.number("max_bad_frames", low=1, high=1000, integer=True),
+        messages_per_second=j.number("messages_per_second", low=0.01, high=1e6),
+        message_burst=j.number("message_burst", low=1, high=1e6, integer=True),
+    )
+    j.done()
+
+    ag = root.table_of("agents")
+    default_capacity = ag.number("default_capacity", low=1, high=1000, integer=True)
+    offer_timeout_s = ag.number("offer_timeout_s", low=1, high=3600)
+    ag.done()
+
+    qs = root.table_of("queues")
+    queues: dict[str, QueueConfig] = {}
+    for qname in qs.table:
+        if _valid_name(qname):
+            raise qs.fail(qname, _valid_name(qname))
+        q = qs.table_of(qname)
+        topics = q.get("topics", list, [])
+        if not all(isinstance(t, str) for t in topics):
+            raise q.fail("topics", "must be a list of strings")
+        queues[qname] = QueueConfig(
+            name=qname,
+            topics=tuple(topics),
+            max_waiting=q.number("max_waiting", 1000, low=1, high=10_000_000, integer=True),
+            max_wait_s=q.number("max_wait_s", 900, low=1, high=7 * 86400),
+            expected_wait_s=q.number("expected_wait_s", 60, low=0, high=86400),
+        )
+        q.done()
+    qs.done()
+    if not queues:
+        raise ConfigError(source, "queues", "at least one queue is required")
+
+    rt = root.table_of("routing")
+    default_queue = rt.text("default_queue")
+    if default_queue not in queues:
+        raise rt.fail("default_queue", f"names no queue: {default_queue!r}")
+    when_no_agents = rt.text("when_no_agents", check=_one_of(("wait", "end")))
+    rt.done()
+
+    iv = root.table_of("interview")
+    greeting = iv.text("greeting", "")
+    answer_timeout_s = iv.number("answer_timeout_s", 600, low=1, high=86400)
+    raw_fields = iv.get("fields", list, [])
+    fields = tuple(_field(source, f"interview.fields[{i}]", f) for i, f in enumerate(raw_fields))
+    names = [f.name for f in fields]
+    for i, n in enumerate(names):
+        if n in names[:i]:
+            raise ConfigError(source, f"interview.fields[{i}].name", f"duplicate field {n!r}")
+    iv.done()
+
+    fw = root.table_of("firewall")
+    max_connections = fw.number("max_connections", low=1, high=10_000_000, integer=True)
+    per_address = fw.number("max_connections_per_address", low=1, high=10_000_000, integer=True)
+    fw.done()
+
+    root.done()
+    return Config(
+        sources=sources,
+        name=name,
+        data_dir=data_dir,
+        log_level=log_level,
+        listeners=listeners,
+        jsonim=jsonim,
+        default_capacity=default_capacity,
+        offer_timeout_s=offer_timeout_s,
+        default_queue=default_queue,
+        when_no_agents=when_no_agents,
+        queues=queues,
+        greeting=greeting,
+        answer_timeout_s=answer_timeout_s,
+        fields=fields,
+        max_connections=max_connections,
+        max_connections_per_address=per_address,
+    )
+
+
+def _field(source: str, prefix: str, table: Any) -> FieldConfig:
+    f = _Reader(source, table, prefix)
+    kind = f.text("kind", "text", check=_one_of(FIELD_KINDS))
+    raw_choices = f.get("choices", list, [])
+    choices = []
+    for i, c in enumerate(raw_choices):
+        c_reader = _Reader(source, c, f"{prefix}.choices[{i}]")
+        value = c_reader.text("value", check=lambda v: None if v else "must not be empty")
+        choices.append(ChoiceConfig(value=value, label=c_reader.text("label", value)))
+        c_reader.done()
+    if kind == "choice" and not choices:
+        raise f.fail("choices", "a choice field needs at least one choice")
+    if kind != "choice" and choices:
+        raise f.fail("choices", f"only a choice field has choices, this one is {kind!r}")
+    pattern = f.get("pattern", str, None)
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise f.fail("pattern", f"not a valid regular expression: {e}") from None
+    field = FieldConfig(
+        name=f.text("name", check=_valid_name),
+        prompt=f.text("prompt", check=lambda v: None if v.strip() else "must not be empty"),
+        kind=kind,
+        choices=tuple(choices),
+        required=f.get("required", bool, True),
+        max_length=f.number("max_length", 200, low=1, high=65536, integer=True),
+        pattern=pattern,
+        retry=f.text("retry", "Sorry, I didn't get that."),
+    )
+    f.done()
+    return field

@@ -1,0 +1,54 @@
+"""Durable records: what the store keeps and the admin CLI shows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+
+@attrs.frozen
+class AgentRecord:
+    """A provisioned agent account."""
+
+    name: str
+    display_name: str
+    password_hash: str
+    capacity: int
+    skills: Mapping[str, int] = attrs.field(factory=dict)
+    created: float = 0.0
+
+
+@attrs.frozen
+class ConversationRecord:
+    """One customer's case as stored."""
+
+    id: str
+    customer_alias: str
+    protocol: str
+    client_name: str
+    client_version: str
+    started: float
+    queue: str | None = None
+    topic: str | None = None
+    identity: Mapping[str, str] = attrs.field(factory=dict)
+    state: str = "interview"
+    agent: str | None = None
+    ended: float | None = None
+    end_reason: str | None = None
+
+
+@attrs.frozen
+class StoredMessage:
+    """One line of a transcript.
+
+    ``sender`` is customer, agent or system; ``agent`` names the agent account
+    for agent lines (never shown to customers).
+    """
+
+    id: str
+    conversation: str
+    sender: str
+    text: str
+    ts: float
+    agent: str | None = None

@@ -1,0 +1,1 @@
+"""Wire protocol adapters: each turns bytes into neutral events and back."""
