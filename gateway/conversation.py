@@ -1,0 +1,138 @@
+"""A conversation's state, and the queues conversations wait in."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+
+from gateway.config import QueueConfig
+from gateway.events import ClientInfo, HistoryEntry
+from gateway.interview import Interview
+
+INTERVIEW = "interview"
+QUEUED = "queued"
+OFFERED = "offered"
+CONNECTED = "connected"
+ENDED = "ended"
+
+# Lines replayed to a joining agent; older ones stay in the transcript only.
+HISTORY_LIMIT = 200
+
+_arrivals = itertools.count()
+
+
+@attrs.define(eq=False)
+class PendingOffer:
+    """An offer made to one agent, waiting for accept, reject or timeout."""
+
+    id: str
+    conversation: Conversation
+    agent: str
+    timer: Any = None
+
+
+@attrs.define(eq=False)
+class Conversation:
+    """One customer's case, from the interview to its end, across agents."""
+
+    id: str
+    customer: Any
+    alias: str
+    protocol: str
+    client: ClientInfo
+    started: float
+    interview: Interview
+    state: str = INTERVIEW
+    queue: str | None = None
+    # (time, tie-breaker) of first entering a queue; kept across requeues so a
+    # customer whose agent dropped does not go to the back of the line.
+    arrival: tuple[float, int] | None = None
+    agent: Any = None
+    offer: PendingOffer | None = None
+    routing: bool = False
+    declined: set[str] = attrs.field(factory=set)
+    lapsed: set[str] = attrs.field(factory=set)
+    target_agent: str | None = None
+    history: list[HistoryEntry] = attrs.field(factory=list)
+    last_sent_position: tuple[int, int] | None = None
+    timer: Any = None
+    position_at_entry: int = 0
+
+    @property
+    def answers(self) -> dict[str, str]:
+        """What the interview learnt (and what the customer gave up front)."""
+        return self.interview.answers
+
+    @property
+    def topic(self) -> str | None:
+        """The customer's topic, once known."""
+        return self.answers.get("topic")
+
+    @property
+    def waiting(self) -> bool:
+        """True while in a queue (offered conversations still hold their place)."""
+        return self.state in (QUEUED, OFFERED)
+
+    def remember(self, entry: HistoryEntry) -> None:
+        """Keep a line for agents who join later."""
+        self.history.append(entry)
+        if len(self.history) > HISTORY_LIMIT:
+            del self.history[0]
+
+    def mark_arrival(self, now: float) -> None:
+        """Take a place in line, unless one is held already."""
+        if self.arrival is None:
+            self.arrival = (now, next(_arrivals))
+
+
+class Queue:
+    """Conversations waiting for an agent, in arrival order, with a wait estimate."""
+
+    def __init__(self, config: QueueConfig) -> None:
+        self.config = config
+        self._waiting: dict[str, Conversation] = {}
+        # Kept sorted by arrival: new arrivals append, requeued ones slot back in.
+        self._order: list[tuple[tuple[float, int], str]] = []
+        # Seconds of wait per position ahead, refined as customers are connected.
+        self._per_position = config.expected_wait_s
+
+    @property
+    def name(self) -> str:
+        """The queue's configured name."""
+        return self.config.name
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def __contains__(self, conversation: Conversation) -> bool:
+        return conversation.id in self._waiting
+
+    def add(self, conversation: Conversation) -> None:
+        """Put a conversation in line by its arrival."""
+        if conversation.id in self._waiting:
+            return
+        self._waiting[conversation.id] = conversation
+        bisect.insort(self._order, (conversation.arrival, conversation.id))
+
+    def remove(self, conversation: Conversation) -> None:
+        """Take a conversation out of line."""
+        if self._waiting.pop(conversation.id, None) is not None:
+            key = (conversation.arrival, conversation.id)
+            del self._order[bisect.bisect_left(self._order, key)]
+
+    def in_order(self) -> Iterator[Conversation]:
+        """Waiting conversations, first in line first (a snapshot)."""
+        return iter([self._waiting[cid] for _, cid in self._order])
+
+    def eta(self, position: int) -> int:
+        """Estimated seconds until a customer at ``position`` is connected."""
+        return round(position * self._per_position)
+
+    def observe_wait(self, waited: float, position_at_entry: int) -> None:
+        """Refine the estimate from a customer who was just connected."""
+        sample = waited / max(1, position_at_entry)
+        self._per_position = 0.8 * self._per_position + 0.2 * sample
