@@ -1,0 +1,137 @@
+"""The twistd service: store, core and listeners, started and stopped in order."""
+
+from __future__ import annotations
+
+import sys
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, maybeDeferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+import gateway
+from firewall.wrapper import wrap
+from gateway import logs, passwords
+from gateway.agents import AgentDirectory
+from gateway.config import Config
+from gateway.core import Gateway
+from gateway.routing import FirstAvailableRouter
+from gateway.store import SqliteStore
+from protocols.jsonim.protocol import JsonImFactory
+
+
+class StartupError(SystemExit):
+    """Startup cannot go on; the one line has been written to stderr."""
+
+    def __init__(self, line: str) -> None:
+        sys.stderr.write(f"imgateway: {line}\n")
+        sys.stderr.flush()
+        super().__init__(1)
+
+
+class GatewayService(MultiService):
+    """Runs one gateway: binds its listeners, opens its store, serves its core."""
+
+    _log = Logger(observer=logs.observer)
+
+    def __init__(self, config: Config, reactor) -> None:
+        super().__init__()
+        self.config = config
+        self._reactor = reactor
+        self.store = SqliteStore(config.data_dir, reactor)
+        self.directory = AgentDirectory()
+        self.gateway = Gateway(
+            config,
+            store=self.store,
+            router=FirstAvailableRouter(self.directory),
+            directory=self.directory,
+            clock=reactor,
+            verify_password=self._verify_password,
+        )
+        self.factories = {
+            "jsonim": JsonImFactory(
+                self.gateway, config.jsonim, server_name=config.name, clock=reactor
+            ),
+        }
+        self.ports: list[tuple[str, str, IListeningPort]] = []
+
+    def _verify_password(self, password: str, stored: str | None) -> Deferred[bool]:
+        # scrypt is slow on purpose; keep it off the reactor thread.
+        def check() -> bool:
+            if stored is None:
+                # Unknown agents cost the same time as known ones.
+                passwords.verify_password(password, passwords.dummy_hash())
+                return False
+            return passwords.verify_password(password, stored)
+
+        return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), check)
+
+    def privilegedStartService(self) -> None:
+        """Bind every listener before anything else starts; any failure stops startup."""
+        self._log.info(
+            "imgateway {version} configuration: {sources}",
+            version=gateway.__version__,
+            sources=" + ".join(self.config.sources),
+        )
+        for proto, endpoints in self.config.listeners.items():
+            factory = wrap(
+                self.factories[proto],
+                listener=proto,
+                max_connections=self.config.max_connections,
+                max_connections_per_address=self.config.max_connections_per_address,
+            )
+            for description in endpoints:
+                self._listen(proto, description, factory)
+        super().privilegedStartService()
+
+    def _listen(self, proto: str, description: str, factory) -> None:
+        results: list = []
+        try:
+            endpoint = serverFromString(self._reactor, description)
+        except (ValueError, KeyError, TypeError) as e:
+            self._abort(f"listeners.{proto}: bad endpoint {description!r}: {e}")
+        endpoint.listen(factory).addBoth(results.append)
+        if not results:
+            self._abort(f"listeners.{proto}: {description!r} did not bind at startup")
+        result = results[0]
+        if not IListeningPort.providedBy(result):
+            self._abort(f"listeners.{proto}: cannot listen on {description!r}: {result.value}")
+        self.ports.append((proto, description, result))
+        address = result.getHost()
+        where = f"{address.host}:{address.port}" if hasattr(address, "port") else str(address)
+        self._log.info(
+            "{proto} listener {description} listening on {where}",
+            proto=proto,
+            description=description,
+            where=where,
+        )
+
+    def _abort(self, line: str) -> None:
+        # Nothing may stay half-started: release what was bound, then stop.
+        for _, _, port in self.ports:
+            port.stopListening()
+        self.ports.clear()
+        raise StartupError(line)
+
+    def startService(self) -> None:
+        """Open the store, then let the core serve."""
+        logs.set_level(self.config.log_level)
+        try:
+            self.store.start()
+        except Exception as e:
+            self._abort(
+                f"gateway.data_dir: cannot open the database in {self.config.data_dir}: {e}"
+            )
+        super().startService()
+
+    @inlineCallbacks
+    def stopService(self):
+        """Stop accepting, end conversations, finish writes."""
+        yield DeferredList([maybeDeferred(port.stopListening) for _, _, port in self.ports])
+        self.ports.clear()
+        self.gateway.shutdown()
+        yield super().stopService()
+        yield self.store.close()
+        self._log.info("imgateway stopped")

@@ -1,0 +1,327 @@
+"""The conversation machinery, driven through the core's session API."""
+
+from __future__ import annotations
+
+import pytest
+from zope.interface.verify import verifyObject
+
+from gateway import events as ev
+from gateway.errors import AuthFailed, BadRequest, InternalError, NotAllowed, Unavailable
+from gateway.interfaces import IAgentDirectory, IRouter, IStore
+from gateway.routing import FirstAvailableRouter
+from core_helpers import FaultyStore, make_harness, result_of
+
+
+def test_interfaces_are_provided():
+    h = make_harness()
+    verifyObject(IStore, h.store)
+    verifyObject(IAgentDirectory, h.directory)
+    verifyObject(IRouter, FirstAvailableRouter(h.directory))
+
+
+def test_interview_asks_each_field_then_queues():
+    h = make_harness()
+    party, session = h.customer()
+    greeting, prompt = party.take()
+    assert isinstance(greeting, ev.Message) and greeting.sender == ev.SYSTEM
+    assert greeting.text == h.gateway.config.greeting
+    assert prompt == ev.Prompt(field="name", text="What is your name?")
+
+    assert result_of(session.say("Dana")).startswith("g-")
+    (topic,) = party.take()
+    assert topic.field == "topic"
+    assert [c.value for c in topic.choices] == ["billing", "tech", "other"]
+    assert topic.text.splitlines()[1:] == [
+        "1. Billing",
+        "2. Technical support",
+        "3. Something else",
+    ]
+
+    result_of(session.say("2"))
+    assert party.take() == [ev.Queued(position=1, eta_s=60)]
+    conv = session.conversation
+    assert conv.state == "queued" and conv.queue == "general"
+    assert conv.answers == {"name": "Dana", "topic": "tech"}
+
+
+def test_a_wrong_answer_is_asked_again():
+    h = make_harness()
+    party, session = h.customer({"name": "Dana"})
+    party.take()
+    result_of(session.say("astrology"))
+    (again,) = party.take()
+    assert again.field == "topic"
+    assert again.text.startswith("Sorry, I didn't get that. What can we help you with?")
+    result_of(session.say("billing"))
+    assert party.take() == [ev.Queued(position=1, eta_s=60)]
+
+
+def test_answers_given_up_front_are_not_asked():
+    h = make_harness()
+    party, _ = h.customer({"name": "Dana", "topic": "Billing", "email": "d@example.org"})
+    events = party.take()
+    assert not [e for e in events if isinstance(e, ev.Prompt)]
+    assert events[-1] == ev.Queued(position=1, eta_s=60)
+
+
+def test_whole_conversation_from_offer_to_end():
+    h = make_harness()
+    anna, anna_s = h.agent("anna")
+    cust, cust_s = h.customer()
+    cust.take()
+    result_of(cust_s.say("Dana"))
+    result_of(cust_s.say("billing"))
+    offer = anna.last(ev.Offer)
+    conv_id = cust_s.conversation.id
+    assert offer.conversation == conv_id and offer.expires_in_s == 20
+    assert offer.customer == ev.CustomerCard(
+        alias=cust_s.conversation.alias,
+        protocol="jsonim",
+        client=ev.ClientInfo("acme", "2.3.1"),
+        topic="billing",
+        identity={"name": "Dana"},
+    )
+    assert cust_s.conversation.state == "offered"
+
+    anna_s.accept(offer.offer)
+    assert cust.last(ev.Connected) == ev.Connected(conv_id, "Anna A.")
+    connected = anna.last(ev.Connected)
+    assert connected.peer_alias == cust_s.conversation.alias
+    said = [(e.sender, e.text) for e in connected.history]
+    assert (ev.CUSTOMER, "Dana") in said and (ev.CUSTOMER, "billing") in said
+
+    cust.take()
+    anna.take()
+    msg = result_of(cust_s.say("my bill is wrong"))
+    (delivered,) = anna.take()
+    assert delivered == ev.Message(conv_id, ev.CUSTOMER, msg, "my bill is wrong", h.clock.seconds())
+    reply = result_of(anna_s.say(conv_id, "Let me look."))
+    assert cust.take() == [ev.Message(conv_id, ev.AGENT, reply, "Let me look.", 0.0)]
+    stored = [(m.sender, m.text, m.agent) for m in result_of(h.store.transcript(conv_id))]
+    assert stored[-2:] == [
+        ("customer", "my bill is wrong", None),
+        ("agent", "Let me look.", "anna"),
+    ]
+
+    cust_s.typing("active")
+    assert anna.take() == [ev.Typing(conv_id, "active")]
+    anna_s.typing(conv_id, "paused")
+    assert cust.take() == [ev.Typing(conv_id, "paused")]
+    with pytest.raises(BadRequest):
+        cust_s.typing("dancing")
+
+    cust_s.end()
+    assert cust.take() == [ev.Ended(conv_id, "customer")]
+    assert anna.take() == [ev.Ended(conv_id, "customer")]
+    assert result_of(h.store.get_conversation(conv_id)).end_reason == "customer"
+    with pytest.raises(NotAllowed):
+        cust_s.end()
+    with pytest.raises(NotAllowed):
+        result_of(cust_s.say("hello?"))
+    assert anna_s.state.load == 0
+
+
+def connect(h, agent_party, agent_session, name="Dana"):
+    cust, cust_s = h.queued_customer(name)
+    offer = agent_party.last(ev.Offer)
+    assert offer.conversation == cust_s.conversation.id
+    agent_session.accept(offer.offer)
+    return cust, cust_s
+
+
+def test_agent_drop_requeues_with_history_to_next_agent():
+    h = make_harness()
+    anna, anna_s = h.agent("anna")
+    cust, cust_s = connect(h, anna, anna_s)
+    conv_id = cust_s.conversation.id
+    result_of(cust_s.say("the invoice is double"))
+    result_of(anna_s.say(conv_id, "checking"))
+    cust.take()
+
+    anna_s.disconnected()
+    dropped, queued = cust.take()
+    assert dropped.sender == ev.SYSTEM and "disconnected" in dropped.text
+    # The first customer was connected at once: the estimate moved from 60 s to 48 s.
+    assert queued == ev.Queued(position=1, eta_s=48)
+
+    bob, bob_s = h.agent("bob")
+    offer = bob.last(ev.Offer)
+    bob_s.accept(offer.offer)
+    history = [(e.sender, e.text) for e in bob.last(ev.Connected).history]
+    assert history[-3:] == [
+        (ev.CUSTOMER, "the invoice is double"),
+        (ev.AGENT, "checking"),
+        (ev.SYSTEM, dropped.text),
+    ]
+    assert cust.last(ev.Connected) == ev.Connected(conv_id, "Bob A.")
+
+
+def test_offer_times_out_then_next_agent_then_rings_again():
+    h = make_harness()
+    anna, anna_s = h.agent("anna")
+    h.clock.advance(1)
+    bob, bob_s = h.agent("bob")
+    _, cust_s = h.queued_customer()
+    first = anna.last(ev.Offer)  # idle longest
+    assert not bob.of(ev.Offer)
+    h.clock.advance(20)
+    assert anna.last(ev.Revoked) == ev.Revoked(first.offer, "timeout")
+    second = bob.last(ev.Offer)
+    assert second.conversation == first.conversation
+    h.clock.advance(20)
+    assert bob.last(ev.Revoked) == ev.Revoked(second.offer, "timeout")
+    # Nobody else: both are rung again rather than the customer waiting forever.
+    assert len(anna.of(ev.Offer)) == 2
+    with pytest.raises(NotAllowed):
+        anna_s.accept(first.offer)
+    anna_s.accept(anna.last(ev.Offer).offer)
+    assert cust_s.conversation.state == "connected"
+
+
+def test_rejecting_agent_is_not_offered_again():
+    h = make_harness()
+    anna, anna_s = h.agent("anna")
+    _, cust_s = h.queued_customer()
+    anna_s.reject(anna.last(ev.Offer).offer)
+    assert cust_s.conversation.state == "queued"
+    h.clock.advance(100)
+    assert len(anna.of(ev.Offer)) == 1
+    bob, bob_s = h.agent("bob")
+    assert bob.last(ev.Offer).conversation == cust_s.conversation.id
+
+
+def test_customer_leaving_revokes_the_offer():
+    h = make_harness()
+    anna, anna_s = h.agent("anna")
+    _, cust_s = h.queued_customer()
+    offer = anna.last(ev.Offer)
+    cust_s.disconnected()
+    assert anna.last(ev.Revoked) == ev.Revoked(offer.offer, "customer_left")
+    assert anna_s.state.load == 0
+    assert h.gateway.conversations == {}
+
+
+def test_customer_leaving_in_each_state_ends_it():
+    h = make_harness()
+    party, session = h.customer()
+    session.disconnected()
+    assert session.conversation.state == "ended"
+    assert not party.of(ev.Ended)  # nobody left to tell
+    party, session = h.queued_customer()
+    session.end()
+    assert party.last(ev.Ended).reason == "customer"
+    assert len(h.gateway.queues["general"]) == 0
+
+
+def test_capacity_and_queue_positions():
+    h = make_harness()
+    anna, anna_s = h.agent("anna")
+    anna_s.state.capacity = 1
+    c1, s1 = connect(h, anna, anna_s)
+    c2, s2 = h.queued_customer("Two")
+    c3, s3 = h.queued_customer("Three")
+    # One customer connected at once: 48 s a place, not the configured 60.
+    assert c2.last(ev.Queued) == ev.Queued(1, 48)
+    assert c3.last(ev.Queued) == ev.Queued(2, 96)
+    assert len(anna.of(ev.Offer)) == 1
+    s2.end()
+    assert c3.last(ev.Queued) == ev.Queued(1, 48)
+    anna_s.end(s1.conversation.id)
+    assert anna.last(ev.Offer).conversation == s3.conversation.id
+
+
+def test_transfer_to_queue_and_to_agent():
+    h = make_harness()
+    anna, anna_s = h.agent("anna")
+    cust, cust_s = connect(h, anna, anna_s)
+    conv_id = cust_s.conversation.id
+    bob, bob_s = h.agent("bob")
+    with pytest.raises(Unavailable):
+        anna_s.transfer(conv_id, queue="nowhere")
+    with pytest.raises(Unavailable):
+        anna_s.transfer(conv_id, agent="carl")  # not logged in
+    with pytest.raises(BadRequest):
+        anna_s.transfer(conv_id, agent="anna")
+    anna_s.transfer(conv_id, agent="bob")
+    assert anna.last(ev.Ended) == ev.Ended(conv_id, "agent")
+    bob_s.accept(bob.last(ev.Offer).offer)
+    assert cust.last(ev.Connected).peer_alias == "Bob A."
+    bob_s.transfer(conv_id, queue="general")
+    # Anna transferred it away once: she is not offered it back.
+    assert not [o for o in anna.of(ev.Offer) if o.conversation == conv_id][1:]
+    carl, carl_s = h.agent("carl")
+    assert carl.last(ev.Offer).conversation == conv_id
+
+
+def test_wait_timeout_and_no_agents_policy():
+    h = make_harness()
+    cust, cust_s = h.queued_customer()
+    h.clock.advance(900)
+    assert cust.last(ev.Ended).reason == "timeout"
+    h = make_harness(when_no_agents="end")
+    cust, _ = h.queued_customer()
+    assert cust.last(ev.Ended).reason == "no_agents"
+
+
+def test_interview_answer_timeout():
+    h = make_harness()
+    cust, _ = h.customer()
+    h.clock.advance(600)
+    assert cust.last(ev.Ended).reason == "timeout"
+
+
+def test_agent_authentication():
+    h = make_harness()
+    party, result = h.agent("anna", password="wrong")
+    assert result.check(AuthFailed)
+    party, result = h.agent("mallory")
+    assert result.check(AuthFailed)
+    _, anna_s = h.agent("anna")
+    with pytest.raises(BadRequest):
+        anna_s.set_presence("dancing")
+
+
+def test_second_login_replaces_the_first_and_requeues():
+    h = make_harness()
+    anna, anna_s = h.agent("anna")
+    cust, cust_s = connect(h, anna, anna_s)
+    anna2, anna2_s = h.agent("anna")
+    assert anna.closed == "logged in from another connection"
+    assert anna2.last(ev.Offer).conversation == cust_s.conversation.id
+
+
+def test_agent_cannot_touch_a_conversation_it_is_not_in():
+    h = make_harness()
+    anna, anna_s = h.agent("anna")
+    bob, bob_s = h.agent("bob")
+    _, cust_s = connect(h, anna, anna_s)
+    conv_id = cust_s.conversation.id
+    with pytest.raises(NotAllowed):
+        result_of(bob_s.say(conv_id, "hi"))
+    with pytest.raises(NotAllowed):
+        bob_s.end(conv_id)
+    with pytest.raises(NotAllowed):
+        bob_s.accept("o-unknown")
+
+
+def test_store_failure_is_internal_and_the_message_is_not_delivered():
+    h = make_harness(store=FaultyStore())
+    anna, anna_s = h.agent("anna")
+    cust, cust_s = connect(h, anna, anna_s)
+    anna.take()
+    with pytest.raises(InternalError):
+        result_of(cust_s.say("poison"))
+    assert anna.take() == []
+    assert result_of(cust_s.say("fine")).startswith("g-")
+
+
+def test_shutdown_ends_everything_and_refuses_newcomers():
+    h = make_harness()
+    anna, anna_s = h.agent("anna")
+    cust, cust_s = connect(h, anna, anna_s)
+    h.gateway.shutdown()
+    assert cust.last(ev.Ended).reason == "shutdown"
+    assert anna.last(ev.Ended).reason == "shutdown"
+    assert cust.closed == anna.closed == "shutdown"
+    with pytest.raises(Unavailable):
+        h.customer()
