@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from core_helpers import FaultyStore, make_harness, result_of
 from zope.interface.verify import verifyObject
 
 from gateway import events as ev
 from gateway.errors import AuthFailed, BadRequest, InternalError, NotAllowed, Unavailable
 from gateway.interfaces import IAgentDirectory, IRouter, IStore
 from gateway.routing import FirstAvailableRouter
-from core_helpers import FaultyStore, make_harness, result_of
 
 
 def test_interfaces_are_provided():
@@ -160,7 +160,7 @@ def test_offer_times_out_then_next_agent_then_rings_again():
     h = make_harness()
     anna, anna_s = h.agent("anna")
     h.clock.advance(1)
-    bob, bob_s = h.agent("bob")
+    bob, _bob_s = h.agent("bob")
     _, cust_s = h.queued_customer()
     first = anna.last(ev.Offer)  # idle longest
     assert not bob.of(ev.Offer)
@@ -186,7 +186,7 @@ def test_rejecting_agent_is_not_offered_again():
     assert cust_s.conversation.state == "queued"
     h.clock.advance(100)
     assert len(anna.of(ev.Offer)) == 1
-    bob, bob_s = h.agent("bob")
+    bob, _bob_s = h.agent("bob")
     assert bob.last(ev.Offer).conversation == cust_s.conversation.id
 
 
@@ -217,7 +217,7 @@ def test_capacity_and_queue_positions():
     h = make_harness()
     anna, anna_s = h.agent("anna")
     anna_s.state.capacity = 1
-    c1, s1 = connect(h, anna, anna_s)
+    _c1, s1 = connect(h, anna, anna_s)
     c2, s2 = h.queued_customer("Two")
     c3, s3 = h.queued_customer("Three")
     # One customer connected at once: 48 s a place, not the configured 60.
@@ -249,13 +249,13 @@ def test_transfer_to_queue_and_to_agent():
     bob_s.transfer(conv_id, queue="general")
     # Anna transferred it away once: she is not offered it back.
     assert not [o for o in anna.of(ev.Offer) if o.conversation == conv_id][1:]
-    carl, carl_s = h.agent("carl")
+    carl, _carl_s = h.agent("carl")
     assert carl.last(ev.Offer).conversation == conv_id
 
 
 def test_wait_timeout_and_no_agents_policy():
     h = make_harness()
-    cust, cust_s = h.queued_customer()
+    cust, _cust_s = h.queued_customer()
     h.clock.advance(900)
     assert cust.last(ev.Ended).reason == "timeout"
     h = make_harness(when_no_agents="end")
@@ -272,9 +272,9 @@ def test_interview_answer_timeout():
 
 def test_agent_authentication():
     h = make_harness()
-    party, result = h.agent("anna", password="wrong")
+    _, result = h.agent("anna", password="wrong")
     assert result.check(AuthFailed)
-    party, result = h.agent("mallory")
+    _, result = h.agent("mallory")
     assert result.check(AuthFailed)
     _, anna_s = h.agent("anna")
     with pytest.raises(BadRequest):
@@ -284,8 +284,8 @@ def test_agent_authentication():
 def test_second_login_replaces_the_first_and_requeues():
     h = make_harness()
     anna, anna_s = h.agent("anna")
-    cust, cust_s = connect(h, anna, anna_s)
-    anna2, anna2_s = h.agent("anna")
+    _cust, cust_s = connect(h, anna, anna_s)
+    anna2, _anna2_s = h.agent("anna")
     assert anna.closed == "logged in from another connection"
     assert anna2.last(ev.Offer).conversation == cust_s.conversation.id
 
@@ -293,7 +293,7 @@ def test_second_login_replaces_the_first_and_requeues():
 def test_agent_cannot_touch_a_conversation_it_is_not_in():
     h = make_harness()
     anna, anna_s = h.agent("anna")
-    bob, bob_s = h.agent("bob")
+    _bob, bob_s = h.agent("bob")
     _, cust_s = connect(h, anna, anna_s)
     conv_id = cust_s.conversation.id
     with pytest.raises(NotAllowed):
@@ -307,7 +307,7 @@ def test_agent_cannot_touch_a_conversation_it_is_not_in():
 def test_store_failure_is_internal_and_the_message_is_not_delivered():
     h = make_harness(store=FaultyStore())
     anna, anna_s = h.agent("anna")
-    cust, cust_s = connect(h, anna, anna_s)
+    _cust, cust_s = connect(h, anna, anna_s)
     anna.take()
     with pytest.raises(InternalError):
         result_of(cust_s.say("poison"))
@@ -318,7 +318,7 @@ def test_store_failure_is_internal_and_the_message_is_not_delivered():
 def test_shutdown_ends_everything_and_refuses_newcomers():
     h = make_harness()
     anna, anna_s = h.agent("anna")
-    cust, cust_s = connect(h, anna, anna_s)
+    cust, _cust_s = connect(h, anna, anna_s)
     h.gateway.shutdown()
     assert cust.last(ev.Ended).reason == "shutdown"
     assert anna.last(ev.Ended).reason == "shutdown"
