@@ -1,0 +1,76 @@
+"""The twistd surface: options, makeService, listeners bound at startup."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.error import CannotListenError
+from twisted.internet.testing import MemoryReactor
+
+from gateway import tap
+from gateway.service import GatewayService, StartupError
+from protocols.jsonim.protocol import JsonImFactory
+
+
+def options(*argv: str) -> tap.Options:
+    opts = tap.Options()
+    opts.parseOptions(list(argv))
+    return opts
+
+
+def write_config(tmp_path, listeners='["tcp:7171:interface=127.0.0.1"]'):
+    path = tmp_path / "gw.toml"
+    path.write_text(
+        f'[gateway]\ndata_dir = "{tmp_path / "data"}"\n[listeners]\njsonim = {listeners}\n'
+    )
+    return path
+
+
+def test_options():
+    assert options()["config"] is None
+    assert options("--config", "/etc/imgateway.toml")["config"] == "/etc/imgateway.toml"
+    assert options("-c", "x.toml")["config"] == "x.toml"
+
+
+def test_make_service_binds_the_configured_listeners(tmp_path):
+    reactor = MemoryReactor()
+    service = tap.makeService(options("--config", str(write_config(tmp_path))), reactor)
+    assert isinstance(service, GatewayService)
+    service.privilegedStartService()
+    ((port, factory, _backlog, interface),) = reactor.tcpServers
+    assert (port, interface) == (7171, "127.0.0.1")
+    assert isinstance(factory.wrappedFactory, JsonImFactory)
+
+
+def test_bad_config_is_one_line_and_exit(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text("[jsonim]\nmax_frame = -1\n")
+    with pytest.raises(SystemExit) as caught:
+        tap.makeService(options("--config", str(path)), MemoryReactor())
+    assert caught.value.code == 1
+    err = capsys.readouterr().err
+    assert (
+        err == f"imgateway: {path}: jsonim.max_frame: must be between 256 and 1.67772e+07, not -1\n"
+    )
+
+
+class RefusingReactor(MemoryReactor):
+    """Binds the first port, refuses the second."""
+
+    def listenTCP(self, port, factory, backlog=50, interface=""):  # noqa: N802
+        if port == 7272:
+            raise CannotListenError(interface, port, OSError(98, "Address already in use"))
+        return super().listenTCP(port, factory, backlog, interface)
+
+
+def test_a_listener_that_cannot_bind_stops_startup(tmp_path, capsys):
+    reactor = RefusingReactor()
+    path = write_config(
+        tmp_path, '["tcp:7171:interface=127.0.0.1", "tcp:7272:interface=127.0.0.1"]'
+    )
+    service = tap.makeService(options("--config", str(path)), reactor)
+    with pytest.raises(StartupError):
+        service.privilegedStartService()
+    assert "cannot listen on 'tcp:7272:interface=127.0.0.1'" in capsys.readouterr().err
+    # The port that did bind was released: nothing stays half-started.
+    assert service.ports == []
+    assert not (tmp_path / "data").exists()
