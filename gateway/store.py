@@ -1,0 +1,379 @@
+"""Transcript stores: SQLite with group commit, and an in-memory one.
+
+:class:`SqliteStore` gives the database to one writer thread. Every operation,
+reads included (so that a read sees every write made before it), goes through
+one queue; the thread runs whatever has queued up in one transaction with one
+commit (one fsync for the whole batch), and only then fires the Deferreds, in
+order, in the reactor thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gateway import db
+from gateway.db import (
+    ConversationExists,
+    MessageExists,
+    StoreError,
+    UnknownConversation,
+)
+from gateway.interfaces import IStore
+from gateway.records import AgentRecord, ConversationRecord, StoredMessage
+
+__all__ = ["MemoryStore", "SqliteStore", "StoreClosed", "StoreStats"]
+
+
+class StoreClosed(StoreError):
+    """The store is not running: not started yet, or closed."""
+
+
+@attrs.define
+class StoreStats:
+    """Counters of the store's work, for metrics."""
+
+    #: Transactions committed or attempted.
+    batches: int = 0
+    #: Operations run.
+    items: int = 0
+    #: Operations that failed (their Deferred errbacked).
+    failed: int = 0
+
+
+# One queued operation: function(conn, *args, **kwargs), fired into the Deferred.
+_Job = tuple[Callable[..., Any], tuple, dict, Deferred]
+# Queued by close(): the writer thread finishes the jobs before it, then exits.
+_STOP: Any = object()
+
+
+@implementer(IStore)
+class SqliteStore:
+    """The durable store: a SQLite database in ``path`` (the data directory).
+
+    ``reactor`` needs only ``callFromThread``. ``max_batch`` bounds how many
+    operations share one transaction.
+    """
+
+    _log = Logger()
+
+    def __init__(self, path: Path, reactor: IReactorFromThreads, *, max_batch: int = 512) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.path = Path(path)
+        self.stats = StoreStats()
+        self._reactor = reactor
+        self._max_batch = max_batch
+        self._queue: queue.Queue[_Job] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._closing: list[Deferred] | None = None
+
+    @property
+    def database(self) -> Path:
+        """The database file."""
+        return self.path / db.DB_FILE
+
+    def start(self) -> None:
+        """Open the database and start the writer thread.
+
+        Blocks until the database is open, and raises what opening it raised
+        (:class:`gateway.db.StoreError`), so that the service fails to start.
+        """
+        if self._thread is not None or self._closing is not None:
+            raise RuntimeError("the store was already started or closed")
+        opened: queue.Queue[BaseException | None] = queue.Queue(maxsize=1)
+        thread = threading.Thread(
+            target=self._run, args=(opened,), name="imgateway-store", daemon=True
+        )
+        thread.start()
+        error = opened.get()
+        if error is not None:
+            thread.join()
+            raise error
+        self._thread = thread
+        self._log.info("store opened {database}", database=str(self.database))
+
+    # IStore.
+
+    def open_conversation(self, record: ConversationRecord) -> Deferred:
+        """Record a new conversation; fires with None once committed."""
+        return self._submit(db.insert_conversation, record)
+
+    def update_conversation(self, conversation: str, **changes: Any) -> Deferred:
+        """Change columns of a conversation; fires with None once committed.
+
+        Fails with ValueError for a column that may not change, and with
+        :class:`gateway.db.UnknownConversation` for an unknown id.
+        """
+        try:
+            db.check_conversation_changes(changes)
+        except ValueError:
+            return fail()
+        return self._submit(db.update_conversation, conversation, **changes)
+
+    def append(self, message: StoredMessage) -> Deferred:
+        """Append a message; fires with None once committed.
+
+        Fails with :class:`gateway.db.MessageExists` for a repeated id and
+        :class:`gateway.db.UnknownConversation` for an unknown conversation.
+        """
+        return self._submit(db.insert_message, message)
+
+    def get_agent(self, name: str) -> Deferred:
+        """Fires with the :class:`AgentRecord` named ``name``, or None."""
+        return self._submit(db.get_agent, name)
+
+    def get_conversation(self, conversation: str) -> Deferred:
+        """Fires with the :class:`ConversationRecord` of that id, or None."""
+        return self._submit(db.get_conversation, conversation)
+
+    def transcript(self, conversation: str) -> Deferred:
+        """Fires with the list of :class:`StoredMessage` of a conversation, in order."""
+        return self._submit(db.transcript, conversation)
+
+    def recent_conversations(self, limit: int) -> Deferred:
+        """Fires with the ``limit`` newest conversations, newest first."""
+        return self._submit(db.recent_conversations, limit)
+
+    def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+        """Run ``function(connection, *args, **kwargs)`` in the writer thread.
+
+        It runs inside the current batch's transaction, in queue order with the
+        other operations; it must not commit or roll back itself. Fires with
+        its result once committed.
+        """
+        return self._submit(function, *args, **kwargs)
+
+    def close(self) -> Deferred:
+        """Commit everything queued so far, close the database, stop the thread.
+
+        Fires with None once the thread has exited; later operations fail with
+        :class:`StoreClosed`.
+        """
+        if self._closing is None:
+            self._closing = []
+            if self._thread is None:
+                # Never started: nothing to finish.
+                return succeed(None)
+            self._queue.put((_STOP, (), {}, Deferred()))
+        elif self._thread is None:
+            return succeed(None)
+        done: Deferred = Deferred()
+        self._closing.append(done)
+        return done
+
+    # The reactor thread's side.
+
+    def _submit(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+        if self._thread is None or self._closing is not None:
+            return fail(StoreClosed("the store is not running"))
+        d: Deferred = Deferred()
+        self._queue.put((function, args, kwargs, d))
+        return d
+
+    def _deliver(self, jobs: list[_Job], results: list[tuple[bool, Any]]) -> None:
+        self.stats.batches += 1
+        self.stats.items += len(jobs)
+        for (_, _, _, d), (ok, value) in zip(jobs, results, strict=True):
+            if ok:
+                d.callback(value)
+            else:
+                self.stats.failed += 1
+                d.errback(value)
+
+    def _commit_failed(self, count: int, error: Failure) -> None:
+        self._log.failure(
+            "store transaction of {count} operations failed", failure=error, count=count
+        )
+
+    def _stopped(self, error: Failure | None) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if error is None:
+            self._log.info("store closed {database}", database=str(self.database))
+        else:
+            self._log.failure("store closed with an error", failure=error)
+        waiters, self._closing = self._closing or [], []
+        for d in waiters:
+            if error is None:
+                d.callback(None)
+            else:
+                d.errback(error)
+
+    # The writer thread's side.
+
+    def _run(self, opened: queue.Queue[BaseException | None]) -> None:
+        try:
+            conn = db.open_db(self.database)
+        except BaseException as e:
+            opened.put(e)
+            return
+        opened.put(None)
+        stop = False
+        try:
+            while not stop:
+                jobs, stop = self._take()
+                if jobs:
+                    results = self._execute(conn, jobs)
+                    self._reactor.callFromThread(self._deliver, jobs, results)
+        finally:
+            try:
+                conn.close()
+                closed = None
+            except sqlite3.Error:
+                closed = Failure()
+            # The last thing the thread does: the reactor joins it next.
+            self._reactor.callFromThread(self._stopped, closed)
+
+    def _take(self) -> tuple[list[_Job], bool]:
+        # Block for one job, then take whatever else is already waiting; the
+        # second value says the store is closing after these jobs.
+        jobs: list[_Job] = []
+        job = self._queue.get()
+        while True:
+            if job[0] is _STOP:
+                return jobs, True
+            jobs.append(job)
+            if len(jobs) >= self._max_batch:
+                return jobs, False
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return jobs, False
+
+    def _execute(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[bool, Any]]:
+        results: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for function, args, kwargs, _ in jobs:
+                # A savepoint per operation: a failing one is undone alone and
+                # the rest of the batch still commits.
+                conn.execute("SAVEPOINT operation")
+                try:
+                    value = function(conn, *args, **kwargs)
+                except Exception:
+                    results.append((False, Failure()))
+                    conn.execute("ROLLBACK TO operation")
+                else:
+                    results.append((True, value))
+                conn.execute("RELEASE operation")
+            conn.execute("COMMIT")
+        except Exception:
+            # Nothing of this batch is on disk: every operation fails.
+            error = Failure()
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            self._reactor.callFromThread(self._commit_failed, len(jobs), error)
+            return [(False, error)] * len(jobs)
+        return results
+
+
+@implementer(IStore)
+class MemoryStore:
+    """An in-process store: nothing survives the process.
+
+    For core unit tests and ephemeral runs. Every Deferred it returns has
+    already fired; it fails the same ways :class:`SqliteStore` does.
+    """
+
+    def __init__(self, agents: Iterable[AgentRecord] = ()) -> None:
+        self.agents: dict[str, AgentRecord] = {}
+        self.conversations: dict[str, ConversationRecord] = {}
+        self.messages: dict[str, list[StoredMessage]] = {}
+        self._message_ids: set[str] = set()
+        self._closed = False
+        for agent in agents:
+            self.add_agent(agent)
+
+    def add_agent(self, agent: AgentRecord) -> None:
+        """Provision an agent; raises :class:`gateway.db.AgentExists` if the name is taken."""
+        if agent.name in self.agents:
+            raise db.AgentExists(agent.name)
+        self.agents[agent.name] = agent
+
+    def open_conversation(self, record: ConversationRecord) -> Deferred:
+        """Record a new conversation."""
+        return self._do(self._open_conversation, record)
+
+    def update_conversation(self, conversation: str, **changes: Any) -> Deferred:
+        """Change columns of a conversation."""
+        return self._do(self._update_conversation, conversation, changes)
+
+    def append(self, message: StoredMessage) -> Deferred:
+        """Append a message to its conversation."""
+        return self._do(self._append, message)
+
+    def get_agent(self, name: str) -> Deferred:
+        """Fires with the :class:`AgentRecord` named ``name``, or None."""
+        return self._do(self.agents.get, name)
+
+    def get_conversation(self, conversation: str) -> Deferred:
+        """Fires with the :class:`ConversationRecord` of that id, or None."""
+        return self._do(self.conversations.get, conversation)
+
+    def transcript(self, conversation: str) -> Deferred:
+        """Fires with the list of :class:`StoredMessage` of a conversation, in order."""
+        return self._do(lambda c: list(self.messages.get(c, ())), conversation)
+
+    def recent_conversations(self, limit: int) -> Deferred:
+        """Fires with the ``limit`` newest conversations, newest first."""
+
+        def recent(limit: int) -> list[ConversationRecord]:
+            # Reversed insertion order first, so that equal start times put the
+            # later-opened conversation first, as SqliteStore does.
+            records = list(reversed(self.conversations.values()))
+            records.sort(key=lambda r: r.started, reverse=True)
+            return records[: max(limit, 0)]
+
+        return self._do(recent, limit)
+
+    def close(self) -> Deferred:
+        """Refuse further operations."""
+        self._closed = True
+        return succeed(None)
+
+    def _do(self, function: Callable[..., Any], *args: Any) -> Deferred:
+        if self._closed:
+            return fail(StoreClosed("the store is not running"))
+        try:
+            return succeed(function(*args))
+        except Exception:
+            return fail()
+
+    def _open_conversation(self, record: ConversationRecord) -> None:
+        if record.id in self.conversations:
+            raise ConversationExists(record.id)
+        self.conversations[record.id] = record
+        self.messages[record.id] = []
+
+    def _update_conversation(self, conversation: str, changes: dict[str, Any]) -> None:
+        db.check_conversation_changes(changes)
+        record = self.conversations.get(conversation)
+        if record is None:
+            raise UnknownConversation(conversation)
+        if "identity" in changes:
+            changes = {**changes, "identity": dict(changes["identity"])}
+        self.conversations[conversation] = attrs.evolve(record, **changes)
+
+    def _append(self, message: StoredMessage) -> None:
+        if message.id in self._message_ids:
+            raise MessageExists(message.id)
+        if message.conversation not in self.conversations:
+            raise UnknownConversation(message.conversation)
+        self._message_ids.add(message.id)
+        self.messages[message.conversation].append(message)

@@ -1,0 +1,349 @@
+"""The stores: SqliteStore's writer thread and group commit, and MemoryStore."""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+from zope.interface.verify import verifyObject
+
+from gateway import db
+from gateway.interfaces import IStore
+from gateway.records import AgentRecord, ConversationRecord, StoredMessage
+from gateway.store import MemoryStore, SqliteStore, StoreClosed
+
+_WAIT = 5.0
+
+
+class _ThreadReactor:
+    """Just enough reactor: calls from the writer thread wait on a queue
+    until the test runs them, as the reactor thread would."""
+
+    def __init__(self) -> None:
+        self.calls: queue.Queue[tuple[Callable[..., Any], tuple, dict]] = queue.Queue()
+
+    def callFromThread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.calls.put((f, args, kwargs))
+
+    def run_until(self, d: Deferred) -> Any:
+        """Run calls from the thread until ``d`` fires; its result (a Failure if it failed)."""
+        outcome: list[Any] = []
+        d.addBoth(outcome.append)
+        while not outcome:
+            f, args, kwargs = self.calls.get(timeout=_WAIT)
+            f(*args, **kwargs)
+        return outcome[0]
+
+
+def _conversation(id_: str = "c-1", started: float = 1764400000.0) -> ConversationRecord:
+    return ConversationRecord(
+        id=id_,
+        customer_alias="c-7f3a",
+        protocol="jsonim",
+        client_name="Gajim",
+        client_version="1.8.4",
+        started=started,
+    )
+
+
+def _message(id_: str, conversation: str = "c-1") -> StoredMessage:
+    return StoredMessage(
+        id=id_, conversation=conversation, sender="customer", text=f"text {id_}", ts=1.0
+    )
+
+
+def _agent(name: str = "anna") -> AgentRecord:
+    return AgentRecord(name=name, display_name="Anna", password_hash="scrypt$x", capacity=2)
+
+
+@pytest.fixture
+def reactor() -> _ThreadReactor:
+    return _ThreadReactor()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def make_store(data_dir: Path, reactor: _ThreadReactor) -> Iterator[Callable[..., SqliteStore]]:
+    stores: list[SqliteStore] = []
+
+    def make(**kwargs: Any) -> SqliteStore:
+        store = SqliteStore(data_dir, reactor, **kwargs)
+        store.start()
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        reactor.run_until(store.close())
+
+
+@pytest.fixture
+def store(make_store: Callable[..., SqliteStore]) -> SqliteStore:
+    return make_store()
+
+
+def _gate(store: SqliteStore) -> tuple[threading.Event, Deferred]:
+    """Hold the writer thread inside an operation until the returned event is set.
+
+    Operations queued meanwhile all wait, so they form the next batch.
+    """
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection) -> None:
+        entered.set()
+        assert release.wait(_WAIT)
+
+    d = store.run(hold)
+    assert entered.wait(_WAIT)
+    return release, d
+
+
+def _value(reactor: _ThreadReactor, d: Deferred) -> Any:
+    result = reactor.run_until(d)
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result
+
+
+def _failure(reactor: _ThreadReactor, d: Deferred) -> Failure:
+    result = reactor.run_until(d)
+    assert isinstance(result, Failure), result
+    return result
+
+
+# SqliteStore.
+
+
+def test_provides_istore(store: SqliteStore) -> None:
+    assert verifyObject(IStore, store)
+
+
+def test_operations_fire_in_order(store: SqliteStore, reactor: _ThreadReactor) -> None:
+    fired: list[str] = []
+    store.open_conversation(_conversation()).addCallback(lambda _: fired.append("open"))
+    ds = []
+    for i in range(50):
+        d = store.append(_message(f"m{i}"))
+        d.addCallback(lambda _, i=i: fired.append(f"m{i}"))
+        ds.append(d)
+    _value(reactor, ds[-1])
+    assert fired == ["open"] + [f"m{i}" for i in range(50)]
+    messages = _value(reactor, store.transcript("c-1"))
+    assert [m.id for m in messages] == [f"m{i}" for i in range(50)]
+
+
+def test_waiting_operations_share_one_commit(store: SqliteStore, reactor: _ThreadReactor) -> None:
+    release, held = _gate(store)
+    ds = [store.open_conversation(_conversation())]
+    ds += [store.append(_message(f"m{i}")) for i in range(100)]
+    release.set()
+    for d in ds:
+        assert _value(reactor, d) is None
+    _value(reactor, held)
+    # The held operation alone, then everything that queued behind it.
+    assert (store.stats.batches, store.stats.items, store.stats.failed) == (2, 102, 0)
+
+
+def test_max_batch_bounds_a_transaction(
+    make_store: Callable[..., SqliteStore], reactor: _ThreadReactor
+) -> None:
+    store = make_store(max_batch=10)
+    release, _ = _gate(store)
+    ds = [store.open_conversation(_conversation())]
+    ds += [store.append(_message(f"m{i}")) for i in range(29)]
+    release.set()
+    for d in ds:
+        _value(reactor, d)
+    assert (store.stats.batches, store.stats.items) == (1 + 3, 31)
+
+
+def test_reads_see_earlier_writes(store: SqliteStore, reactor: _ThreadReactor) -> None:
+    store.run(db.add_agent, _agent())
+    store.open_conversation(_conversation())
+    store.append(_message("m1"))
+    store.update_conversation("c-1", state="chatting", agent="anna")
+    agent = store.get_agent("anna")
+    messages = store.transcript("c-1")
+    conversation = store.get_conversation("c-1")
+    recent = store.recent_conversations(5)
+    assert _value(reactor, agent) == _agent()
+    assert _value(reactor, messages) == [_message("m1")]
+    assert _value(reactor, conversation).state == "chatting"
+    assert [r.id for r in _value(reactor, recent)] == ["c-1"]
+    assert _value(reactor, store.get_agent("nobody")) is None
+
+
+def test_a_failing_operation_fails_alone(store: SqliteStore, reactor: _ThreadReactor) -> None:
+    release, _ = _gate(store)
+    opened = store.open_conversation(_conversation())
+    first = store.append(_message("m1"))
+    again = store.append(_message("m1"))
+    unknown = store.append(_message("m9", "c-9"))
+    second = store.append(_message("m2"))
+    release.set()
+    assert _value(reactor, opened) is None
+    assert _value(reactor, first) is None
+    _failure(reactor, again).trap(db.MessageExists)
+    _failure(reactor, unknown).trap(db.UnknownConversation)
+    assert _value(reactor, second) is None
+    assert (store.stats.batches, store.stats.failed) == (2, 2)
+    assert [m.id for m in _value(reactor, store.transcript("c-1"))] == ["m1", "m2"]
+
+
+def test_a_failed_commit_fails_the_whole_batch(store: SqliteStore, reactor: _ThreadReactor) -> None:
+    _value(reactor, store.open_conversation(_conversation()))
+    release, _ = _gate(store)
+    # A deferred constraint is checked only at COMMIT, which then fails.
+    deferring = store.run(lambda conn: conn.execute("PRAGMA defer_foreign_keys = ON"))
+    good = store.append(_message("m1"))
+    orphan = store.append(_message("m9", "c-9"))
+    release.set()
+    for d in (deferring, good, orphan):
+        _failure(reactor, d).trap(sqlite3.IntegrityError)
+    # Nothing of the batch is on disk, and the store goes on working.
+    assert _value(reactor, store.transcript("c-1")) == []
+    assert _value(reactor, store.append(_message("m1"))) is None
+    assert [m.id for m in _value(reactor, store.transcript("c-1"))] == ["m1"]
+
+
+def test_update_refuses_other_columns(store: SqliteStore, reactor: _ThreadReactor) -> None:
+    _failure(reactor, store.update_conversation("c-1", started=0.0)).trap(ValueError)
+    _failure(reactor, store.update_conversation("c-9", state="ended")).trap(db.UnknownConversation)
+
+
+def test_close_commits_what_was_queued(
+    data_dir: Path, reactor: _ThreadReactor, store: SqliteStore
+) -> None:
+    fired: list[str] = []
+    store.open_conversation(_conversation()).addCallback(lambda _: fired.append("open"))
+    for i in range(20):
+        store.append(_message(f"m{i}")).addCallback(lambda _, i=i: fired.append(f"m{i}"))
+    closed = store.close()
+    closed.addCallback(lambda _: fired.append("closed"))
+    assert _value(reactor, closed) is None
+    assert fired == ["open", *(f"m{i}" for i in range(20)), "closed"]
+    assert not any(t.name == "imgateway-store" for t in threading.enumerate())
+    # On disk, as another process would see it.
+    raw = sqlite3.connect(data_dir / db.DB_FILE)
+    rows = raw.execute("SELECT id FROM messages ORDER BY seq").fetchall()
+    raw.close()
+    assert rows == [(f"m{i}",) for i in range(20)]
+
+
+def test_after_close(store: SqliteStore, reactor: _ThreadReactor) -> None:
+    first, second = store.close(), store.close()
+    assert _value(reactor, first) is None
+    assert _value(reactor, second) is None
+    assert _value(reactor, store.close()) is None
+    _failure(reactor, store.append(_message("m1"))).trap(StoreClosed)
+    _failure(reactor, store.get_agent("anna")).trap(StoreClosed)
+
+
+def test_not_started(data_dir: Path, reactor: _ThreadReactor) -> None:
+    store = SqliteStore(data_dir, reactor)
+    _failure(reactor, store.get_agent("anna")).trap(StoreClosed)
+    assert _value(reactor, store.close()) is None
+    assert not (data_dir / db.DB_FILE).exists()
+
+
+def test_start_twice(store: SqliteStore) -> None:
+    with pytest.raises(RuntimeError):
+        store.start()
+
+
+def test_open_errors_raise_from_start(tmp_path: Path, reactor: _ThreadReactor) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    store = SqliteStore(tmp_path / "file", reactor)
+    with pytest.raises(db.StoreError, match="cannot create database"):
+        store.start()
+    assert not any(t.name == "imgateway-store" for t in threading.enumerate())
+
+
+def test_newer_schema_refused_at_start(data_dir: Path, reactor: _ThreadReactor) -> None:
+    db.open_db(data_dir / db.DB_FILE).close()
+    raw = sqlite3.connect(data_dir / db.DB_FILE)
+    raw.execute(f"PRAGMA user_version = {db.SCHEMA_VERSION + 1}")
+    raw.close()
+    with pytest.raises(db.SchemaTooNew):
+        SqliteStore(data_dir, reactor).start()
+
+
+def test_reopen_keeps_data(
+    data_dir: Path, reactor: _ThreadReactor, make_store: Callable[..., SqliteStore]
+) -> None:
+    store = make_store()
+    store.open_conversation(_conversation())
+    _value(reactor, store.append(_message("m1")))
+    _value(reactor, store.close())
+    again = make_store()
+    assert _value(reactor, again.transcript("c-1")) == [_message("m1")]
+
+
+def test_max_batch_must_be_positive(data_dir: Path, reactor: _ThreadReactor) -> None:
+    with pytest.raises(ValueError):
+        SqliteStore(data_dir, reactor, max_batch=0)
+
+
+# MemoryStore.
+
+
+def _fired(d: Deferred) -> Any:
+    outcome: list[Any] = []
+    d.addBoth(outcome.append)
+    assert outcome, "the Deferred has not fired"
+    return outcome[0]
+
+
+def test_memory_provides_istore() -> None:
+    assert verifyObject(IStore, MemoryStore())
+
+
+def test_memory_store() -> None:
+    store = MemoryStore(agents=[_agent()])
+    assert _fired(store.get_agent("anna")) == _agent()
+    assert _fired(store.get_agent("bob")) is None
+    assert _fired(store.open_conversation(_conversation("c-1", 100.0))) is None
+    assert _fired(store.open_conversation(_conversation("c-2", 200.0))) is None
+    assert _fired(store.open_conversation(_conversation("c-3", 100.0))) is None
+    _fired(store.open_conversation(_conversation("c-1"))).trap(db.ConversationExists)
+    assert _fired(store.append(_message("m1"))) is None
+    assert _fired(store.append(_message("m2"))) is None
+    _fired(store.append(_message("m1"))).trap(db.MessageExists)
+    _fired(store.append(_message("m3", "c-9"))).trap(db.UnknownConversation)
+    assert [m.id for m in _fired(store.transcript("c-1"))] == ["m1", "m2"]
+    assert _fired(store.transcript("c-9")) == []
+    assert [r.id for r in _fired(store.recent_conversations(10))] == ["c-2", "c-3", "c-1"]
+    assert [r.id for r in _fired(store.recent_conversations(1))] == ["c-2"]
+
+
+def test_memory_update_conversation() -> None:
+    store = MemoryStore()
+    store.open_conversation(_conversation())
+    assert _fired(store.update_conversation("c-1", state="ended", identity={"a": "b"})) is None
+    record = _fired(store.get_conversation("c-1"))
+    assert (record.state, record.identity) == ("ended", {"a": "b"})
+    _fired(store.update_conversation("c-1", started=0.0)).trap(ValueError)
+    _fired(store.update_conversation("c-9", state="ended")).trap(db.UnknownConversation)
+
+
+def test_memory_add_existing_agent() -> None:
+    store = MemoryStore(agents=[_agent()])
+    with pytest.raises(db.AgentExists):
+        store.add_agent(_agent())
+
+
+def test_memory_close() -> None:
+    store = MemoryStore()
+    assert _fired(store.close()) is None
+    _fired(store.append(_message("m1"))).trap(StoreClosed)
