@@ -1,0 +1,41 @@
+"""Rate limits applied to what a party sends."""
+
+from __future__ import annotations
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+
+# Refills are computed in floating point; this absorbs rounding at whole tokens.
+_EPSILON = 1e-9
+
+
+# Validated once when made; no setattr hooks, as consume() runs for every message.
+@attrs.define(on_setattr=attrs.setters.NO_OP)
+class TokenBucket:
+    """Allows ``rate`` units a second on average and bursts of up to ``burst``.
+
+    The bucket starts full. Time comes from ``clock.seconds()``; a clock that
+    steps backwards refills nothing rather than draining the bucket.
+    """
+
+    rate: float = attrs.field(validator=attrs.validators.gt(0))
+    burst: int = attrs.field(validator=attrs.validators.ge(1))
+    clock: IReactorTime
+    _tokens: float = attrs.field(init=False)
+    _stamp: float = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._tokens = float(self.burst)
+        self._stamp = self.clock.seconds()
+
+    def consume(self, n: int = 1) -> bool:
+        """Take ``n`` units if the bucket holds them; False (taking none) if not."""
+        now = self.clock.seconds()
+        elapsed = now - self._stamp
+        self._stamp = now
+        if elapsed > 0:
+            self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
+        if self._tokens + _EPSILON < n:
+            return False
+        self._tokens = max(0.0, self._tokens - n)
+        return True

@@ -1,0 +1,72 @@
+"""TokenBucket: average rate, bursts, and an injected clock."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.task import Clock
+
+from firewall.limits import TokenBucket
+
+
+def test_burst_then_refused() -> None:
+    bucket = TokenBucket(rate=1, burst=3, clock=Clock())
+    assert [bucket.consume() for _ in range(4)] == [True, True, True, False]
+
+
+def test_refills_at_the_rate() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate=5, burst=1, clock=clock)
+    assert bucket.consume()
+    clock.advance(0.1)
+    assert not bucket.consume()
+    clock.advance(0.1)
+    assert bucket.consume()
+    assert not bucket.consume()
+
+
+def test_refill_is_capped_at_the_burst() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate=10, burst=2, clock=clock)
+    clock.advance(3600)
+    assert [bucket.consume() for _ in range(3)] == [True, True, False]
+
+
+def test_fractional_rate_sums_over_many_steps() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate=0.3, burst=1, clock=clock)
+    assert bucket.consume()
+    for _ in range(9):
+        clock.advance(1 / 3)
+        assert not bucket.consume()
+    # Ten thirds of a second at 0.3 a second make one unit, float rounding or not.
+    clock.advance(1 / 3)
+    assert bucket.consume()
+
+
+def test_consume_several() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate=1, burst=5, clock=clock)
+    assert bucket.consume(3)
+    assert not bucket.consume(3)
+    assert bucket.consume(2)
+    clock.advance(2)
+    assert bucket.consume(2)
+    assert not bucket.consume(1)
+
+
+def test_clock_stepping_back_neither_refills_nor_drains() -> None:
+    clock = Clock()
+    clock.advance(100)
+    bucket = TokenBucket(rate=1, burst=2, clock=clock)
+    assert bucket.consume()
+    clock.rightNow = 50.0
+    assert bucket.consume()
+    assert not bucket.consume()
+    clock.advance(1)
+    assert bucket.consume()
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(0, 1), (-1, 1), (1, 0)])
+def test_rejects_useless_settings(rate: float, burst: int) -> None:
+    with pytest.raises(ValueError):
+        TokenBucket(rate=rate, burst=burst, clock=Clock())
