@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from protocols.jsonim.protocol import JsonImFactory
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, maybeDeferred
 from twisted.internet.endpoints import serverFromString
@@ -20,6 +19,7 @@ from gateway.config import Config
 from gateway.core import Gateway
 from gateway.routing import FirstAvailableRouter
 from gateway.store import SqliteStore
+from protocols.jsonim.protocol import JsonImFactory
 
 
 class StartupError(SystemExit):
