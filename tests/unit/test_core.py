@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from core_helpers import FaultyStore, make_harness, result_of
 from zope.interface.verify import verifyObject
@@ -325,3 +326,16 @@ def test_shutdown_ends_everything_and_refuses_newcomers():
     assert cust.closed == anna.closed == "shutdown"
     with pytest.raises(Unavailable):
         h.customer()
+
+
+def test_a_full_queue_ends_the_newcomer_politely():
+    h = make_harness()
+    queue = h.gateway.queues["general"]
+    queue.config = attrs.evolve(queue.config, max_waiting=2)
+    h.queued_customer("One")
+    h.queued_customer("Two")
+    third, third_s = h.queued_customer("Three")
+    told = third.of(ev.Message)[-1]
+    assert told.sender == ev.SYSTEM and "too many customers" in told.text
+    assert third.last(ev.Ended) == ev.Ended(third_s.conversation.id, "no_agents")
+    assert len(queue) == 2
