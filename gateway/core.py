@@ -217,7 +217,8 @@ class Gateway:
             client=client.name,
             version=client.version,
         )
-        if self.config.greeting:
+        # The greeting announces questions; skip it when hello answered them all.
+        if self.config.greeting and not conv.interview.done:
             self._system_line(conv, self.config.greeting)
         self._next_question(conv, conv.interview.current())
         return session
