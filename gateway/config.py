@@ -5,6 +5,7 @@ A bad file yields one :class:`ConfigError` naming the file, the key and the prob
 
 from __future__ import annotations
 
+import importlib
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -15,6 +16,12 @@ from typing import Any
 import attrs
 
 SITE_CONFIG = Path("etc/imgateway.toml")
+# Keys of [listeners]; the service has a factory for each.
+LISTENER_KINDS: tuple[str, ...] = ("jsonim",)
+# Sections owned by a protocol package: name -> "module:function". The function takes
+# the section's Reader, calls done() on it, and returns a frozen settings object,
+# found in Config.sections[name].
+SECTIONS: dict[str, str] = {}
 LOG_LEVELS = ("debug", "info", "warn", "error")
 FIELD_KINDS = ("text", "choice", "email")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -94,6 +101,7 @@ class Config:
     fields: tuple[FieldConfig, ...]
     max_connections: int
     max_connections_per_address: int
+    sections: Mapping[str, Any] = attrs.field(factory=dict)
 
     def queue_for_topic(self, topic: str | None) -> str:
         """The queue a customer's topic leads to."""
@@ -143,8 +151,11 @@ def _merge(base: dict, over: Mapping) -> None:
             base[key] = value
 
 
-class _Reader:
-    """Takes typed values out of one table, remembering the key path for errors."""
+class Reader:
+    """Takes typed values out of one table, remembering the key path for errors.
+
+    Protocol packages parse their own sections with it (see ``SECTIONS``).
+    """
 
     def __init__(self, source: str, table: Any, prefix: str) -> None:
         self.source, self.prefix = source, prefix
@@ -201,9 +212,9 @@ class _Reader:
             raise self.fail(name, problem)
         return value
 
-    def table_of(self, name: str) -> _Reader:
+    def table_of(self, name: str) -> Reader:
         self.seen.add(name)
-        return _Reader(self.source, self.table.get(name, {}), self.key(name))
+        return Reader(self.source, self.table.get(name, {}), self.key(name))
 
     def done(self) -> None:
         for name in self.table:
@@ -234,7 +245,7 @@ def _valid_name(value: str) -> str | None:
 
 
 def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
-    root = _Reader(source, data, "")
+    root = Reader(source, data, "")
 
     gw = root.table_of("gateway")
     name = gw.text("name", check=lambda v: None if v.strip() else "must not be empty")
@@ -247,7 +258,7 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
 
     lis = root.table_of("listeners")
     listeners: dict[str, tuple[str, ...]] = {}
-    for proto in ("jsonim",):
+    for proto in LISTENER_KINDS:
         endpoints = lis.get(proto, list, [])
         for i, ep in enumerate(endpoints):
             if not isinstance(ep, str) or not ep:
@@ -316,8 +327,16 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
     per_address = fw.number("max_connections_per_address", low=1, high=10_000_000, integer=True)
     fw.done()
 
+    sections = {}
+    for section, target in SECTIONS.items():
+        module, function = target.split(":")
+        sections[section] = getattr(importlib.import_module(module), function)(
+            root.table_of(section)
+        )
+
     root.done()
     return Config(
+        sections=sections,
         sources=sources,
         name=name,
         data_dir=data_dir,
@@ -338,12 +357,12 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
 
 
 def _field(source: str, prefix: str, table: Any) -> FieldConfig:
-    f = _Reader(source, table, prefix)
+    f = Reader(source, table, prefix)
     kind = f.text("kind", "text", check=_one_of(FIELD_KINDS))
     raw_choices = f.get("choices", list, [])
     choices = []
     for i, c in enumerate(raw_choices):
-        c_reader = _Reader(source, c, f"{prefix}.choices[{i}]")
+        c_reader = Reader(source, c, f"{prefix}.choices[{i}]")
         value = c_reader.text("value", check=lambda v: None if v else "must not be empty")
         choices.append(ChoiceConfig(value=value, label=c_reader.text("label", value)))
         c_reader.done()

@@ -76,6 +76,10 @@ class CustomerSession:
         """Relay a typing notification to the agent, if one is connected."""
         self._gateway._customer_typing(self, state)
 
+    def identify(self, client: ev.ClientInfo) -> None:
+        """The customer's IM software became known (XEP-0092, CTCP VERSION) after arrival."""
+        self._gateway._customer_identified(self, client)
+
     def end(self) -> None:
         """The customer ends the conversation."""
         self._gateway._customer_ends(self)
@@ -313,6 +317,17 @@ class Gateway:
             raise BadRequest(f"typing state must be one of {', '.join(TYPING_STATES)}")
         if conv.state == CONNECTED:
             self._deliver(conv.agent, ev.Typing(conv.id, state))
+
+    def _customer_identified(self, session: CustomerSession, client: ev.ClientInfo) -> None:
+        conv = session.conversation
+        if conv is None or conv.state == ENDED or conv.client == client:
+            return
+        conv.client = client
+        self._write(
+            self._store.update_conversation(
+                conv.id, client_name=client.name, client_version=client.version
+            )
+        )
 
     def _customer_ends(self, session: CustomerSession) -> None:
         conv = self._live_conversation(session)

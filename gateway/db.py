@@ -23,7 +23,17 @@ BUSY_TIMEOUT_MS = 5000
 
 # Columns of a conversation that may change after it is opened.
 CONVERSATION_CHANGES = frozenset(
-    {"state", "agent", "queue", "topic", "identity", "ended", "end_reason"}
+    {
+        "state",
+        "agent",
+        "queue",
+        "topic",
+        "identity",
+        "ended",
+        "end_reason",
+        "client_name",
+        "client_version",
+    }
 )
 
 # Migration N (1-based) takes the schema from user_version N-1 to N. Append,

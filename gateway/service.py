@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
-from twisted.application.service import MultiService
+from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import ServerFactory
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
@@ -20,6 +23,18 @@ from gateway.core import Gateway
 from gateway.routing import FirstAvailableRouter
 from gateway.store import SqliteStore
 from protocols.jsonim.protocol import JsonImFactory
+
+
+def _jsonim(gateway: Gateway, config: Config, reactor) -> JsonImFactory:
+    return JsonImFactory(gateway, config.jsonim, server_name=config.name, clock=reactor)
+
+
+# Listener kind (a key of [listeners]) -> builder of its protocol factory.
+LISTENERS: dict[str, Callable[[Gateway, Config, Any], ServerFactory]] = {"jsonim": _jsonim}
+# Builders of services that connect out to an IM server (an XMPP component, an IRC
+# bot); each returns None when its section does not ask for it. Started with the
+# gateway, stopped before the store closes.
+UPSTREAMS: list[Callable[[Gateway, Config, Any], IService | None]] = []
 
 
 class StartupError(SystemExit):
@@ -51,10 +66,14 @@ class GatewayService(MultiService):
             verify_password=self._verify_password,
         )
         self.factories = {
-            "jsonim": JsonImFactory(
-                self.gateway, config.jsonim, server_name=config.name, clock=reactor
-            ),
+            kind: build(self.gateway, config, reactor)
+            for kind, build in LISTENERS.items()
+            if config.listeners.get(kind)
         }
+        for build in UPSTREAMS:
+            upstream = build(self.gateway, config, reactor)
+            if upstream is not None:
+                upstream.setServiceParent(self)
         self.ports: list[tuple[str, str, IListeningPort]] = []
 
     def _verify_password(self, password: str, stored: str | None) -> Deferred[bool]:

@@ -338,3 +338,15 @@ def test_a_full_queue_ends_the_newcomer_politely():
     assert told.sender == ev.SYSTEM and "too many customers" in told.text
     assert third.last(ev.Ended) == ev.Ended(third_s.conversation.id, "no_agents")
     assert len(queue) == 2
+
+
+def test_client_identified_after_arrival_is_offered_and_stored():
+    h = make_harness()
+    _, session = h.customer(client=("unknown", ""))
+    session.identify(ev.ClientInfo("Gajim", "1.8.4"))
+    result_of(session.say("Dana"))
+    result_of(session.say("billing"))
+    anna, _ = h.agent("anna")
+    assert anna.last(ev.Offer).customer.client == ev.ClientInfo("Gajim", "1.8.4")
+    record = result_of(h.store.get_conversation(session.conversation.id))
+    assert (record.client_name, record.client_version) == ("Gajim", "1.8.4")
