@@ -112,6 +112,22 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ALIAS",
         help="the name customers see (default: 'Agent' and four random hex digits)",
     )
+    add.add_argument(
+        "--location",
+        choices=("lan", "remote"),
+        default="lan",
+        help="where the agent works, for routing rules (default: lan)",
+    )
+    add.add_argument("--bot", action="store_true", help="an automated agent, not a person")
+    add.add_argument(
+        "--address",
+        metavar="PROTO:ADDRESS",
+        type=_address,
+        action="append",
+        default=[],
+        help="an IM address an attached server authenticates this agent by, e.g."
+        " xmpp:anna@corp.example or irc:anna; repeat for several",
+    )
     add.add_argument("--password-stdin", action="store_true", help=_PASSWORD_HELP)
     add.set_defaults(run=_agent_add)
 
@@ -194,6 +210,14 @@ def _bounded_int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _address(value: str) -> str:
+    proto, _, address = value.partition(":")
+    if proto not in ("xmpp", "irc") or not address or any(c.isspace() for c in address):
+        raise argparse.ArgumentTypeError(f"{value!r} is not PROTO:ADDRESS (xmpp: or irc:)")
+    # XMPP bare JIDs compare case-insensitively in their local and domain parts.
+    return f"{proto}:{address.lower()}" if proto == "xmpp" else value
+
+
 _capacity = _bounded_int(1, MAX_CAPACITY)
 _limit = _bounded_int(1, 1_000_000)
 
@@ -216,11 +240,14 @@ def _agent_add(args: argparse.Namespace, cfg: Config) -> None:
         capacity=args.capacity or cfg.default_capacity,
         skills=skills,
         created=_clock(),
+        location=args.location,
+        bot=args.bot,
+        addresses=tuple(dict.fromkeys(args.address)),
     )
     with _database(cfg) as conn:
         try:
             db.add_agent(conn, agent)
-        except db.AgentExists as e:
+        except (db.AgentExists, db.AddressTaken) as e:
             raise _Failed(str(e)) from None
     print(f"agent {args.name} added")
 
@@ -242,10 +269,17 @@ def _agent_list(args: argparse.Namespace, cfg: Config) -> None:
         print("no agents")
     else:
         rows = [
-            (a.name, _clean(a.display_name), str(a.capacity), _skills_text(a.skills))
+            (
+                a.name,
+                _clean(a.display_name),
+                str(a.capacity),
+                _skills_text(a.skills),
+                a.location + (" bot" if a.bot else ""),
+                ",".join(a.addresses) or "-",
+            )
             for a in agents
         ]
-        _print_table(("NAME", "DISPLAY NAME", "CAPACITY", "SKILLS"), rows)
+        _print_table(("NAME", "DISPLAY NAME", "CAPACITY", "SKILLS", "LOCATION", "ADDRESSES"), rows)
 
 
 def _agent_remove(args: argparse.Namespace, cfg: Config) -> None:
@@ -420,6 +454,9 @@ def _agent_json(agent: AgentRecord) -> dict[str, Any]:
         "display_name": agent.display_name,
         "capacity": agent.capacity,
         "skills": dict(sorted(agent.skills.items())),
+        "location": agent.location,
+        "bot": agent.bot,
+        "addresses": list(agent.addresses),
         "created": _iso(agent.created),
     }
 

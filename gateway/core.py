@@ -255,6 +255,31 @@ class Gateway:
 
         return d.addCallback(verify).addCallback(login)
 
+    def agent_attach(
+        self,
+        party: Any,
+        *,
+        protocol: str,
+        address: str,
+        client: ev.ClientInfo,
+        features: frozenset[str] = frozenset(),
+    ) -> Deferred[AgentSession]:
+        """Log in an agent that an attached IM server has authenticated already.
+
+        ``address`` is how the agent is provisioned (``xmpp:anna@corp.example``);
+        fails with AuthFailed when it names no agent.
+        """
+        if self.shutting_down:
+            return fail(Unavailable("the service is shutting down"))
+
+        def found(record):
+            if record is None:
+                self._log.info("{address} is not an agent", address=address)
+                raise AuthFailed(f"{address} is not an agent")
+            return self._agent_logged_in(party, record, protocol, client)
+
+        return self._store.find_agent(address).addCallback(found)
+
     def _agent_logged_in(self, party, record, protocol, client) -> AgentSession:
         old = self._directory.get(record.name)
         if old is not None:

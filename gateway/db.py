@@ -81,6 +81,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX messages_conversation_seq ON messages (conversation, seq)",
     ),
+    (
+        # Routing attributes, and the IM addresses an agent is known by on servers
+        # that authenticate it for us (an XMPP server, an IRC network's services).
+        "ALTER TABLE agents ADD COLUMN location TEXT NOT NULL DEFAULT 'lan'",
+        "ALTER TABLE agents ADD COLUMN bot INTEGER NOT NULL DEFAULT 0",
+        """
+        CREATE TABLE agent_addresses (
+            address TEXT PRIMARY KEY,
+            agent TEXT NOT NULL REFERENCES agents (name) ON DELETE CASCADE
+        )
+        """,
+        "CREATE INDEX agent_addresses_agent ON agent_addresses (agent)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -92,6 +105,10 @@ class StoreError(Exception):
 
 class SchemaTooNew(StoreError):
     """The database was written by a newer imgateway than this one."""
+
+
+class AddressTaken(StoreError):
+    """An IM address given for an agent already names another agent."""
 
 
 class AgentExists(StoreError):
@@ -215,8 +232,8 @@ def add_agent(conn: sqlite3.Connection, agent: AgentRecord) -> None:
     """Provision an agent account; raises :class:`AgentExists` if the name is taken."""
     try:
         conn.execute(
-            "INSERT INTO agents (name, display_name, password_hash, capacity, skills, created)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO agents (name, display_name, password_hash, capacity, skills, created,"
+            " location, bot) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 agent.name,
                 agent.display_name,
@@ -224,12 +241,36 @@ def add_agent(conn: sqlite3.Connection, agent: AgentRecord) -> None:
                 agent.capacity,
                 _to_json(agent.skills),
                 agent.created,
+                agent.location,
+                int(agent.bot),
             ),
         )
     except sqlite3.IntegrityError as e:
         if e.sqlite_errorname == "SQLITE_CONSTRAINT_PRIMARYKEY":
             raise AgentExists(agent.name) from None
         raise
+    _set_addresses(conn, agent.name, agent.addresses)
+
+
+def _set_addresses(conn: sqlite3.Connection, name: str, addresses) -> None:
+    conn.execute("DELETE FROM agent_addresses WHERE agent = ?", (name,))
+    try:
+        conn.executemany(
+            "INSERT INTO agent_addresses (address, agent) VALUES (?, ?)",
+            [(address, name) for address in addresses],
+        )
+    except sqlite3.IntegrityError:
+        raise AddressTaken(f"an address of {name} belongs to another agent") from None
+
+
+def find_agent(conn: sqlite3.Connection, address: str) -> AgentRecord | None:
+    """The agent known by an IM address (``xmpp:anna@corp.example``), or None."""
+    row = conn.execute(
+        f"SELECT {_AGENT_COLUMNS} FROM agents WHERE name ="
+        " (SELECT agent FROM agent_addresses WHERE address = ?)",
+        (address,),
+    ).fetchone()
+    return None if row is None else _agent(conn, row)
 
 
 def remove_agent(conn: sqlite3.Connection, name: str) -> bool:
@@ -240,13 +281,13 @@ def remove_agent(conn: sqlite3.Connection, name: str) -> bool:
 def get_agent(conn: sqlite3.Connection, name: str) -> AgentRecord | None:
     """The agent account ``name``, or None."""
     row = conn.execute(f"SELECT {_AGENT_COLUMNS} FROM agents WHERE name = ?", (name,)).fetchone()
-    return None if row is None else _agent(row)
+    return None if row is None else _agent(conn, row)
 
 
 def list_agents(conn: sqlite3.Connection) -> list[AgentRecord]:
     """Every agent account, by name."""
     rows = conn.execute(f"SELECT {_AGENT_COLUMNS} FROM agents ORDER BY name").fetchall()
-    return [_agent(row) for row in rows]
+    return [_agent(conn, row) for row in rows]
 
 
 def set_password(conn: sqlite3.Connection, name: str, password_hash: str) -> bool:
@@ -257,11 +298,14 @@ def set_password(conn: sqlite3.Connection, name: str, password_hash: str) -> boo
     return cursor.rowcount > 0
 
 
-_AGENT_COLUMNS = "name, display_name, password_hash, capacity, skills, created"
+_AGENT_COLUMNS = "name, display_name, password_hash, capacity, skills, created, location, bot"
 
 
-def _agent(row: tuple) -> AgentRecord:
-    name, display_name, password_hash, capacity, skills, created = row
+def _agent(conn: sqlite3.Connection, row: tuple) -> AgentRecord:
+    name, display_name, password_hash, capacity, skills, created, location, bot = row
+    addresses = conn.execute(
+        "SELECT address FROM agent_addresses WHERE agent = ? ORDER BY address", (name,)
+    ).fetchall()
     return AgentRecord(
         name=name,
         display_name=display_name,
@@ -269,6 +313,9 @@ def _agent(row: tuple) -> AgentRecord:
         capacity=capacity,
         skills=json.loads(skills),
         created=created,
+        location=location,
+        bot=bool(bot),
+        addresses=tuple(a for (a,) in addresses),
     )
 
 

@@ -64,6 +64,10 @@ class IStore(Interface):
     def get_agent(name):
         """Deferred firing with the :class:`gateway.records.AgentRecord` or None."""
 
+    def find_agent(address):
+        """Deferred firing with the AgentRecord known by an IM address
+        (``xmpp:anna@corp.example``), or None."""
+
     def transcript(conversation):
         """Deferred firing with the list of StoredMessage of a conversation."""
 

@@ -17,6 +17,12 @@ class AgentRecord:
     capacity: int
     skills: Mapping[str, int] = attrs.field(factory=dict)
     created: float = 0.0
+    # "lan" or "remote": where the agent works, for routing rules.
+    location: str = "lan"
+    # An automated agent (a bot) rather than a person.
+    bot: bool = False
+    # IM addresses a trusted upstream authenticates for us ("xmpp:anna@corp.example").
+    addresses: tuple[str, ...] = ()
 
 
 @attrs.frozen

@@ -134,6 +134,10 @@ class SqliteStore:
         """Fires with the :class:`AgentRecord` named ``name``, or None."""
         return self._submit(db.get_agent, name)
 
+    def find_agent(self, address: str) -> Deferred:
+        """Fires with the :class:`AgentRecord` known by an IM address, or None."""
+        return self._submit(db.find_agent, address)
+
     def get_conversation(self, conversation: str) -> Deferred:
         """Fires with the :class:`ConversationRecord` of that id, or None."""
         return self._submit(db.get_conversation, conversation)
@@ -321,6 +325,17 @@ class MemoryStore:
     def get_agent(self, name: str) -> Deferred:
         """Fires with the :class:`AgentRecord` named ``name``, or None."""
         return self._do(self.agents.get, name)
+
+    def find_agent(self, address: str) -> Deferred:
+        """Fires with the :class:`AgentRecord` known by an IM address, or None."""
+
+        def find(address: str) -> AgentRecord | None:
+            for agent in self.agents.values():
+                if address in agent.addresses:
+                    return agent
+            return None
+
+        return self._do(find, address)
 
     def get_conversation(self, conversation: str) -> Deferred:
         """Fires with the :class:`ConversationRecord` of that id, or None."""

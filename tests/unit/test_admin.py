@@ -213,19 +213,27 @@ def test_agent_list(run: _Run) -> None:
     )  # fmt: skip
     run(
         "agent", "add", "anna", "--display-name", "Anna", "--skill", "tech:2",
-        "--skill", "billing:4", "--password-stdin", stdin="pw\n",
+        "--skill", "billing:4", "--location", "remote", "--address", "xmpp:Anna@Corp.example",
+        "--address", "irc:Anna", "--password-stdin", stdin="pw\n",
     )  # fmt: skip
     code, out, err = run("agent", "list")
     assert (code, err) == (0, "")
     assert out == (
-        "NAME  DISPLAY NAME     CAPACITY  SKILLS\n"
-        "anna  Anna             3         billing:4,tech:2\n"
-        "bob   Bob the Builder  10        -\n"
+        "NAME  DISPLAY NAME     CAPACITY  SKILLS            LOCATION  ADDRESSES\n"
+        "anna  Anna             3         billing:4,tech:2  remote    "
+        "irc:Anna,xmpp:anna@corp.example\n"
+        "bob   Bob the Builder  10        -                 lan       -\n"
     )
+    # An address names one agent only.
+    code, _, err = run(
+        "agent", "add", "carl", "--display-name", "Carl", "--address", "irc:Anna",
+        "--password-stdin", stdin="pw\n",
+    )  # fmt: skip
+    assert code == 1 and "belongs to another agent" in err
 
 
 def test_agent_list_json(run: _Run) -> None:
-    run("agent", "add", "anna", "--display-name", "Anna", "--skill", "tech:2",
+    run("agent", "add", "anna", "--display-name", "Anna", "--skill", "tech:2", "--bot",
         "--password-stdin", stdin="pw\n")  # fmt: skip
     code, out, _ = run("agent", "list", "--json")
     assert code == 0
@@ -235,6 +243,9 @@ def test_agent_list_json(run: _Run) -> None:
             "display_name": "Anna",
             "capacity": 3,
             "skills": {"tech": 2},
+            "location": "lan",
+            "bot": True,
+            "addresses": [],
             "created": "2026-11-29T10:00:00.000Z",
         }
     ]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import attrs
 import pytest
-from core_helpers import FaultyStore, make_harness, result_of
+from core_helpers import FakeParty, FaultyStore, make_harness, result_of
 from zope.interface.verify import verifyObject
 
 from gateway import events as ev
 from gateway.errors import AuthFailed, BadRequest, InternalError, NotAllowed, Unavailable
 from gateway.interfaces import IAgentDirectory, IRouter, IStore
+from gateway.records import AgentRecord
 from gateway.routing import FirstAvailableRouter
 
 
@@ -350,3 +351,35 @@ def test_client_identified_after_arrival_is_offered_and_stored():
     assert anna.last(ev.Offer).customer.client == ev.ClientInfo("Gajim", "1.8.4")
     record = result_of(h.store.get_conversation(session.conversation.id))
     assert (record.client_name, record.client_version) == ("Gajim", "1.8.4")
+
+
+def test_agent_attached_by_its_upstream_address():
+    h = make_harness(agents=())
+    h.store.add_agent(
+        AgentRecord(
+            name="anna",
+            display_name="Anna",
+            password_hash="-",
+            capacity=1,
+            addresses=("xmpp:anna@corp.example",),
+        )
+    )
+    party = FakeParty()
+    session = result_of(
+        h.gateway.agent_attach(
+            party,
+            protocol="xmpp",
+            address="xmpp:anna@corp.example",
+            client=ev.ClientInfo("Gajim", "1.8"),
+        )
+    )
+    assert session.name == "anna" and h.directory.get("anna").protocol == "xmpp"
+    with pytest.raises(AuthFailed):
+        result_of(
+            h.gateway.agent_attach(
+                FakeParty(),
+                protocol="xmpp",
+                address="xmpp:eve@corp.example",
+                client=ev.ClientInfo(),
+            )
+        )
