@@ -28,6 +28,10 @@ class AgentState:
     protocol: str
     client: ClientInfo
     skills: Mapping[str, int] = attrs.field(factory=dict)
+    location: str = "lan"
+    bot: bool = False
+    # What the agent's IM software supports, as negotiated on its session.
+    features: frozenset[str] = frozenset()
     status: str = AWAY
     # Conversation ids this agent is in, and offer ids it has not answered yet.
     conversations: set[str] = attrs.field(factory=set)

@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from gateway import __version__ as gateway_version
 from gateway import agents as agent_states
 from gateway import events as ev
 from gateway import logs
@@ -40,7 +41,7 @@ from gateway.errors import (
 from gateway.ids import IdFactory
 from gateway.interfaces import IRouter, IStore
 from gateway.interview import Interview
-from gateway.records import ConversationRecord, StoredMessage
+from gateway.records import AgentRecord, ConversationRecord, StoredMessage
 from gateway.routing import Decision, RoutingRequest
 
 TYPING_STATES = ("active", "paused")
@@ -251,7 +252,7 @@ class Gateway:
             if not ok or record is None:
                 self._log.info("agent authentication failed for {agent}", agent=name)
                 raise AuthFailed("authentication failed")
-            return self._agent_logged_in(party, record, protocol, client)
+            return self._agent_logged_in(party, record, protocol, client, features)
 
         return d.addCallback(verify).addCallback(login)
 
@@ -276,11 +277,28 @@ class Gateway:
             if record is None:
                 self._log.info("{address} is not an agent", address=address)
                 raise AuthFailed(f"{address} is not an agent")
-            return self._agent_logged_in(party, record, protocol, client)
+            return self._agent_logged_in(party, record, protocol, client, features)
 
         return self._store.find_agent(address).addCallback(found)
 
-    def _agent_logged_in(self, party, record, protocol, client) -> AgentSession:
+    def agent_join(
+        self,
+        party: Any,
+        record: AgentRecord,
+        *,
+        protocol: str = "internal",
+        client: ev.ClientInfo | None = None,
+    ) -> AgentSession:
+        """Log in an agent that runs inside the gateway (a bot), trusted as it is."""
+        if self.shutting_down:
+            raise Unavailable("the service is shutting down")
+        return self._agent_logged_in(
+            party, record, protocol, client or ev.ClientInfo("imgateway", gateway_version)
+        )
+
+    def _agent_logged_in(
+        self, party, record, protocol, client, features=frozenset()
+    ) -> AgentSession:
         old = self._directory.get(record.name)
         if old is not None:
             # The newest login wins, as with an XMPP resource conflict.
@@ -295,6 +313,9 @@ class Gateway:
             client=client,
             skills=dict(record.skills),
             idle_since=self._clock.seconds(),
+            location=record.location,
+            bot=record.bot,
+            features=frozenset(features),
         )
         session = AgentSession(self, party, self._ids.session(), state)
         state.session = session

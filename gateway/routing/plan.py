@@ -1,0 +1,86 @@
+"""What routing decides for a conversation: a plan of targets, tried in order.
+
+A rule (local ``etc/routing.toml`` or the enterprise routing server) classifies the
+customer into a :class:`Plan`; the gateway's matching engine then works through the
+plan's targets against its live agents, widening the pool at each target's timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+STRATEGIES = ("longest_idle", "least_occupied", "round_robin", "highest_skill", "broadcast")
+FALLBACKS = ("translate", "wait", "close")
+
+# Where a plan came from, logged with every decision.
+LOCAL = "local"
+REMOTE = "remote"
+FALLBACK = "fallback"
+
+
+@attrs.frozen
+class Target:
+    """One step of a workflow: which agents, from which queue, chosen how.
+
+    ``queue`` None means the queue the customer's topic leads to (see
+    ``Config.queue_for_topic``). Agent expression: every agent skill in ``skills``
+    at least that level; ``location`` (lan/remote), ``protocols`` (the agent's IM
+    protocol), ``agents`` (named accounts) and ``bots`` (True: bots only, False:
+    people only) narrow it when set.
+    """
+
+    queue: str | None = None
+    skills: Mapping[str, int] = attrs.field(factory=dict)
+    location: str | None = None
+    protocols: frozenset[str] = frozenset()
+    agents: frozenset[str] = frozenset()
+    bots: bool | None = None
+    strategy: str = "longest_idle"
+    # Seconds at this target before the next one applies; None: stay here.
+    timeout_s: float | None = None
+    # Agents rung at once with the broadcast strategy; the first accept wins.
+    broadcast: int = 1
+
+
+@attrs.frozen
+class Plan:
+    """A classified conversation: its rule, priority and workflow, and why."""
+
+    rule: str
+    targets: tuple[Target, ...]
+    priority: int = 0
+    # The compatibility table's verdict: the routing service and what the agent's
+    # IM software must support ("typing", "rich_text", ...).
+    service: str = "relay"
+    requires: frozenset[str] = frozenset()
+    compatibility: str = "default"
+    # What to do when no logged-in agent is compatible: translate, wait or close.
+    fallback: str = "translate"
+    source: str = LOCAL
+    reason: str = ""
+
+
+@attrs.frozen
+class Customer:
+    """The attributes rules match on, flattened: ``topic``, ``protocol``, ``client``,
+    ``version``, ``language``, ``priority`` and ``identity.<field>`` for every
+    identity answer. ``media`` is ``chat`` for IM (the routing server also
+    classifies email, voice and tasks)."""
+
+    attributes: Mapping[str, str]
+    media: str = "chat"
+
+    @classmethod
+    def of(
+        cls, *, protocol: str, client: str, version: str, answers: Mapping[str, str]
+    ) -> Customer:
+        """Flatten a conversation's known facts into rule attributes."""
+        attributes = {"protocol": protocol, "client": client, "version": version}
+        for key, value in answers.items():
+            if key in ("topic", "language", "priority"):
+                attributes[key] = value
+            else:
+                attributes[f"identity.{key}"] = value
+        return cls(attributes=attributes)
