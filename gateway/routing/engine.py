@@ -1,0 +1,304 @@
+"""The matching engine: waiting conversations meet agents with room, without scans.
+
+Every distinct target (queue + agent expression + strategy) has a *pool*: the
+logged-in agents its expression admits, a heap of those with room ordered by the
+target's strategy, and a heap of the tasks waiting at that target ordered by
+priority then arrival. An event (an agent frees up, a task arrives or escalates)
+marks only its pools dirty; matching then pops heads, so one decision costs
+O(log n) in the agents and tasks of one pool, never a walk over all of them.
+Heaps are lazy: an entry whose version is stale is dropped when it surfaces.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+
+from gateway.routing.plan import Plan, Target
+
+# Tasks passed over in one matching round because no ready agent suits them
+# (every one declined them, or none is compatible); bounds the work per event.
+MAX_PASSED_OVER = 64
+
+
+def _target_key(target: Target, queue: str) -> tuple:
+    return (
+        queue,
+        tuple(sorted(target.skills.items())),
+        target.location,
+        tuple(sorted(target.protocols)),
+        tuple(sorted(target.agents)),
+        target.bots,
+        target.strategy,
+    )
+
+
+@attrs.define(eq=False)
+class Task:
+    """A conversation waiting for an agent, as the engine sees it."""
+
+    id: str
+    plan: Plan
+    protocol: str
+    arrival: tuple[float, int]
+    owner: Any = None
+    topic: str | None = None
+    step: int = 0
+    queue: str = ""
+    exclude: set[str] = attrs.field(factory=set)
+    # Capabilities the agent's software must have; emptied by the translate fallback.
+    requires: frozenset[str] = frozenset()
+    # Agents ringing now; while any ring, the task is not matched again.
+    ringing: set[str] = attrs.field(factory=set)
+    version: int = 0
+    pool: Pool | None = None
+
+    @property
+    def target(self) -> Target:
+        """The workflow step the task is at."""
+        return self.plan.targets[self.step]
+
+    @property
+    def priority(self) -> int:
+        """Higher is served first."""
+        return self.plan.priority
+
+
+class Pool:
+    """Agents and waiting tasks of one target."""
+
+    def __init__(self, target: Target, queue: str) -> None:
+        self.target = target
+        self.queue = queue
+        self.members: set[str] = set()
+        self._ready: list[tuple] = []
+        self._waiting: list[tuple] = []
+        self._tasks: dict[str, Task] = {}
+
+    def admits(self, agent) -> bool:
+        """Whether the target's agent expression admits this agent at all."""
+        t = self.target
+        if t.agents and agent.name not in t.agents:
+            return False
+        if t.location is not None and agent.location != t.location:
+            return False
+        if t.protocols and agent.protocol not in t.protocols:
+            return False
+        if t.bots is not None and agent.bot != t.bots:
+            return False
+        return all(agent.skills.get(s, -1) >= level for s, level in t.skills.items())
+
+    def order(self, agent) -> tuple:
+        """The strategy's sort key: smallest is offered first."""
+        strategy = self.target.strategy
+        if strategy == "least_occupied":
+            return (agent.load / agent.capacity, agent.idle_since)
+        if strategy == "round_robin":
+            return (agent.last_offer_seq,)
+        if strategy == "highest_skill":
+            levels = [agent.skills.get(s, 0) for s in self.target.skills]
+            return (-max(levels, default=0), agent.idle_since)
+        # longest_idle, and broadcast rings the longest idle first
+        return (agent.load, agent.idle_since)
+
+    def push_agent(self, agent) -> None:
+        """Offer the agent in strategy order (again, with its current key)."""
+        if len(self._ready) > 4 * len(self.members) + 64:
+            # Lazy deletion leaves stale entries behind; a pool nobody waits in
+            # would otherwise grow with every presence change for years.
+            self._ready = [e for e in self._ready if e[3].version == e[2]]
+            heapq.heapify(self._ready)
+        heapq.heappush(self._ready, (self.order(agent), agent.name, agent.version, agent))
+
+    def push_task(self, task: Task) -> None:
+        """Put a task in line here by priority, then arrival."""
+        self._tasks[task.id] = task
+        if len(self._waiting) > 4 * len(self._tasks) + 64:
+            live = self._tasks
+            self._waiting = [
+                e for e in self._waiting if e[2] in live and live[e[2]].version == e[3]
+            ]
+            heapq.heapify(self._waiting)
+        heapq.heappush(self._waiting, (-task.priority, task.arrival, task.id, task.version))
+
+    def drop_task(self, task: Task) -> None:
+        self._tasks.pop(task.id, None)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def head_task(self) -> Task | None:
+        """The first task in line still waiting here (stale entries dropped)."""
+        while self._waiting:
+            _, _, task_id, version = self._waiting[0]
+            task = self._tasks.get(task_id)
+            if task is not None and task.version == version and not task.ringing:
+                return task
+            heapq.heappop(self._waiting)
+        return None
+
+    def pop_task(self) -> None:
+        heapq.heappop(self._waiting)
+
+    def head_agent(self, fits: Callable) -> Any:
+        """The best ready agent; stale entries dropped."""
+        while self._ready:
+            _, _, version, agent = self._ready[0]
+            if agent.version == version and agent.name in self.members and fits(agent):
+                return agent
+            heapq.heappop(self._ready)
+        return None
+
+
+class Engine:
+    """Matches tasks to agents; the core turns each match into an offer."""
+
+    def __init__(self, topic_queue: Callable[[str | None], str]) -> None:
+        self._topic_queue = topic_queue
+        self._pools: dict[tuple, Pool] = {}
+        self._agents: dict[str, Any] = {}
+        self._dirty: set[Pool] = set()
+        self._capabilities: Counter[frozenset[str]] = Counter()
+        self._seq = itertools.count(1)
+        self.decisions = 0
+
+    # -- agents -----------------------------------------------------------
+
+    def agent_changed(self, agent) -> None:
+        """An agent logged in, or its presence, load or wrap-up changed."""
+        known = self._agents.get(agent.name)
+        if known is not agent:
+            if known is not None:
+                self.agent_left(known)
+            self._agents[agent.name] = agent
+            self._capabilities[agent.capabilities] += 1
+            for pool in self._pools.values():
+                if pool.admits(agent):
+                    pool.members.add(agent.name)
+        agent.version += 1
+        if agent.has_room:
+            for pool in self._pools.values():
+                if agent.name in pool.members:
+                    pool.push_agent(agent)
+                    if len(pool):
+                        self._dirty.add(pool)
+
+    def agent_left(self, agent) -> None:
+        """An agent logged out."""
+        if self._agents.get(agent.name) is not agent:
+            return
+        del self._agents[agent.name]
+        self._capabilities[agent.capabilities] -= 1
+        if not self._capabilities[agent.capabilities]:
+            del self._capabilities[agent.capabilities]
+        agent.version += 1
+        for pool in self._pools.values():
+            pool.members.discard(agent.name)
+
+    def any_compatible(self, requires: frozenset[str]) -> bool:
+        """Whether any logged-in agent's software has these capabilities."""
+        return any(requires <= caps for caps in self._capabilities)
+
+    # -- tasks ------------------------------------------------------------
+
+    def _pool(self, target: Target, queue: str) -> Pool:
+        key = _target_key(target, queue)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = Pool(target, queue)
+            for agent in self._agents.values():
+                if pool.admits(agent):
+                    pool.members.add(agent.name)
+                    if agent.has_room:
+                        pool.push_agent(agent)
+        return pool
+
+    def queue_of(self, task: Task) -> str:
+        """The queue the task's current target names (or its topic's queue)."""
+        return task.target.queue or self._topic_queue(task.topic)
+
+    def add(self, task: Task) -> None:
+        """A task waits at its current target."""
+        self.remove(task)
+        task.version += 1
+        task.queue = self.queue_of(task)
+        pool = self._pool(task.target, task.queue)
+        task.pool = pool
+        pool.push_task(task)
+        self._dirty.add(pool)
+
+    def remove(self, task: Task) -> None:
+        """A task stops waiting (connected, ended, or about to move)."""
+        if task.pool is not None:
+            task.pool.drop_task(task)
+            task.pool = None
+            task.version += 1
+
+    def retry(self, task: Task) -> None:
+        """A task's ring ended without an accept: it may be matched again."""
+        if task.pool is not None:
+            task.version += 1
+            task.pool.push_task(task)
+            self._dirty.add(task.pool)
+
+    # -- matching ---------------------------------------------------------
+
+    def _fits(self, task: Task, agent) -> bool:
+        return (
+            agent.has_room
+            and agent.name not in task.exclude
+            and agent.name not in task.ringing
+            and task.requires <= agent.capabilities
+            and agent.room_for(task.protocol)
+        )
+
+    def matches(self) -> Iterator[tuple[Task, list]]:
+        """Yield (task, agents to ring) for every match possible now.
+
+        The caller makes the offers (which changes agents' load and calls
+        ``agent_changed``) before asking for the next match.
+        """
+        while self._dirty:
+            pool = self._dirty.pop()
+            passed: list[Task] = []
+            while True:
+                task = pool.head_task()
+                if task is None:
+                    break
+                agents = self._pick(pool, task)
+                pool.pop_task()
+                if not agents:
+                    passed.append(task)
+                    if len(passed) >= MAX_PASSED_OVER:
+                        break
+                    continue
+                self.decisions += 1
+                for agent in agents:
+                    agent.last_offer_seq = next(self._seq)
+                yield task, agents
+            for task in passed:
+                if task.pool is pool:
+                    pool.push_task(task)
+
+    def _pick(self, pool: Pool, task: Task) -> list:
+        wanted = task.target.broadcast if task.target.strategy == "broadcast" else 1
+        chosen: list = []
+        skipped: list = []
+        while len(chosen) < wanted and len(skipped) < MAX_PASSED_OVER:
+            agent = pool.head_agent(lambda a: a.has_room)
+            if agent is None:
+                break
+            entry = heapq.heappop(pool._ready)
+            if self._fits(task, agent) and agent not in chosen:
+                chosen.append(agent)
+            skipped.append(entry)
+        # Whoever was looked at and not offered keeps its place in line.
+        for entry in skipped:
+            if entry[3] not in chosen:
+                heapq.heappush(pool._ready, entry)
+        return chosen
