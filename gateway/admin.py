@@ -23,7 +23,7 @@ from typing import Any
 from gateway import config as config_module
 from gateway import db
 from gateway.config import Config, ConfigError
-from gateway.passwords import hash_password
+from gateway.passwords import hash_password, scram_credentials
 from gateway.records import AgentRecord, ConversationRecord, StoredMessage
 
 PROG = "imgateway-admin"
@@ -120,6 +120,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     add.add_argument("--bot", action="store_true", help="an automated agent, not a person")
     add.add_argument(
+        "--capacity-for",
+        metavar="PROTO:N",
+        type=_protocol_capacity,
+        action="append",
+        default=[],
+        help="at most N conversations with customers on PROTO (jsonim, xmpp, irc) within"
+        " --capacity; repeat for several",
+    )
+    add.add_argument(
         "--address",
         metavar="PROTO:ADDRESS",
         type=_address,
@@ -210,6 +219,13 @@ def _bounded_int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _protocol_capacity(value: str) -> tuple[str, int]:
+    proto, _, count = value.partition(":")
+    if proto not in ("jsonim", "xmpp", "irc") or not count.isdigit() or int(count) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not PROTO:N (jsonim, xmpp or irc; N >= 1)")
+    return proto, int(count)
+
+
 def _address(value: str) -> str:
     proto, _, address = value.partition(":")
     if proto not in ("xmpp", "irc") or not address or any(c.isspace() for c in address):
@@ -243,10 +259,12 @@ def _agent_add(args: argparse.Namespace, cfg: Config) -> None:
         location=args.location,
         bot=args.bot,
         addresses=tuple(dict.fromkeys(args.address)),
+        protocol_capacity=dict(args.capacity_for),
     )
     with _database(cfg) as conn:
         try:
             db.add_agent(conn, agent)
+            db.set_scram(conn, agent.name, scram_credentials(password))
         except (db.AgentExists, db.AddressTaken) as e:
             raise _Failed(str(e)) from None
     print(f"agent {args.name} added")
@@ -257,6 +275,7 @@ def _agent_passwd(args: argparse.Namespace, cfg: Config) -> None:
     with _database(cfg) as conn:
         if not db.set_password(conn, args.name, hash_password(password)):
             raise _Failed(f"no such agent: {args.name}")
+        db.set_scram(conn, args.name, scram_credentials(password))
     print(f"password of agent {args.name} changed")
 
 
@@ -455,6 +474,7 @@ def _agent_json(agent: AgentRecord) -> dict[str, Any]:
         "capacity": agent.capacity,
         "skills": dict(sorted(agent.skills.items())),
         "location": agent.location,
+        "capacity_for": dict(sorted(agent.protocol_capacity.items())),
         "bot": agent.bot,
         "addresses": list(agent.addresses),
         "created": _iso(agent.created),

@@ -38,6 +38,16 @@ class AgentState:
     offers: set[str] = attrs.field(factory=set)
     # When the agent last became free; the longest idle is offered first.
     idle_since: float = 0.0
+    # Concurrent conversations per customer protocol, where limited separately.
+    protocol_capacity: Mapping[str, int] = attrs.field(factory=dict)
+    protocol_load: dict[str, int] = attrs.field(factory=dict)
+    # Set for agents.wrap_up_s after each conversation: no offers meanwhile.
+    wrapping_up: bool = False
+    # Offers let lapse in a row; at agents.max_lapsed_offers the agent is set away.
+    lapses: int = 0
+    # Bookkeeping of the matching engine.
+    version: int = 0
+    last_offer_seq: int = 0
 
     @property
     def load(self) -> int:
@@ -46,8 +56,27 @@ class AgentState:
 
     @property
     def has_room(self) -> bool:
-        """True when the agent is available and below its capacity."""
-        return self.status == AVAILABLE and self.load < self.capacity
+        """True when the agent is available, not wrapping up, and below its capacity."""
+        return self.status == AVAILABLE and not self.wrapping_up and self.load < self.capacity
+
+    def room_for(self, protocol: str) -> bool:
+        """Whether a conversation from a customer on ``protocol`` fits its limits."""
+        limit = self.protocol_capacity.get(protocol)
+        return limit is None or self.protocol_load.get(protocol, 0) < limit
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What the agent's IM software can show: plain text always, plus its features."""
+        return self.features | {"plain_text"}
+
+    @property
+    def state(self) -> str:
+        """available, away, offline, full or wrap_up, as supervisors see it."""
+        if self.status != AVAILABLE:
+            return self.status
+        if self.wrapping_up:
+            return "wrap_up"
+        return "full" if self.load >= self.capacity else AVAILABLE
 
 
 @implementer(IAgentDirectory)

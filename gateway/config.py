@@ -6,6 +6,7 @@ A bad file yields one :class:`ConfigError` naming the file, the key and the prob
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -15,13 +16,19 @@ from typing import Any
 
 import attrs
 
+from gateway.hours import Hours, HoursError
+
 SITE_CONFIG = Path("etc/imgateway.toml")
 # Keys of [listeners]; the service has a factory for each.
-LISTENER_KINDS: tuple[str, ...] = ("jsonim",)
+LISTENER_KINDS: tuple[str, ...] = ("jsonim", "irc", "xmpp", "xmpps")
 # Sections owned by a protocol package: name -> "module:function". The function takes
 # the section's Reader, calls done() on it, and returns a frozen settings object,
 # found in Config.sections[name].
-SECTIONS: dict[str, str] = {}
+SECTIONS: dict[str, str] = {
+    "bots": "gateway.bots.settings:parse",
+    "irc": "protocols.irc.settings:parse",
+    "xmpp": "protocols.xmpp.settings:parse",
+}
 LOG_LEVELS = ("debug", "info", "warn", "error")
 FIELD_KINDS = ("text", "choice", "email")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -66,6 +73,8 @@ class QueueConfig:
     max_waiting: int = 1000
     max_wait_s: float = 900.0
     expected_wait_s: float = 60.0
+    hours: Hours = attrs.field(factory=Hours)
+    overflow: str | None = None
 
 
 @attrs.frozen
@@ -93,8 +102,15 @@ class Config:
     jsonim: JsonImConfig
     default_capacity: int
     offer_timeout_s: float
+    wrap_up_s: float
+    max_lapsed_offers: int
     default_queue: str
     when_no_agents: str
+    rules_file: Path | None
+    sticky_s: float
+    remote_url: str
+    remote_token: str
+    remote_deadline_s: float
     queues: Mapping[str, QueueConfig]
     greeting: str
     answer_timeout_s: float
@@ -281,6 +297,8 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
     ag = root.table_of("agents")
     default_capacity = ag.number("default_capacity", low=1, high=1000, integer=True)
     offer_timeout_s = ag.number("offer_timeout_s", low=1, high=3600)
+    wrap_up_s = ag.number("wrap_up_s", 0, low=0, high=3600)
+    max_lapsed_offers = ag.number("max_lapsed_offers", 3, low=1, high=1000, integer=True)
     ag.done()
 
     qs = root.table_of("queues")
@@ -298,6 +316,8 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
             max_waiting=q.number("max_waiting", 1000, low=1, high=10_000_000, integer=True),
             max_wait_s=q.number("max_wait_s", 900, low=1, high=7 * 86400),
             expected_wait_s=q.number("expected_wait_s", 60, low=0, high=86400),
+            hours=_hours(q),
+            overflow=q.text("overflow", "") or None,
         )
         q.done()
     qs.done()
@@ -309,7 +329,27 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
     if default_queue not in queues:
         raise rt.fail("default_queue", f"names no queue: {default_queue!r}")
     when_no_agents = rt.text("when_no_agents", check=_one_of(("wait", "end")))
+    rules_file = rt.text("rules", "")
+    sticky_s = rt.number("sticky_s", 0, low=0, high=30 * 86400)
+    remote_url = rt.text(
+        "remote_url",
+        "",
+        check=lambda v: (
+            None
+            if not v or v.startswith(("http://", "https://"))
+            else "must be an http:// or https:// URL"
+        ),
+    )
+    # A secret in the environment wins over the file, as for twistd imrouter.
+    file_token = rt.text("remote_token", "")
+    remote_token = os.environ.get("IMGATEWAY_ROUTER_TOKEN") or file_token
+    remote_deadline_s = rt.number("remote_deadline_s", 0.5, low=0.01, high=60)
     rt.done()
+    for queue in queues.values():
+        if queue.overflow is not None and queue.overflow not in queues:
+            raise ConfigError(
+                source, f"queues.{queue.name}.overflow", f"names no queue: {queue.overflow!r}"
+            )
 
     iv = root.table_of("interview")
     greeting = iv.text("greeting", "")
@@ -345,6 +385,13 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
         jsonim=jsonim,
         default_capacity=default_capacity,
         offer_timeout_s=offer_timeout_s,
+        wrap_up_s=wrap_up_s,
+        max_lapsed_offers=max_lapsed_offers,
+        rules_file=Path(rules_file) if rules_file else None,
+        sticky_s=sticky_s,
+        remote_url=remote_url,
+        remote_token=remote_token,
+        remote_deadline_s=remote_deadline_s,
         default_queue=default_queue,
         when_no_agents=when_no_agents,
         queues=queues,
@@ -354,6 +401,17 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
         max_connections=max_connections,
         max_connections_per_address=per_address,
     )
+
+
+def _hours(q: Reader) -> Hours:
+    lines = q.get("hours", list, [])
+    if not all(isinstance(line, str) for line in lines):
+        raise q.fail("hours", "must be a list of strings like 'mon-fri 08:00-18:00'")
+    zone = q.text("timezone", "UTC")
+    try:
+        return Hours.parse(lines, zone)
+    except HoursError as e:
+        raise q.fail("hours" if lines else "timezone", str(e)) from None
 
 
 def _field(source: str, prefix: str, table: Any) -> FieldConfig:

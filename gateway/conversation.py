@@ -52,15 +52,22 @@ class Conversation:
     # customer whose agent dropped does not go to the back of the line.
     arrival: tuple[float, int] | None = None
     agent: Any = None
-    offer: PendingOffer | None = None
+    # Offers ringing now, by id (several with the broadcast strategy).
+    offers: dict[str, PendingOffer] = attrs.field(factory=dict)
     routing: bool = False
+    # The matching engine's view while waiting, and the timer of its plan step.
+    task: Any = None
+    step_timer: Any = None
+    # A stable key for the customer (their address or e-mail), for sticky routing.
+    key: str | None = None
     declined: set[str] = attrs.field(factory=set)
     lapsed: set[str] = attrs.field(factory=set)
     target_agent: str | None = None
     history: list[HistoryEntry] = attrs.field(factory=list)
     last_sent_position: tuple[int, int] | None = None
     timer: Any = None
-    position_at_entry: int = 0
+    # When the current agent accepted it, for the queue's handle-time estimate.
+    connected_at: float | None = None
 
     @property
     def answers(self) -> dict[str, str]:
@@ -97,8 +104,10 @@ class Queue:
         self._waiting: dict[str, Conversation] = {}
         # Kept sorted by arrival: new arrivals append, requeued ones slot back in.
         self._order: list[tuple[tuple[float, int], str]] = []
-        # Seconds of wait per position ahead, refined as customers are connected.
-        self._per_position = config.expected_wait_s
+        # Average handle time (seconds per conversation), refined as conversations end,
+        # and the conversations from this queue agents are handling now.
+        self._handle_s = config.expected_wait_s
+        self.active = 0
 
     @property
     def name(self) -> str:
@@ -124,15 +133,20 @@ class Queue:
             key = (conversation.arrival, conversation.id)
             del self._order[bisect.bisect_left(self._order, key)]
 
+    def position(self, conversation: Conversation) -> int:
+        """1-based place in line, 0 when not waiting here."""
+        if conversation.id not in self._waiting:
+            return 0
+        return bisect.bisect_left(self._order, (conversation.arrival, conversation.id)) + 1
+
     def in_order(self) -> Iterator[Conversation]:
         """Waiting conversations, first in line first (a snapshot)."""
         return iter([self._waiting[cid] for _, cid in self._order])
 
     def eta(self, position: int) -> int:
         """Estimated seconds until a customer at ``position`` is connected."""
-        return round(position * self._per_position)
+        return round(position * self._handle_s / max(1, self.active))
 
-    def observe_wait(self, waited: float, position_at_entry: int) -> None:
-        """Refine the estimate from a customer who was just connected."""
-        sample = waited / max(1, position_at_entry)
-        self._per_position = 0.8 * self._per_position + 0.2 * sample
+    def observe_handle(self, handled: float) -> None:
+        """Refine the estimate from a conversation an agent just finished."""
+        self._handle_s = 0.8 * self._handle_s + 0.2 * handled

@@ -24,12 +24,10 @@ from gateway.conversation import (
     CONNECTED,
     ENDED,
     INTERVIEW,
-    OFFERED,
-    QUEUED,
     Conversation,
-    PendingOffer,
     Queue,
 )
+from gateway.dispatch import Dispatcher
 from gateway.errors import (
     AuthFailed,
     BadRequest,
@@ -42,7 +40,6 @@ from gateway.ids import IdFactory
 from gateway.interfaces import IRouter, IStore
 from gateway.interview import Interview
 from gateway.records import AgentRecord, ConversationRecord, StoredMessage
-from gateway.routing import Decision, RoutingRequest
 
 TYPING_STATES = ("active", "paused")
 
@@ -148,7 +145,7 @@ class Gateway:
         config: Config,
         *,
         store: IStore,
-        router: IRouter,
+        plans: IRouter,
         directory: AgentDirectory,
         clock: IReactorTime,
         verify_password: VerifyPassword,
@@ -156,7 +153,6 @@ class Gateway:
     ) -> None:
         self.config = config
         self._store = store
-        self._router = router
         self._directory = directory
         self._clock = clock
         self._verify = verify_password
@@ -164,11 +160,9 @@ class Gateway:
         self.queues = {name: Queue(q) for name, q in config.queues.items()}
         self.conversations: dict[str, Conversation] = {}
         self._aliases: set[str] = set()
-        self._offers: dict[str, PendingOffer] = {}
         self._customers: set[CustomerSession] = set()
-        self._dispatching = False
-        self._dispatch_again = False
         self.shutting_down = False
+        self.dispatcher = Dispatcher(self, plans)
 
     # -- arrivals ---------------------------------------------------------
 
@@ -180,8 +174,13 @@ class Gateway:
         client: ev.ClientInfo,
         answers: Mapping[str, str],
         features: frozenset[str] = frozenset(),
+        key: str | None = None,
     ) -> CustomerSession:
-        """A customer connected: open a conversation and start the interview."""
+        """A customer connected: open a conversation and start the interview.
+
+        ``key`` identifies a returning customer (their IM address) for sticky
+        routing; without it, an e-mail answer serves.
+        """
         if self.shutting_down:
             raise Unavailable("the service is shutting down")
         session = CustomerSession(self, party, self._ids.session())
@@ -198,6 +197,7 @@ class Gateway:
             started=now,
             interview=Interview(self.config.fields, answers),
         )
+        conv.key = key or (f"email:{answers['email'].casefold()}" if answers.get("email") else None)
         session.conversation = conv
         self.conversations[conv.id] = conv
         self._write(
@@ -281,6 +281,33 @@ class Gateway:
 
         return self._store.find_agent(address).addCallback(found)
 
+    def agent_credentials(self, name: str) -> Deferred:
+        """An agent's stored SCRAM keys (JSON text, see gateway.passwords), or None.
+
+        For adapters whose authentication proves the password without sending it.
+        """
+        return self._store.scram_credentials(name)
+
+    def agent_authenticated(
+        self,
+        party: Any,
+        *,
+        protocol: str,
+        name: str,
+        client: ev.ClientInfo,
+        features: frozenset[str] = frozenset(),
+    ) -> Deferred[AgentSession]:
+        """Log in an agent whose adapter verified it against agent_credentials()."""
+        if self.shutting_down:
+            return fail(Unavailable("the service is shutting down"))
+
+        def found(record):
+            if record is None:
+                raise AuthFailed("authentication failed")
+            return self._agent_logged_in(party, record, protocol, client, features)
+
+        return self._store.get_agent(name).addCallback(found)
+
     def agent_join(
         self,
         party: Any,
@@ -315,11 +342,13 @@ class Gateway:
             idle_since=self._clock.seconds(),
             location=record.location,
             bot=record.bot,
+            protocol_capacity=dict(record.protocol_capacity),
             features=frozenset(features),
         )
         session = AgentSession(self, party, self._ids.session(), state)
         state.session = session
         self._directory.add(state)
+        self.dispatcher.agent_changed(state)
         self._log.info(
             "agent {agent} logged in ({protocol}, {client} {version})",
             agent=record.name,
@@ -390,7 +419,8 @@ class Gateway:
 
     def _next_question(self, conv: Conversation, prompt: ev.Prompt | None) -> None:
         if prompt is None:
-            self._enqueue(conv, self.config.queue_for_topic(conv.topic))
+            self._cancel_timer(conv)
+            self.dispatcher.route(conv)
             return
         self._restart_timer(conv, self.config.answer_timeout_s, self._answer_timed_out)
         self._store_system(conv, prompt.text)
@@ -404,217 +434,25 @@ class Gateway:
             self._system_line(conv, ANSWER_TIMEOUT)
             self._end(conv, "timeout")
 
-    # -- queues and offers ------------------------------------------------
-
-    def _enqueue(self, conv: Conversation, queue_name: str) -> None:
-        queue = self.queues[queue_name]
-        if conv.queue is None or conv.queue != queue_name:
-            self._write(
-                self._store.update_conversation(
-                    conv.id,
-                    state=QUEUED,
-                    queue=queue_name,
-                    topic=conv.topic,
-                    identity=dict(conv.answers),
-                    agent=None,
-                )
-            )
-        else:
-            self._write(self._store.update_conversation(conv.id, state=QUEUED, agent=None))
-        conv.queue = queue_name
-        if len(queue) >= queue.config.max_waiting:
-            self._system_line(conv, QUEUE_FULL)
-            self._end(conv, "no_agents")
-            return
-        if self.config.when_no_agents == "end" and not len(self._directory):
-            self._system_line(conv, NO_AGENTS)
-            self._end(conv, "no_agents")
-            return
-        conv.state = QUEUED
-        conv.agent = None
-        conv.mark_arrival(self._clock.seconds())
-        queue.add(conv)
-        conv.position_at_entry = self._position(queue, conv)
-        self._restart_timer(conv, queue.config.max_wait_s, self._wait_timed_out)
-        self._log.info(
-            "conversation {conversation} queued in {queue}", conversation=conv.id, queue=queue_name
-        )
-        self._dispatch()
-
-    def _wait_timed_out(self, conv: Conversation) -> None:
-        if conv.waiting:
-            self._system_line(conv, WAIT_TIMEOUT)
-            self._end(conv, "timeout")
-
-    def _dispatch(self) -> None:
-        """Offer waiting conversations to agents with room, first in line first."""
-        if self._dispatching:
-            self._dispatch_again = True
-            return
-        self._dispatching = True
-        try:
-            self._dispatch_again = True
-            while self._dispatch_again:
-                self._dispatch_again = False
-                if any(a.has_room for a in self._directory.candidates()):
-                    for queue in self.queues.values():
-                        for conv in queue.in_order():
-                            if conv.state == QUEUED and not conv.routing:
-                                self._route(conv)
-                self._send_positions()
-        finally:
-            self._dispatching = False
-
-    def _route(self, conv: Conversation, lapsed_too: bool = True) -> None:
-        exclude = conv.declined | conv.lapsed if lapsed_too else set(conv.declined)
-        request = RoutingRequest(
-            conversation=conv.id,
-            queue=conv.queue,
-            protocol=conv.protocol,
-            client=conv.client,
-            topic=conv.topic,
-            identity=dict(conv.answers),
-            exclude=frozenset(exclude),
-            agent=conv.target_agent,
-        )
-        conv.routing = True
-        d = maybeDeferred(self._router.route, request)
-        d.addCallback(self._routed, conv, lapsed_too)
-        d.addErrback(self._route_failed, conv)
-
-    def _routed(self, decision: Decision, conv: Conversation, lapsed_too: bool) -> None:
-        conv.routing = False
-        if conv.state != QUEUED:
-            return
-        if decision.agent is None:
-            if lapsed_too and conv.lapsed:
-                # Nobody else is free: ring the agents who did not answer again.
-                self._route(conv, lapsed_too=False)
-            return
-        agent = self._directory.get(decision.agent)
-        if agent is None or not agent.has_room:
-            self._log.debug(
-                "router chose {agent} for {conversation}, who has no room now",
-                agent=decision.agent,
-                conversation=conv.id,
-            )
-            return
-        self._offer(conv, agent, decision)
-
-    def _route_failed(self, failure: Failure, conv: Conversation) -> None:
-        conv.routing = False
-        self._log.failure("routing {conversation} failed", failure, conversation=conv.id)
-
-    def _offer(self, conv: Conversation, agent: AgentState, decision: Decision) -> None:
-        timeout = self.config.offer_timeout_s
-        offer = PendingOffer(id=self._ids.offer(), conversation=conv, agent=agent.name)
-        offer.timer = self._clock.callLater(timeout, self._offer_lapsed, offer)
-        self._offers[offer.id] = offer
-        agent.offers.add(offer.id)
-        conv.offer = offer
-        conv.state = OFFERED
-        self._log.info(
-            "offered {conversation} to {agent} ({source}: {reason})",
-            conversation=conv.id,
-            agent=agent.name,
-            source=decision.source,
-            reason=decision.reason,
-        )
-        card = ev.CustomerCard(
-            alias=conv.alias,
-            protocol=conv.protocol,
-            client=conv.client,
-            topic=conv.topic,
-            identity={k: v for k, v in conv.answers.items() if k != "topic"},
-        )
-        self._deliver(agent, ev.Offer(offer.id, conv.id, round(timeout), card))
-
-    def _take_offer(self, offer: PendingOffer) -> None:
-        """Forget an offer: the agent's room and the conversation's slot are freed."""
-        self._offers.pop(offer.id, None)
-        if offer.timer is not None and offer.timer.active():
-            offer.timer.cancel()
-        agent = self._directory.get(offer.agent)
-        if agent is not None:
-            agent.offers.discard(offer.id)
-        if offer.conversation.offer is offer:
-            offer.conversation.offer = None
-
-    def _pending_offer(self, session: AgentSession, offer_id: str) -> PendingOffer:
-        offer = self._offers.get(offer_id)
-        if offer is None or offer.agent != session.name:
-            raise NotAllowed(f"no such offer: {offer_id}")
-        return offer
-
-    def _offer_lapsed(self, offer: PendingOffer) -> None:
-        offer.timer = None
-        conv = offer.conversation
-        self._take_offer(offer)
-        conv.lapsed.add(offer.agent)
-        self._revoke(offer, "timeout")
-        if conv.target_agent == offer.agent:
-            conv.target_agent = None
-        conv.state = QUEUED
-        self._log.info(
-            "offer of {conversation} to {agent} timed out", conversation=conv.id, agent=offer.agent
-        )
-        self._dispatch()
-
-    def _revoke(self, offer: PendingOffer, reason: str) -> None:
-        agent = self._directory.get(offer.agent)
-        if agent is not None:
-            self._deliver(agent, ev.Revoked(offer.id, reason))
+    # -- queues and offers (see gateway.dispatch) -------------------------
 
     def _agent_accepts(self, session: AgentSession, offer_id: str) -> None:
-        offer = self._pending_offer(session, offer_id)
-        conv = offer.conversation
-        self._take_offer(offer)
+        conv = self.dispatcher.accept(session, offer_id)
         agent = session.state
-        queue = self.queues[conv.queue]
-        waited = self._clock.seconds() - conv.arrival[0]
-        queue.observe_wait(waited, conv.position_at_entry)
-        queue.remove(conv)
-        self._cancel_timer(conv)
         conv.state = CONNECTED
         conv.agent = agent
         conv.target_agent = None
-        conv.last_sent_position = None
         agent.conversations.add(conv.id)
+        agent.protocol_load[conv.protocol] = agent.protocol_load.get(conv.protocol, 0) + 1
+        self._cancel_timer(conv)
         self._write(self._store.update_conversation(conv.id, state=CONNECTED, agent=agent.name))
-        self._log.info(
-            "{agent} accepted {conversation} after {waited:.1f}s",
-            agent=agent.name,
-            conversation=conv.id,
-            waited=waited,
-        )
+        self._log.info("{agent} accepted {conversation}", agent=agent.name, conversation=conv.id)
         self._deliver(conv.customer, ev.Connected(conv.id, agent.alias))
         self._deliver(agent, ev.Connected(conv.id, conv.alias, tuple(conv.history)))
-        self._dispatch()
+        self.dispatcher.agent_changed(agent)
 
     def _agent_rejects(self, session: AgentSession, offer_id: str) -> None:
-        offer = self._pending_offer(session, offer_id)
-        conv = offer.conversation
-        self._take_offer(offer)
-        conv.declined.add(session.name)
-        if conv.target_agent == session.name:
-            conv.target_agent = None
-        conv.state = QUEUED
-        self._log.info("{agent} rejected {conversation}", agent=session.name, conversation=conv.id)
-        self._dispatch()
-
-    def _position(self, queue: Queue, conv: Conversation) -> int:
-        for i, waiting in enumerate(queue.in_order(), 1):
-            if waiting is conv:
-                return i
-        return 0
-
-    def _send_positions(self) -> None:
-        for queue in self.queues.values():
-            for position, conv in enumerate(queue.in_order(), 1):
-                current = (position, queue.eta(position))
-                if conv.last_sent_position != current:
-                    conv.last_sent_position = current
-                    self._deliver(conv.customer, ev.Queued(*current))
+        self.dispatcher.reject(session, offer_id)
 
     # -- the agent's side -------------------------------------------------
 
@@ -631,9 +469,10 @@ class Gateway:
         if agent.status == status:
             return
         agent.status = status
-        self._log.info("agent {agent} is {status}", agent=agent.name, status=status)
         if status == agent_states.AVAILABLE:
-            self._dispatch()
+            agent.lapses = 0
+        self._log.info("agent {agent} is {status}", agent=agent.name, status=status)
+        self.dispatcher.agent_changed(agent)
 
     def _agent_says(self, session: AgentSession, conversation: str, text: str) -> Deferred[str]:
         try:
@@ -691,9 +530,15 @@ class Gateway:
         self._leave(conv, session.state)
         self._deliver(session.state, ev.Ended(conv.id, "agent"))
         conv.declined.add(session.name)
+        conv.task.exclude.add(session.name)
+        if agent is not None:
+            # Named on purpose: an earlier hand-on by that agent no longer bars it.
+            conv.declined.discard(agent)
+            conv.task.exclude.discard(agent)
         conv.target_agent = agent
         self._system_line(conv, TRANSFERRED)
-        self._enqueue(conv, queue or conv.queue)
+        # A bot handing over means "a person, please": no bot takes it back.
+        self.dispatcher.requeue(conv, queue, people_only=session.state.bot)
 
     def _agent_gone(self, session: AgentSession) -> None:
         if session.gone:
@@ -704,27 +549,43 @@ class Gateway:
             self._directory.remove(agent.name)
         agent.status = agent_states.OFFLINE
         self._log.info("agent {agent} left", agent=agent.name)
-        for offer_id in list(agent.offers):
-            offer = self._offers.get(offer_id)
-            if offer is not None:
-                self._take_offer(offer)
-                if offer.conversation.state == OFFERED:
-                    offer.conversation.state = QUEUED
+        self.dispatcher.agent_left(agent)
         for conv_id in list(agent.conversations):
             conv = self.conversations.get(conv_id)
             if conv is None or conv.state != CONNECTED:
                 continue
             self._leave(conv, agent)
             self._system_line(conv, AGENT_DROPPED)
-            self._enqueue(conv, conv.queue)
-        self._dispatch()
+            self.dispatcher.requeue(conv)
+        self.dispatcher.match()
 
     def _leave(self, conv: Conversation, agent: AgentState) -> None:
-        """The agent is no longer in the conversation."""
+        """The agent is no longer in the conversation; wrap-up time may follow."""
         agent.conversations.discard(conv.id)
+        load = agent.protocol_load.get(conv.protocol, 0)
+        if load > 1:
+            agent.protocol_load[conv.protocol] = load - 1
+        else:
+            agent.protocol_load.pop(conv.protocol, None)
         if not agent.conversations:
             agent.idle_since = self._clock.seconds()
         conv.agent = None
+        if conv.connected_at is not None:
+            queue = self.queues[conv.queue]
+            queue.active -= 1
+            queue.observe_handle(self._clock.seconds() - conv.connected_at)
+            conv.connected_at = None
+        self.dispatcher.remember_agent(conv, agent.name)
+        if self.config.wrap_up_s and not agent.wrapping_up and agent.session is not None:
+            agent.wrapping_up = True
+            self._clock.callLater(self.config.wrap_up_s, self._wrapped_up, agent)
+        if agent.session is not None and not agent.session.gone:
+            self.dispatcher.agent_changed(agent)
+
+    def _wrapped_up(self, agent: AgentState) -> None:
+        agent.wrapping_up = False
+        if not agent.session.gone:
+            self.dispatcher.agent_changed(agent)
 
     # -- the end ----------------------------------------------------------
 
@@ -735,12 +596,7 @@ class Gateway:
         previous = conv.state
         conv.state = ENDED
         self._cancel_timer(conv)
-        if conv.offer is not None:
-            offer = conv.offer
-            self._take_offer(offer)
-            self._revoke(offer, "customer_left")
-        if conv.queue is not None:
-            self.queues[conv.queue].remove(conv)
+        self.dispatcher.withdraw(conv)
         agent = conv.agent
         if agent is not None:
             self._leave(conv, agent)
@@ -759,7 +615,7 @@ class Gateway:
             reason=reason,
             state=previous,
         )
-        self._dispatch()
+        self.dispatcher.match()
 
     def shutdown(self) -> None:
         """End every conversation with reason ``shutdown`` and refuse newcomers."""

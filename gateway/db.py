@@ -94,6 +94,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX agent_addresses_agent ON agent_addresses (agent)",
     ),
+    (
+        # SCRAM keys (RFC 5802/7677) for agents logging in over XMPP SASL: a JSON
+        # object per agent, written with the scrypt hash by `agent add`/`passwd`.
+        """
+        CREATE TABLE agent_scram (
+            agent TEXT PRIMARY KEY REFERENCES agents (name) ON DELETE CASCADE,
+            credentials TEXT NOT NULL
+        )
+        """,
+    ),
+    (
+        # Per-protocol limits within an agent's capacity, e.g. {"irc": 1}.
+        "ALTER TABLE agents ADD COLUMN protocol_capacity TEXT NOT NULL DEFAULT '{}'",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -233,7 +247,7 @@ def add_agent(conn: sqlite3.Connection, agent: AgentRecord) -> None:
     try:
         conn.execute(
             "INSERT INTO agents (name, display_name, password_hash, capacity, skills, created,"
-            " location, bot) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " location, bot, protocol_capacity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 agent.name,
                 agent.display_name,
@@ -243,6 +257,7 @@ def add_agent(conn: sqlite3.Connection, agent: AgentRecord) -> None:
                 agent.created,
                 agent.location,
                 int(agent.bot),
+                _to_json(agent.protocol_capacity),
             ),
         )
     except sqlite3.IntegrityError as e:
@@ -298,11 +313,28 @@ def set_password(conn: sqlite3.Connection, name: str, password_hash: str) -> boo
     return cursor.rowcount > 0
 
 
-_AGENT_COLUMNS = "name, display_name, password_hash, capacity, skills, created, location, bot"
+def set_scram(conn: sqlite3.Connection, name: str, credentials: str) -> None:
+    """Replace an agent's SCRAM keys (see :func:`gateway.passwords.scram_credentials`)."""
+    conn.execute(
+        "INSERT INTO agent_scram (agent, credentials) VALUES (?, ?)"
+        " ON CONFLICT (agent) DO UPDATE SET credentials = excluded.credentials",
+        (name, credentials),
+    )
+
+
+def get_scram(conn: sqlite3.Connection, name: str) -> str | None:
+    """An agent's SCRAM keys as stored (JSON), or None."""
+    row = conn.execute("SELECT credentials FROM agent_scram WHERE agent = ?", (name,)).fetchone()
+    return None if row is None else row[0]
+
+
+_AGENT_COLUMNS = (
+    "name, display_name, password_hash, capacity, skills, created, location, bot, protocol_capacity"
+)
 
 
 def _agent(conn: sqlite3.Connection, row: tuple) -> AgentRecord:
-    name, display_name, password_hash, capacity, skills, created, location, bot = row
+    name, display_name, password_hash, capacity, skills, created, location, bot, per_proto = row
     addresses = conn.execute(
         "SELECT address FROM agent_addresses WHERE agent = ? ORDER BY address", (name,)
     ).fetchall()
@@ -315,6 +347,7 @@ def _agent(conn: sqlite3.Connection, row: tuple) -> AgentRecord:
         created=created,
         location=location,
         bot=bool(bot),
+        protocol_capacity=json.loads(per_proto),
         addresses=tuple(a for (a,) in addresses),
     )
 

@@ -130,3 +130,10 @@ class Revoked:
 
     offer: str
     reason: str
+
+
+@attrs.frozen
+class Notice:
+    """Something the gateway tells an agent outside any conversation."""
+
+    text: str

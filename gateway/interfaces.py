@@ -19,12 +19,16 @@ class IParty(Interface):
 
 
 class IRouter(Interface):
-    """Chooses which agent should be offered a waiting conversation."""
+    """Classifies a conversation into a routing plan (see gateway.routing.plan).
 
-    def route(request):
-        """Return a Deferred firing with a :class:`gateway.routing.Decision`
-        for a :class:`gateway.routing.RoutingRequest`; ``Decision.agent`` is None
-        when no agent can take it now (the conversation waits)."""
+    Local rules, the enterprise routing server's client, and a fallback
+    combination of both provide it; the gateway's matching engine then runs the
+    plan against its live agents.
+    """
+
+    def plan(customer):
+        """Return a Deferred firing with a :class:`gateway.routing.plan.Plan`
+        for a :class:`gateway.routing.plan.Customer`."""
 
 
 class IAgentDirectory(Interface):
@@ -63,6 +67,9 @@ class IStore(Interface):
 
     def get_agent(name):
         """Deferred firing with the :class:`gateway.records.AgentRecord` or None."""
+
+    def scram_credentials(name):
+        """Deferred firing with an agent's SCRAM keys as stored (JSON text), or None."""
 
     def find_agent(address):
         """Deferred firing with the AgentRecord known by an IM address

@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import secrets
 import threading
 import unicodedata
@@ -108,3 +109,34 @@ def _parse(encoded: object) -> tuple[int, int, int, bytes, bytes] | None:
     if not salt or not 16 <= len(key) <= _MAX_KEY_BYTES:
         return None
     return n, r, p, salt, key
+
+
+# SCRAM (RFC 5802, RFC 7677): the keys an XMPP server needs to check a SCRAM login
+# without knowing the password. Stored beside the scrypt hash at `agent add` and
+# `agent passwd`; a JSON object {mechanism: {salt, iterations, stored_key, server_key}}.
+SCRAM_HASHES = {"SCRAM-SHA-1": "sha1", "SCRAM-SHA-256": "sha256"}
+SCRAM_ITERATIONS = 4096
+
+
+def scram_keys(password: str, hash_name: str, salt: bytes, iterations: int) -> dict[str, str]:
+    """StoredKey and ServerKey for one SCRAM hash (the password is SASLprep'd as NFC)."""
+    salted = hashlib.pbkdf2_hmac(hash_name, _encode(password), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hash_name).digest()
+    server_key = hmac.new(salted, b"Server Key", hash_name).digest()
+    return {
+        "salt": _b64(salt),
+        "iterations": str(iterations),
+        "stored_key": _b64(hashlib.new(hash_name, client_key).digest()),
+        "server_key": _b64(server_key),
+    }
+
+
+def scram_credentials(password: str, iterations: int = SCRAM_ITERATIONS) -> str:
+    """Every SCRAM mechanism's keys for ``password``, with fresh salts, as JSON."""
+    return json.dumps(
+        {
+            mechanism: scram_keys(password, hash_name, secrets.token_bytes(SALT_BYTES), iterations)
+            for mechanism, hash_name in SCRAM_HASHES.items()
+        },
+        sort_keys=True,
+    )

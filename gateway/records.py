@@ -23,6 +23,8 @@ class AgentRecord:
     bot: bool = False
     # IM addresses a trusted upstream authenticates for us ("xmpp:anna@corp.example").
     addresses: tuple[str, ...] = ()
+    # Limits per customer protocol within ``capacity``, e.g. {"irc": 1}.
+    protocol_capacity: Mapping[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen

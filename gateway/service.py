@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -18,11 +20,17 @@ import gateway
 from firewall.wrapper import wrap
 from gateway import logs, passwords
 from gateway.agents import AgentDirectory
-from gateway.config import Config
+from gateway.bots.service import faq_upstream
+from gateway.config import Config, ConfigError
 from gateway.core import Gateway
-from gateway.routing import FirstAvailableRouter
+from gateway.routing.remote import LocalPlans, RemotePlans
+from gateway.routing.rules import RuleSet
 from gateway.store import SqliteStore
+from protocols.irc import bot as irc_bot
+from protocols.irc import server as irc_server
 from protocols.jsonim.protocol import JsonImFactory
+from protocols.xmpp import c2s as xmpp_c2s
+from protocols.xmpp import component as xmpp_component
 
 
 def _jsonim(gateway: Gateway, config: Config, reactor) -> JsonImFactory:
@@ -30,11 +38,20 @@ def _jsonim(gateway: Gateway, config: Config, reactor) -> JsonImFactory:
 
 
 # Listener kind (a key of [listeners]) -> builder of its protocol factory.
-LISTENERS: dict[str, Callable[[Gateway, Config, Any], ServerFactory]] = {"jsonim": _jsonim}
+LISTENERS: dict[str, Callable[[Gateway, Config, Any], ServerFactory]] = {
+    "jsonim": _jsonim,
+    "irc": irc_server.build,
+    "xmpp": xmpp_c2s.starttls_factory,
+    "xmpps": xmpp_c2s.direct_tls_factory,
+}
 # Builders of services that connect out to an IM server (an XMPP component, an IRC
 # bot); each returns None when its section does not ask for it. Started with the
 # gateway, stopped before the store closes.
-UPSTREAMS: list[Callable[[Gateway, Config, Any], IService | None]] = []
+UPSTREAMS: list[Callable[[Gateway, Config, Any], IService | None]] = [
+    xmpp_component.build,
+    irc_bot.build,
+    faq_upstream,
+]
 
 
 class StartupError(SystemExit):
@@ -60,7 +77,7 @@ class GatewayService(MultiService):
         self.gateway = Gateway(
             config,
             store=self.store,
-            router=FirstAvailableRouter(self.directory),
+            plans=self._plans(config, reactor),
             directory=self.directory,
             clock=reactor,
             verify_password=self._verify_password,
@@ -71,10 +88,31 @@ class GatewayService(MultiService):
             if config.listeners.get(kind)
         }
         for build in UPSTREAMS:
-            upstream = build(self.gateway, config, reactor)
+            try:
+                upstream = build(self.gateway, config, reactor)
+            except ConfigError as e:
+                raise StartupError(str(e)) from None
             if upstream is not None:
                 upstream.setServiceParent(self)
         self.ports: list[tuple[str, str, IListeningPort]] = []
+        self._previous_hup = None
+
+    @staticmethod
+    def _plans(config: Config, reactor):
+        """Local rules, or the routing server with the local rules as its fallback."""
+        try:
+            rules = RuleSet.load(config.rules_file, queues=config.queues)
+        except ConfigError as e:
+            raise StartupError(str(e)) from None
+        if not config.remote_url:
+            return LocalPlans(rules)
+        return RemotePlans(
+            config.remote_url,
+            config.remote_token,
+            local=rules,
+            reactor=reactor,
+            deadline_s=config.remote_deadline_s,
+        )
 
     def _verify_password(self, password: str, stored: str | None) -> Deferred[bool]:
         # scrypt is slow on purpose; keep it off the reactor thread.
@@ -95,6 +133,8 @@ class GatewayService(MultiService):
             sources=" + ".join(self.config.sources),
         )
         for proto, endpoints in self.config.listeners.items():
+            if not endpoints:
+                continue
             factory = wrap(
                 self.factories[proto],
                 listener=proto,
@@ -134,9 +174,33 @@ class GatewayService(MultiService):
         self.ports.clear()
         raise StartupError(line)
 
+    def reload_rules(self) -> bool:
+        """Read the routing rules file again; conversations keep the plans they have.
+
+        A bad file is logged and changes nothing (the running rules stay).
+        """
+        try:
+            rules = RuleSet.load(self.config.rules_file, queues=self.config.queues)
+        except ConfigError as e:
+            self._log.error("routing rules not reloaded: {error}", error=str(e))
+            return False
+        plans = self.gateway.dispatcher.plans
+        if isinstance(plans, RemotePlans):
+            plans.local = rules
+        else:
+            plans.ruleset = rules
+        self._log.info("routing rules reloaded from {source}", source=rules.source)
+        return True
+
+    def _hangup(self, signum, frame) -> None:
+        # Signal handlers must not touch the reactor's state directly.
+        self._reactor.callFromThread(self.reload_rules)
+
     def startService(self) -> None:
         """Open the store, then let the core serve."""
         logs.set_level(self.config.log_level)
+        if threading.current_thread() is threading.main_thread():
+            self._previous_hup = signal.signal(signal.SIGHUP, self._hangup)
         try:
             self.store.start()
         except Exception as e:
@@ -148,9 +212,15 @@ class GatewayService(MultiService):
     @inlineCallbacks
     def stopService(self):
         """Stop accepting, end conversations, finish writes."""
+        if self._previous_hup is not None:
+            signal.signal(signal.SIGHUP, self._previous_hup)
+            self._previous_hup = None
         yield DeferredList([maybeDeferred(port.stopListening) for _, _, port in self.ports])
         self.ports.clear()
         self.gateway.shutdown()
         yield super().stopService()
+        plans = self.gateway.dispatcher.plans
+        if isinstance(plans, RemotePlans):
+            yield plans.close()
         yield self.store.close()
         self._log.info("imgateway stopped")

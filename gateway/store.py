@@ -138,6 +138,10 @@ class SqliteStore:
         """Fires with the :class:`AgentRecord` known by an IM address, or None."""
         return self._submit(db.find_agent, address)
 
+    def scram_credentials(self, name: str) -> Deferred:
+        """Fires with an agent's SCRAM keys (JSON, see gateway.passwords), or None."""
+        return self._submit(db.get_scram, name)
+
     def get_conversation(self, conversation: str) -> Deferred:
         """Fires with the :class:`ConversationRecord` of that id, or None."""
         return self._submit(db.get_conversation, conversation)
@@ -297,6 +301,7 @@ class MemoryStore:
 
     def __init__(self, agents: Iterable[AgentRecord] = ()) -> None:
         self.agents: dict[str, AgentRecord] = {}
+        self.scram: dict[str, str] = {}  # agent name -> SCRAM keys (JSON)
         self.conversations: dict[str, ConversationRecord] = {}
         self.messages: dict[str, list[StoredMessage]] = {}
         self._message_ids: set[str] = set()
@@ -325,6 +330,10 @@ class MemoryStore:
     def get_agent(self, name: str) -> Deferred:
         """Fires with the :class:`AgentRecord` named ``name``, or None."""
         return self._do(self.agents.get, name)
+
+    def scram_credentials(self, name: str) -> Deferred:
+        """Fires with an agent's SCRAM keys (JSON), or None."""
+        return self._do(self.scram.get, name)
 
     def find_agent(self, address: str) -> Deferred:
         """Fires with the :class:`AgentRecord` known by an IM address, or None."""

@@ -26,6 +26,10 @@ from gateway.routing.plan import Plan, Target
 MAX_PASSED_OVER = 64
 
 
+def _has_room(agent) -> bool:
+    return agent.has_room
+
+
 def _target_key(target: Target, queue: str) -> tuple:
     return (
         queue,
@@ -72,9 +76,10 @@ class Task:
 class Pool:
     """Agents and waiting tasks of one target."""
 
-    def __init__(self, target: Target, queue: str) -> None:
+    def __init__(self, target: Target, queue: str, key: tuple = ()) -> None:
         self.target = target
         self.queue = queue
+        self.key = key
         self.members: set[str] = set()
         self._ready: list[tuple] = []
         self._waiting: list[tuple] = []
@@ -165,6 +170,10 @@ class Engine:
         self._dirty: set[Pool] = set()
         self._capabilities: Counter[frozenset[str]] = Counter()
         self._seq = itertools.count(1)
+        # Agent versions are drawn from one counter, so that no two heap entries
+        # tie up to the agent itself (a re-login brings a new AgentState under the
+        # same name, whose own count would start again).
+        self._versions = itertools.count(1)
         self.decisions = 0
 
     # -- agents -----------------------------------------------------------
@@ -180,7 +189,7 @@ class Engine:
             for pool in self._pools.values():
                 if pool.admits(agent):
                     pool.members.add(agent.name)
-        agent.version += 1
+        agent.version = next(self._versions)
         if agent.has_room:
             for pool in self._pools.values():
                 if agent.name in pool.members:
@@ -196,7 +205,7 @@ class Engine:
         self._capabilities[agent.capabilities] -= 1
         if not self._capabilities[agent.capabilities]:
             del self._capabilities[agent.capabilities]
-        agent.version += 1
+        agent.version = next(self._versions)
         for pool in self._pools.values():
             pool.members.discard(agent.name)
 
@@ -210,8 +219,13 @@ class Engine:
         key = _target_key(target, queue)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = Pool(target, queue)
-            for agent in self._agents.values():
+            pool = self._pools[key] = Pool(target, queue, key)
+            # A pool of named agents (a transfer, sticky routing) looks only at them.
+            if target.agents:
+                agents = [self._agents[n] for n in target.agents if n in self._agents]
+            else:
+                agents = self._agents.values()
+            for agent in agents:
                 if pool.admits(agent):
                     pool.members.add(agent.name)
                     if agent.has_room:
@@ -235,9 +249,15 @@ class Engine:
     def remove(self, task: Task) -> None:
         """A task stops waiting (connected, ended, or about to move)."""
         if task.pool is not None:
-            task.pool.drop_task(task)
+            pool = task.pool
+            pool.drop_task(task)
             task.pool = None
             task.version += 1
+            if pool.target.agents and not len(pool):
+                # Named pools are made per transfer or returning customer; keep
+                # them only while someone waits in them, or events grow costlier.
+                self._pools.pop(pool.key, None)
+                self._dirty.discard(pool)
 
     def retry(self, task: Task) -> None:
         """A task's ring ended without an accept: it may be matched again."""
@@ -260,37 +280,64 @@ class Engine:
     def matches(self) -> Iterator[tuple[Task, list]]:
         """Yield (task, agents to ring) for every match possible now.
 
-        The caller makes the offers (which changes agents' load and calls
-        ``agent_changed``) before asking for the next match.
+        Each decision serves the best-ranked head (priority, then arrival) among
+        the pools touched since the last round, so an agent in several pools of
+        one queue gets the first in line of that queue; the cost is one heap head
+        per touched pool, never a walk over agents or tasks. The caller makes the
+        offers (which changes agents' load and calls ``agent_changed``) before
+        asking for the next match.
         """
-        while self._dirty:
-            pool = self._dirty.pop()
-            passed: list[Task] = []
-            while True:
-                task = pool.head_task()
-                if task is None:
+        passed: dict[Pool, list[Task]] = {}
+        try:
+            while self._dirty:
+                pool, task = self._best_head()
+                if pool is None:
                     break
                 agents = self._pick(pool, task)
+                if agents is None:
+                    # No agent of this pool has room: nothing here can be matched
+                    # now, so leave it rather than pass over its whole line.
+                    self._dirty.discard(pool)
+                    continue
                 pool.pop_task()
                 if not agents:
-                    passed.append(task)
-                    if len(passed) >= MAX_PASSED_OVER:
-                        break
+                    skipped = passed.setdefault(pool, [])
+                    skipped.append(task)
+                    if len(skipped) >= MAX_PASSED_OVER:
+                        self._dirty.discard(pool)
                     continue
                 self.decisions += 1
                 for agent in agents:
                     agent.last_offer_seq = next(self._seq)
                 yield task, agents
-            for task in passed:
-                if task.pool is pool:
-                    pool.push_task(task)
+        finally:
+            for pool, tasks in passed.items():
+                for task in tasks:
+                    if task.pool is pool:
+                        pool.push_task(task)
 
-    def _pick(self, pool: Pool, task: Task) -> list:
+    def _best_head(self) -> tuple[Pool | None, Task | None]:
+        """The touched pool whose first task in line ranks best; empty pools leave."""
+        best_pool = best_task = best_rank = None
+        for pool in list(self._dirty):
+            task = pool.head_task()
+            if task is None:
+                self._dirty.discard(pool)
+                continue
+            rank = (-task.priority, task.arrival)
+            if best_rank is None or rank < best_rank:
+                best_pool, best_task, best_rank = pool, task, rank
+        return best_pool, best_task
+
+    def _pick(self, pool: Pool, task: Task) -> list | None:
+        """The agents to ring for ``task``; None when no agent of the pool has room."""
+        if pool.head_agent(_has_room) is None:
+            return None
         wanted = task.target.broadcast if task.target.strategy == "broadcast" else 1
         chosen: list = []
         skipped: list = []
         while len(chosen) < wanted and len(skipped) < MAX_PASSED_OVER:
-            agent = pool.head_agent(lambda a: a.has_room)
+            agent = pool.head_agent(_has_room)
             if agent is None:
                 break
             entry = heapq.heappop(pool._ready)

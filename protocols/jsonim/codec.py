@@ -204,6 +204,12 @@ def _revoked(event: events.Revoked, agent: bool) -> dict[str, Any]:
     return {"type": "revoked", "offer": event.offer, "reason": event.reason}
 
 
+def _notice(event: events.Notice, agent: bool) -> dict[str, Any]:
+    # JSON-IM/1 has no frame for this; a system message without a conversation
+    # is the closest (a `notice` frame is proposed for the spec).
+    return {"type": "message", "from": "system", "text": event.text}
+
+
 _RENDERERS: dict[type, Callable[[Any, bool], dict[str, Any]]] = {
     events.Prompt: _prompt,
     events.Queued: _queued,
@@ -213,6 +219,7 @@ _RENDERERS: dict[type, Callable[[Any, bool], dict[str, Any]]] = {
     events.Ended: _ended,
     events.Offer: _offer,
     events.Revoked: _revoked,
+    events.Notice: _notice,
 }
 
 

@@ -14,9 +14,9 @@ from gateway import events as ev
 from gateway.agents import AgentDirectory
 from gateway.core import Gateway
 from gateway.ids import IdFactory
-from gateway.interfaces import IParty
+from gateway.interfaces import IParty, IRouter
 from gateway.records import AgentRecord
-from gateway.routing import FirstAvailableRouter
+from gateway.routing.rules import RuleSet
 from gateway.store import MemoryStore
 
 
@@ -113,7 +113,20 @@ class Harness:
         return party, session
 
 
-def make_harness(tmp_path=None, store=None, agents=("anna", "bob", "carl"), **changes) -> Harness:
+@implementer(IRouter)
+class RulePlans:
+    """Plans from a rule set, at once."""
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        self.ruleset = ruleset
+
+    def plan(self, customer):
+        return succeed(self.ruleset.classify(customer))
+
+
+def make_harness(
+    tmp_path=None, store=None, agents=("anna", "bob", "carl"), plans=None, **changes
+) -> Harness:
     # A directory without etc/imgateway.toml: packaged defaults only.
     cfg = gwconfig.load(cwd=Path(tmp_path or "/nonexistent-imgateway"))
     cfg = attrs.evolve(cfg, **changes)
@@ -132,7 +145,7 @@ def make_harness(tmp_path=None, store=None, agents=("anna", "bob", "carl"), **ch
     gateway = Gateway(
         cfg,
         store=store,
-        router=FirstAvailableRouter(directory),
+        plans=plans or RulePlans(RuleSet.load(None, queues=cfg.queues)),
         directory=directory,
         clock=clock,
         verify_password=verify,

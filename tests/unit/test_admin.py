@@ -234,6 +234,7 @@ def test_agent_list(run: _Run) -> None:
 
 def test_agent_list_json(run: _Run) -> None:
     run("agent", "add", "anna", "--display-name", "Anna", "--skill", "tech:2", "--bot",
+        "--capacity-for", "irc:1",
         "--password-stdin", stdin="pw\n")  # fmt: skip
     code, out, _ = run("agent", "list", "--json")
     assert code == 0
@@ -244,6 +245,7 @@ def test_agent_list_json(run: _Run) -> None:
             "capacity": 3,
             "skills": {"tech": 2},
             "location": "lan",
+            "capacity_for": {"irc": 1},
             "bot": True,
             "addresses": [],
             "created": "2026-11-29T10:00:00.000Z",

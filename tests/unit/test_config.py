@@ -18,7 +18,9 @@ def site(tmp_path: Path, text: str) -> Path:
 def test_packaged_defaults(tmp_path):
     cfg = load(cwd=tmp_path)
     assert cfg.sources == ("packaged defaults",)
-    assert cfg.listeners == {"jsonim": ("tcp:7070:interface=127.0.0.1",)}
+    assert cfg.listeners["jsonim"] == ("tcp:7070:interface=127.0.0.1",)
+    # Other protocols listen only where a site asks them to.
+    assert all(not eps for kind, eps in cfg.listeners.items() if kind != "jsonim")
     assert cfg.jsonim.max_frame == 65536 and cfg.jsonim.max_depth == 32
     assert [f.name for f in cfg.fields] == ["name", "topic"]
     assert cfg.default_queue == "general"
@@ -104,3 +106,45 @@ def test_unreadable_and_invalid_files(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load(path)
     assert caught.value.key == "-" and caught.value.problem.startswith("not valid TOML")
+
+
+def test_queue_hours_overflow_and_routing_keys(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMGATEWAY_ROUTER_TOKEN", "from-env")
+    path = site(
+        tmp_path,
+        """
+[routing]
+rules = "etc/routing.toml"
+remote_url = "http://127.0.0.1:7080"
+[queues.billing]
+hours = ["mon-fri 08:00-18:00"]
+timezone = "Europe/Berlin"
+overflow = "general"
+""",
+    )
+    cfg = load(path)
+    assert cfg.rules_file == Path("etc/routing.toml")
+    assert cfg.remote_token == "from-env"
+    billing = cfg.queues["billing"]
+    assert billing.overflow == "general"
+    monday = 1795996800  # 2026-11-30 00:00 UTC, 01:00 in Berlin
+    assert not billing.hours.is_open(monday + 6 * 3600 + 59 * 60)  # 07:59 Berlin
+    assert billing.hours.is_open(monday + 7 * 3600)  # 08:00 Berlin
+    assert billing.hours.is_open(monday + 16 * 3600 + 59 * 60)  # 17:59 Berlin
+    assert not billing.hours.is_open(monday + 17 * 3600)  # 18:00 Berlin
+    assert not billing.hours.is_open(monday + 5 * 86400 + 10 * 3600)  # Saturday
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ('[queues.general]\nhours = ["someday 9-5"]\n', "queues.general.hours", "is not like"),
+        ('[queues.general]\ntimezone = "Mars/Olympus"\n', "queues.general.timezone", "unknown"),
+        ('[queues.general]\noverflow = "vip"\n', "queues.general.overflow", "names no queue"),
+        ('[routing]\nremote_url = "ftp://x"\n', "routing.remote_url", "http:// or https://"),
+    ],
+)
+def test_routing_and_queue_errors(tmp_path, text, key, problem):
+    with pytest.raises(ConfigError) as caught:
+        load(site(tmp_path, text))
+    assert caught.value.key == key and problem in caught.value.problem

@@ -11,14 +11,13 @@ from gateway import events as ev
 from gateway.errors import AuthFailed, BadRequest, InternalError, NotAllowed, Unavailable
 from gateway.interfaces import IAgentDirectory, IRouter, IStore
 from gateway.records import AgentRecord
-from gateway.routing import FirstAvailableRouter
 
 
 def test_interfaces_are_provided():
     h = make_harness()
     verifyObject(IStore, h.store)
     verifyObject(IAgentDirectory, h.directory)
-    verifyObject(IRouter, FirstAvailableRouter(h.directory))
+    verifyObject(IRouter, h.gateway.dispatcher.plans)
 
 
 def test_interview_asks_each_field_then_queues():
@@ -142,7 +141,7 @@ def test_agent_drop_requeues_with_history_to_next_agent():
     anna_s.disconnected()
     dropped, queued = cust.take()
     assert dropped.sender == ev.SYSTEM and "disconnected" in dropped.text
-    # The first customer was connected at once: the estimate moved from 60 s to 48 s.
+    # Anna held it 0 s: the handle-time estimate moved from 60 s to 48 s.
     assert queued == ev.Queued(position=1, eta_s=48)
 
     bob, bob_s = h.agent("bob")
@@ -221,12 +220,12 @@ def test_capacity_and_queue_positions():
     _c1, s1 = connect(h, anna, anna_s)
     c2, s2 = h.queued_customer("Two")
     c3, s3 = h.queued_customer("Three")
-    # One customer connected at once: 48 s a place, not the configured 60.
-    assert c2.last(ev.Queued) == ev.Queued(1, 48)
-    assert c3.last(ev.Queued) == ev.Queued(2, 96)
+    # 60 s a conversation (the configured estimate), one agent busy in this queue.
+    assert c2.last(ev.Queued) == ev.Queued(1, 60)
+    assert c3.last(ev.Queued) == ev.Queued(2, 120)
     assert len(anna.of(ev.Offer)) == 1
     s2.end()
-    assert c3.last(ev.Queued) == ev.Queued(1, 48)
+    assert c3.last(ev.Queued) == ev.Queued(1, 60)
     anna_s.end(s1.conversation.id)
     assert anna.last(ev.Offer).conversation == s3.conversation.id
 
@@ -258,7 +257,8 @@ def test_wait_timeout_and_no_agents_policy():
     h = make_harness()
     cust, _cust_s = h.queued_customer()
     h.clock.advance(900)
-    assert cust.last(ev.Ended).reason == "timeout"
+    # Past max_wait_s with no overflow queue: a polite end, reason no_agents.
+    assert cust.last(ev.Ended).reason == "no_agents"
     h = make_harness(when_no_agents="end")
     cust, _ = h.queued_customer()
     assert cust.last(ev.Ended).reason == "no_agents"

@@ -74,3 +74,20 @@ def test_a_listener_that_cannot_bind_stops_startup(tmp_path, capsys):
     # The port that did bind was released: nothing stays half-started.
     assert service.ports == []
     assert not (tmp_path / "data").exists()
+
+
+def test_rules_reload_keeps_the_old_rules_on_a_bad_file(tmp_path):
+    rules = tmp_path / "routing.toml"
+    rules.write_text('[default]\n[[default.targets]]\nstrategy = "round_robin"\n')
+    path = write_config(tmp_path)
+    path.write_text(path.read_text() + f'[routing]\nrules = "{rules}"\n')
+    service = tap.makeService(options("--config", str(path)), MemoryReactor())
+    plans = service.gateway.dispatcher.plans
+    assert plans.ruleset.source == str(rules)
+    before = plans.ruleset
+    rules.write_text('[default]\n[[default.targets]]\nstrategy = "sideways"\n')
+    assert service.reload_rules() is False
+    assert plans.ruleset is before
+    rules.write_text('[default]\n[[default.targets]]\nstrategy = "least_occupied"\n')
+    assert service.reload_rules() is True
+    assert plans.ruleset is not before

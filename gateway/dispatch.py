@@ -1,0 +1,453 @@
+"""Queues, routing plans, offers: from a finished interview to an accepted offer.
+
+The dispatcher asks the plan source (local rules or the routing server) how to
+route a conversation, keeps it in its queue and in the matching engine while it
+waits, escalates it along the plan's targets, rings agents, and hands an
+accepted conversation back to the gateway core.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from twisted.internet.defer import maybeDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from gateway import events as ev
+from gateway import logs
+from gateway.agents import AVAILABLE, AWAY, AgentState
+from gateway.conversation import CONNECTED, ENDED, OFFERED, QUEUED, Conversation, PendingOffer
+from gateway.errors import NotAllowed
+from gateway.routing.engine import Engine, Task
+from gateway.routing.plan import FALLBACK, Customer, Plan, Target
+
+if TYPE_CHECKING:
+    from gateway.core import AgentSession, Gateway
+
+WAIT_TIMEOUT = "We are sorry, no agent could take your conversation in time."
+NO_AGENTS = "We are sorry, no agents are available right now. Please try again later."
+QUEUE_FULL = "We are sorry, too many customers are waiting. Please try again later."
+CLOSED = "We are closed right now. Please come back during our opening hours."
+NOT_COMPATIBLE = "We are sorry, no agent can take a conversation from your IM software now."
+SET_AWAY = "You missed {n} offers in a row, so you were set away. Set yourself available again."
+
+# Returning customers remembered for sticky routing, at most.
+STICKY_MEMORY = 100_000
+
+
+class Dispatcher:
+    """Runs routing plans against the gateway's live agents."""
+
+    _log = Logger(observer=logs.observer)
+
+    def __init__(self, gateway: Gateway, plans: Any) -> None:
+        self._gw = gateway
+        self._config = gateway.config
+        self._clock = gateway._clock
+        self.plans = plans
+        self.engine = Engine(self._config.queue_for_topic)
+        self.offers: dict[str, PendingOffer] = {}
+        self._recent: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._matching = False
+        self._changed_queues: set[str] = set()
+
+    # -- entering the queue -----------------------------------------------
+
+    def route(self, conv: Conversation) -> None:
+        """The interview is done: classify the conversation, then queue it."""
+        customer = Customer.of(
+            protocol=conv.protocol,
+            client=conv.client.name,
+            version=conv.client.version,
+            answers=conv.answers,
+        )
+        conv.routing = True
+        d = maybeDeferred(self.plans.plan, customer)
+        d.addCallback(self._planned, conv)
+        d.addErrback(self._plan_failed, conv)
+
+    def _plan_failed(self, failure: Failure, conv: Conversation) -> None:
+        self._log.failure("no plan for {conversation}", failure, conversation=conv.id)
+        self._planned(
+            Plan(rule="default", targets=(Target(),), source=FALLBACK, reason="planning failed"),
+            conv,
+        )
+
+    def _planned(self, plan: Plan, conv: Conversation) -> None:
+        conv.routing = False
+        if conv.state == ENDED:
+            return
+        self._log.info(
+            "conversation {conversation} planned by {source} rules: {reason}",
+            conversation=conv.id,
+            source=plan.source,
+            reason=plan.reason or plan.rule,
+        )
+        plan = self._with_sticky(conv, plan)
+        task = Task(
+            id=conv.id,
+            plan=plan,
+            protocol=conv.protocol,
+            arrival=(0.0, 0),
+            owner=conv,
+            topic=conv.topic,
+            requires=plan.requires,
+        )
+        conv.task = task
+        if plan.requires and not self.engine.any_compatible(plan.requires):
+            if plan.fallback == "close":
+                self._gw._system_line(conv, NOT_COMPATIBLE)
+                self._gw._end(conv, "no_agents")
+                return
+            if plan.fallback == "translate":
+                # The gateway renders what the agent's software lacks as plain text.
+                task.requires = frozenset()
+        self._place(conv, self.engine.queue_of(task))
+
+    def _with_sticky(self, conv: Conversation, plan: Plan) -> Plan:
+        """Put the customer's previous agent first, for routing.sticky_s."""
+        if not self._config.sticky_s or not conv.key:
+            return plan
+        last = self._recent.get(conv.key)
+        if last is None or self._clock.seconds() - last[1] > self._config.sticky_s:
+            return plan
+        first = Target(
+            queue=plan.targets[0].queue,
+            agents=frozenset({last[0]}),
+            timeout_s=self._config.sticky_s,
+        )
+        return attrs.evolve(plan, targets=(first, *plan.targets))
+
+    def remember_agent(self, conv: Conversation, agent: str) -> None:
+        """Note who served this customer, for sticky routing."""
+        if not self._config.sticky_s or not conv.key:
+            return
+        self._recent[conv.key] = (agent, self._clock.seconds())
+        self._recent.move_to_end(conv.key)
+        while len(self._recent) > STICKY_MEMORY:
+            self._recent.popitem(last=False)
+
+    def requeue(
+        self, conv: Conversation, queue: str | None = None, *, people_only: bool = False
+    ) -> None:
+        """Back in line after an agent dropped or transferred it (keeping its place)."""
+        if conv.task is None:
+            self.route(conv)
+            return
+        if queue is not None:
+            # A transfer to a queue: one target there, any agent of it.
+            plan = conv.task.plan
+            target = Target(queue=queue, bots=False if people_only else None)
+            conv.task.plan = attrs.evolve(plan, targets=(target,), reason="transfer")
+            conv.task.step = 0
+        if conv.target_agent is not None:
+            plan = conv.task.plan
+            # Should the colleague go away unanswering, the plan goes on after a while.
+            first = Target(
+                queue=conv.queue,
+                agents=frozenset({conv.target_agent}),
+                timeout_s=2 * self._config.offer_timeout_s,
+            )
+            conv.task.plan = attrs.evolve(plan, targets=(first, *plan.targets), reason="transfer")
+            conv.task.step = 0
+        self._place(conv, self.engine.queue_of(conv.task))
+
+    def _place(self, conv: Conversation, queue_name: str) -> None:
+        """Put the conversation in a queue, honouring its hours and limits."""
+        queue = self._gw.queues[queue_name]
+        now = self._clock.seconds()
+        if not queue.config.hours.is_open(now):
+            self._gw._system_line(conv, CLOSED)
+            self._gw._end(conv, "closed")
+            return
+        if len(queue) >= queue.config.max_waiting and conv not in queue:
+            overflow = queue.config.overflow
+            if overflow is not None and overflow != queue_name:
+                self._log.info(
+                    "{queue} is full: {conversation} overflows to {overflow}",
+                    queue=queue_name,
+                    conversation=conv.id,
+                    overflow=overflow,
+                )
+                self._move_to_queue(conv, overflow)
+                return
+            self._gw._system_line(conv, QUEUE_FULL)
+            self._gw._end(conv, "no_agents")
+            return
+        if self._config.when_no_agents == "end" and not len(self._gw._directory):
+            self._gw._system_line(conv, NO_AGENTS)
+            self._gw._end(conv, "no_agents")
+            return
+        self._gw._write(
+            self._gw._store.update_conversation(
+                conv.id,
+                state=QUEUED,
+                queue=queue_name,
+                topic=conv.topic,
+                identity=dict(conv.answers),
+                agent=None,
+            )
+        )
+        if conv.queue is not None and conv.queue != queue_name:
+            self._gw.queues[conv.queue].remove(conv)
+            self._changed_queues.add(conv.queue)
+        conv.queue = queue_name
+        conv.state = QUEUED
+        conv.agent = None
+        conv.mark_arrival(now)
+        conv.task.arrival = conv.arrival
+        queue.add(conv)
+        self._changed_queues.add(queue_name)
+        self._gw._restart_timer(conv, queue.config.max_wait_s, self._wait_timed_out)
+        self._log.info(
+            "conversation {conversation} queued in {queue} (rule {rule}, priority {priority})",
+            conversation=conv.id,
+            queue=queue_name,
+            rule=conv.task.plan.rule,
+            priority=conv.task.priority,
+        )
+        self._enter_step(conv)
+        self.match()
+
+    def _move_to_queue(self, conv: Conversation, queue_name: str) -> None:
+        plan = conv.task.plan
+        conv.task.plan = attrs.evolve(plan, targets=(Target(queue=queue_name),), reason="overflow")
+        conv.task.step = 0
+        self._place(conv, queue_name)
+
+    def _enter_step(self, conv: Conversation) -> None:
+        task = conv.task
+        self.engine.add(task)
+        self._cancel_step(conv)
+        timeout = task.target.timeout_s
+        if timeout is not None and task.step + 1 < len(task.plan.targets):
+            conv.step_timer = self._clock.callLater(timeout, self._escalate, conv)
+
+    def _cancel_step(self, conv: Conversation) -> None:
+        if conv.step_timer is not None and conv.step_timer.active():
+            conv.step_timer.cancel()
+        conv.step_timer = None
+
+    def _escalate(self, conv: Conversation) -> None:
+        """The target's timeout passed (or its named agents all declined): widen."""
+        # Called early by _ring_over, the step's timer is still pending: cancel it,
+        # or it would widen a second time, past the plan's last target.
+        self._cancel_step(conv)
+        if not conv.waiting or conv.task.step + 1 >= len(conv.task.plan.targets):
+            return
+        task = conv.task
+        task.step += 1
+        queue = self.engine.queue_of(task)
+        self._log.info(
+            "conversation {conversation} escalates to target {step} of rule {rule}",
+            conversation=conv.id,
+            step=task.step + 1,
+            rule=task.plan.rule,
+        )
+        if queue != conv.queue:
+            self.engine.remove(task)
+            self._place(conv, queue)
+            return
+        self._enter_step(conv)
+        self.match()
+
+    def _wait_timed_out(self, conv: Conversation) -> None:
+        if not conv.waiting:
+            return
+        overflow = self._gw.queues[conv.queue].config.overflow
+        if overflow is not None and overflow != conv.queue:
+            self._move_to_queue(conv, overflow)
+            return
+        self._gw._system_line(conv, WAIT_TIMEOUT)
+        self._gw._end(conv, "no_agents")
+
+    # -- matching and offers ----------------------------------------------
+
+    def agent_changed(self, agent: AgentState) -> None:
+        """Tell the engine, and offer what can be offered now."""
+        self.engine.agent_changed(agent)
+        self.match()
+
+    def match(self) -> None:
+        """Turn every possible match into offers, then update queue positions."""
+        if self._matching:
+            return
+        self._matching = True
+        try:
+            for task, agents in self.engine.matches():
+                for agent in agents:
+                    self._offer(task.owner, agent)
+                for agent in agents:
+                    self.engine.agent_changed(agent)
+        finally:
+            self._matching = False
+        self._send_positions()
+
+    def _offer(self, conv: Conversation, agent: AgentState) -> None:
+        timeout = self._config.offer_timeout_s
+        offer = PendingOffer(id=self._gw._ids.offer(), conversation=conv, agent=agent.name)
+        offer.timer = self._clock.callLater(timeout, self._offer_lapsed, offer)
+        self.offers[offer.id] = offer
+        agent.offers.add(offer.id)
+        conv.offers[offer.id] = offer
+        conv.task.ringing.add(agent.name)
+        conv.state = OFFERED
+        plan = conv.task.plan
+        self._log.info(
+            "offered {conversation} to {agent} (rule {rule}, target {step}, {strategy},"
+            " service {service}; {source}: {reason})",
+            conversation=conv.id,
+            agent=agent.name,
+            rule=plan.rule,
+            step=conv.task.step + 1,
+            strategy=conv.task.target.strategy,
+            service=plan.service,
+            source=plan.source,
+            reason=plan.reason,
+        )
+        card = ev.CustomerCard(
+            alias=conv.alias,
+            protocol=conv.protocol,
+            client=conv.client,
+            topic=conv.topic,
+            identity={k: v for k, v in conv.answers.items() if k != "topic"},
+        )
+        self._gw._deliver(agent, ev.Offer(offer.id, conv.id, round(timeout), card))
+
+    def _take_offer(self, offer: PendingOffer) -> None:
+        """Forget an offer: the agent's room and the conversation's ring are freed."""
+        self.offers.pop(offer.id, None)
+        if offer.timer is not None and offer.timer.active():
+            offer.timer.cancel()
+        offer.timer = None
+        conv = offer.conversation
+        conv.offers.pop(offer.id, None)
+        if conv.task is not None:
+            conv.task.ringing.discard(offer.agent)
+        agent = self._gw._directory.get(offer.agent)
+        if agent is not None and offer.id in agent.offers:
+            agent.offers.discard(offer.id)
+            self.engine.agent_changed(agent)
+
+    def _ring_over(self, conv: Conversation) -> None:
+        """No offer rings any more: match the conversation again."""
+        if conv.state == OFFERED and not conv.offers:
+            conv.state = QUEUED
+            task = conv.task
+            named = task.target.agents
+            if named and named <= task.exclude and task.step + 1 < len(task.plan.targets):
+                # Every agent this target names has declined: widen at once.
+                self._escalate(conv)
+                return
+            self.engine.retry(task)
+
+    def pending(self, session: AgentSession, offer_id: str) -> PendingOffer:
+        """The agent's own live offer, or NotAllowed."""
+        offer = self.offers.get(offer_id)
+        if offer is None or offer.agent != session.name:
+            raise NotAllowed(f"no such offer: {offer_id}")
+        return offer
+
+    def _revoke(self, offer: PendingOffer, reason: str) -> None:
+        agent = self._gw._directory.get(offer.agent)
+        if agent is not None:
+            self._gw._deliver(agent, ev.Revoked(offer.id, reason))
+
+    def _offer_lapsed(self, offer: PendingOffer) -> None:
+        offer.timer = None
+        conv = offer.conversation
+        self._take_offer(offer)
+        self._revoke(offer, "timeout")
+        conv.task.exclude.add(offer.agent)
+        self._log.info(
+            "offer of {conversation} to {agent} timed out", conversation=conv.id, agent=offer.agent
+        )
+        agent = self._gw._directory.get(offer.agent)
+        if agent is not None:
+            agent.lapses += 1
+            if agent.lapses >= self._config.max_lapsed_offers and agent.status == AVAILABLE:
+                agent.status = AWAY
+                self._log.info("agent {agent} set away after lapsed offers", agent=agent.name)
+                self._gw._deliver(agent, ev.Notice(SET_AWAY.format(n=agent.lapses)))
+                self.engine.agent_changed(agent)
+        conv.lapsed.add(offer.agent)
+        if not conv.offers and not self._others_could_take(conv):
+            # Nobody else can: ring the agents who did not answer again.
+            conv.task.exclude = set(conv.declined)
+        self._ring_over(conv)
+        self.match()
+
+    def _others_could_take(self, conv: Conversation) -> bool:
+        # Only on a lapse (every offer_timeout_s at most), and only the target's members.
+        task = conv.task
+        if task.pool is None:
+            return False
+        directory = self._gw._directory
+        return any(
+            name not in task.exclude and (a := directory.get(name)) is not None and a.has_room
+            for name in task.pool.members
+        )
+
+    def accept(self, session: AgentSession, offer_id: str) -> Conversation:
+        """The agent takes the conversation; other rings are revoked (taken)."""
+        offer = self.pending(session, offer_id)
+        conv = offer.conversation
+        self._take_offer(offer)
+        for other in list(conv.offers.values()):
+            self._take_offer(other)
+            self._revoke(other, "taken")
+        agent = session.state
+        agent.lapses = 0
+        self.withdraw(conv)
+        self._gw.queues[conv.queue].active += 1
+        conv.connected_at = self._clock.seconds()
+        return conv
+
+    def reject(self, session: AgentSession, offer_id: str) -> None:
+        """The agent declines: never offered this conversation again."""
+        offer = self.pending(session, offer_id)
+        conv = offer.conversation
+        self._take_offer(offer)
+        session.state.lapses = 0
+        conv.task.exclude.add(session.name)
+        conv.declined.add(session.name)
+        if conv.target_agent == session.name:
+            conv.target_agent = None
+        self._log.info("{agent} rejected {conversation}", agent=session.name, conversation=conv.id)
+        self._ring_over(conv)
+        self.match()
+
+    def withdraw(self, conv: Conversation, reason: str = "customer_left") -> None:
+        """The conversation stops waiting (connected or ended): out of queue and engine."""
+        for offer in list(conv.offers.values()):
+            self._take_offer(offer)
+            self._revoke(offer, reason)
+        self._cancel_step(conv)
+        if conv.task is not None:
+            self.engine.remove(conv.task)
+        if conv.queue is not None and conv in self._gw.queues[conv.queue]:
+            self._gw.queues[conv.queue].remove(conv)
+            self._changed_queues.add(conv.queue)
+        conv.last_sent_position = None
+
+    def agent_left(self, agent: AgentState) -> None:
+        """A logged-out agent's rings end; its conversations are the core's to requeue."""
+        self.engine.agent_left(agent)
+        for offer_id in list(agent.offers):
+            offer = self.offers.get(offer_id)
+            if offer is not None:
+                self._take_offer(offer)
+                self._ring_over(offer.conversation)
+
+    def _send_positions(self) -> None:
+        changed, self._changed_queues = self._changed_queues, set()
+        for name in changed:
+            queue = self._gw.queues[name]
+            for position, conv in enumerate(queue.in_order(), 1):
+                current = (position, queue.eta(position))
+                if conv.last_sent_position != current and conv.state != CONNECTED:
+                    conv.last_sent_position = current
+                    self._gw._deliver(conv.customer, ev.Queued(*current))

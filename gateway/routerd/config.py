@@ -1,0 +1,164 @@
+"""The routing server's configuration: packaged defaults merged with a site TOML file.
+
+A bad file yields one :class:`gateway.config.ConfigError` (``file: key: problem``),
+exactly as the gateway's own configuration does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+
+import attrs
+
+from gateway.config import LOG_LEVELS, ConfigError, Reader
+
+SITE_CONFIG = Path("etc/imrouter.toml")
+TOKEN_ENV = "IMROUTER_TOKEN"
+MIN_TOKEN = 16
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+@attrs.frozen
+class RouterConfig:
+    """The whole validated configuration of ``twistd imrouter``.
+
+    ``media`` maps each media type to its rules file, None for the packaged rules.
+    """
+
+    sources: tuple[str, ...]
+    listen: tuple[str, ...]
+    token: str = attrs.field(repr=False)
+    queues: tuple[str, ...]
+    max_body: int
+    log_level: str
+    media: Mapping[str, Path | None]
+
+
+def load(
+    path: str | Path | None = None,
+    *,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> RouterConfig:
+    """Packaged defaults, merged with ``path`` or else ``./etc/imrouter.toml`` if present.
+
+    The token comes from ``IMROUTER_TOKEN`` in ``environ`` (default ``os.environ``) when
+    set, else from ``router.token``; there is no default token.
+    """
+    defaults = resources.files("gateway.routerd").joinpath("defaults.toml").read_text("utf-8")
+    merged = tomllib.loads(defaults)
+    sources = ["packaged defaults"]
+    site: Path | None = None
+    if path is not None:
+        site = Path(path)
+        if not site.is_file():
+            raise ConfigError(str(site), "-", "no such file")
+    else:
+        candidate = (cwd or Path.cwd()) / SITE_CONFIG
+        if candidate.is_file():
+            site = candidate
+    source = "packaged defaults"
+    base = cwd or Path.cwd()
+    if site is not None:
+        source = str(site)
+        try:
+            data = tomllib.loads(site.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(source, "-", f"cannot read: {e}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(source, "-", f"not valid TOML: {e}") from None
+        _merge(merged, data)
+        sources.append(source)
+        base = site.parent
+    env = os.environ if environ is None else environ
+    return _validate(merged, tuple(sources), source, base, env.get(TOKEN_ENV))
+
+
+def _validate(
+    data: dict, sources: tuple[str, ...], source: str, base: Path, env_token: str | None
+) -> RouterConfig:
+    root = Reader(source, data, "")
+
+    router = root.table_of("router")
+    listen = router.get("listen", list)
+    if not listen:
+        raise router.fail("listen", "at least one endpoint is required")
+    for i, endpoint in enumerate(listen):
+        if not isinstance(endpoint, str) or not endpoint:
+            raise router.fail(f"listen[{i}]", "must be a Twisted endpoint string")
+    token = router.text("token")
+    if env_token:
+        token = env_token
+    if not token:
+        raise router.fail("token", f"is required (or set the environment variable {TOKEN_ENV})")
+    if len(token) < MIN_TOKEN:
+        where = TOKEN_ENV if env_token else router.key("token")
+        raise ConfigError(source, where, f"must be at least {MIN_TOKEN} characters")
+    queues = router.get("queues", list)
+    if not queues:
+        raise router.fail("queues", "at least one queue is required")
+    for i, queue in enumerate(queues):
+        problem = _valid_name(queue) if isinstance(queue, str) else "must be a string"
+        if problem:
+            raise router.fail(f"queues[{i}]", problem)
+    max_body = router.number("max_body", low=256, high=16 * 1024 * 1024, integer=True)
+    router.done()
+
+    logging = root.table_of("logging")
+    log_level = logging.text(
+        "level",
+        check=lambda v: None if v in LOG_LEVELS else f"must be one of {', '.join(LOG_LEVELS)}",
+    )
+    logging.done()
+
+    media_table = root.table_of("media")
+    media: dict[str, Path | None] = {}
+    for name in media_table.table:
+        problem = _valid_name(name)
+        if problem:
+            raise media_table.fail(name, problem)
+        m = media_table.table_of(name)
+        rules = m.text("rules", "")
+        enabled = m.get("enabled", bool, True)
+        m.done()
+        if enabled:
+            media[name] = _resolve(base, rules) if rules else None
+    media_table.done()
+    if not media:
+        raise ConfigError(source, "media", "at least one media type is required")
+
+    root.done()
+    return RouterConfig(
+        sources=sources,
+        listen=tuple(listen),
+        token=token,
+        queues=tuple(dict.fromkeys(queues)),
+        max_body=max_body,
+        log_level=log_level,
+        media=media,
+    )
+
+
+def _merge(base: dict, over: Mapping) -> None:
+    # Tables merge key by key; anything else (lists included) replaces.
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _valid_name(value: str) -> str | None:
+    if _NAME.match(value):
+        return None
+    return f"{value!r} is not a valid name (lowercase letters, digits, '-' and '_')"
+
+
+def _resolve(base: Path, rules: str) -> Path:
+    path = Path(rules)
+    return path if path.is_absolute() else base / path
