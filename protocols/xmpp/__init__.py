@@ -1,0 +1,1 @@
+"""XMPP adapter: the gateway as an XEP-0114 component of an existing server."""

@@ -1,0 +1,52 @@
+"""Agent chat commands: ``/accept``, ``/reject``, ``/transfer``, ``/end``, ``/status``."""
+
+from __future__ import annotations
+
+import attrs
+
+COMMANDS = ("accept", "reject", "transfer", "end", "status", "available", "away", "help")
+HELP = (
+    "Commands (to the support address, or to a customer's address for that chat):\n"
+    "/accept [OFFER]  take an offered chat\n"
+    "/reject [OFFER]  decline it\n"
+    "/transfer [CHAT] QUEUE  hand a chat to a queue (@NAME: to a colleague)\n"
+    "/end [CHAT]  end a chat\n"
+    "/status  your chats and offers\n"
+    "/available, /away  change your availability"
+)
+
+
+class CommandError(ValueError):
+    """A line that looks like a command but cannot be one."""
+
+
+@attrs.frozen
+class Command:
+    """A parsed command line."""
+
+    name: str
+    args: tuple[str, ...] = ()
+
+
+def parse(text: str) -> Command | None:
+    """A command from a chat line, or None when the line is not one (no leading ``/``)."""
+    line = text.strip()
+    if not line.startswith("/") or line.startswith("//"):
+        return None
+    words = line[1:].split()
+    if not words:
+        raise CommandError("empty command; try /help")
+    name, args = words[0].lower(), tuple(words[1:])
+    if name not in COMMANDS:
+        raise CommandError(f"unknown command /{name[:32]}; try /help")
+    limits = {"transfer": (1, 2), "accept": (0, 1), "reject": (0, 1), "end": (0, 1)}
+    low, high = limits.get(name, (0, 0))
+    if not low <= len(args) <= high:
+        raise CommandError(f"/{name}: wrong number of arguments; try /help")
+    return Command(name, args)
+
+
+def is_command(text: str) -> bool:
+    """Whether a line written to a customer's address is meant as a command."""
+    words = text.strip().split(maxsplit=1)
+    return bool(words) and words[0].startswith("/") and words[0][1:].lower() in COMMANDS

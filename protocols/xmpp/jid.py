@@ -1,0 +1,52 @@
+"""Just enough JID handling: split, bare, and a simplified case fold."""
+
+from __future__ import annotations
+
+import attrs
+
+MAX_PART = 1023
+
+
+class InvalidJid(ValueError):
+    """Not a usable JID."""
+
+
+@attrs.frozen
+class Jid:
+    """An XMPP address; ``local`` and ``domain`` are lower-cased."""
+
+    local: str
+    domain: str
+    resource: str = ""
+
+    @property
+    def bare(self) -> str:
+        """``local@domain`` (or the domain alone)."""
+        return f"{self.local}@{self.domain}" if self.local else self.domain
+
+    @property
+    def full(self) -> str:
+        """The whole address, with its resource if any."""
+        return f"{self.bare}/{self.resource}" if self.resource else self.bare
+
+    def __str__(self) -> str:
+        return self.full
+
+
+def parse_jid(text: str | None) -> Jid:
+    """Parse ``local@domain/resource``; raises :class:`InvalidJid`."""
+    if not text:
+        raise InvalidJid("empty address")
+    bare, slash, resource = text.partition("/")
+    local, at, domain = bare.rpartition("@")
+    if slash and not resource:
+        raise InvalidJid("empty resource")
+    if at and not local:
+        raise InvalidJid("empty local part")
+    if not domain or any(len(p) > MAX_PART for p in (local, domain, resource)):
+        raise InvalidJid("bad length")
+    if any(c.isspace() or c in "\"&'/:<>@" for c in local) or any(
+        c.isspace() or c in "/@" for c in domain
+    ):
+        raise InvalidJid("bad character")
+    return Jid(local.lower(), domain.lower().rstrip("."), resource)

@@ -1,0 +1,126 @@
+"""Neutral events as the chat lines an XMPP user reads.
+
+Pure functions: the hub decides who sends them and to whom. A customer's lines
+never carry an agent's account, JID or server, only the agent's alias.
+"""
+
+from __future__ import annotations
+
+from twisted.words.xish import domish
+
+from gateway import events as ev
+from protocols.xmpp import ns
+from protocols.xmpp.stanzas import xml_text
+
+MAX_FORM_VALUE = 1024
+
+# Core typing states -> XEP-0085 chat states, and back.
+CHATSTATE_OUT = {"active": "composing", "paused": "paused"}
+CHATSTATE_IN = {"composing": "active", "paused": "paused", "active": "paused"}
+
+END_TEXTS = {
+    "customer": "The conversation has ended.",
+    "agent": "The agent has ended the conversation.",
+    "timeout": "The conversation has ended (timeout).",
+    "no_agents": "The conversation has ended: no agent is available.",
+    "closed": "The conversation has been closed.",
+    "shutdown": "The conversation has ended: the service is restarting.",
+}
+AGENT_END_TEXTS = {
+    "customer": "The customer left; the conversation has ended.",
+    "agent": "You left the conversation.",
+}
+
+
+def prompt(event: ev.Prompt) -> str:
+    """An interview question; choices as numbered lines to answer by number or name."""
+    numbered = [f"{i}. {choice.label}" for i, choice in enumerate(event.choices, 1)]
+    if all(line in event.text for line in numbered):
+        return event.text  # the core already lists them
+    return "\n".join([event.text, *numbered])
+
+
+def prompt_form(event: ev.Prompt) -> domish.Element:
+    """A XEP-0004 form with one list-single field for a prompt with choices."""
+    form = domish.Element((ns.DATA_FORMS, "x"))
+    form["type"] = "form"
+    form.addElement("title", content=xml_text(event.text.splitlines()[0]))
+    field = form.addElement("field")
+    field["var"], field["type"] = event.field, "list-single"
+    field["label"] = xml_text(event.text.splitlines()[0])
+    field.addElement("required")
+    for choice in event.choices:
+        option = field.addElement("option")
+        option["label"] = xml_text(choice.label)
+        option.addElement("value", content=xml_text(choice.value))
+    return form
+
+
+def form_answer(stanza: domish.Element) -> str | None:
+    """The single value of a submitted XEP-0004 form in a message, if there is one."""
+    for form in stanza.elements():
+        if (form.uri, form.name) != (ns.DATA_FORMS, "x") or form.getAttribute("type") != "submit":
+            continue
+        for field in form.elements():
+            if field.name != "field" or field.getAttribute("var") == "FORM_TYPE":
+                continue
+            for value in field.elements():
+                if value.name == "value":
+                    return str(value).strip()[:MAX_FORM_VALUE]
+    return None
+
+
+def queued(event: ev.Queued) -> str:
+    """The customer's place in line."""
+    minutes = max(1, round(event.eta_s / 60))
+    return f"You are number {event.position} in line (about {minutes} min)."
+
+
+def customer_line(event: object) -> str | None:
+    """What a customer reads for ``event`` (None for events without a line)."""
+    if isinstance(event, ev.Prompt):
+        return prompt(event)
+    if isinstance(event, ev.Queued):
+        return queued(event)
+    if isinstance(event, ev.Connected):
+        return f"You are now chatting with {event.peer_alias}."
+    if isinstance(event, ev.Message):
+        return event.text
+    if isinstance(event, ev.Ended):
+        return END_TEXTS.get(event.reason, END_TEXTS["closed"])
+    return None
+
+
+def offer(event: ev.Offer, customer_address: str) -> str:
+    """An offer as the agent reads it: who, with what client, and how to answer."""
+    card = event.customer
+    client = card.client.name + (f" {card.client.version}" if card.client.version else "")
+    lines = [
+        f"New chat offer {event.offer}: customer {card.alias} ({customer_address})",
+        f"Client: {card.protocol}, {client}",
+    ]
+    if card.topic:
+        lines.append(f"Topic: {card.topic}")
+    lines += [f"{key}: {value}" for key, value in sorted(card.identity.items())]
+    lines.append(
+        f"Reply /accept {event.offer} or /reject {event.offer} (expires in {event.expires_in_s} s)."
+    )
+    return "\n".join(lines)
+
+
+def revoked(event: ev.Revoked) -> str:
+    """An offer withdrawn."""
+    return f"Offer {event.offer} was withdrawn ({event.reason})."
+
+
+def connected_for_agent(event: ev.Connected) -> str:
+    """The agent joined a conversation; what was said before follows."""
+    lines = [f"You are now chatting with customer {event.peer_alias}. Write here to answer."]
+    for entry in event.history:
+        lines.append(f"[{entry.sender}] {entry.text}")
+    return "\n".join(lines)
+
+
+def agent_ended(event: ev.Ended) -> str:
+    """A conversation of the agent's is over."""
+    return AGENT_END_TEXTS.get(event.reason, f"The conversation has ended ({event.reason}).")

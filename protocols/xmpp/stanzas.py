@@ -1,0 +1,133 @@
+"""Building stanzas and stream errors: every text is escaped by the serialiser."""
+
+from __future__ import annotations
+
+import re
+
+from twisted.words.xish import domish
+
+from protocols.xmpp import ns
+
+# Characters XML 1.0 cannot carry at all, even escaped.
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+# gateway.errors codes -> (stanza error type, defined condition).
+ERROR_CONDITIONS = {
+    "not_allowed": ("cancel", "not-allowed"),
+    "bad_request": ("modify", "bad-request"),
+    "unavailable": ("cancel", "service-unavailable"),
+    "auth_failed": ("auth", "not-authorized"),
+    "rate_limited": ("wait", "resource-constraint"),
+    "internal": ("wait", "internal-server-error"),
+}
+
+
+def xml_text(text: str) -> str:
+    """``text`` without the characters XML cannot carry (replaced by U+FFFD)."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
+def message(
+    sender: str,
+    to: str,
+    body: str | None = None,
+    *,
+    kind: str = "chat",
+    chatstate: str | None = None,
+    uri: str = ns.COMPONENT,
+) -> domish.Element:
+    """A message stanza with an optional body and chat state."""
+    element = domish.Element((uri, "message"))
+    element["from"], element["to"], element["type"] = sender, to, kind
+    if body is not None:
+        element.addElement("body", content=xml_text(body))
+    if chatstate is not None:
+        element.addElement((ns.CHATSTATES, chatstate))
+    return element
+
+
+def presence(sender: str, to: str, kind: str | None = None, uri: str = ns.COMPONENT):
+    """A presence stanza (available when ``kind`` is None)."""
+    element = domish.Element((uri, "presence"))
+    element["from"], element["to"] = sender, to
+    if kind:
+        element["type"] = kind
+    return element
+
+
+def iq(sender: str, to: str, kind: str, stanza_id: str, uri: str = ns.COMPONENT):
+    """An IQ stanza with no payload yet."""
+    element = domish.Element((uri, "iq"))
+    element["from"], element["to"], element["type"], element["id"] = sender, to, kind, stanza_id
+    return element
+
+
+def result(request: domish.Element) -> domish.Element:
+    """The empty result of an IQ request (addresses swapped)."""
+    answer = iq(
+        request.getAttribute("to", ""),
+        request.getAttribute("from", ""),
+        "result",
+        request.getAttribute("id", ""),
+        uri=request.uri or ns.COMPONENT,
+    )
+    return answer
+
+
+def error_reply(
+    stanza: domish.Element, kind: str, condition: str, text: str | None = None
+) -> domish.Element:
+    """An error answer to ``stanza`` per RFC 6120 section 8.3 (payload not echoed)."""
+    reply = domish.Element((stanza.uri or ns.COMPONENT, stanza.name))
+    reply["type"] = "error"
+    for src, dst in (("from", "to"), ("to", "from")):
+        if stanza.hasAttribute(src):
+            reply[dst] = stanza[src]
+    if stanza.hasAttribute("id"):
+        reply["id"] = stanza["id"]
+    error = reply.addElement("error")
+    error["type"] = kind
+    error.addElement((ns.STANZA_ERRORS, condition))
+    if text:
+        error.addElement((ns.STANZA_ERRORS, "text"), content=xml_text(text))
+    return reply
+
+
+def gateway_error_reply(stanza: domish.Element, code: str, text: str) -> domish.Element:
+    """A stanza error for a :class:`gateway.errors.GatewayError` code."""
+    kind, condition = ERROR_CONDITIONS.get(code, ERROR_CONDITIONS["internal"])
+    return error_reply(stanza, kind, condition, text)
+
+
+def stream_error(condition: str, text: str = "") -> bytes:
+    """A stream error element, serialised, with the stream's close tag after it."""
+    error = domish.Element((ns.STREAMS, "error"))
+    error.addElement((ns.STREAM_ERRORS, condition))
+    if text:
+        error.addElement((ns.STREAM_ERRORS, "text"), content=xml_text(text))
+    return error.toXml(prefixes={ns.STREAMS: "stream"}).encode() + b"</stream:stream>"
+
+
+def stream_header(to: str | None, sender: str | None, uri: str, stream_id: str | None = None):
+    """The opening ``<stream:stream>`` tag, serialised (attribute values escaped)."""
+    pairs = [("xmlns", uri), ("xmlns:stream", ns.STREAMS)]
+    pairs += [(k, v) for k, v in (("to", to), ("from", sender), ("id", stream_id)) if v]
+    pairs.append(("version", "1.0"))
+    attributes = " ".join(f"{k}='{domish.escapeToXml(xml_text(v), 1)}'" for k, v in pairs)
+    return f"<?xml version='1.0'?><stream:stream {attributes}>".encode()
+
+
+def body_of(stanza: domish.Element) -> str | None:
+    """The text of the first ``<body/>`` in the stanza's own namespace, if any."""
+    for child in stanza.elements():
+        if child.name == "body" and child.uri == stanza.uri:
+            return str(child)
+    return None
+
+
+def child(stanza: domish.Element, uri: str, name: str | None = None):
+    """The first child element in ``uri`` (named ``name`` if given), or None."""
+    for element in stanza.elements():
+        if element.uri == uri and (name is None or element.name == name):
+            return element
+    return None

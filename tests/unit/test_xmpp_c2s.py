@@ -1,0 +1,241 @@
+"""The direct client listener over StringTransports: negotiation, SASL, binding, chat."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+
+from core_helpers import make_harness
+from twisted.internet.testing import StringTransport
+
+from gateway import events as ev
+from gateway.passwords import scram_credentials
+from gateway.records import AgentRecord
+from protocols.xmpp.c2s import ClientServer
+from protocols.xmpp.settings import XmppSettings
+
+DOMAIN = "chat.example.com"
+SUPPORT = f"support@{DOMAIN}"
+HEADER = (
+    f"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+    f"xmlns:stream='http://etherx.jabber.org/streams' to='{DOMAIN}' version='1.0'>"
+).encode()
+SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+
+
+def make_server(**options):
+    core = make_harness()
+    core.store.add_agent(
+        AgentRecord(name="xanna", display_name="Anna X.", password_hash="hash:pw", capacity=2)
+    )
+    core.store.scram["xanna"] = scram_credentials("pw", iterations=64)
+    settings = XmppSettings(client_domain=DOMAIN, **options)
+    return core, ClientServer(core.gateway, settings, core.clock)
+
+
+class Client:
+    """One connection, driven by hand."""
+
+    def __init__(self, server) -> None:
+        self.transport = StringTransport()
+        self.stream = server_factory_protocol(server)
+        self.stream.makeConnection(self.transport)
+
+    def send(self, data: str | bytes) -> str:
+        self.transport.clear()
+        self.stream.dataReceived(data.encode() if isinstance(data, str) else data)
+        return self.transport.value().decode()
+
+    def open(self) -> str:
+        return self.send(HEADER)
+
+
+def server_factory_protocol(server):
+    from protocols.xmpp.c2s import ClientFactory
+
+    return ClientFactory(server, direct_tls=False).buildProtocol(None)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def anonymous(server) -> Client:
+    client = Client(server)
+    features = client.open()
+    assert "<mechanism>ANONYMOUS</mechanism>" in features
+    assert "PLAIN" not in features  # never without TLS
+    assert "<success" in client.send(f"<auth xmlns='{SASL}' mechanism='ANONYMOUS'/>")
+    assert "urn:ietf:params:xml:ns:xmpp-bind" in client.open()
+    bound = client.send(
+        "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+        "<resource>phone</resource></bind></iq>"
+    )
+    assert re.search(rf"<jid>anon-[0-9a-f]+@{DOMAIN}/phone</jid>", bound), bound
+    return client
+
+
+def scram_login(server, name="xanna", password="pw") -> tuple[Client, str]:
+    client = Client(server)
+    client.open()
+    first_bare = f"n={name},r=clientnonce"
+    out = client.send(
+        f"<auth xmlns='{SASL}' mechanism='SCRAM-SHA-256'>{b64(b'n,,' + first_bare.encode())}</auth>"
+    )
+    challenge = base64.b64decode(re.search(r"<challenge[^>]*>([^<]*)<", out).group(1)).decode()
+    fields = dict(part.split("=", 1) for part in challenge.split(","))
+    salted = hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), base64.b64decode(fields["s"]), int(fields["i"])
+    )
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored = hashlib.sha256(client_key).digest()
+    without_proof = f"c=biws,r={fields['r']}"
+    auth_message = f"{first_bare},{challenge},{without_proof}".encode()
+    signature = hmac.new(stored, auth_message, "sha256").digest()
+    proof = b64(bytes(a ^ b for a, b in zip(client_key, signature, strict=True)))
+    answer = client.send(
+        f"<response xmlns='{SASL}'>{b64(f'{without_proof},p={proof}'.encode())}</response>"
+    )
+    return client, answer
+
+
+def test_anonymous_customer_binds_and_chats_with_support():
+    core, server = make_server()
+    client = anonymous(server)
+    out = client.send(f"<message to='{SUPPORT}' type='chat'><body>hello</body></message>")
+    assert "What is your name?" in out
+    assert f"from='{SUPPORT}'" in out
+    assert "jabber:iq:version" in out  # the client is asked what it is
+    (conv,) = core.gateway.conversations.values()
+    assert conv.protocol == "xmpp"
+
+
+def test_scram_agent_logs_in_and_gets_offers():
+    core, server = make_server()
+    client, answer = scram_login(server)
+    assert "<success" in answer, answer
+    client.open()
+    client.send(
+        "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+        "<resource>desk</resource></bind></iq>"
+    )
+    client.send("<presence/>")
+    assert core.directory.get("xanna").status == "available"
+    customer = anonymous(server)
+    customer.send(f"<message to='{SUPPORT}' type='chat'><body>hi</body></message>")
+    customer.send(f"<message to='{SUPPORT}' type='chat'><body>Dana</body></message>")
+    offer = client.send("")  # nothing new yet
+    out = customer.send(f"<message to='{SUPPORT}' type='chat'><body>1</body></message>")
+    assert "in line" in out
+    offer = client.transport.value().decode()
+    assert "New chat offer" in offer
+    accepted = client.send(f"<message to='{SUPPORT}' type='chat'><body>/accept</body></message>")
+    alias = re.search(r"from='(c-[0-9a-f]+@chat\.example\.com)'", accepted).group(1)
+    out = client.send(f"<message to='{alias}' type='chat'><body>Hello Dana</body></message>")
+    said = customer.transport.value().decode()
+    assert "Hello Dana" in said and "xanna" not in said and "desk" not in said
+
+
+def test_wrong_scram_password_fails_and_three_failures_close():
+    core, server = make_server()
+    _client, answer = scram_login(server, password="wrong")
+    assert "<not-authorized/>" in answer
+    assert core.directory.get("xanna") is None
+
+
+def test_unknown_scram_user_fails_the_same_way():
+    _core, server = make_server()
+    _client, answer = scram_login(server, name="nobody")
+    assert "<not-authorized/>" in answer
+
+
+def test_plain_is_refused_without_tls():
+    _core, server = make_server()
+    client = Client(server)
+    client.open()
+    plain = b64(b"\0xanna\0pw")
+    out = client.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{plain}</auth>")
+    assert "<encryption-required/>" in out
+
+
+def test_stanzas_before_authentication_are_not_authorized():
+    _core, server = make_server()
+    client = Client(server)
+    client.open()
+    out = client.send("<message to='support@chat.example.com'><body>x</body></message>")
+    assert "<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" in out
+    assert client.transport.disconnecting
+
+
+def test_wrong_host_is_host_unknown():
+    _core, server = make_server()
+    client = Client(server)
+    out = client.send(HEADER.replace(DOMAIN.encode(), b"other.example"))
+    assert out.startswith("<?xml") and "<host-unknown" in out
+
+
+def test_authentication_timeout():
+    core, server = make_server(auth_timeout_s=5)
+    client = Client(server)
+    client.open()
+    core.clock.advance(6)
+    assert "connection-timeout" in client.transport.value().decode()
+    assert client.transport.disconnecting
+
+
+def test_hostile_xml_ends_only_its_own_stream():
+    _core, server = make_server()
+    calm = anonymous(server)
+    calm.send(f"<message to='{SUPPORT}' type='chat'><body>hello</body></message>")
+    hostile = anonymous(server)
+    out = hostile.send(b"<message><!DOCTYPE x [<!ENTITY a 'b'>]></message>")
+    assert "restricted-xml" in out and hostile.transport.disconnecting
+    hostile.stream.connectionLost(None)
+    deep = anonymous(server)
+    assert "policy-violation" in deep.send("<message>" + "<x>" * 40)
+    big = anonymous(server)
+    assert "policy-violation" in big.send("<message><body>" + "x" * 300_000)
+    out = calm.send(f"<message to='{SUPPORT}' type='chat'><body>Dana</body></message>")
+    assert "What can we help you with?" in out
+    assert not calm.transport.disconnecting
+
+
+def test_roster_and_ping_to_the_account_and_remote_domains():
+    _core, server = make_server()
+    client = anonymous(server)
+    out = client.send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>")
+    assert "type='result'" in out and "jabber:iq:roster" in out
+    out = client.send(
+        "<message to='someone@elsewhere.example' type='chat'><body>x</body></message>"
+    )
+    assert "remote-server-not-found" in out
+
+
+def test_customer_disconnect_ends_the_conversation():
+    core, server = make_server()
+    client = anonymous(server)
+    client.send(f"<message to='{SUPPORT}' type='chat'><body>hello</body></message>")
+    (conv,) = core.gateway.conversations.values()
+    client.stream.connectionLost(None)
+    assert conv.state == "ended"
+
+
+def test_second_login_of_an_agent_closes_the_first_with_conflict():
+    core, server = make_server()
+    first, _ = scram_login(server)
+    first.open()
+    first.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+    _second, answer = scram_login(server)
+    assert "<success" in answer
+    assert "<conflict" in first.transport.value().decode()
+    assert core.directory.get("xanna") is not None
+    assert isinstance(ev.ClientInfo(), ev.ClientInfo)
+
+
+def test_a_stanza_flood_is_a_policy_violation():
+    _core, server = make_server()
+    client = anonymous(server)
+    out = client.send("<presence/>" * 300)
+    assert "policy-violation" in out and client.transport.disconnecting
