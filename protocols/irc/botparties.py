@@ -1,0 +1,319 @@
+"""Bot mode's parties: each customer and each agent on the network who writes to the bot.
+
+A stranger's first message decides its role: the core is asked whether the
+sender's address (``irc:ACCOUNT`` from the IRCv3 account-tag, or ``irc:NICK`` where
+nicks are trusted) is a provisioned agent; if not, the sender is a customer. Both
+sides talk to the bot's one nick, so what a peer says is prefixed with its name:
+``<Robin> Hello`` for a customer, ``<c-7f3a> Hi`` for an agent.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gateway import events as ev
+from gateway import logs
+from gateway.errors import AuthFailed, GatewayError
+from gateway.interfaces import IParty
+from protocols.irc import ctcp, render
+from protocols.irc.commands import HELP
+from protocols.irc.commands import parse as parse_command
+from protocols.irc.desk import AgentDesk
+from protocols.irc.settings import IrcSettings
+
+if TYPE_CHECKING:
+    from gateway.core import Gateway
+
+# Messages kept from a sender while its role is looked up.
+MAX_PENDING = 8
+_ADDRESSED = re.compile(r"^(c-[0-9a-fA-F]+)[:,]?\s+(.+)$", re.DOTALL)
+_log = Logger(observer=logs.observer, namespace="protocols.irc.botparties")
+
+
+class BotDirectory:
+    """The parties the bot carries, by lower-cased nick."""
+
+    def __init__(self, gateway: Gateway, settings: IrcSettings, *, clock: IReactorTime, link):
+        self.gateway = gateway
+        self.settings = settings
+        self.clock = clock
+        self.link = link
+        self.customers: dict[str, BotCustomer] = {}
+        self.agents: dict[str, BotAgent] = {}
+        self._pending: dict[str, list[tuple[str, bool]]] = {}
+
+    def received(self, nick: str, account: str | None, text: str, *, notice: bool) -> None:
+        """A private message or notice from ``nick`` to the bot."""
+        key = nick.lower()
+        if key in self.agents:
+            self.agents[key].received(text, notice)
+        elif key in self.customers:
+            self.customers[key].received(text, notice)
+        elif key in self._pending:
+            if len(self._pending[key]) < MAX_PENDING:
+                self._pending[key].append((text, notice))
+        elif not notice:
+            self._identify(nick, account, text)
+
+    def _identify(self, nick: str, account: str | None, text: str) -> None:
+        key = nick.lower()
+        if self.settings.bot.agent_identity == "account":
+            address = f"irc:{account.lower()}" if account and account != "*" else None
+        else:
+            address = f"irc:{key}"
+        if address is None:
+            self._customer(nick).received(text, False)
+            return
+        self._pending[key] = [(text, False)]
+        agent = BotAgent(self, nick)
+        try:
+            d = self.gateway.agent_attach(
+                agent,
+                protocol="irc",
+                address=address,
+                client=ev.ClientInfo("irc", ""),
+                features=frozenset(),
+            )
+        except GatewayError:
+            self._as_customer(key, nick)
+            return
+        d.addCallbacks(self._attached, self._not_agent, (agent,), None, (key, nick))
+
+    def _attached(self, session: Any, agent: BotAgent) -> None:
+        key = agent.nick.lower()
+        pending = self._pending.pop(key, [])
+        agent.attach(session)
+        self.agents[key] = agent
+        _log.info("IRC bot: {nick} is agent {agent}", nick=agent.nick, agent=session.name)
+        for text, notice in pending:
+            agent.received(text, notice)
+
+    def _not_agent(self, failure: Failure, key: str, nick: str) -> None:
+        if not failure.check(AuthFailed):
+            _log.failure("IRC bot: looking up {nick} failed", failure, nick=nick)
+        self._as_customer(key, nick)
+
+    def _as_customer(self, key: str, nick: str) -> None:
+        pending = self._pending.pop(key, [])
+        customer = self._customer(nick)
+        for text, notice in pending:
+            customer.received(text, notice)
+
+    def _customer(self, nick: str) -> BotCustomer:
+        customer = BotCustomer(self, nick)
+        self.customers[nick.lower()] = customer
+        return customer
+
+    def watched_nicks(self) -> list[str]:
+        """The nicks of the customers and agents carried now."""
+        return [p.nick for p in (*self.customers.values(), *self.agents.values())]
+
+    def renamed(self, old: str, new: str) -> None:
+        """``old`` is now known as ``new``."""
+        for parties in (self.customers, self.agents):
+            party = parties.pop(old.lower(), None)
+            if party is not None:
+                party.nick = new
+                parties[new.lower()] = party
+
+    def gone(self, nick: str) -> None:
+        """``nick`` left the network (or cannot be reached)."""
+        key = nick.lower()
+        self._pending.pop(key, None)
+        for parties in (self.customers, self.agents):
+            party = parties.pop(key, None)
+            if party is not None:
+                party.end_session()
+
+    def forget(self, party: BotCustomer | BotAgent) -> None:
+        """Stop carrying ``party``."""
+        for parties in (self.customers, self.agents):
+            if parties.get(party.nick.lower()) is party:
+                del parties[party.nick.lower()]
+
+    def link_lost(self) -> None:
+        """The connection dropped: every session ends."""
+        parties = [*self.customers.values(), *self.agents.values()]
+        self.customers.clear()
+        self.agents.clear()
+        self._pending.clear()
+        for party in parties:
+            party.end_session()
+
+
+@implementer(IParty)
+class BotCustomer:
+    """A customer on the network, talking to the bot in private."""
+
+    def __init__(self, directory: BotDirectory, nick: str) -> None:
+        self.directory = directory
+        self.nick = nick
+        self.session: Any = None
+        self.over = True
+        self.agent_alias: str | None = None
+        self.client = ev.ClientInfo()
+        self._asked_version = False
+        self._version_timer: IDelayedCall | None = None
+
+    def received(self, text: str, notice: bool) -> None:
+        """A line from the customer."""
+        request = ctcp.unwrap(text)
+        if request is not None:
+            self._ctcp(*request, reply=notice)
+            return
+        if notice:
+            return
+        if self.over:
+            self._start()
+            return
+        self.session.say(text).addErrback(self._failed)
+
+    def _start(self) -> None:
+        old, self.session = self.session, None
+        if old is not None:
+            old.disconnected()
+        if not self._asked_version:
+            self._asked_version = True
+            self.directory.link.ctcp(self.nick, ctcp.wrap("VERSION"))
+            self._version_timer = self.directory.clock.callLater(
+                self.directory.settings.ctcp_version_timeout_s, self._version_late
+            )
+        self.over = False
+        try:
+            self.session = self.directory.gateway.customer_arrived(
+                self, protocol="irc", client=self.client, answers={}, features=frozenset()
+            )
+        except GatewayError as e:
+            self.over = True
+            self.directory.link.say(self.nick, f"Sorry: {e.text}", notice=True)
+
+    def _ctcp(self, command: str, argument: str, *, reply: bool) -> None:
+        if reply:
+            if command == "VERSION" and self._version_timer is not None:
+                self._version_timer.cancel()
+                self._version_timer = None
+                self.client = ctcp.client_info(argument)
+                if self.session is not None and not self.over:
+                    self.session.identify(self.client)
+            return
+        if command == "ACTION":
+            self.received(f"* {self.nick} {argument}", False)
+        elif command == "VERSION":
+            self.directory.link.say(self.nick, ctcp.wrap("VERSION", "imgateway"), notice=True)
+
+    def _version_late(self) -> None:
+        self._version_timer = None
+
+    def _failed(self, failure: Failure) -> None:
+        if failure.check(GatewayError):
+            self.directory.link.say(self.nick, f"Not sent: {failure.value.text}", notice=True)
+        else:
+            _log.failure("IRC bot: a customer's message failed", failure)
+
+    def deliver(self, event: object) -> None:
+        """Render a neutral event as lines from the bot."""
+        if isinstance(event, ev.Connected):
+            self.agent_alias = event.peer_alias
+        for said in render.for_customer(event, self.agent_alias):
+            text = said.text if said.source == render.SERVICE else f"<{said.peer}> {said.text}"
+            self.directory.link.say(self.nick, text, notice=said.notice)
+        if isinstance(event, ev.Ended):
+            self.over = True
+            self.agent_alias = None
+
+    def close(self, reason: str) -> None:
+        """The core lets go of this customer (shutdown)."""
+        self.directory.forget(self)
+        self.end_session()
+
+    def end_session(self) -> None:
+        """The customer is gone."""
+        if self._version_timer is not None and self._version_timer.active():
+            self._version_timer.cancel()
+        self._version_timer = None
+        session, self.session = self.session, None
+        if session is not None:
+            session.disconnected()
+
+
+@implementer(IParty)
+class BotAgent:
+    """An agent on the network, recognised by its account or nick."""
+
+    def __init__(self, directory: BotDirectory, nick: str) -> None:
+        self.directory = directory
+        self.nick = nick
+        self.session: Any = None
+        self.desk: AgentDesk | None = None
+
+    def attach(self, session: Any) -> None:
+        """The core logged the agent in."""
+        self.session = session
+        self.desk = AgentDesk(session, self.notify)
+        session.set_presence("available")
+        self.notify(HELP)
+
+    def notify(self, text: str) -> None:
+        """A notice from the bot to the agent."""
+        self.directory.link.say(self.nick, text, notice=True)
+
+    def received(self, text: str, notice: bool) -> None:
+        """A line from the agent: a command, or words for a customer."""
+        if notice or ctcp.unwrap(text) is not None or self.desk is None:
+            return
+        try:
+            command = parse_command(text)
+            if command is not None:
+                self.desk.run(command)
+                return
+            match = _ADDRESSED.match(text)
+            peer = self.desk.peer(match.group(1)) if match else None
+            if peer is not None:
+                d = self.desk.say(peer, match.group(2))
+            elif len(self.desk.conversation_of) == 1:
+                d = self.desk.say(next(iter(self.desk.conversation_of)), text)
+            else:
+                self.notify("Start with the customer's nick, e.g. 'c-7f3a: hello'. " + HELP)
+                return
+            d.addErrback(self._failed)
+        except GatewayError as e:
+            self.notify(f"{e.code}: {e.text}")
+
+    def _failed(self, failure: Failure) -> None:
+        if failure.check(GatewayError):
+            self.notify(f"Not sent: {failure.value.text}")
+        else:
+            _log.failure("IRC bot: an agent's message failed", failure)
+
+    def deliver(self, event: object) -> None:
+        """Render a neutral event as lines from the bot."""
+        if self.desk is None:
+            return
+        self.desk.track(event)
+        saids = render.for_agent(event, self.desk.alias_of)
+        if isinstance(event, ev.Connected) and len(saids) > 1:
+            # Networks allow a bot few lines a second: the history goes as one text.
+            history = " | ".join(s.text.replace("\n", " / ") for s in saids[1:])
+            saids = [saids[0], render.Said(render.PEER, history, True, saids[1].peer)]
+        for said in saids:
+            text = said.text if said.source == render.SERVICE else f"<{said.peer}> {said.text}"
+            self.directory.link.say(self.nick, text, notice=said.notice)
+        self.desk.forget(event)
+
+    def close(self, reason: str) -> None:
+        """The core lets go of this agent (a newer login, shutdown)."""
+        self.notify(f"Logged out: {reason}")
+        self.directory.forget(self)
+        self.end_session()
+
+    def end_session(self) -> None:
+        """The agent is gone."""
+        session, self.session = self.session, None
+        if session is not None:
+            session.disconnected()

@@ -1,0 +1,344 @@
+"""Registration: CAP (302), PASS, NICK, USER, SASL PLAIN, and the welcome burst."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+from typing import TYPE_CHECKING
+
+from twisted.python.failure import Failure
+
+from gateway.errors import GatewayError
+from gateway.events import ClientInfo
+from protocols.irc import numerics as rpl
+from protocols.irc.message import Message
+
+if TYPE_CHECKING:
+    from protocols.irc.server import IrcConnection
+
+NICK_PATTERN = re.compile(r"^[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]{0,29}$")
+NICKLEN = 30
+SUPPORTED_CAPS = ("message-tags", "sasl")
+MAX_SASL_ATTEMPTS = 3
+# AUTHENTICATE carries 400 bytes of base64 a line; PLAIN needs little more.
+MAX_SASL_BYTES = 1600
+PLAINTEXT_AUTH = "Agents log in over TLS only"
+
+
+class RegistrationCommands:
+    """CAP, PASS, NICK, USER and AUTHENTICATE for :class:`IrcConnection`."""
+
+    def init_registration(self: IrcConnection) -> None:
+        """The registration state of a new connection."""
+        self.cap_version = 0
+        self.password: str | None = None
+        self.logging_in = False
+        self._sasl_mechanism: str | None = None
+        self._sasl_buffer = ""
+        self._sasl_attempts = 0
+
+    # -- CAP ---------------------------------------------------------------
+
+    def _offered_caps(self: IrcConnection) -> list[str]:
+        caps = ["message-tags"]
+        if self.is_tls() or self.settings.allow_plaintext_auth:
+            caps.append("sasl=PLAIN" if self.cap_version >= 302 else "sasl")
+        return caps
+
+    def irc_CAP(self: IrcConnection, message: Message) -> None:  # noqa: N802
+        """CAP LS [302] | LIST | REQ :caps | END."""
+        sub = message.param(0).upper()
+        target = self.nick or "*"
+        if sub == "LS":
+            version = message.param(1)
+            self.cap_version = max(self.cap_version, int(version) if version.isdigit() else 0)
+            if not self.registered:
+                self.cap_negotiating = True
+            self.send_from(self.server, "CAP", target, "LS", " ".join(self._offered_caps()))
+        elif sub == "LIST":
+            self.send_from(self.server, "CAP", target, "LIST", " ".join(sorted(self.caps)))
+        elif sub == "REQ":
+            if not self.registered:
+                self.cap_negotiating = True
+            wanted = message.param(1).split()
+            offered = {c.split("=")[0] for c in self._offered_caps()}
+            names = [w.lstrip("-") for w in wanted]
+            if wanted and all(n in offered for n in names):
+                for w in wanted:
+                    if w.startswith("-"):
+                        self.caps.discard(w[1:])
+                    else:
+                        self.caps.add(w)
+                self.send_from(self.server, "CAP", target, "ACK", " ".join(wanted))
+            else:
+                self.send_from(self.server, "CAP", target, "NAK", message.param(1))
+        elif sub == "END":
+            self.cap_negotiating = False
+            self.try_register()
+        else:
+            self.reply(rpl.ERR_INVALIDCAPCMD, sub[:32] or "*", "Invalid CAP command")
+
+    # -- SASL PLAIN ------------------------------------------------------------
+
+    def irc_AUTHENTICATE(self: IrcConnection, message: Message) -> None:  # noqa: N802
+        """AUTHENTICATE PLAIN, then the base64 credentials in 400-byte chunks."""
+        if not self.need(message, 1):
+            return
+        arg = message.params[0]
+        if "sasl" not in self.caps:
+            self.reply(rpl.ERR_SASLFAIL, "SASL authentication failed")
+            return
+        if self.agent is not None or self.registered:
+            self.reply(rpl.ERR_SASLALREADY, "You have already authenticated using SASL")
+            return
+        if arg == "*":
+            self._sasl_reset()
+            self.reply(rpl.ERR_SASLABORTED, "SASL authentication aborted")
+            return
+        if self._sasl_mechanism is None:
+            if arg.upper() != "PLAIN":
+                self.reply(rpl.RPL_SASLMECHS, "PLAIN", "are available SASL mechanisms")
+                self.reply(rpl.ERR_SASLFAIL, "SASL authentication failed")
+                return
+            self._sasl_mechanism = "PLAIN"
+            self.send(Message("AUTHENTICATE", ("+",)))
+            return
+        if self.logging_in:
+            return
+        if arg != "+":
+            self._sasl_buffer += arg
+        if len(self._sasl_buffer) > MAX_SASL_BYTES:
+            self._sasl_reset()
+            self.reply(rpl.ERR_SASLTOOLONG, "SASL message too long")
+            return
+        if len(arg) == 400:
+            return  # more to come
+        self._sasl_plain(self._sasl_buffer)
+
+    def _sasl_plain(self: IrcConnection, encoded: str) -> None:
+        try:
+            decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+            _authzid, authcid, password = decoded.split("\x00")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            self._sasl_failed()
+            return
+        self._agent_login(authcid, password, sasl=True)
+
+    def _sasl_reset(self: IrcConnection) -> None:
+        self._sasl_mechanism = None
+        self._sasl_buffer = ""
+
+    def _sasl_failed(self: IrcConnection) -> None:
+        self._sasl_reset()
+        self._sasl_attempts += 1
+        self.reply(rpl.ERR_SASLFAIL, "SASL authentication failed")
+        if self._sasl_attempts >= MAX_SASL_ATTEMPTS:
+            self.quit("Too many authentication failures")
+
+    # -- agent login, shared by SASL and PASS -----------------------------------
+
+    def _agent_login(self: IrcConnection, name: str, password: str, *, sasl: bool) -> None:
+        if not (self.is_tls() or self.settings.allow_plaintext_auth):
+            self.notice_from_service(PLAINTEXT_AUTH)
+            if sasl:
+                self._sasl_failed()
+            else:
+                self.reply(rpl.ERR_PASSWDMISMATCH, "Password incorrect")
+                self.quit(PLAINTEXT_AUTH)
+            return
+        self.logging_in = True
+        try:
+            d = self.gateway.agent_login(
+                self,
+                protocol="irc",
+                name=name,
+                password=password,
+                client=ClientInfo("irc", ""),
+                features=self.chat_features(),
+            )
+        except GatewayError as e:
+            self.logging_in = False
+            self._login_refused(e.text, sasl)
+            return
+        d.addCallbacks(self._logged_in, self._login_failed, (sasl,), None, (sasl, name))
+
+    def _logged_in(self: IrcConnection, session, sasl: bool) -> None:
+        self.logging_in = False
+        if self.closing:
+            session.disconnected()
+            return
+        self.agent = session
+        self._log.info("IRC {peer}: agent {agent} logged in", peer=self.peer, agent=session.name)
+        if sasl:
+            self._sasl_reset()
+            mask = f"{self.nick or '*'}!{self.user or '*'}@{self.settings.gateway_host}"
+            self.reply(
+                rpl.RPL_LOGGEDIN, mask, session.name, f"You are now logged in as {session.name}"
+            )
+            self.reply(rpl.RPL_SASLSUCCESS, "SASL authentication successful")
+        self.try_register()
+
+    def _login_failed(self: IrcConnection, failure: Failure, sasl: bool, name: str) -> None:
+        self.logging_in = False
+        if failure.check(GatewayError):
+            self._log.info("IRC {peer}: login of {agent} refused", peer=self.peer, agent=name)
+            self._login_refused(failure.value.text, sasl)
+        else:
+            self._log.failure(
+                "IRC {peer}: login of {agent} failed", failure, peer=self.peer, agent=name
+            )
+            self._login_refused("internal error", sasl)
+
+    def _login_refused(self: IrcConnection, text: str, sasl: bool) -> None:
+        if self.closing:
+            return
+        if sasl:
+            self._sasl_failed()
+        else:
+            self.reply(rpl.ERR_PASSWDMISMATCH, "Password incorrect")
+            self.quit("Bad password")
+
+    # -- PASS, NICK, USER ---------------------------------------------------------
+
+    def irc_PASS(self: IrcConnection, message: Message) -> None:  # noqa: N802
+        """PASS [name:]password: an agent's login, checked when registration completes."""
+        if self.registered:
+            self.reply(rpl.ERR_ALREADYREGISTRED, "You may not reregister")
+            return
+        if self.need(message, 1):
+            self.password = message.params[0]
+
+    def irc_USER(self: IrcConnection, message: Message) -> None:  # noqa: N802
+        """USER user mode unused :realname."""
+        if self.registered or self.user is not None:
+            self.reply(rpl.ERR_ALREADYREGISTRED, "You may not reregister")
+            return
+        if len(message.params) < 4 or not message.params[0]:
+            # The real name may be empty; the user name may not.
+            self.reply(rpl.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
+            return
+        user = "".join(ch for ch in message.params[0] if ch.isalnum() or ch in "-_.")[:10]
+        self.user = user or "user"
+        self.realname = message.params[3][:100]
+        self.try_register()
+
+    def irc_NICK(self: IrcConnection, message: Message) -> None:  # noqa: N802
+        """NICK nick: set or change the nick (431, 432, 433 when it cannot be)."""
+        if not message.params or not message.params[0]:
+            self.reply(rpl.ERR_NONICKNAMEGIVEN, "No nickname given")
+            return
+        nick = message.params[0]
+        if not NICK_PATTERN.match(nick) or nick.lower().startswith("c-"):
+            self.reply(rpl.ERR_ERRONEUSNICKNAME, nick[:NICKLEN], "Erroneous nickname")
+            return
+        if nick == self.nick:
+            return
+        if self.nick_taken(nick):
+            self.reply(rpl.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+            return
+        if not self.registered:
+            self.nick = nick
+            self.try_register()
+            return
+        old_mask, old = self.hostmask(), self.nick
+        space = self.factory.nick_space(self)
+        space.pop(old.lower(), None)
+        space[nick.lower()] = self
+        self.nick = nick
+        seen = {self}
+        for channel in self.channels:
+            seen.update(channel.audience(self))
+        for other in seen:
+            other.send_from(old_mask, "NICK", nick)
+
+    def nick_taken(self: IrcConnection, nick: str) -> bool:
+        """Whether ``nick`` is the service's or another client's in this role's nick space."""
+        lower = nick.lower()
+        if lower == self.service.lower():
+            return True
+        holder = self.factory.nick_space(self).get(lower)
+        return holder is not None and holder is not self
+
+    # -- completing registration ------------------------------------------------
+
+    def try_register(self: IrcConnection) -> None:
+        """Finish registration once NICK, USER, CAP END and any login are done."""
+        if self.registered or self.closing or self.logging_in or self.cap_negotiating:
+            return
+        if self.nick is None or self.user is None:
+            return
+        if self.agent is None and self.password is not None:
+            name, sep, password = self.password.partition(":")
+            if not sep:
+                name, password = self.user, self.password
+            self.password = None
+            self._agent_login(name, password, sasl=False)
+            return
+        if self.nick_taken(self.nick):
+            # The nick was free in the nick space known at NICK time, not in this one.
+            self.reply(rpl.ERR_NICKNAMEINUSE, self.nick, "Nickname is already in use")
+            self.nick = None
+            return
+        self.registered = True
+        self.factory.nick_space(self)[self.nick.lower()] = self
+        self.registration_done()
+        self._welcome()
+        self.chat_registered()
+
+    def _welcome(self: IrcConnection) -> None:
+        s, f = self.settings, self.factory
+        created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(f.created))
+        self.reply(rpl.RPL_WELCOME, f"Welcome to the {s.network} IRC Network {self.hostmask()}")
+        self.reply(rpl.RPL_YOURHOST, f"Your host is {self.server}, running version {f.version}")
+        self.reply(rpl.RPL_CREATED, f"This server was created {created}")
+        self.reply(rpl.RPL_MYINFO, self.server, f.version, "iw", "nt")
+        isupport = [
+            "AWAYLEN=200",
+            "CASEMAPPING=ascii",
+            "CHANLIMIT=#&:2",
+            "CHANMODES=b,,,nt",
+            "CHANNELLEN=50",
+            "CHANTYPES=#&",
+            "KICKLEN=300",
+            f"LINELEN={s.max_line}",
+            "MODES=1",
+            f"NETWORK={s.network}",
+            f"NICKLEN={NICKLEN}",
+            "PREFIX=(o)@",
+            "TARGMAX=PRIVMSG:1,NOTICE:1,JOIN:2,PART:2,NAMES:1,WHOIS:1",
+            "TOPICLEN=300",
+        ]
+        self.reply(rpl.RPL_ISUPPORT, *isupport, "are supported by this server")
+        self.send_lusers()
+        self.send_motd()
+
+    def send_lusers(self: IrcConnection) -> None:
+        """The LUSERS replies 251, 252, 254, 255, 265, 266."""
+        n = str(self.factory.user_count())
+        self.reply(rpl.RPL_LUSERCLIENT, f"There are {n} users and 0 invisible on 1 servers")
+        self.reply(rpl.RPL_LUSEROP, "0", "operator(s) online")
+        self.reply(rpl.RPL_LUSERCHANNELS, str(len(self.factory.channels)), "channels formed")
+        self.reply(rpl.RPL_LUSERME, f"I have {n} clients and 0 servers")
+        self.reply(rpl.RPL_LOCALUSERS, n, n, f"Current local users {n}, max {n}")
+        self.reply(rpl.RPL_GLOBALUSERS, n, n, f"Current global users {n}, max {n}")
+
+    def send_motd(self: IrcConnection) -> None:
+        """The MOTD replies (375, 372…, 376), or 422 when there is none."""
+        lines = [line for line in self.settings.motd.splitlines() if line.strip()]
+        if not lines:
+            self.reply(rpl.ERR_NOMOTD, "MOTD File is missing")
+            return
+        self.reply(rpl.RPL_MOTDSTART, f"- {self.server} Message of the day - ")
+        for line in lines:
+            self.reply(rpl.RPL_MOTD, f"- {line}")
+        self.reply(rpl.RPL_ENDOFMOTD, "End of /MOTD command.")
+
+    def irc_LUSERS(self: IrcConnection, message: Message) -> None:  # noqa: N802
+        """LUSERS."""
+        self.send_lusers()
+
+    def irc_MOTD(self: IrcConnection, message: Message) -> None:  # noqa: N802
+        """MOTD."""
+        self.send_motd()
