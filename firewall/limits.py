@@ -39,3 +39,7 @@ class TokenBucket:
             return False
         self._tokens = max(0.0, self._tokens - n)
         return True
+
+    def idle_since(self, now: float) -> bool:
+        """Whether the bucket would be full at ``now`` (so it can be forgotten)."""
+        return self._tokens + (now - self._stamp) * self.rate >= self.burst - _EPSILON

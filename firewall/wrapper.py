@@ -1,20 +1,38 @@
-"""The firewall's wrapper around a listener's factory: connection limits."""
+"""The firewall's wrapper around a listener's factory.
+
+Every connection a listener accepts meets, in order: the PROXY header (only from
+trusted sources, which must send one), the listener's total and per-address connection
+caps, bans, the input chain, per-address limits; then it is tracked in conntrack and
+handed to the listener's own protocol, which sees the real client address as its peer.
+Data it sends is counted against the message rate (lag, then disconnect).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.interfaces import IAddress, IProtocol, IProtocolFactory
+from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocol, IProtocolFactory
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
+from zope.interface import directlyProvides, providedBy
 
+from firewall import proxyproto
+from firewall.conntrack import Entry
+from firewall.engine import Firewall, Flow
 from gateway import logs
 
 
 def _address_key(addr: IAddress) -> str | None:
     # Only IP peers are told apart; UNIX-socket peers share the total limit alone.
+    if isinstance(addr, IPv4Address | IPv6Address):
+        return addr.host
+    return None
+
+
+def _host(addr: IAddress) -> str | None:
     if isinstance(addr, IPv4Address | IPv6Address):
         return addr.host
     return None
@@ -29,23 +47,254 @@ def describe_address(addr: IAddress) -> str:
     return repr(addr)
 
 
+def count_messages(data: bytes) -> int:
+    """Messages in a chunk, for counters and the message rate: its lines, at least one."""
+    return data.count(b"\n") or 1
+
+
 class _Refused(Protocol):
-    """Stands in for a refused connection and drops it as soon as it is made."""
+    """Stands in for a dropped connection and resets it as soon as it is made."""
 
     def connectionMade(self) -> None:
         self.transport.abortConnection()
 
 
-class _Tracked(ProtocolWrapper):
-    """A connection the firewall let through, remembering the address it counts against."""
+class _Rejected(Protocol):
+    """Stands in for a rejected connection: the protocol's polite error, then a close."""
 
-    def __init__(self, factory: FirewallFactory, wrapped: IProtocol, key: str | None) -> None:
-        super().__init__(factory, wrapped)
+    def __init__(self, inner: IProtocol | None, reason: str) -> None:
+        self._inner, self._reason = inner, reason
+
+    def connectionMade(self) -> None:
+        hook = getattr(self._inner, "firewall_reject", None)
+        if hook is not None:
+            self._inner.transport = self.transport
+            hook(self._reason)
+        self.transport.loseConnection()
+
+
+class _Tracked(ProtocolWrapper):
+    """A connection through the firewall, remembering what it counts against.
+
+    Built with its wrapped protocol, or (for a trusted proxy) without one until the
+    PROXY header names the real client.
+    """
+
+    def __init__(
+        self,
+        factory: FirewallFactory,
+        wrapped: IProtocol | None,
+        key: str | None,
+        *,
+        peer: IAddress | None = None,
+        flow: Flow | None = None,
+    ) -> None:
+        super().__init__(factory, wrapped)  # type: ignore[arg-type]
         self.address_key = key
+        self.flow = flow
+        self.entry: Entry | None = None
+        self._peer = peer
+        self._header = b""
+        self._awaiting_header = wrapped is None
+        self._header_timer: IDelayedCall | None = None
+        self._lag_buffer: list[bytes] | None = None
+        self._registered = False
+
+    # -- the transport the wrapped protocol sees ------------------------------------
+
+    def getPeer(self) -> IAddress:
+        """The real client's address (from a PROXY header if one was accepted)."""
+        return self._peer if self._peer is not None else self.transport.getPeer()
+
+    def write(self, data: bytes) -> None:
+        """Send to the client, counting bytes in conntrack."""
+        if self.entry is not None:
+            self.factory.firewall.conntrack.sent(self.entry, len(data))
+        self.transport.write(data)
+
+    def writeSequence(self, data) -> None:  # noqa: N802 (Twisted's name)
+        """Send several chunks to the client."""
+        self.write(b"".join(data))
+
+    def firewall_role(self, role: str) -> bool:
+        """The protocol has learnt who this is (customer or agent): run the chain again.
+
+        Returns False (and closes the connection) if the rules refuse that role.
+        """
+        if self.flow is None:
+            return True
+        decision = self.factory.firewall.role_known(self.flow, role)
+        if decision.verdict == "accept":
+            return True
+        hook = getattr(self.wrappedProtocol, "firewall_reject", None)
+        if decision.verdict == "reject" and hook is not None:
+            hook("refused by the firewall")
+            self.transport.loseConnection()
+        else:
+            self.transport.abortConnection()
+        return False
+
+    # -- the connection ------------------------------------------------------------
+
+    def makeConnection(self, transport) -> None:
+        """Connect the wrapped protocol now, or wait for a trusted proxy's header."""
+        directlyProvides(self, providedBy(transport))
+        Protocol.makeConnection(self, transport)
+        if self._awaiting_header:
+            fw = self.factory.firewall
+            self._header_timer = fw._clock.callLater(fw.proxy_header_timeout_s, self._no_header)
+            return
+        self._start()
+
+    def _start(self) -> None:
+        self.factory.registerProtocol(self)
+        self._registered = True
+        fw = self.factory.firewall
+        if fw is not None and self.flow is not None:
+            peer, local = self.getPeer(), self.transport.getHost()
+            real = self.transport.getPeer()
+            self.entry = fw.conntrack.open(
+                protocol="tcp",
+                direction="in",
+                listener=self.factory.listener,
+                original=(describe_address(peer), describe_address(local)),
+                translated=(describe_address(real), describe_address(local)),
+                closer=self.transport.abortConnection,
+            )
+        self.wrappedProtocol.makeConnection(self)
+
+    def _no_header(self) -> None:
+        self._header_timer = None
+        self.factory._log.info(
+            "firewall drop address={address} listener={listener} rule=proxy-header-timeout",
+            address=self.transport.getPeer().host,
+            listener=self.factory.listener,
+        )
+        self.transport.abortConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        """Read the PROXY header first; then count, rate-limit and pass the data on."""
+        if self._awaiting_header:
+            self._read_header(data)
+            return
+        fw = self.factory.firewall
+        if fw is None or self.flow is None:
+            self.wrappedProtocol.dataReceived(data)
+            return
+        if self.entry is not None:
+            fw.conntrack.received(self.entry, len(data))
+        outcome = fw.message(self.flow, count_messages(data), len(data))
+        if outcome == "disconnect":
+            self.factory._log.info(
+                "firewall drop address={address} listener={listener} rule=limit-messages",
+                address=self.flow.host,
+                listener=self.factory.listener,
+            )
+            self.transport.abortConnection()
+            return
+        if self._lag_buffer is not None:
+            self._lag_buffer.append(data)
+            return
+        if outcome == "lag":
+            self._lag_buffer = [data]
+            self.transport.pauseProducing()
+            fw._clock.callLater(fw.ruleset.limits.lag_s, self._unlag)
+            return
+        self.wrappedProtocol.dataReceived(data)
+
+    def _unlag(self) -> None:
+        buffered, self._lag_buffer = self._lag_buffer or [], None
+        if not self.connected:
+            return
+        self.transport.resumeProducing()
+        if buffered:
+            self.wrappedProtocol.dataReceived(b"".join(buffered))
+
+    def _read_header(self, data: bytes) -> None:
+        self._header += data
+        try:
+            header = proxyproto.parse(self._header)
+        except proxyproto.ProxyError as e:
+            self._header_failed(str(e))
+            return
+        if header is None:
+            if len(self._header) > proxyproto.V2_MAX + 2048:
+                self._header_failed("PROXY header too long")
+            return
+        if self._header_timer is not None and self._header_timer.active():
+            self._header_timer.cancel()
+        self._header_timer = None
+        rest = self._header[header.length :]
+        self._header = b""
+        self._awaiting_header = False
+        addr = self.transport.getPeer()
+        if header.source is not None:
+            host, port = header.source
+            addr = (IPv6Address if ":" in host else IPv4Address)("TCP", host, port)
+        self._peer = addr
+        if not self._admit_late(addr):
+            return
+        if rest:
+            self.dataReceived(rest)
+
+    def _header_failed(self, why: str) -> None:
+        self.factory._log.info(
+            "firewall drop address={address} listener={listener} rule=proxy-header: {why}",
+            address=self.transport.getPeer().host,
+            listener=self.factory.listener,
+            why=why,
+        )
+        self.transport.abortConnection()
+
+    def _admit_late(self, addr: IAddress) -> bool:
+        factory = self.factory
+        self.address_key = _address_key(addr)
+        refusal = factory._decide(addr)
+        if isinstance(refusal, str):
+            hook = None
+            if refusal == "reject":
+                inner = factory.wrappedFactory.buildProtocol(addr)
+                hook = getattr(inner, "firewall_reject", None)
+                if hook is not None:
+                    inner.transport = self.transport
+                    hook("refused by the firewall")
+            if refusal == "reject":
+                self.transport.loseConnection()
+            else:
+                self.transport.abortConnection()
+            return False
+        self.flow = refusal
+        inner = factory.wrappedFactory.buildProtocol(addr)
+        if inner is None:
+            factory.firewall.close_flow(self.flow)
+            self.flow = None
+            self.transport.loseConnection()
+            return False
+        self.wrappedProtocol = inner
+        self._start()
+        return True
+
+    def connectionLost(self, reason: Failure) -> None:
+        """Stop counting and tracking; tell the wrapped protocol."""
+        if self._header_timer is not None and self._header_timer.active():
+            self._header_timer.cancel()
+        fw = self.factory.firewall
+        if fw is not None:
+            if self.flow is not None:
+                fw.close_flow(self.flow)
+                self.flow = None
+            if self.entry is not None:
+                fw.conntrack.close(self.entry)
+        if self._registered:
+            self.factory.unregisterProtocol(self)
+            self._registered = False
+        if self.wrappedProtocol is not None and not self._awaiting_header:
+            self.wrappedProtocol.connectionLost(reason)
+        self.wrappedProtocol = None  # type: ignore[assignment]
 
 
 class FirewallFactory(WrappingFactory):
-    """Wraps a listener's factory, refusing connections beyond the configured limits.
+    """Wraps a listener's factory, refusing connections the firewall does not let through.
 
     A refused connection is closed right after it is made and logged once with the
     peer's address; the wrapped factory never sees it. Counts cover the connections
@@ -54,6 +303,7 @@ class FirewallFactory(WrappingFactory):
 
     noisy = False
     _log = Logger(observer=logs.observer)
+    protocol = _Tracked
 
     def __init__(
         self,
@@ -62,11 +312,15 @@ class FirewallFactory(WrappingFactory):
         listener: str,
         max_connections: int,
         max_connections_per_address: int,
+        firewall: Firewall | None = None,
+        protocol: str | None = None,
     ) -> None:
         super().__init__(wrapped_factory)
         self.listener = listener
+        self.wire_protocol = protocol or listener
         self.max_connections = max_connections
         self.max_connections_per_address = max_connections_per_address
+        self.firewall = firewall
         self._per_address: Counter[str] = Counter()
 
     def connection_count(self, key: str | None = None) -> int:
@@ -82,8 +336,9 @@ class FirewallFactory(WrappingFactory):
             return f"{self.max_connections_per_address} connections open from this address"
         return None
 
-    def buildProtocol(self, addr: IAddress) -> IProtocol | None:
-        """A tracked wrapper around the wrapped factory's protocol, or a refusal."""
+    def _decide(self, addr: IAddress) -> str | Flow | None:
+        """A refusal ("drop" or "reject"), or the flow of an accepted connection (None
+        without a firewall)."""
         key = _address_key(addr)
         why = self._refusal(key)
         if why is not None:
@@ -93,13 +348,39 @@ class FirewallFactory(WrappingFactory):
                 peer=describe_address(addr),
                 why=why,
             )
+            if self.firewall is not None:
+                self._log.info(
+                    "firewall drop address={address} listener={listener} rule=max-connections",
+                    address=key or describe_address(addr),
+                    listener=self.listener,
+                )
+            return "drop"
+        if self.firewall is None:
+            return None
+        host = _host(addr)
+        decision = self.firewall.admit(self.listener, self.wire_protocol, host)
+        if decision.verdict != "accept":
+            return decision.verdict
+        return self.firewall.open_flow(self.listener, self.wire_protocol, host, decision)
+
+    def buildProtocol(self, addr: IAddress) -> IProtocol | None:
+        """A tracked wrapper around the wrapped factory's protocol, or a refusal."""
+        if self.firewall is not None and self.firewall.is_trusted_proxy(_host(addr)):
+            return _Tracked(self, None, None)
+        decided = self._decide(addr)
+        if decided == "drop":
             # A protocol that closes at once, rather than None, which a TLS layer
             # wrapping this factory cannot take.
             return _Refused()
+        if decided == "reject":
+            return _Rejected(self.wrappedFactory.buildProtocol(addr), "refused by the firewall")
+        flow = decided if isinstance(decided, Flow) else None
         wrapped = self.wrappedFactory.buildProtocol(addr)
         if wrapped is None:
+            if flow is not None and self.firewall is not None:
+                self.firewall.close_flow(flow)
             return None
-        return _Tracked(self, wrapped, key)
+        return _Tracked(self, wrapped, _address_key(addr), flow=flow)
 
     # Counting happens while connections are open, from makeConnection to
     # connectionLost, so a protocol that is built but never connected is not counted.
@@ -125,14 +406,20 @@ def wrap(
     listener: str,
     max_connections: int,
     max_connections_per_address: int,
+    firewall: Firewall | None = None,
+    protocol: str | None = None,
 ) -> FirewallFactory:
-    """Put a listener's factory behind the firewall's connection limits.
+    """Put a listener's factory behind the firewall.
 
-    ``listener`` names the listener (its endpoint string) in log lines.
+    ``listener`` names the listener in log lines and rules (``listener NAME``);
+    ``protocol`` is its wire protocol (``protocol NAME``), the listener's name if not
+    given. Without ``firewall`` only the connection caps apply.
     """
     return FirewallFactory(
         factory,
         listener=listener,
         max_connections=max_connections,
         max_connections_per_address=max_connections_per_address,
+        firewall=firewall,
+        protocol=protocol,
     )

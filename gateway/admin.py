@@ -20,8 +20,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from firewall import cli as firewall_cli
 from gateway import config as config_module
-from gateway import db
+from gateway import db, pgdb
+from gateway.admin_live import Failed as LiveFailed
+from gateway.admin_live import add_commands as add_live_commands
 from gateway.config import Config, ConfigError
 from gateway.passwords import hash_password, scram_credentials
 from gateway.records import AgentRecord, ConversationRecord, StoredMessage
@@ -67,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Usage as e:
         _error(str(e))
         return 2
-    except (_Failed, db.StoreError) as e:
+    except (_Failed, db.StoreError, LiveFailed) as e:
         _error(str(e))
         return 1
     except sqlite3.Error as e:
@@ -172,6 +175,9 @@ def _parser() -> argparse.ArgumentParser:
     transcript.add_argument("conversation", metavar="CONVERSATION")
     transcript.add_argument("--json", action="store_true", help="print JSON")
     transcript.set_defaults(run=_transcript)
+    # Commands on the running gateway, through its admin API (gateway.admin_live).
+    add_live_commands(commands, actions, common)
+    firewall_cli.add_commands(commands, common)  # fw …: the firewall (firewall/cli.py)
     return parser
 
 
@@ -365,7 +371,12 @@ def _transcript(args: argparse.Namespace, cfg: Config) -> None:
 
 @contextlib.contextmanager
 def _database(cfg: Config) -> Iterator[sqlite3.Connection]:
-    conn = db.open_db(cfg.data_dir / db.DB_FILE)
+    settings = cfg.sections.get("store")
+    if settings is not None and settings.backend == "postgresql":
+        # A connection the same db.* functions run on (see gateway.pgdb).
+        conn = pgdb.connect(settings.effective_dsn())
+    else:
+        conn = db.open_db(cfg.data_dir / db.DB_FILE)
     try:
         yield conn
     finally:

@@ -30,6 +30,8 @@ class AgentState:
     skills: Mapping[str, int] = attrs.field(factory=dict)
     location: str = "lan"
     bot: bool = False
+    # Public IM addresses ("xmpp:anna@corp.example"), for redirect hosting.
+    addresses: tuple[str, ...] = ()
     # What the agent's IM software supports, as negotiated on its session.
     features: frozenset[str] = frozenset()
     status: str = AWAY

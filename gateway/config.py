@@ -25,11 +25,16 @@ LISTENER_KINDS: tuple[str, ...] = ("jsonim", "irc", "xmpp", "xmpps")
 # the section's Reader, calls done() on it, and returns a frozen settings object,
 # found in Config.sections[name].
 SECTIONS: dict[str, str] = {
+    "admin": "gateway.adminconfig:parse",
     "bots": "gateway.bots.settings:parse",
+    "firewall": "firewall.settings:parse",
     "irc": "protocols.irc.settings:parse",
+    # Backend and DSN, and retention_days (gateway.retention) in the same section.
+    "store": "gateway.storeconfig:parse",
     "xmpp": "protocols.xmpp.settings:parse",
 }
 LOG_LEVELS = ("debug", "info", "warn", "error")
+LOG_FORMATS = ("text", "json")
 FIELD_KINDS = ("text", "choice", "email")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -75,6 +80,9 @@ class QueueConfig:
     expected_wait_s: float = 60.0
     hours: Hours = attrs.field(factory=Hours)
     overflow: str | None = None
+    # relay: the gateway hosts the conversation; redirect: after routing, the customer
+    # is given the agent's public address and the IM server hosts the rest.
+    hosting: str = "relay"
 
 
 @attrs.frozen
@@ -104,6 +112,8 @@ class Config:
     offer_timeout_s: float
     wrap_up_s: float
     max_lapsed_offers: int
+    login_failures_free: int
+    login_lockout_max_s: float
     default_queue: str
     when_no_agents: str
     rules_file: Path | None
@@ -115,9 +125,14 @@ class Config:
     greeting: str
     answer_timeout_s: float
     fields: tuple[FieldConfig, ...]
-    max_connections: int
-    max_connections_per_address: int
     sections: Mapping[str, Any] = attrs.field(factory=dict)
+    # Seconds a dropped or restart-interrupted conversation waits for its customer
+    # (and, after a restart, its agent) to come back; 0 ends it at once.
+    resume_grace_s: float = 120.0
+    # [logging] format and file, [gateway] shutdown_deadline_s.
+    log_format: str = "text"
+    log_file: str = ""
+    shutdown_deadline_s: float = 10.0
 
     def queue_for_topic(self, topic: str | None) -> str:
         """The queue a customer's topic leads to."""
@@ -130,9 +145,22 @@ class Config:
         return self.default_queue
 
 
-def load(path: str | Path | None = None, cwd: Path | None = None) -> Config:
-    """Packaged defaults, merged with ``path`` or else ``./etc/imgateway.toml`` if present."""
-    defaults = resources.files("gateway").joinpath("defaults.toml").read_text("utf-8")
+@attrs.frozen
+class Layers:
+    """Packaged defaults merged with a site file: the data and where it came from."""
+
+    data: dict
+    sources: tuple[str, ...]
+    # The site file (or "packaged defaults"), named in errors.
+    source: str
+    site: Path | None
+
+
+def read_layers(
+    package: str, path: str | Path | None, cwd: Path | None, site_config: Path
+) -> Layers:
+    """``package``'s defaults.toml, merged with ``path`` or else ``cwd/site_config``."""
+    defaults = resources.files(package).joinpath("defaults.toml").read_text("utf-8")
     merged = tomllib.loads(defaults)
     sources = ["packaged defaults"]
     site: Path | None = None
@@ -141,7 +169,7 @@ def load(path: str | Path | None = None, cwd: Path | None = None) -> Config:
         if not site.is_file():
             raise ConfigError(str(site), "-", "no such file")
     else:
-        candidate = (cwd or Path.cwd()) / SITE_CONFIG
+        candidate = (cwd or Path.cwd()) / site_config
         if candidate.is_file():
             site = candidate
     source = "packaged defaults"
@@ -155,7 +183,13 @@ def load(path: str | Path | None = None, cwd: Path | None = None) -> Config:
             raise ConfigError(source, "-", f"not valid TOML: {e}") from None
         _merge(merged, data)
         sources.append(source)
-    return _validate(merged, tuple(sources), source)
+    return Layers(data=merged, sources=tuple(sources), source=source, site=site)
+
+
+def load(path: str | Path | None = None, cwd: Path | None = None) -> Config:
+    """Packaged defaults, merged with ``path`` or else ``./etc/imgateway.toml`` if present."""
+    layers = read_layers("gateway", path, cwd, SITE_CONFIG)
+    return _validate(layers.data, layers.sources, layers.source)
 
 
 def _merge(base: dict, over: Mapping) -> None:
@@ -266,10 +300,14 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
     gw = root.table_of("gateway")
     name = gw.text("name", check=lambda v: None if v.strip() else "must not be empty")
     data_dir = Path(gw.text("data_dir", check=lambda v: None if v else "must not be empty"))
+    resume_grace_s = gw.number("resume_grace_s", 120, low=0, high=86400)
+    shutdown_deadline_s = gw.number("shutdown_deadline_s", 10, low=0.1, high=3600)
     gw.done()
 
     logging = root.table_of("logging")
     log_level = logging.text("level", check=_one_of(LOG_LEVELS))
+    log_format = logging.text("format", "text", check=_one_of(LOG_FORMATS))
+    log_file = logging.text("file", "")
     logging.done()
 
     lis = root.table_of("listeners")
@@ -299,6 +337,8 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
     offer_timeout_s = ag.number("offer_timeout_s", low=1, high=3600)
     wrap_up_s = ag.number("wrap_up_s", 0, low=0, high=3600)
     max_lapsed_offers = ag.number("max_lapsed_offers", 3, low=1, high=1000, integer=True)
+    login_failures_free = ag.number("login_failures_free", 5, low=1, high=1000, integer=True)
+    login_lockout_max_s = ag.number("login_lockout_max_s", 300, low=1, high=86400)
     ag.done()
 
     qs = root.table_of("queues")
@@ -318,6 +358,7 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
             expected_wait_s=q.number("expected_wait_s", 60, low=0, high=86400),
             hours=_hours(q),
             overflow=q.text("overflow", "") or None,
+            hosting=q.text("hosting", "relay", check=_one_of(("relay", "redirect"))),
         )
         q.done()
     qs.done()
@@ -362,11 +403,6 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
             raise ConfigError(source, f"interview.fields[{i}].name", f"duplicate field {n!r}")
     iv.done()
 
-    fw = root.table_of("firewall")
-    max_connections = fw.number("max_connections", low=1, high=10_000_000, integer=True)
-    per_address = fw.number("max_connections_per_address", low=1, high=10_000_000, integer=True)
-    fw.done()
-
     sections = {}
     for section, target in SECTIONS.items():
         module, function = target.split(":")
@@ -377,6 +413,7 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
     root.done()
     return Config(
         sections=sections,
+        resume_grace_s=resume_grace_s,
         sources=sources,
         name=name,
         data_dir=data_dir,
@@ -387,6 +424,8 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
         offer_timeout_s=offer_timeout_s,
         wrap_up_s=wrap_up_s,
         max_lapsed_offers=max_lapsed_offers,
+        login_failures_free=login_failures_free,
+        login_lockout_max_s=login_lockout_max_s,
         rules_file=Path(rules_file) if rules_file else None,
         sticky_s=sticky_s,
         remote_url=remote_url,
@@ -398,8 +437,9 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
         greeting=greeting,
         answer_timeout_s=answer_timeout_s,
         fields=fields,
-        max_connections=max_connections,
-        max_connections_per_address=per_address,
+        log_format=log_format,
+        log_file=log_file,
+        shutdown_deadline_s=shutdown_deadline_s,
     )
 
 

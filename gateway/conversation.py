@@ -68,6 +68,10 @@ class Conversation:
     timer: Any = None
     # When the current agent accepted it, for the queue's handle-time estimate.
     connected_at: float | None = None
+    # SHA-256 of the customer's resume token, and the address key a customer may
+    # resume by instead (gateway.resume).
+    resume_hash: str | None = None
+    resume_key: str | None = None
 
     @property
     def answers(self) -> dict[str, str]:

@@ -7,6 +7,7 @@ session object they get back; the core answers through :class:`IParty`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from math import ceil
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred
@@ -36,10 +37,14 @@ from gateway.errors import (
     NotAllowed,
     Unavailable,
 )
+from gateway.holding import Holding
 from gateway.ids import IdFactory
 from gateway.interfaces import IRouter, IStore
 from gateway.interview import Interview
+from gateway.metrics import GatewayMetrics
 from gateway.records import AgentRecord, ConversationRecord, StoredMessage
+from gateway.resume import Holds
+from gateway.throttle import LoginThrottle
 
 TYPING_STATES = ("active", "paused")
 
@@ -49,6 +54,8 @@ WAIT_TIMEOUT = "We are sorry, no agent could take your conversation in time."
 NO_AGENTS = "We are sorry, no agents are available right now. Please try again later."
 QUEUE_FULL = "We are sorry, too many customers are waiting. Please try again later."
 ANSWER_TIMEOUT = "This conversation was closed because we did not hear from you."
+REDIRECTED = "{alias} will continue with you directly at {address}. Please write there."
+REDIRECTING = "Customer {alias} ({address}) will write to you directly; the gateway stepped out."
 SHUTDOWN = "The service is restarting. Please reconnect in a moment."
 
 VerifyPassword = Callable[[str, str | None], Deferred]
@@ -65,6 +72,9 @@ class CustomerSession:
         self.id = session_id
         self.conversation: Conversation | None = None
         self.gone = False
+        # Given to the customer (JSON-IM welcome.resume) to take the conversation
+        # back after a drop or a restart; see gateway.resume.
+        self.resume_token: str | None = None
 
     def say(self, text: str) -> Deferred[str]:
         """Store a customer line; fires with its message id once it is committed."""
@@ -135,7 +145,7 @@ class AgentSession:
         self._gateway._agent_gone(self)
 
 
-class Gateway:
+class Gateway(Holding):
     """Carries customers from the interview through a queue to an agent and back."""
 
     _log = Logger(observer=logs.observer)
@@ -150,8 +160,14 @@ class Gateway:
         clock: IReactorTime,
         verify_password: VerifyPassword,
         ids: IdFactory | None = None,
+        metrics: GatewayMetrics | None = None,
+        text_filter: Callable[[str], str] | None = None,
     ) -> None:
         self.config = config
+        # Rewrites agents' text before it is stored and sent (the firewall's identity
+        # translation of internal hosts and addresses).
+        self._text_filter = text_filter
+        self.metrics = metrics if metrics is not None else GatewayMetrics()
         self._store = store
         self._directory = directory
         self._clock = clock
@@ -162,6 +178,14 @@ class Gateway:
         self._aliases: set[str] = set()
         self._customers: set[CustomerSession] = set()
         self.shutting_down = False
+        # Conversations whose customer (or, after a restart, agent) may come back.
+        self.holds = Holds()
+        self._throttle = LoginThrottle(
+            clock, free=config.login_failures_free, max_lockout_s=config.login_lockout_max_s
+        )
+        self._account_throttle = LoginThrottle(
+            clock, free=4 * config.login_failures_free, max_lockout_s=config.login_lockout_max_s
+        )
         self.dispatcher = Dispatcher(self, plans)
 
     # -- arrivals ---------------------------------------------------------
@@ -175,14 +199,22 @@ class Gateway:
         answers: Mapping[str, str],
         features: frozenset[str] = frozenset(),
         key: str | None = None,
+        resume: str | None = None,
+        resume_key: str | None = None,
     ) -> CustomerSession:
         """A customer connected: open a conversation and start the interview.
 
         ``key`` identifies a returning customer (their IM address) for sticky
-        routing; without it, an e-mail answer serves.
+        routing; without it, an e-mail answer serves. A customer whose conversation
+        is held (see gateway.resume) takes it back instead, found by the ``resume``
+        token it was given or else by ``resume_key`` (default: ``key``), an address
+        that names the same person (IRC: nick and ident, not just the ident).
         """
         if self.shutting_down:
             raise Unavailable("the service is shutting down")
+        resumed = self._resume(party, token=resume, key=resume_key or key)
+        if resumed is not None:
+            return resumed
         session = CustomerSession(self, party, self._ids.session())
         self._customers.add(session)
         now = self._clock.seconds()
@@ -222,6 +254,8 @@ class Gateway:
             client=client.name,
             version=client.version,
         )
+        conv.resume_key = resume_key or key
+        self._new_resume_token(conv, session)
         # The greeting announces questions; skip it when hello answered them all.
         if self.config.greeting and not conv.interview.done:
             self._system_line(conv, self.config.greeting)
@@ -237,10 +271,24 @@ class Gateway:
         password: str,
         client: ev.ClientInfo,
         features: frozenset[str] = frozenset(),
+        address: str | None = None,
     ) -> Deferred[AgentSession]:
-        """Authenticate an agent; fires with its session or fails with AuthFailed."""
+        """Authenticate an agent; fires with its session or fails with AuthFailed.
+
+        ``address`` (the peer's host) goes in the one log line of a failure.
+        """
         if self.shutting_down:
             return fail(Unavailable("the service is shutting down"))
+        # An account tolerates more failures than an address, so that one attacker
+        # cannot easily lock an agent out by guessing from one place.
+        keys = [(self._account_throttle, name)]
+        if address:
+            keys.append((self._throttle, address))
+        wait = max(throttle.blocked_for(key) for throttle, key in keys)
+        if wait > 0:
+            # Locked out: refused without spending a password check on it.
+            self.auth_failed(protocol, name, address)
+            return fail(AuthFailed(f"too many failed logins; try again in {ceil(wait)} s"))
         d = self._store.get_agent(name)
 
         def verify(record):
@@ -250,8 +298,12 @@ class Gateway:
         def login(result):
             ok, record = result
             if not ok or record is None:
-                self._log.info("agent authentication failed for {agent}", agent=name)
+                for throttle, key in keys:
+                    throttle.failed(key)
+                self.auth_failed(protocol, name, address)
                 raise AuthFailed("authentication failed")
+            for throttle, key in keys:
+                throttle.succeeded(key)
             return self._agent_logged_in(party, record, protocol, client, features)
 
         return d.addCallback(verify).addCallback(login)
@@ -343,11 +395,13 @@ class Gateway:
             location=record.location,
             bot=record.bot,
             protocol_capacity=dict(record.protocol_capacity),
+            addresses=tuple(record.addresses),
             features=frozenset(features),
         )
         session = AgentSession(self, party, self._ids.session(), state)
         state.session = session
         self._directory.add(state)
+        self._reattach(state)
         self.dispatcher.agent_changed(state)
         self._log.info(
             "agent {agent} logged in ({protocol}, {client} {version})",
@@ -378,6 +432,7 @@ class Gateway:
 
         def stored(_):
             conv.remember(ev.HistoryEntry(ev.CUSTOMER, text, entry.ts))
+            self.metrics.messages.labels(conv.protocol, ev.CUSTOMER).inc()
             if conv.state == INTERVIEW:
                 self._interview_answer(conv, text)
             elif conv.state == CONNECTED:
@@ -412,7 +467,7 @@ class Gateway:
         session.gone = True
         self._customers.discard(session)
         conv = session.conversation
-        if conv is not None and conv.state != ENDED:
+        if conv is not None and conv.state != ENDED and not self._hold(conv):
             self._end(conv, "customer")
 
     # -- the interview ----------------------------------------------------
@@ -447,9 +502,35 @@ class Gateway:
         self._cancel_timer(conv)
         self._write(self._store.update_conversation(conv.id, state=CONNECTED, agent=agent.name))
         self._log.info("{agent} accepted {conversation}", agent=agent.name, conversation=conv.id)
+        if self._redirect(conv, agent):
+            return
         self._deliver(conv.customer, ev.Connected(conv.id, agent.alias))
         self._deliver(agent, ev.Connected(conv.id, conv.alias, tuple(conv.history)))
+        self._tell_if_away(conv)
         self.dispatcher.agent_changed(agent)
+
+    def _redirect(self, conv: Conversation, agent: AgentState) -> bool:
+        """Redirect hosting: hand each side the other's public address and step out.
+
+        Only where the queue asks for it and both sides are on the same IM network
+        (the customer's key is its address there, and the agent has one there too).
+        """
+        if self.queues[conv.queue].config.hosting != "redirect":
+            return False
+        prefix = f"{conv.protocol}:"
+        theirs = [a for a in agent.addresses if a.startswith(prefix)]
+        if not theirs or not (conv.key or "").startswith(prefix):
+            return False
+        self._log.info(
+            "conversation {conversation} redirected to {agent}'s own address",
+            conversation=conv.id,
+            agent=agent.name,
+        )
+        self._system_line(conv, REDIRECTED.format(alias=agent.alias, address=theirs[0]))
+        self._deliver(agent, ev.Notice(REDIRECTING.format(alias=conv.alias, address=conv.key)))
+        self._end(conv, "agent")
+        self._write(self._store.update_conversation(conv.id, end_reason="redirected"))
+        return True
 
     def _agent_rejects(self, session: AgentSession, offer_id: str) -> None:
         self.dispatcher.reject(session, offer_id)
@@ -479,6 +560,8 @@ class Gateway:
             conv = self._agent_conversation(session, conversation)
         except GatewayError as e:
             return fail(e)
+        if self._text_filter is not None:
+            text = self._text_filter(text)
         msg_id = self._ids.message()
         entry = StoredMessage(
             id=msg_id,
@@ -491,6 +574,7 @@ class Gateway:
 
         def stored(_):
             conv.remember(ev.HistoryEntry(ev.AGENT, text, entry.ts))
+            self.metrics.messages.labels(session.state.protocol, ev.AGENT).inc()
             if conv.state != ENDED:
                 self._deliver(conv.customer, ev.Message(conv.id, ev.AGENT, msg_id, text, entry.ts))
             return msg_id
@@ -574,6 +658,9 @@ class Gateway:
             queue = self.queues[conv.queue]
             queue.active -= 1
             queue.observe_handle(self._clock.seconds() - conv.connected_at)
+            self.metrics.handle_seconds.labels(conv.queue).observe(
+                self._clock.seconds() - conv.connected_at
+            )
             conv.connected_at = None
         self.dispatcher.remember_agent(conv, agent.name)
         if self.config.wrap_up_s and not agent.wrapping_up and agent.session is not None:
@@ -595,6 +682,7 @@ class Gateway:
             return
         previous = conv.state
         conv.state = ENDED
+        self.holds.release(conv.id)
         self._cancel_timer(conv)
         self.dispatcher.withdraw(conv)
         agent = conv.agent
@@ -628,12 +716,84 @@ class Gateway:
         for party in parties:
             party.close("shutdown")
 
+    # -- supervisor actions (the admin API, gateway.adminapi) ---------------
+
+    def auth_failed(self, protocol: str, user: str, address: str | None) -> None:
+        """Log one fail2ban-friendly line for a failed agent login, and count it."""
+        self.metrics.auth_failures.labels(protocol).inc()
+        self._log.warn(
+            "auth failure protocol={protocol} user={user} address={address}",
+            protocol=protocol,
+            user=repr(user)[1:-1].replace(" ", "\\x20") or "-",
+            address=address or "-",
+        )
+
+    def admin_end(self, conversation: str) -> None:
+        """A supervisor ends a live conversation (reason ``admin``)."""
+        conv = self.conversations.get(conversation)
+        if conv is None:
+            raise NotAllowed(f"no live conversation {conversation}")
+        self._log.info("supervisor ends {conversation}", conversation=conv.id)
+        # The contact centre's side ended it: JSON-IM/1 has "agent" for that.
+        self._end(conv, "agent")
+
+    def admin_transfer(
+        self, conversation: str, *, queue: str | None = None, agent: str | None = None
+    ) -> None:
+        """A supervisor moves a conversation to a queue or a named agent."""
+        conv = self.conversations.get(conversation)
+        if conv is None:
+            raise NotAllowed(f"no live conversation {conversation}")
+        if (queue is None) == (agent is None):
+            raise BadRequest("transfer needs exactly one of a queue or an agent")
+        if conv.state == CONNECTED:
+            self._agent_transfers(conv.agent.session, conv.id, queue=queue, agent=agent)
+            return
+        if not conv.waiting or conv.task is None:
+            raise NotAllowed(f"conversation {conv.id} is {conv.state}, not waiting or connected")
+        if queue is not None and queue not in self.queues:
+            raise Unavailable(f"no such queue: {queue}")
+        if agent is not None:
+            target = self._directory.get(agent)
+            if target is None or not target.has_room:
+                raise Unavailable(f"agent {agent} is not available")
+            conv.declined.discard(agent)
+            conv.task.exclude.discard(agent)
+        self._log.info(
+            "supervisor moves {conversation} to {target}",
+            conversation=conv.id,
+            target=queue or agent,
+        )
+        self.dispatcher.withdraw(conv, "transferred")
+        conv.target_agent = agent
+        self.dispatcher.requeue(conv, queue)
+
+    def set_agent_status(self, name: str, status: str) -> None:
+        """A supervisor sets a logged-in agent available, away or offline."""
+        agent = self._directory.get(name)
+        if agent is None or agent.session is None:
+            raise NotAllowed(f"agent {name} is not logged in")
+        self._agent_presence(agent.session, status)
+        self._deliver(agent, ev.Notice(f"A supervisor set you {status}."))
+
+    def logout_agent(self, name: str) -> None:
+        """A supervisor logs an agent out; its conversations are requeued."""
+        agent = self._directory.get(name)
+        if agent is None or agent.session is None:
+            raise NotAllowed(f"agent {name} is not logged in")
+        session = agent.session
+        self._log.info("supervisor logs {agent} out", agent=name)
+        session.party.close("logged out by a supervisor")
+        self._agent_gone(session)
+
     # -- plumbing ---------------------------------------------------------
 
     def _deliver(self, target: Any, event: Any) -> None:
         """Hand an event to a customer session or agent state, if still connected."""
         session = target.session if isinstance(target, AgentState) else target
         if session is None or session.gone:
+            if session is not None and not isinstance(target, AgentState):
+                self._keep_for_absent(session, event)
             return
         try:
             session.party.deliver(event)

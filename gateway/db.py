@@ -108,6 +108,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Per-protocol limits within an agent's capacity, e.g. {"irc": 1}.
         "ALTER TABLE agents ADD COLUMN protocol_capacity TEXT NOT NULL DEFAULT '{}'",
     ),
+    (
+        # Resuming after a drop or a restart (gateway.resume): the SHA-256 of the
+        # customer's resume token and their address key, per conversation.
+        """
+        CREATE TABLE resumes (
+            conversation TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
+            token_hash TEXT,
+            customer_key TEXT
+        )
+        """,
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -514,3 +525,44 @@ def transcript(conn: sqlite3.Connection, conversation: str) -> list[StoredMessag
 
 def _to_json(value: Mapping[str, Any]) -> str:
     return json.dumps(dict(value), sort_keys=True, separators=(",", ":"))
+
+
+def purge_ended_before(conn: sqlite3.Connection, ts: float) -> int:
+    """Delete conversations that ended before ``ts`` and their messages; the count deleted.
+
+    Runs inside the caller's transaction (the store's writer), so it neither commits
+    nor rolls back. For transcript retention (``[store] retention_days``).
+    """
+    old = "SELECT id FROM conversations WHERE ended IS NOT NULL AND ended < ?"
+    conn.execute(f"DELETE FROM messages WHERE conversation IN ({old})", (ts,))
+    return conn.execute(
+        "DELETE FROM conversations WHERE ended IS NOT NULL AND ended < ?", (ts,)
+    ).rowcount
+
+
+# Resuming (gateway.resume).
+
+
+def set_resume(
+    conn: sqlite3.Connection, conversation: str, token_hash: str | None, key: str | None
+) -> None:
+    """Record how a conversation's customer may resume it (token hash, address key)."""
+    conn.execute(
+        "INSERT INTO resumes (conversation, token_hash, customer_key) VALUES (?, ?, ?)"
+        " ON CONFLICT (conversation) DO UPDATE SET token_hash = excluded.token_hash,"
+        " customer_key = excluded.customer_key",
+        (conversation, token_hash, key),
+    )
+
+
+def open_conversations(
+    conn: sqlite3.Connection,
+) -> list[tuple[ConversationRecord, str | None, str | None]]:
+    """Conversations not ended, oldest first, each with its token hash and key."""
+    columns = ", ".join(f"c.{c.strip()}" for c in _CONVERSATION_COLUMNS.split(","))
+    rows = conn.execute(
+        f"SELECT {columns}, r.token_hash, r.customer_key FROM conversations c"
+        " LEFT JOIN resumes r ON r.conversation = c.id"
+        " WHERE c.ended IS NULL AND c.state != 'ended' ORDER BY c.started, c.id"
+    ).fetchall()
+    return [(_conversation(row[:-2]), row[-2], row[-1]) for row in rows]

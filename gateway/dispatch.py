@@ -65,26 +65,33 @@ class Dispatcher:
             answers=conv.answers,
         )
         conv.routing = True
+        started = self._clock.seconds()
         d = maybeDeferred(self.plans.plan, customer)
-        d.addCallback(self._planned, conv)
-        d.addErrback(self._plan_failed, conv)
+        d.addCallback(self._planned, conv, started)
+        d.addErrback(self._plan_failed, conv, started)
 
-    def _plan_failed(self, failure: Failure, conv: Conversation) -> None:
+    def _plan_failed(self, failure: Failure, conv: Conversation, started: float) -> None:
         self._log.failure("no plan for {conversation}", failure, conversation=conv.id)
         self._planned(
             Plan(rule="default", targets=(Target(),), source=FALLBACK, reason="planning failed"),
             conv,
+            started,
         )
 
-    def _planned(self, plan: Plan, conv: Conversation) -> None:
+    def _planned(self, plan: Plan, conv: Conversation, started: float | None = None) -> None:
+        if started is not None:
+            metrics = self._gw.metrics
+            metrics.decision_seconds.observe(max(0.0, self._clock.seconds() - started))
+            metrics.decisions.labels(plan.source).inc()
         conv.routing = False
         if conv.state == ENDED:
             return
         self._log.info(
-            "conversation {conversation} planned by {source} rules: {reason}",
+            "conversation {conversation} planned by {source} rules: rule {rule} ({reason})",
             conversation=conv.id,
             source=plan.source,
-            reason=plan.reason or plan.rule,
+            rule=plan.rule,
+            reason=plan.reason,
         )
         plan = self._with_sticky(conv, plan)
         task = Task(
@@ -295,6 +302,7 @@ class Dispatcher:
         conv.offers[offer.id] = offer
         conv.task.ringing.add(agent.name)
         conv.state = OFFERED
+        self._gw.metrics.offers.inc()
         plan = conv.task.plan
         self._log.info(
             "offered {conversation} to {agent} (rule {rule}, target {step}, {strategy},"
@@ -359,6 +367,7 @@ class Dispatcher:
     def _offer_lapsed(self, offer: PendingOffer) -> None:
         offer.timer = None
         conv = offer.conversation
+        self._gw.metrics.timeouts.inc()
         self._take_offer(offer)
         self._revoke(offer, "timeout")
         conv.task.exclude.add(offer.agent)
@@ -404,6 +413,10 @@ class Dispatcher:
         self.withdraw(conv)
         self._gw.queues[conv.queue].active += 1
         conv.connected_at = self._clock.seconds()
+        self._gw.metrics.accepts.inc()
+        if conv.arrival is not None:
+            waited = max(0.0, conv.connected_at - conv.arrival[0])
+            self._gw.metrics.wait_seconds.labels(conv.queue).observe(waited)
         return conv
 
     def reject(self, session: AgentSession, offer_id: str) -> None:
@@ -411,6 +424,7 @@ class Dispatcher:
         offer = self.pending(session, offer_id)
         conv = offer.conversation
         self._take_offer(offer)
+        self._gw.metrics.rejects.inc()
         session.state.lapses = 0
         conv.task.exclude.add(session.name)
         conv.declined.add(session.name)

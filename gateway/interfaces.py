@@ -81,6 +81,13 @@ class IStore(Interface):
     def recent_conversations(limit):
         """Deferred firing with the newest ConversationRecords, newest first."""
 
+    def set_resume(conversation, token_hash, key):
+        """Record how a conversation's customer may resume it (see gateway.resume)."""
+
+    def open_conversations():
+        """Deferred firing with (ConversationRecord, token hash, key) for every
+        conversation not ended, oldest first: what a restart finds."""
+
     def close():
         """Finish pending writes and release the database; returns a Deferred."""
 

@@ -9,7 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import IService, MultiService
-from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, maybeDeferred
+from twisted.internet.defer import (
+    Deferred,
+    DeferredList,
+    DeferredSemaphore,
+    inlineCallbacks,
+    maybeDeferred,
+)
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ServerFactory
@@ -17,15 +23,21 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 import gateway
+from firewall.dnat import DnatFactory
+from firewall.engine import Firewall
+from firewall.outbound import FirewalledReactor
+from firewall.ruleset import RulesError
 from firewall.wrapper import wrap
 from gateway import logs, passwords
 from gateway.agents import AgentDirectory
 from gateway.bots.service import faq_upstream
 from gateway.config import Config, ConfigError
 from gateway.core import Gateway
+from gateway.metrics import GatewayMetrics
+from gateway.operations import Operations
 from gateway.routing.remote import LocalPlans, RemotePlans
 from gateway.routing.rules import RuleSet
-from gateway.store import SqliteStore
+from gateway.store import open_store
 from protocols.irc import bot as irc_bot
 from protocols.irc import server as irc_server
 from protocols.jsonim.protocol import JsonImFactory
@@ -54,6 +66,10 @@ UPSTREAMS: list[Callable[[Gateway, Config, Any], IService | None]] = [
 ]
 
 
+# Password checks (scrypt) running at once.
+PASSWORD_CHECKS = 2
+
+
 class StartupError(SystemExit):
     """Startup cannot go on; the one line has been written to stderr."""
 
@@ -72,15 +88,28 @@ class GatewayService(MultiService):
         super().__init__()
         self.config = config
         self._reactor = reactor
-        self.store = SqliteStore(config.data_dir, reactor)
+        self.store = open_store(config, reactor)
         self.directory = AgentDirectory()
+        self.metrics = GatewayMetrics()
+        # The firewall first: outbound connections (upstreams, the routing server, DNAT)
+        # go through ``self.outbound``, a reactor whose connectTCP it filters and SNATs.
+        self.firewall = Firewall(reactor)
+        self.firewall.proxy_header_timeout_s = config.sections["firewall"].proxy_header_timeout_s
+        try:
+            self.firewall.load_file(config.sections["firewall"].rules)
+        except RulesError as e:
+            raise StartupError(str(e)) from None
+        self.outbound = FirewalledReactor(reactor, self.firewall)
+        self._checks = DeferredSemaphore(PASSWORD_CHECKS)
         self.gateway = Gateway(
             config,
             store=self.store,
-            plans=self._plans(config, reactor),
+            plans=self._plans(config, self.outbound),
             directory=self.directory,
             clock=reactor,
             verify_password=self._verify_password,
+            metrics=self.metrics,
+            text_filter=self.firewall.translate_text,
         )
         self.factories = {
             kind: build(self.gateway, config, reactor)
@@ -89,13 +118,16 @@ class GatewayService(MultiService):
         }
         for build in UPSTREAMS:
             try:
-                upstream = build(self.gateway, config, reactor)
+                upstream = build(self.gateway, config, self.outbound)
             except ConfigError as e:
                 raise StartupError(str(e)) from None
             if upstream is not None:
                 upstream.setServiceParent(self)
         self.ports: list[tuple[str, str, IListeningPort]] = []
         self._previous_hup = None
+        # Firewall-wrapped factories by listener kind; admin API, metrics, retention.
+        self.firewalls: dict[str, Any] = {}
+        self.operations = Operations(self, reactor)
 
     @staticmethod
     def _plans(config: Config, reactor):
@@ -123,7 +155,11 @@ class GatewayService(MultiService):
                 return False
             return passwords.verify_password(password, stored)
 
-        return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), check)
+        # At most two checks at once (16 MiB and tens of ms each): a login flood
+        # queues here instead of taking every thread and the memory with it.
+        return self._checks.run(
+            deferToThreadPool, self._reactor, self._reactor.getThreadPool(), check
+        )
 
     def privilegedStartService(self) -> None:
         """Bind every listener before anything else starts; any failure stops startup."""
@@ -138,11 +174,29 @@ class GatewayService(MultiService):
             factory = wrap(
                 self.factories[proto],
                 listener=proto,
-                max_connections=self.config.max_connections,
-                max_connections_per_address=self.config.max_connections_per_address,
+                max_connections=self.config.sections["firewall"].max_connections,
+                max_connections_per_address=(
+                    self.config.sections["firewall"].max_connections_per_address
+                ),
+                firewall=self.firewall,
             )
+            self.firewalls[proto] = factory
             for description in endpoints:
                 self._listen(proto, description, factory)
+        for name, endpoints in self.config.sections["firewall"].dnat.items():
+            factory = wrap(
+                DnatFactory(name, self.firewall, self.outbound),
+                listener=name,
+                max_connections=self.config.sections["firewall"].max_connections,
+                max_connections_per_address=(
+                    self.config.sections["firewall"].max_connections_per_address
+                ),
+                firewall=self.firewall,
+                protocol="tcp",
+            )
+            for description in endpoints:
+                self._listen(f"dnat.{name}", description, factory)
+        self.operations.bind(self._listen)
         super().privilegedStartService()
 
     def _listen(self, proto: str, description: str, factory) -> None:
@@ -195,6 +249,7 @@ class GatewayService(MultiService):
     def _hangup(self, signum, frame) -> None:
         # Signal handlers must not touch the reactor's state directly.
         self._reactor.callFromThread(self.reload_rules)
+        self._reactor.callFromThread(self.firewall.reload_in_thread, self._reactor)
 
     def startService(self) -> None:
         """Open the store, then let the core serve."""
@@ -207,11 +262,20 @@ class GatewayService(MultiService):
             self._abort(
                 f"gateway.data_dir: cannot open the database in {self.config.data_dir}: {e}"
             )
+        # What a kill or crash left open: held for resuming, or marked interrupted.
+        self.gateway.restore().addErrback(
+            lambda f: self._log.failure("restoring open conversations failed", f)
+        )
+        self.operations.start()
+        self.firewall.start(self.config.sections["firewall"].sweep_interval_s)
         super().startService()
 
+    def stopService(self) -> Deferred:
+        """Stop accepting, end conversations, finish writes; within shutdown_deadline_s."""
+        return self.operations.within_deadline(self._stop())
+
     @inlineCallbacks
-    def stopService(self):
-        """Stop accepting, end conversations, finish writes."""
+    def _stop(self):
         if self._previous_hup is not None:
             signal.signal(signal.SIGHUP, self._previous_hup)
             self._previous_hup = None
@@ -224,3 +288,5 @@ class GatewayService(MultiService):
             yield plans.close()
         yield self.store.close()
         self._log.info("imgateway stopped")
+        self.operations.stop()
+        self.firewall.stop()

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from gateway import db
+from gateway import db, pgdb
 from gateway.db import (
     ConversationExists,
     MessageExists,
@@ -33,7 +33,7 @@ from gateway.db import (
 from gateway.interfaces import IStore
 from gateway.records import AgentRecord, ConversationRecord, StoredMessage
 
-__all__ = ["MemoryStore", "SqliteStore", "StoreClosed", "StoreStats"]
+__all__ = ["MemoryStore", "PostgresStore", "SqliteStore", "StoreClosed", "StoreStats", "open_store"]
 
 
 class StoreClosed(StoreError):
@@ -84,6 +84,14 @@ class SqliteStore:
         """The database file."""
         return self.path / db.DB_FILE
 
+    def describe(self) -> str:
+        """Where the data is, for logs (never a password)."""
+        return str(self.database)
+
+    def _open(self) -> Any:
+        """Open the database in the writer thread; a connection shaped like sqlite3's."""
+        return db.open_db(self.database)
+
     def start(self) -> None:
         """Open the database and start the writer thread.
 
@@ -102,7 +110,7 @@ class SqliteStore:
             thread.join()
             raise error
         self._thread = thread
-        self._log.info("store opened {database}", database=str(self.database))
+        self._log.info("store opened {database}", database=self.describe())
 
     # IStore.
 
@@ -153,6 +161,14 @@ class SqliteStore:
     def recent_conversations(self, limit: int) -> Deferred:
         """Fires with the ``limit`` newest conversations, newest first."""
         return self._submit(db.recent_conversations, limit)
+
+    def set_resume(self, conversation: str, token_hash: str | None, key: str | None) -> Deferred:
+        """Record how a conversation's customer may resume it; fires once committed."""
+        return self._submit(db.set_resume, conversation, token_hash, key)
+
+    def open_conversations(self) -> Deferred:
+        """Fires with (ConversationRecord, token hash, key) of every conversation not ended."""
+        return self._submit(db.open_conversations)
 
     def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
         """Run ``function(connection, *args, **kwargs)`` in the writer thread.
@@ -210,7 +226,7 @@ class SqliteStore:
             self._thread.join()
             self._thread = None
         if error is None:
-            self._log.info("store closed {database}", database=str(self.database))
+            self._log.info("store closed {database}", database=self.describe())
         else:
             self._log.failure("store closed with an error", failure=error)
         waiters, self._closing = self._closing or [], []
@@ -224,7 +240,7 @@ class SqliteStore:
 
     def _run(self, opened: queue.Queue[BaseException | None]) -> None:
         try:
-            conn = db.open_db(self.database)
+            conn = self._open()
         except BaseException as e:
             opened.put(e)
             return
@@ -240,7 +256,7 @@ class SqliteStore:
             try:
                 conn.close()
                 closed = None
-            except sqlite3.Error:
+            except Exception:
                 closed = Failure()
             # The last thing the thread does: the reactor joins it next.
             self._reactor.callFromThread(self._stopped, closed)
@@ -284,11 +300,39 @@ class SqliteStore:
             if conn.in_transaction:
                 try:
                     conn.execute("ROLLBACK")
-                except sqlite3.Error:
+                except Exception:
                     pass
             self._reactor.callFromThread(self._commit_failed, len(jobs), error)
             return [(False, error)] * len(jobs)
         return results
+
+
+@implementer(IStore)
+class PostgresStore(SqliteStore):
+    """The durable store on a PostgreSQL server: the same writer thread and group commit.
+
+    ``dsn`` is a libpq connection string; one connection, held by the writer thread.
+    """
+
+    def __init__(self, dsn: str, reactor: IReactorFromThreads, *, max_batch: int = 512) -> None:
+        super().__init__(Path(), reactor, max_batch=max_batch)
+        self.dsn = dsn
+
+    def describe(self) -> str:
+        """The database name, for logs (never the password a DSN may hold)."""
+        return pgdb._describe(self.dsn)
+
+    def _open(self) -> Any:
+        return pgdb.connect(self.dsn)
+
+
+def open_store(config: Any, reactor: IReactorFromThreads) -> SqliteStore:
+    """The store ``[store]`` configures (see :mod:`gateway.storeconfig`), not started."""
+    settings = config.sections.get("store")
+    if settings is not None and settings.backend == "postgresql":
+        return PostgresStore(settings.effective_dsn(), reactor, max_batch=settings.max_batch)
+    max_batch = settings.max_batch if settings is not None else 512
+    return SqliteStore(config.data_dir, reactor, max_batch=max_batch)
 
 
 @implementer(IStore)
@@ -304,6 +348,8 @@ class MemoryStore:
         self.scram: dict[str, str] = {}  # agent name -> SCRAM keys (JSON)
         self.conversations: dict[str, ConversationRecord] = {}
         self.messages: dict[str, list[StoredMessage]] = {}
+        # conversation id -> (resume token hash, customer key)
+        self.resumes: dict[str, tuple[str | None, str | None]] = {}
         self._message_ids: set[str] = set()
         self._closed = False
         for agent in agents:
@@ -365,6 +411,26 @@ class MemoryStore:
             return records[: max(limit, 0)]
 
         return self._do(recent, limit)
+
+    def set_resume(self, conversation: str, token_hash: str | None, key: str | None) -> Deferred:
+        """Record how a conversation's customer may resume it."""
+
+        def record(conversation: str) -> None:
+            if conversation not in self.conversations:
+                raise UnknownConversation(conversation)
+            self.resumes[conversation] = (token_hash, key)
+
+        return self._do(record, conversation)
+
+    def open_conversations(self) -> Deferred:
+        """Fires with (ConversationRecord, token hash, key) of every conversation not ended."""
+
+        def still_open() -> list[tuple[ConversationRecord, str | None, str | None]]:
+            records = [r for r in self.conversations.values() if r.state != "ended"]
+            records.sort(key=lambda r: (r.started, r.id))
+            return [(r, *self.resumes.get(r.id, (None, None))) for r in records]
+
+        return self._do(still_open)
 
     def close(self) -> Deferred:
         """Refuse further operations."""

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 
 import attrs
 
-from gateway.config import LOG_LEVELS, ConfigError, Reader
+from gateway.config import LOG_LEVELS, ConfigError, Reader, read_layers
 
 SITE_CONFIG = Path("etc/imrouter.toml")
 TOKEN_ENV = "IMROUTER_TOKEN"
@@ -50,33 +48,10 @@ def load(
     The token comes from ``IMROUTER_TOKEN`` in ``environ`` (default ``os.environ``) when
     set, else from ``router.token``; there is no default token.
     """
-    defaults = resources.files("gateway.routerd").joinpath("defaults.toml").read_text("utf-8")
-    merged = tomllib.loads(defaults)
-    sources = ["packaged defaults"]
-    site: Path | None = None
-    if path is not None:
-        site = Path(path)
-        if not site.is_file():
-            raise ConfigError(str(site), "-", "no such file")
-    else:
-        candidate = (cwd or Path.cwd()) / SITE_CONFIG
-        if candidate.is_file():
-            site = candidate
-    source = "packaged defaults"
-    base = cwd or Path.cwd()
-    if site is not None:
-        source = str(site)
-        try:
-            data = tomllib.loads(site.read_text("utf-8"))
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(source, "-", f"cannot read: {e}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(source, "-", f"not valid TOML: {e}") from None
-        _merge(merged, data)
-        sources.append(source)
-        base = site.parent
+    layers = read_layers("gateway.routerd", path, cwd, SITE_CONFIG)
+    base = layers.site.parent if layers.site is not None else (cwd or Path.cwd())
     env = os.environ if environ is None else environ
-    return _validate(merged, tuple(sources), source, base, env.get(TOKEN_ENV))
+    return _validate(layers.data, layers.sources, layers.source, base, env.get(TOKEN_ENV))
 
 
 def _validate(
@@ -142,15 +117,6 @@ def _validate(
         log_level=log_level,
         media=media,
     )
-
-
-def _merge(base: dict, over: Mapping) -> None:
-    # Tables merge key by key; anything else (lists included) replaces.
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
 
 
 def _valid_name(value: str) -> str | None:

@@ -27,6 +27,7 @@ from protocols.irc.botparties import BotDirectory
 from protocols.irc.framing import TOO_LONG, LineFramer
 from protocols.irc.message import Message, ParseError, decode, parse, serialise, split_text
 from protocols.irc.settings import IrcSettings
+from protocols.tcp import no_delay
 
 if TYPE_CHECKING:
     from gateway.core import Gateway
@@ -64,6 +65,7 @@ class BotProtocol(Protocol):
 
     def connectionMade(self) -> None:
         """Register: CAP LS 302, NICK, USER."""
+        no_delay(self.transport)
         self.factory.connected(self)
         self._later("register", self.settings.connect_timeout_s, self._registration_timeout)
         self.send_now("CAP", "LS", "302")

@@ -187,7 +187,12 @@ class BotCustomer:
         self.over = False
         try:
             self.session = self.directory.gateway.customer_arrived(
-                self, protocol="irc", client=self.client, answers={}, features=frozenset()
+                self,
+                protocol="irc",
+                client=self.client,
+                answers={},
+                features=frozenset(),
+                key=f"irc:{self.nick}",  # the network keeps nicks; a returning customer
             )
         except GatewayError as e:
             self.over = True

@@ -303,6 +303,10 @@ class ChatCommands:
                 client=self.client,
                 answers={},
                 features=self.chat_features(),
+                # Ident and address stay when the nick changes: a returning customer.
+                key=f"irc:{self.user}@{self.peer.rsplit(':', 1)[0]}",
+                # Resuming after a drop takes the same nick as well (gateway.resume).
+                resume_key=f"irc:{self.nick.lower()}!{self.user}@{self.peer.rsplit(':', 1)[0]}",
             )
         except GatewayError as e:
             self.customer_over = True

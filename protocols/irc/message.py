@@ -58,7 +58,9 @@ def parse(line: str) -> Message:
         rest, _, trailing = rest.partition(" :")
     elif rest.startswith(":"):
         raise ParseError("no command")
-    words = rest.split()
+    # Parameters are separated by SPACE only (RFC 1459 2.3.1): str.split() would also
+    # cut at form feeds, vertical tabs and Unicode spaces inside a parameter.
+    words = [word for word in rest.split(" ") if word]
     if not words:
         raise ParseError("no command")
     command, params = words[0].upper(), words[1:]

@@ -157,6 +157,7 @@ class RegistrationCommands:
                 password=password,
                 client=ClientInfo("irc", ""),
                 features=self.chat_features(),
+                address=getattr(self.transport.getPeer(), "host", None),
             )
         except GatewayError as e:
             self.logging_in = False

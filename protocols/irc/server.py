@@ -32,6 +32,7 @@ from protocols.irc.message import Message, ParseError, decode, parse, serialise
 from protocols.irc.queries import QueryCommands
 from protocols.irc.registration import RegistrationCommands
 from protocols.irc.settings import IrcSettings
+from protocols.tcp import no_delay
 
 if TYPE_CHECKING:
     from gateway.core import AgentSession, CustomerSession, Gateway
@@ -89,6 +90,7 @@ class IrcConnection(RegistrationCommands, QueryCommands, ChatCommands, Protocol)
 
     def connectionMade(self) -> None:
         """Start the registration deadline."""
+        no_delay(self.transport)
         self.peer = describe_address(self.transport.getPeer())
         self._registration_timer = self.clock.callLater(
             self.settings.registration_timeout_s, self._registration_timed_out

@@ -22,6 +22,7 @@ from gateway.events import ClientInfo, Typing
 from gateway.interfaces import IParty
 from protocols.jsonim.codec import DecodeError, decode, encode, error_frame, event_frame
 from protocols.jsonim.framing import FrameTooLarge, LineFramer
+from protocols.tcp import no_delay
 
 if TYPE_CHECKING:
     from gateway.core import AgentSession, CustomerSession, Gateway
@@ -155,6 +156,7 @@ class JsonImProtocol(Protocol):
 
     def connectionMade(self) -> None:
         """Start the wait for hello."""
+        no_delay(self.transport)
         self._peer = describe_address(self.transport.getPeer())
         self._hello_timer = self._clock.callLater(
             self._config.hello_timeout_s, self._hello_timed_out
@@ -282,6 +284,9 @@ class JsonImProtocol(Protocol):
         role = frame.get("role")
         if role not in ("customer", "agent"):
             raise BadRequest("role must be customer or agent")
+        # The firewall's rules may depend on the role (``role agent``); False: refused.
+        if not getattr(self.transport, "firewall_role", lambda _: True)(role):
+            return
         client = _client_info(frame)
         features = _features(frame)
         if role == "customer":
@@ -303,7 +308,12 @@ class JsonImProtocol(Protocol):
         self._held = []
         try:
             session = self._gateway.customer_arrived(
-                self, protocol=PROTOCOL, client=client, answers=answers, features=features
+                self,
+                protocol=PROTOCOL,
+                client=client,
+                answers=answers,
+                features=features,
+                **_resume_token(frame),
             )
         except BaseException:
             self._held = None
@@ -336,6 +346,7 @@ class JsonImProtocol(Protocol):
                 password=password,
                 client=client,
                 features=features,
+                address=getattr(self.transport.getPeer(), "host", None),
             )
         except BaseException:
             self._held = None
@@ -402,6 +413,9 @@ class JsonImProtocol(Protocol):
                 "max_frame": self._config.max_frame,
                 "heartbeat_s": _seconds(self._config.heartbeat_s),
                 "features": [f for f in SERVER_FEATURES if f in features],
+                # Proposed extension (README, "Resuming"): hello {"resume": ...} within
+                # the grace period takes this conversation back after a drop.
+                **_resume_field(session),
             }
         )
         for event in held:
@@ -487,6 +501,10 @@ class JsonImProtocol(Protocol):
     def _send(self, frame: dict[str, Any]) -> None:
         if not self._closing:
             self.transport.write(encode(frame))
+
+    def firewall_reject(self, reason: str) -> None:
+        """The firewall rejects this connection: an error frame (the firewall then closes)."""
+        self._send(error_frame("not_allowed", reason))
 
     def _refuse(
         self, code: str, text: str, frame_id: str | None = None, *, close: bool = False
@@ -586,3 +604,18 @@ class JsonImFactory(ServerFactory):
         )
         protocol.factory = self
         return protocol
+
+
+def _resume_token(frame: dict[str, Any]) -> dict[str, str]:
+    """``resume=`` for the core when the customer's hello carries a usable token."""
+    token = frame.get("resume")
+    if isinstance(token, str) and 0 < len(token) <= 256:
+        return {"resume": token}
+    return {}
+
+
+def _resume_field(session: Any) -> dict[str, Any]:
+    token = getattr(session, "resume_token", None)
+    if not token or session.conversation is None:
+        return {}
+    return {"resume": token, "conversation": session.conversation.id}

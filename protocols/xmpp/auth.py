@@ -41,8 +41,11 @@ class AgentAuth:
 
         return self._gateway.agent_credentials(name).addCallback(pick)
 
-    def login_with_password(self, party: Any, name: str, password: str) -> Deferred:
-        """PLAIN: the core checks the scrypt hash; fires with the AgentSession."""
+    def login_with_password(
+        self, party: Any, name: str, password: str, address: str | None = None
+    ) -> Deferred:
+        """PLAIN: the core checks the scrypt hash (and logs a failure with the peer's
+        ``address``); fires with the AgentSession."""
         return self._gateway.agent_login(
             party,
             protocol=PROTOCOL,
@@ -50,7 +53,12 @@ class AgentAuth:
             password=password,
             client=ev.ClientInfo(),
             features=frozenset({"typing"}),
+            address=address,
         )
+
+    def failed(self, name: str, address: str | None) -> None:
+        """SCRAM: a proof that did not verify, logged and counted as a failed login."""
+        self._gateway.auth_failed(PROTOCOL, name, address)
 
     def login_verified(self, party: Any, name: str) -> Deferred:
         """SCRAM succeeded: log the agent in; fires with the AgentSession."""

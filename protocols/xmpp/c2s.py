@@ -26,6 +26,7 @@ from firewall.limits import TokenBucket
 from firewall.wrapper import describe_address
 from gateway import logs
 from gateway.errors import GatewayError
+from protocols.tcp import no_delay
 from protocols.xmpp import ns, stanzas
 from protocols.xmpp.auth import AgentAuth
 from protocols.xmpp.hub import Hub
@@ -109,8 +110,12 @@ class ClientStream(Protocol):
         self._header_sent = False
         self._parser = self._new_parser()
         self._timer: IDelayedCall | None = None
+        # Keepalive of a bound stream: pinged when idle, closed when the ping goes unheard.
+        self._idle: IDelayedCall | None = None
+        self._pinged = False
         self._failures = 0
         self._scram: ScramServer | None = None
+        self._scram_name = ""
         self._awaiting_initial: str | None = None
         self._busy = False
         self._local: str | None = None
@@ -124,6 +129,7 @@ class ClientStream(Protocol):
 
     def connectionMade(self) -> None:
         """Start the authentication deadline."""
+        no_delay(self.transport)
         self._peer = describe_address(self.transport.getPeer())
         if not self._secure:
             self._secure = ISSLTransport.providedBy(self.transport)
@@ -133,6 +139,9 @@ class ClientStream(Protocol):
         """Parse; a broken stream gets its stream error and only this one closes."""
         if self._state == _CLOSED:
             return
+        if self._idle is not None:
+            self._pinged = False
+            self._idle.reset(self._settings.ping_s)
         try:
             self._parser.feed(data)
         except StreamError as e:
@@ -282,12 +291,15 @@ class ClientStream(Protocol):
             self._authenticated(f"anon-{secrets.token_hex(6)}", None)
         elif mechanism == "PLAIN":
             name, password = parse_plain(message)
+            address = self._peer_host()
             self._login(
-                name, lambda party: self._server.auth.login_with_password(party, name, password)
+                name,
+                lambda party: self._server.auth.login_with_password(party, name, password, address),
             )
         else:
             self._scram = ScramServer(mechanism)
             name = self._scram.client_first(message)
+            self._scram_name = name
             self._check_name(name)
             self._busy = True
             d = self._server.auth.scram_keys(name, mechanism)
@@ -312,11 +324,19 @@ class ClientStream(Protocol):
         if self._scram is None:
             raise SaslFailure("malformed-request")
         scram, self._scram = self._scram, None
-        final = scram.client_final(message)
+        try:
+            final = scram.client_final(message)
+        except SaslFailure as e:
+            if e.condition == "not-authorized":  # a wrong password or an unknown name
+                self._server.auth.failed(self._scram_name, self._peer_host())
+            raise
         name = scram.username
         self._login(
             name, lambda party: self._server.auth.login_verified(party, name), success=final
         )
+
+    def _peer_host(self) -> str | None:
+        return getattr(self.transport.getPeer(), "host", None)
 
     def _check_name(self, name: str) -> None:
         try:
@@ -408,6 +428,7 @@ class ClientStream(Protocol):
         self._server.streams[full] = self
         self._state = _BOUND
         self._cancel_timer()
+        self._idle = self._clock.callLater(self._settings.ping_s, self._keepalive)
         if self._agent is not None:
             self._agent.jid = full
         answer = stanzas.result(element)
@@ -515,10 +536,32 @@ class ClientStream(Protocol):
         self._log.info("XMPP {peer}: not authenticated in time", peer=self._peer)
         self._fail("connection-timeout", "authenticate in time")
 
+    def _keepalive(self) -> None:
+        if self._state == _CLOSED:
+            return
+        if self._pinged:
+            self._idle = None
+            self._log.info("XMPP {peer}: no answer to a ping", peer=self._peer)
+            self._fail("connection-timeout", "no answer to a ping")
+            return
+        self._pinged = True
+        ping = domish.Element((ns.CLIENT, "iq"))
+        ping["type"] = "get"
+        ping["id"] = "ka-" + secrets.token_hex(4)
+        ping["from"] = self._server.domain
+        ping["to"] = self.full
+        ping.addElement((ns.PING, "ping"))
+        self._write(ping)
+        self._idle = self._clock.callLater(self._settings.ping_s, self._keepalive)
+
     def _cancel_timer(self) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self._state == _CLOSED and self._idle is not None:
+            if self._idle.active():
+                self._idle.cancel()
+            self._idle = None
 
 
 class ClientFactory(ServerFactory):

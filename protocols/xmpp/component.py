@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from twisted.words.xish import domish
 
 from gateway import logs
+from protocols.tcp import no_delay
 from protocols.xmpp import ns, stanzas
 from protocols.xmpp.hub import Hub
 from protocols.xmpp.parser import StreamError, StreamParser
@@ -56,6 +57,7 @@ class ComponentStream(Protocol):
 
     def connectionMade(self) -> None:
         """Open the stream and start the handshake deadline."""
+        no_delay(self.transport)
         self._timer = self._clock.callLater(self._settings.auth_timeout_s, self._timed_out)
         self.transport.write(stanzas.stream_header(self._settings.domain, None, ns.COMPONENT))
 

@@ -46,8 +46,17 @@ _ENTITY_ERRORS = frozenset(
     )
     if hasattr(expat.errors, name)
 )
-# Markup that XMPP restricts, recognised where expat reports a syntax error.
-_RESTRICTED_STARTS = (b"<!DOCTYPE", b"<!ENTITY", b"<!ELEMENT", b"<!ATTLIST", b"<!--", b"<?")
+# Declarations inside the root (<!DOCTYPE, <!ENTITY, <!ELEMENT, <!ATTLIST) are syntax
+# errors to expat, reported at the letter after "<!" -- as soon as that letter arrives,
+# so only "<!" and the letter are sure to have been fed. Comments and processing
+# instructions reach their handlers instead.
+_DECLARATION_LETTERS = b"DEA"
+# Bytes of earlier feeds kept, so that "<!" split from its letter is still seen.
+_LOOKBACK = 16
+# How a UTF-16 stream begins (a byte order mark, or "<" as UTF-16 without one): expat
+# switches to UTF-16 on seeing these, whatever encoding it was created with; XMPP is
+# UTF-8 only (RFC 6120 section 11.6), and no UTF-8 stream begins so.
+_UTF16_STARTS = (b"\xfe\xff", b"\xff\xfe", b"<\x00", b"\x00<")
 
 
 class StreamError(Exception):
@@ -97,6 +106,7 @@ class StreamParser:
         self.max_names = max_names
         self._names: set[str] = set()
         self._fed = 0
+        self._head = b""  # the stream's first two bytes, once they have arrived
         self._boundary = 0  # where the stanza (or the run of whitespace) being read began
         self._chunk_start = 0
         self._chunk = b""
@@ -134,11 +144,17 @@ class StreamParser:
         """Parse more of the stream; callbacks run as stanzas complete."""
         if self._failed:
             raise StreamError("internal-server-error", "the stream already failed")
+        if len(self._head) < 2 and data:
+            self._head += data[: 2 - len(self._head)]
+            if self._head in _UTF16_STARTS:
+                self._failed = True
+                raise StreamError("unsupported-encoding", "XMPP streams are UTF-8")
         for start in range(0, len(data), SLICE):
             if self._stopped:
                 return
             piece = data[start : start + SLICE]
-            self._chunk_start, self._chunk = self._fed, piece
+            kept = self._chunk[-_LOOKBACK:]
+            self._chunk_start, self._chunk = self._fed - len(kept), kept + piece
             self._fed += len(piece)
             try:
                 self._parser.Parse(piece, False)
@@ -160,12 +176,10 @@ class StreamParser:
         message = expat.errors.messages[error.code]
         if message in _ENTITY_ERRORS:
             return StreamError("restricted-xml", "entities are not allowed")
-        # expat points at or just after the markup's "<" (inside "<!DOCTYPE").
         offset = self._parser.ErrorByteIndex - self._chunk_start
-        for back in (0, 1, 2):
-            if 0 <= offset - back < len(self._chunk):
-                at = self._chunk[offset - back : offset - back + 12].upper()
-                if at.startswith(_RESTRICTED_STARTS):
+        for at in (offset, offset + 1):
+            if 2 <= at < len(self._chunk) and self._chunk[at - 2 : at] == b"<!":
+                if self._chunk[at : at + 1].upper() in _DECLARATION_LETTERS:
                     return StreamError("restricted-xml", "restricted XML is not allowed")
         return StreamError("not-well-formed", message)
 

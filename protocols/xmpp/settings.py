@@ -30,6 +30,9 @@ class XmppSettings:
     max_depth: int = 32
     max_elements: int = 1000
     auth_timeout_s: float = 30.0
+    # Direct listener: an idle stream is pinged (XEP-0199) after this; no answer in as
+    # long again closes it.
+    ping_s: float = 60.0
     version_timeout_s: float = 5.0
     reconnect_max_s: float = 60.0
     messages_per_second: float = 5.0
@@ -75,6 +78,7 @@ def parse(reader: Reader) -> XmppSettings:
         max_depth=reader.number("max_depth", 32, low=4, high=256, integer=True),
         max_elements=reader.number("max_elements", 1000, low=16, high=1_000_000, integer=True),
         auth_timeout_s=reader.number("auth_timeout_s", 30, low=1, high=3600),
+        ping_s=reader.number("ping_s", 60, low=1, high=86400),
         version_timeout_s=reader.number("version_timeout_s", 5, low=0.1, high=300),
         reconnect_max_s=reader.number("reconnect_max_s", 60, low=1, high=3600),
         messages_per_second=reader.number("messages_per_second", 5.0, low=0.01, high=1e6),

@@ -34,12 +34,20 @@ BASE_CONFIG = """\
 [gateway]
 name = "imgateway-itest"
 data_dir = "{data_dir}"
+# 0: a customer who hangs up leaves at once, as most tests expect; test_restart.py
+# asks for a grace period to resume in.
+resume_grace_s = {resume_grace_s}
 
 [logging]
 level = "debug"
 
 [listeners]
 jsonim = ["{listener}"]
+
+[admin]
+# Port 0: several gateways (and test suites) run at once.
+listen = ["tcp:0:interface=127.0.0.1"]
+metrics = ["tcp:0:interface=127.0.0.1"]
 
 [jsonim]
 max_frame = {max_frame}
@@ -90,6 +98,7 @@ def write_config(
     max_frame: int = 65536,
     messages_per_second: float = 100.0,
     message_burst: int = 100,
+    resume_grace_s: float = 0,
 ) -> Path:
     """A site config for tests: loopback port 0, short offer timeout, data under ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -101,6 +110,7 @@ def write_config(
             max_frame=max_frame,
             messages_per_second=messages_per_second,
             message_burst=message_burst,
+            resume_grace_s=resume_grace_s,
         )
     )
     return path
@@ -233,6 +243,11 @@ class Gateway:
         """Wait for the listener's log line; return the bound port."""
         self.port = int(self.wait_for_log(LISTENING, timeout).group(1))
         return self.port
+
+    def listener_port(self, kind: str, timeout: float = START_TIMEOUT) -> int:
+        """The loopback port the ``kind`` listener (admin, metrics) bound, from its log."""
+        pattern = rf"{re.escape(kind)} listener .* listening on 127\.0\.0\.1:(\d+)"
+        return int(self.wait_for_log(pattern, timeout).group(1))
 
     def connect(self, name: str = "client", **options) -> JsonImClient:
         """A new JSON-IM connection to the gateway (``options``: see JsonImClient)."""

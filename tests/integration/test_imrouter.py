@@ -20,8 +20,8 @@ from pathlib import Path
 
 import harness
 import pytest
+from certs import self_signed
 from harness import BIN, RUNNING, VENV, child_env, run_command
-from test_tls import self_signed
 
 TOKEN = "integration-token-0123456789"
 DEADLINE_S = 0.5
@@ -426,3 +426,45 @@ def test_the_example_config_is_valid_and_every_key_is_documented():
         assert f"`{key}`" in section, key
     for key in ("logging.level", "media.NAME.rules", "media.NAME.enabled", "IMROUTER_TOKEN"):
         assert key in section, key
+
+
+def test_a_gateway_process_routes_remotely_falls_back_and_comes_back(workdir, tmp_path):
+    """twistd imgateway with routing.remote_url: the router decides; stopped, the
+    gateway's local rules decide within the deadline; started again, the router again."""
+    from jsonim_client import hello_customer
+
+    local_rules = tmp_path / "local.toml"
+    local_rules.write_text(RULES.format(name="local-billing"))
+    router = start_router(workdir)
+    port = router.port
+    config = harness.write_config(tmp_path / "gw")
+    config.write_text(
+        config.read_text().replace(
+            "[routing]\n",
+            f'[routing]\nremote_url = "{router.url}"\nremote_token = "{TOKEN}"\n'
+            f'remote_deadline_s = {DEADLINE_S}\nrules = "{local_rules}"\n',
+        )
+    )
+    gateway = harness.start_gateway(tmp_path / "gw" / "cwd", config)
+
+    def customer_is_planned_by(source: str, rule: str) -> None:
+        mark = len(gateway.lines)
+        customer = gateway.connect("customer")
+        hello_customer(customer, identity={"name": "Dana"}, topic="billing")
+        match = gateway.wait_for_log(
+            r"conversation (c-[0-9a-f]+) planned by (\w+) rules: rule ([\w-]+)",
+            HTTP_TIMEOUT_S,
+            mark,
+        )
+        assert match.group(2, 3) == (source, rule), match.group(0)
+        customer.close()
+
+    try:
+        customer_is_planned_by("remote", "router-billing")
+        assert router.stop() in (0, -signal.SIGTERM)
+        customer_is_planned_by("fallback", "local-billing")
+        router = start_router(workdir, port)
+        customer_is_planned_by("remote", "router-billing")
+    finally:
+        router.stop()
+        gateway.stop()

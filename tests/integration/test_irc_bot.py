@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import harness
 import pytest
+from certs import self_signed
 from irc_peers import LibClient, Ngircd, write_config
 from jsonim_client import hello_agent, set_presence
-from test_tls import self_signed
 
 PASSWORD = "anna-Secret-1"
 # ngircd reads about three lines a second from each client, the bot included: a

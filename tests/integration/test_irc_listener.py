@@ -9,9 +9,9 @@ import ssl
 
 import harness
 import pytest
+from certs import self_signed
 from irc_peers import LibClient, RawIrc, irc_ports, write_config
 from jsonim_client import hello_agent, set_presence
-from test_tls import self_signed
 
 PASSWORD = "anna-Secret-1"
 

@@ -59,12 +59,19 @@ CONFIG = """\
 [gateway]
 name = "imgateway-routing"
 data_dir = {data_dir}
+# Customers who hang up leave at once: these tests predate resuming (test_restart.py).
+resume_grace_s = 0
 
 [logging]
 level = "debug"
 
 [listeners]
 jsonim = ["tcp:0:interface=127.0.0.1"]
+
+[admin]
+# Port 0: several gateways (and test suites) run at once.
+listen = ["tcp:0:interface=127.0.0.1"]
+metrics = ["tcp:0:interface=127.0.0.1"]
 
 [jsonim]
 heartbeat_s = 3600
@@ -612,12 +619,19 @@ FAQ_CONFIG = """\
 [gateway]
 name = "imgateway-faq"
 data_dir = {data_dir}
+# Customers who hang up leave at once: these tests predate resuming (test_restart.py).
+resume_grace_s = 0
 
 [logging]
 level = "debug"
 
 [listeners]
 jsonim = ["tcp:0:interface=127.0.0.1"]
+
+[admin]
+# Port 0: several gateways (and test suites) run at once.
+listen = ["tcp:0:interface=127.0.0.1"]
+metrics = ["tcp:0:interface=127.0.0.1"]
 
 [jsonim]
 heartbeat_s = 3600

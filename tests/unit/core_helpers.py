@@ -129,6 +129,9 @@ def make_harness(
 ) -> Harness:
     # A directory without etc/imgateway.toml: packaged defaults only.
     cfg = gwconfig.load(cwd=Path(tmp_path or "/nonexistent-imgateway"))
+    # A drop ends the conversation at once here, as these tests expect; the grace
+    # period of gateway.resume is tested with resume_grace_s set (test_resume.py).
+    changes.setdefault("resume_grace_s", 0.0)
     cfg = attrs.evolve(cfg, **changes)
     clock = Clock()
     store = store or MemoryStore()

@@ -1,4 +1,8 @@
-"""The SQLite layer: schema, migrations, queries."""
+"""The database layer: schema, migrations, queries.
+
+The query tests (from "Agents" on) take ``conn`` and run twice: on SQLite, and on
+PostgreSQL through :mod:`gateway.pgdb` in the cluster of ``conftest.pg_server``.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +22,20 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def conn(path: Path):
+def sqlite_conn(path: Path):
     connection = db.open_db(path)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def conn(request: pytest.FixtureRequest, path: Path):
+    if request.param == "sqlite":
+        connection = db.open_db(path)
+    else:
+        from gateway import pgdb
+
+        connection = pgdb.connect(request.getfixturevalue("pg_server").new_database())
     yield connection
     connection.close()
 
@@ -63,7 +79,8 @@ def test_open_creates_private_directory_and_file(path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
 
 
-def test_open_sets_pragmas(conn: sqlite3.Connection) -> None:
+def test_open_sets_pragmas(sqlite_conn: sqlite3.Connection) -> None:
+    conn = sqlite_conn
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -71,7 +88,8 @@ def test_open_sets_pragmas(conn: sqlite3.Connection) -> None:
     assert conn.isolation_level is None
 
 
-def test_open_applies_every_migration(conn: sqlite3.Connection) -> None:
+def test_open_applies_every_migration(sqlite_conn: sqlite3.Connection) -> None:
+    conn = sqlite_conn
     assert db.schema_version(conn) == db.SCHEMA_VERSION == len(db.MIGRATIONS)
     names = {
         row[0]
@@ -260,3 +278,25 @@ def test_message_sender_is_checked(conn: sqlite3.Connection) -> None:
     db.insert_conversation(conn, _conversation())
     with pytest.raises(sqlite3.IntegrityError):
         db.insert_message(conn, _message("m1", sender="root"))
+
+
+# Resuming (gateway.resume).
+
+
+def test_open_conversations_with_their_resume_keys(conn: sqlite3.Connection) -> None:
+    db.insert_conversation(conn, _conversation("c-2", started=200.0, state="connected"))
+    db.insert_conversation(conn, _conversation("c-1", started=100.0, state="queued"))
+    db.insert_conversation(conn, _conversation("c-3", started=50.0, state="ended", ended=60.0))
+    db.set_resume(conn, "c-1", "hash-1", None)
+    db.set_resume(conn, "c-1", "hash-1b", "xmpp:dana@example.org")  # replaces
+    db.set_resume(conn, "c-3", "hash-3", None)
+    rows = db.open_conversations(conn)
+    assert [(r.id, h, k) for r, h, k in rows] == [
+        ("c-1", "hash-1b", "xmpp:dana@example.org"),
+        ("c-2", None, None),
+    ]
+    assert rows[1][0] == _conversation("c-2", started=200.0, state="connected")
+    # Retention deletes a conversation with its resume record.
+    assert db.purge_ended_before(conn, 100.0) == 1
+    with pytest.raises(sqlite3.IntegrityError):
+        db.set_resume(conn, "c-3", "hash-3", None)

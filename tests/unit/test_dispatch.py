@@ -381,3 +381,33 @@ def test_capacity_per_protocol():
     assert offered(anna) == [one.conversation.id, three.conversation.id]
     anna_s.end(one.conversation.id)
     assert offered(anna)[-1] == two.conversation.id
+
+
+def test_redirect_hosting_hands_over_addresses_and_steps_out():
+    queues = {name: QueueConfig(name=name) for name in QUEUES}
+    queues["general"] = QueueConfig(name="general", hosting="redirect")
+    anna_record = agent("anna", addresses=("xmpp:anna@corp.example",))
+    h = harness("", [anna_record], queues=queues)
+    anna, anna_s = h.agent("anna")
+    party = FakeParty()
+    h.gateway.customer_arrived(
+        party,
+        protocol="xmpp",
+        client=ev.ClientInfo("Gajim", "1.8"),
+        answers={"name": "Dana", "topic": "other"},
+        key="xmpp:dana@example.org",
+    )
+    conv = h.gateway.dispatcher.offers[anna.last(ev.Offer).offer].conversation
+    anna_s.accept(anna.last(ev.Offer).offer)
+    told = [e.text for e in party.of(ev.Message)]
+    assert told[-1] == (
+        "Anna will continue with you directly at xmpp:anna@corp.example. Please write there."
+    )
+    assert party.last(ev.Ended).reason == "agent"
+    assert "xmpp:dana@example.org" in anna.last(ev.Notice).text
+    assert result_of(h.store.get_conversation(conv.id)).end_reason == "redirected"
+    assert anna_s.state.load == 0
+    # A JSON-IM customer has no address on that network: relayed as usual.
+    json_party, _ = h.customer({"name": "Eve", "topic": "other"})
+    anna_s.accept(anna.last(ev.Offer).offer)
+    assert json_party.last(ev.Connected).peer_alias == "Anna"

@@ -13,7 +13,8 @@ def make(tmp_path, extra: str = ""):
     path = tmp_path / "gw.toml"
     path.write_text(
         f'[gateway]\ndata_dir = "{tmp_path / "data"}"\n'
-        '[listeners]\njsonim = []\nirc = ["tcp:6767:interface=127.0.0.1"]\n' + extra
+        '[listeners]\njsonim = []\nirc = ["tcp:6767:interface=127.0.0.1"]\n'
+        "[admin]\nlisten = []\nmetrics = []\n" + extra
     )
     opts = tap.Options()
     opts.parseOptions(["--config", str(path)])

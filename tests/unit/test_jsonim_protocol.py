@@ -286,6 +286,8 @@ def test_agent_login_and_welcome() -> None:
         "password": "secret",
         "client": events.ClientInfo("agent-desk", "1.0"),
         "features": frozenset({"typing"}),
+        # The peer's host, for the one auth-failure log line.
+        "address": "192.168.1.1",
     }
 
 

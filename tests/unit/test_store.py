@@ -1,4 +1,8 @@
-"""The stores: SqliteStore's writer thread and group commit, and MemoryStore."""
+"""The stores: the writer thread and group commit, and MemoryStore.
+
+Tests taking ``store`` or ``make_store`` run twice: on SQLite, and on PostgreSQL in
+the private cluster of ``conftest.pg_server`` (which fails, not skips, without it).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from zope.interface.verify import verifyObject
 from gateway import db
 from gateway.interfaces import IStore
 from gateway.records import AgentRecord, ConversationRecord, StoredMessage
-from gateway.store import MemoryStore, SqliteStore, StoreClosed
+from gateway.store import MemoryStore, PostgresStore, SqliteStore, StoreClosed
 
 _WAIT = 5.0
 
@@ -73,12 +77,25 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database the store runs on; for postgresql, a fresh database's DSN too."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("pg_server").new_database()
+    return "sqlite"
+
+
 @pytest.fixture
-def make_store(data_dir: Path, reactor: _ThreadReactor) -> Iterator[Callable[..., SqliteStore]]:
+def make_store(
+    data_dir: Path, reactor: _ThreadReactor, backend: str
+) -> Iterator[Callable[..., SqliteStore]]:
     stores: list[SqliteStore] = []
 
     def make(**kwargs: Any) -> SqliteStore:
-        store = SqliteStore(data_dir, reactor, **kwargs)
+        if backend == "sqlite":
+            store = SqliteStore(data_dir, reactor, **kwargs)
+        else:
+            store = PostgresStore(backend, reactor, **kwargs)
         store.start()
         stores.append(store)
         return store
@@ -91,6 +108,28 @@ def make_store(data_dir: Path, reactor: _ThreadReactor) -> Iterator[Callable[...
 @pytest.fixture
 def store(make_store: Callable[..., SqliteStore]) -> SqliteStore:
     return make_store()
+
+
+@pytest.fixture
+def sqlite_store(data_dir: Path, reactor: _ThreadReactor) -> Iterator[SqliteStore]:
+    """For what only SQLite can be made to do (a deferred foreign key)."""
+    store = SqliteStore(data_dir, reactor)
+    store.start()
+    yield store
+    reactor.run_until(store.close())
+
+
+def _committed_ids(backend: str, data_dir: Path) -> list[tuple[str]]:
+    """Message ids on disk, read through a connection of another client."""
+    if backend == "sqlite":
+        raw = sqlite3.connect(data_dir / db.DB_FILE)
+        rows = raw.execute("SELECT id FROM messages ORDER BY seq").fetchall()
+        raw.close()
+        return rows
+    import psycopg
+
+    with psycopg.connect(backend) as raw:
+        return raw.execute("SELECT id FROM messages ORDER BY seq").fetchall()
 
 
 def _gate(store: SqliteStore) -> tuple[threading.Event, Deferred]:
@@ -201,7 +240,10 @@ def test_a_failing_operation_fails_alone(store: SqliteStore, reactor: _ThreadRea
     assert [m.id for m in _value(reactor, store.transcript("c-1"))] == ["m1", "m2"]
 
 
-def test_a_failed_commit_fails_the_whole_batch(store: SqliteStore, reactor: _ThreadReactor) -> None:
+def test_a_failed_commit_fails_the_whole_batch(
+    sqlite_store: SqliteStore, reactor: _ThreadReactor
+) -> None:
+    store = sqlite_store
     _value(reactor, store.open_conversation(_conversation()))
     release, _ = _gate(store)
     # A deferred constraint is checked only at COMMIT, which then fails.
@@ -217,13 +259,47 @@ def test_a_failed_commit_fails_the_whole_batch(store: SqliteStore, reactor: _Thr
     assert [m.id for m in _value(reactor, store.transcript("c-1"))] == ["m1"]
 
 
+def test_a_failed_commit_fails_the_whole_batch_on_postgresql(
+    pg_server: Any, reactor: _ThreadReactor
+) -> None:
+    import psycopg
+
+    dsn = pg_server.new_database()
+    store = PostgresStore(dsn, reactor)
+    store.start()
+    try:
+        _value(reactor, store.open_conversation(_conversation()))
+        with psycopg.connect(dsn, autocommit=True) as raw:
+            # A deferred trigger runs only at COMMIT, which then fails.
+            raw.execute(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN IF NEW.id = 'm9' THEN RAISE EXCEPTION 'refused'; END IF;"
+                " RETURN NEW; END $$"
+            )
+            raw.execute(
+                "CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON messages"
+                " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse()"
+            )
+        release, _ = _gate(store)
+        good = store.append(_message("m1"))
+        refused = store.append(_message("m9"))
+        release.set()
+        for d in (good, refused):
+            _failure(reactor, d).trap(sqlite3.OperationalError)
+        assert _value(reactor, store.transcript("c-1")) == []
+        assert _value(reactor, store.append(_message("m1"))) is None
+        assert [m.id for m in _value(reactor, store.transcript("c-1"))] == ["m1"]
+    finally:
+        reactor.run_until(store.close())
+
+
 def test_update_refuses_other_columns(store: SqliteStore, reactor: _ThreadReactor) -> None:
     _failure(reactor, store.update_conversation("c-1", started=0.0)).trap(ValueError)
     _failure(reactor, store.update_conversation("c-9", state="ended")).trap(db.UnknownConversation)
 
 
 def test_close_commits_what_was_queued(
-    data_dir: Path, reactor: _ThreadReactor, store: SqliteStore
+    data_dir: Path, reactor: _ThreadReactor, store: SqliteStore, backend: str
 ) -> None:
     fired: list[str] = []
     store.open_conversation(_conversation()).addCallback(lambda _: fired.append("open"))
@@ -235,10 +311,7 @@ def test_close_commits_what_was_queued(
     assert fired == ["open", *(f"m{i}" for i in range(20)), "closed"]
     assert not any(t.name == "imgateway-store" for t in threading.enumerate())
     # On disk, as another process would see it.
-    raw = sqlite3.connect(data_dir / db.DB_FILE)
-    rows = raw.execute("SELECT id FROM messages ORDER BY seq").fetchall()
-    raw.close()
-    assert rows == [(f"m{i}",) for i in range(20)]
+    assert _committed_ids(backend, data_dir) == [(f"m{i}",) for i in range(20)]
 
 
 def test_after_close(store: SqliteStore, reactor: _ThreadReactor) -> None:
@@ -293,6 +366,54 @@ def test_reopen_keeps_data(
 def test_max_batch_must_be_positive(data_dir: Path, reactor: _ThreadReactor) -> None:
     with pytest.raises(ValueError):
         SqliteStore(data_dir, reactor, max_batch=0)
+    with pytest.raises(ValueError):
+        PostgresStore("dbname=x", reactor, max_batch=0)
+
+
+# PostgresStore only.
+
+
+def test_postgresql_newer_schema_refused_at_start(pg_server: Any, reactor: _ThreadReactor) -> None:
+    import psycopg
+
+    dsn = pg_server.new_database()
+    store = PostgresStore(dsn, reactor)
+    store.start()
+    reactor.run_until(store.close())
+    with psycopg.connect(dsn, autocommit=True) as raw:
+        raw.execute("INSERT INTO schema_version (version) VALUES (%s)", (db.SCHEMA_VERSION + 1,))
+    with pytest.raises(db.SchemaTooNew):
+        PostgresStore(dsn, reactor).start()
+    assert not any(t.name == "imgateway-store" for t in threading.enumerate())
+
+
+def test_postgresql_connect_errors_raise_from_start(
+    pg_server: Any, reactor: _ThreadReactor
+) -> None:
+    dsn = pg_server.dsn("no_such_database")
+    with pytest.raises(db.StoreError, match="cannot connect"):
+        PostgresStore(dsn, reactor).start()
+
+
+def test_postgresql_schema_matches_sqlite(pg_server: Any, reactor: _ThreadReactor) -> None:
+    import psycopg
+
+    from gateway import pgdb
+
+    dsn = pg_server.new_database()
+    conn = pgdb.connect(dsn)
+    # A second connect (another gateway, the CLI) finds nothing left to do.
+    pgdb.connect(dsn).close()
+    assert pgdb.schema_version(conn) == db.SCHEMA_VERSION
+    conn.close()
+    with psycopg.connect(dsn) as raw:
+        tables = {
+            name
+            for (name,) in raw.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            )
+        }
+    assert {"agents", "conversations", "messages", "agent_scram", "schema_version"} <= tables
 
 
 # MemoryStore.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactor
+from twisted.web.server import Site
 
 from gateway import tap
 from gateway.service import GatewayService, StartupError
@@ -36,9 +37,12 @@ def test_make_service_binds_the_configured_listeners(tmp_path):
     service = tap.makeService(options("--config", str(write_config(tmp_path))), reactor)
     assert isinstance(service, GatewayService)
     service.privilegedStartService()
-    ((port, factory, _backlog, interface),) = reactor.tcpServers
-    assert (port, interface) == (7171, "127.0.0.1")
-    assert isinstance(factory.wrappedFactory, JsonImFactory)
+    servers = {(port, interface): f for port, f, _backlog, interface in reactor.tcpServers}
+    # The JSON-IM listener, and the admin API and metrics listeners of the defaults.
+    assert set(servers) == {(7171, "127.0.0.1"), (7071, "127.0.0.1"), (9464, "127.0.0.1")}
+    assert isinstance(servers[7171, "127.0.0.1"].wrappedFactory, JsonImFactory)
+    assert isinstance(servers[7071, "127.0.0.1"], Site)
+    assert isinstance(servers[9464, "127.0.0.1"], Site)
 
 
 def test_bad_config_is_one_line_and_exit(tmp_path, capsys):

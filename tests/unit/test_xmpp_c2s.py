@@ -239,3 +239,28 @@ def test_a_stanza_flood_is_a_policy_violation():
     client = anonymous(server)
     out = client.send("<presence/>" * 300)
     assert "policy-violation" in out and client.transport.disconnecting
+
+
+def test_idle_stream_is_pinged_then_closed_when_silent():
+    core, server = make_server(ping_s=60)
+    client = anonymous(server)
+    client.transport.clear()
+    core.clock.advance(59)
+    assert client.transport.value() == b""
+    core.clock.advance(1)
+    ping = client.transport.value().decode()
+    assert re.fullmatch(
+        rf"<iq type='get' id='ka-[0-9a-f]{{8}}' from='{DOMAIN}' to='anon-[0-9a-f]+@{DOMAIN}/phone'>"
+        r"<ping xmlns='urn:xmpp:ping'/></iq>",
+        ping,
+    ), ping
+    # An answer (any traffic) keeps the stream: the next ping comes a full interval later.
+    ping_id = re.search(r"id='([^']+)'", ping).group(1)
+    client.send(f"<iq type='result' id='{ping_id}' to='{DOMAIN}'/>")
+    core.clock.advance(59)
+    assert not client.transport.disconnecting
+    core.clock.advance(1)
+    assert "<ping xmlns='urn:xmpp:ping'/>" in client.transport.value().decode()
+    core.clock.advance(60)  # unanswered
+    assert "connection-timeout" in client.transport.value().decode()
+    assert client.transport.disconnecting

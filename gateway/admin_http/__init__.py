@@ -1,0 +1,1 @@
+"""The admin HTTP listener's parts: JSON views of live state and the supervisor page."""

@@ -1,0 +1,377 @@
+"""Overload over real sockets (issue 9, item 3): limits hold, a healthy conversation keeps
+its latency, the gateway's memory stays bounded.
+
+One gateway serves the module; a healthy JSON-IM customer and agent are in a
+conversation from the start. Each test loads the gateway one way, measures the healthy
+pair's latency over LATENCY_SAMPLES messages (customer sends, agent receives, timed with
+time.perf_counter) and requires the 99th percentile under P99_BOUND_S, and reads the
+gateway's resident memory from /proc/PID/status (VmRSS) against RSS_BOUND_KB.
+
+Connections come from many loopback source addresses (127.0.N.M): the per-address cap
+(50, the default) holds for each, and the test can still open thousands. The 10,000
+figure of the issue belongs to bench/; 2,000 here keeps the suite fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import socket
+import time
+from pathlib import Path
+
+import attrs
+import harness
+import pytest
+from jsonim_client import JsonImClient, answer_interview, hello_agent, hello_customer
+
+AGENT, PASSWORD = "hal", "hal-Secret-9"
+PER_ADDRESS = 50  # [firewall] max_connections_per_address, the packaged default
+HELLO_TIMEOUT_S = 4
+MESSAGES_PER_SECOND, MESSAGE_BURST = 50.0, 100
+LATENCY_SAMPLES = 50
+P99_BOUND_S = 0.25
+LOGIN_FLOOD_P99_BOUND_S = 1.0
+# The gateway idles at about 60 MB. Each agent password check (scrypt, N=2^14, r=8)
+# takes 16 MiB in one of the reactor's 10 pool threads, whose malloc arenas keep it:
+# a flood of logins lifts the resident size by up to about 10 x 16 MiB, no more.
+RSS_BOUND_KB = 300_000
+# What 2,000 idle customer sessions may add (they take about 10 MB).
+IDLE_GROWTH_BOUND_KB = 50_000
+IDLE_CUSTOMERS = 2000
+SLOWLORIS = 1000
+LOGINS = 60
+WAIT = 60.0
+
+
+@attrs.define
+class Site:
+    gateway: harness.Gateway
+    customer: JsonImClient
+    agent: JsonImClient
+    conversation: str
+    sent: int = 0
+
+    def latencies(self, count: int = LATENCY_SAMPLES) -> list[float]:
+        """Seconds from the customer's send to the agent's receipt, ``count`` times."""
+        out = []
+        for _ in range(count):
+            self.sent += 1
+            text = f"healthy {self.sent}"
+            start = time.perf_counter()
+            self.customer.send({"type": "message", "text": text, "id": f"h{self.sent}"})
+            self.agent.expect("message", conversation=self.conversation, text=text)
+            out.append(time.perf_counter() - start)
+            self.customer.expect("ack", id=f"h{self.sent}")
+        for client in (self.customer, self.agent):
+            troubles = client.frames_of("error") + client.frames_of("ended")
+            assert not troubles, f"the healthy {client.name} was affected: {troubles}"
+        return out
+
+    def assert_latency(self, what: str) -> float:
+        samples = sorted(self.latencies())
+        p99 = samples[int(0.99 * len(samples))]
+        assert p99 < P99_BOUND_S, f"{what}: p99 {p99:.3f}s, samples {samples}"
+        return p99
+
+    def rss_kb(self) -> int:
+        status = Path(f"/proc/{self.gateway.proc.pid}/status").read_text()
+        rss = int(re.search(r"^VmRSS:\s+(\d+) kB$", status, re.M).group(1))
+        return rss
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("overload")
+    config = harness.write_config(
+        root, messages_per_second=MESSAGES_PER_SECOND, message_burst=MESSAGE_BURST
+    )
+    text = config.read_text().replace(
+        "hello_timeout_s = 60", f"hello_timeout_s = {HELLO_TIMEOUT_S}"
+    )
+    config.write_text(text + "\n[firewall]\nmax_connections = 10000\n")
+    harness.add_agent(config, AGENT, PASSWORD, "Hal")
+    gateway = harness.start_gateway(root / "cwd", config, "overload")
+    agent = gateway.connect("healthy agent")
+    hello_agent(agent, AGENT, PASSWORD)
+    customer = gateway.connect("healthy customer")
+    hello_customer(customer, identity={"name": "Hana"}, topic="billing")
+    answer_interview(customer, {"name": "Hana", "topic": "billing"})
+    offer = agent.expect("offer")
+    agent.send({"type": "accept", "offer": offer["offer"]})
+    agent.expect("connected", conversation=offer["conversation"])
+    customer.expect("connected", conversation=offer["conversation"])
+    yield Site(gateway, customer, agent, offer["conversation"])
+    customer.close()
+    agent.close()
+    gateway.stop()
+
+
+# -- many raw connections --------------------------------------------------------------
+
+
+def source(index: int) -> str:
+    """A loopback source address of its own for every PER_ADDRESS connections."""
+    block = index // PER_ADDRESS
+    return f"127.0.{1 + block // 250}.{1 + block % 250}"
+
+
+def open_many(port: int, count: int, first: int = 0, data: bytes = b"") -> list[socket.socket]:
+    """``count`` connections, each sending ``data`` once open.
+
+    Connected in parallel, a batch at a time: one after the other, each connect that
+    finds the listen queue (backlog 50) full waits a whole second for its SYN again.
+    """
+    socks: list[socket.socket] = []
+    for start in range(first, first + count, 250):
+        batch = []
+        for i in range(start, min(start + 250, first + count)):
+            sock = socket.socket()
+            sock.bind((source(i), 0))
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+            batch.append(sock)
+        selector = selectors.DefaultSelector()
+        for sock in batch:
+            selector.register(sock, selectors.EVENT_WRITE)
+        pending, deadline = len(batch), time.monotonic() + WAIT
+        while pending:
+            assert time.monotonic() < deadline, f"{pending} connections not open in {WAIT}s"
+            for key, _ in selector.select(1.0):
+                sock = key.fileobj
+                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                assert error == 0, f"connect failed: {os.strerror(error)}"
+                selector.unregister(sock)
+                pending -= 1
+        selector.close()
+        for sock in batch:
+            sock.setblocking(True)
+            sock.settimeout(WAIT)
+            if data:
+                sock.sendall(data)
+        socks += batch
+    return socks
+
+
+def read_all(socks: list[socket.socket], done, timeout: float = WAIT) -> dict:
+    """Read every socket until ``done(data, eof)`` holds for it; what each got."""
+    got = {sock: [b"", False] for sock in socks}
+    selector = selectors.DefaultSelector()
+    waiting = 0
+    for sock in socks:
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+        waiting += 1
+    deadline = time.monotonic() + timeout
+    try:
+        while waiting:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                stuck = [v for v in got.values() if not done(*v)]
+                raise AssertionError(f"{len(stuck)} connections not done; e.g. {stuck[:3]}")
+            for key, _ in selector.select(min(remaining, 1.0)):
+                sock = key.fileobj
+                try:
+                    chunk = sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                except ConnectionResetError:
+                    chunk = b""
+                entry = got[sock]
+                if chunk:
+                    entry[0] += chunk
+                else:
+                    entry[1] = True
+                if done(*entry) or entry[1]:
+                    selector.unregister(sock)
+                    waiting -= 1
+    finally:
+        selector.close()
+    return {sock: tuple(v) for sock, v in got.items()}
+
+
+def close_all(socks: list[socket.socket]) -> None:
+    for sock in socks:
+        sock.close()
+
+
+def frames(data: bytes) -> list[dict]:
+    return [json.loads(line) for line in data.splitlines() if line]
+
+
+# -- the tests ---------------------------------------------------------------------------
+
+
+def test_baseline_latency_and_memory(site):
+    site.assert_latency("idle gateway")
+    assert site.rss_kb() < RSS_BOUND_KB
+
+
+def test_the_per_address_cap_holds(site):
+    port = site.gateway.port
+    hello = b'{"type":"hello","protocol":"jsonim/1","role":"customer"}\n'
+    first = 50_000  # addresses no other test uses
+    full = open_many(port, PER_ADDRESS, first=first, data=hello)
+    try:
+        # All 50 served (so all counted) before the 51st comes.
+        for _data, eof in read_all(full, lambda data, eof: b'"welcome"' in data).values():
+            assert not eof
+        extra = socket.create_connection(("127.0.0.1", port), source_address=(source(first), 0))
+        extra.settimeout(10)
+        try:
+            got = extra.recv(100)
+        except ConnectionResetError:
+            got = b""
+        assert got == b"", "a 51st connection from one address was served"
+        extra.close()
+        other = socket.create_connection(
+            ("127.0.0.1", port), source_address=(source(first + PER_ADDRESS), 0)
+        )
+        other.settimeout(10)
+        other.sendall(hello)
+        assert b'"welcome"' in other.recv(4096), "another address was refused"
+        other.close()
+    finally:
+        close_all(full)
+    site.assert_latency("per-address cap")
+
+
+def test_slowloris_half_open_connections_are_capped_and_timed_out(site):
+    port = site.gateway.port
+    socks = open_many(port, SLOWLORIS, data=b'{"type": "hel')  # and never the rest
+    try:
+        site.assert_latency(f"{SLOWLORIS} half-open connections")
+        assert site.rss_kb() < RSS_BOUND_KB
+        # Each is told hello did not come in time, then closed.
+        start = time.monotonic()
+        results = read_all(socks, lambda data, eof: eof, timeout=HELLO_TIMEOUT_S + 30)
+        took = time.monotonic() - start
+        for data, eof in results.values():
+            assert eof
+            got = frames(data)
+            assert [(f["type"], f["code"]) for f in got] == [("error", "not_allowed")], got
+        assert took < HELLO_TIMEOUT_S + 10, took
+    finally:
+        close_all(socks)
+    site.assert_latency("after the slowloris")
+
+
+def test_garbage_and_connection_floods_do_not_slow_the_healthy_pair(site):
+    port = site.gateway.port
+    # Garbage before hello: each connection closed after max_bad_frames = 3.
+    garbage = open_many(port, 300, data=b"x\n" * 3)
+    try:
+        site.assert_latency("a garbage flood")
+        for data, eof in read_all(garbage, lambda d, eof: eof).values():
+            assert eof and [f["code"] for f in frames(data)] == ["bad_frame"] * 3, data
+    finally:
+        close_all(garbage)
+    # A connect-and-close storm.
+    for _ in range(5):
+        close_all(open_many(port, 200, first=500))
+    site.assert_latency("after a connection storm")
+
+
+def test_a_login_flood_is_refused_logged_and_bounded(site):
+    # Nothing throttles failed logins (see test_security.py): each costs a scrypt run
+    # (about 16 MiB and tens of milliseconds of CPU) in the reactor's thread pool. The
+    # reactor stays responsive, but on two cores the CPU is shared: the healthy pair's
+    # bound here is LOGIN_FLOOD_P99_BOUND_S, not P99_BOUND_S.
+    port = site.gateway.port
+    mark = len(site.gateway.lines)
+    hello = {
+        "type": "hello",
+        "protocol": "jsonim/1",
+        "role": "agent",
+        "client": {"name": "flood", "version": "1"},
+        "auth": {"user": AGENT, "password": "guess"},
+    }
+    logins = open_many(port, LOGINS, first=300, data=json.dumps(hello).encode() + b"\n")
+    try:
+        samples = sorted(site.latencies())
+        p99 = samples[int(0.99 * len(samples))]
+        assert p99 < LOGIN_FLOOD_P99_BOUND_S, f"p99 {p99:.3f}s during a login flood"
+        for data, eof in read_all(logins, lambda d, eof: eof).values():
+            assert eof and [f["code"] for f in frames(data)] == ["auth_failed"], data
+    finally:
+        close_all(logins)
+    failures = [
+        line
+        for line in site.gateway.lines[mark:]
+        if re.search(rf"auth failure protocol=jsonim user={AGENT} address=127\.0\.", line)
+    ]
+    assert len(failures) == LOGINS, f"{len(failures)} auth failure lines for {LOGINS} bad logins"
+    assert site.rss_kb() < RSS_BOUND_KB
+    site.assert_latency("after the login flood")
+
+
+def test_one_customer_flooding_messages_alone_is_rate_limited(site):
+    flooder = site.gateway.connect("flooder")
+    hello_customer(flooder, identity={"name": "Flo"}, topic="billing")
+    count = 1000
+    frames_out = [{"type": "message", "text": f"spam {i}", "id": f"s{i}"} for i in range(count)]
+    start = time.monotonic()
+    flooder.send_raw(b"".join(json.dumps(f).encode() + b"\n" for f in frames_out))
+    answers = {}
+    while len(answers) < count:
+        frame = flooder.expect_any(["ack", "error"], 30)
+        assert frame["id"] not in answers, f"two answers for {frame['id']}"
+        answers[frame["id"]] = frame
+    elapsed = time.monotonic() - start
+    acked = [f for f in answers.values() if f["type"] == "ack"]
+    limited = [f for f in answers.values() if f["type"] == "error"]
+    assert {f["code"] for f in limited} == {"rate_limited"}, {f["code"] for f in limited}
+    # The bucket: a burst, then the rate.
+    assert MESSAGE_BURST <= len(acked) <= MESSAGE_BURST + MESSAGES_PER_SECOND * elapsed + 1
+    assert len(limited) >= count - MESSAGE_BURST - MESSAGES_PER_SECOND * elapsed - 1
+    flooder.sync()  # still connected: rate limiting does not close
+    site.assert_latency("one customer flooding")
+    flooder.close()
+
+
+def test_two_thousand_idle_customers_then_a_healthy_exchange(site):
+    port = site.gateway.port
+    before = site.rss_kb()
+    hello = {
+        "type": "hello",
+        "protocol": "jsonim/1",
+        "role": "customer",
+        "client": {"name": "idle", "version": "1"},
+    }
+    socks = open_many(port, IDLE_CUSTOMERS, first=1000, data=json.dumps(hello).encode() + b"\n")
+    try:
+        results = read_all(socks, lambda data, eof: b'"prompt"' in data)
+        for data, eof in results.values():
+            assert not eof and frames(data)[0]["type"] == "welcome", data[:300]
+        site.assert_latency(f"{IDLE_CUSTOMERS} idle customers")
+        after = site.rss_kb()
+        assert after < RSS_BOUND_KB, f"VmRSS {after} kB with {IDLE_CUSTOMERS} customers"
+        assert after - before < IDLE_GROWTH_BOUND_KB, f"VmRSS grew {after - before} kB"
+        mark = len(site.gateway.lines)
+    finally:
+        close_all(socks)
+    # 2,000 departures at once hold the reactor for a moment (about half a second
+    # here): the latency that matters is once they have been handled.
+    wait_for_log_count(
+        site.gateway, r"JSON-IM 127\.0\.\d+\.\d+:\d+: connection closed", mark, IDLE_CUSTOMERS
+    )
+    site.assert_latency("after they left")
+
+
+def wait_for_log_count(gateway: harness.Gateway, pattern: str, start: int, count: int) -> None:
+    """Wait until ``count`` log lines from index ``start`` on match ``pattern``."""
+    regex = re.compile(pattern)
+    deadline = time.monotonic() + WAIT
+    index, seen = start, 0
+    while seen < count:
+        while index < len(gateway.lines) and seen < count:
+            seen += bool(regex.search(gateway.lines[index]))
+            index += 1
+        if seen < count:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"only {seen} of {count} lines /{pattern}/ in {WAIT}s"
+            with gateway._changed:
+                if index >= len(gateway.lines):
+                    gateway._changed.wait(min(remaining, 1.0))
