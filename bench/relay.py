@@ -1,0 +1,550 @@
+"""Relay throughput and latency: N customer-agent pairs through the gateway, beside peers.
+
+Run from a checkout (``bench/run`` builds the venv; see bench/README.md)::
+
+    bench/run relay.py --quick      # under two minutes
+    bench/run relay.py              # more pairs, longer windows
+
+Cases, each on loopback in this one run (the load generator is one asyncio process,
+raw sockets, never inside the measured server):
+
+- ``jsonim``: customers and agents on the gateway's JSON-IM listener.
+- ``irc``: customers and agents on the gateway's direct IRC listener, beside
+  ``ngircd``: the same generator, user-to-user PRIVMSG between pairs of users on ngircd
+  (users made IRC operators with user mode +F, ngircd's relaxed flood protection, as
+  the gateway's own rate limits are lifted for the bench).
+- ``xmpp``: customers (SASL ANONYMOUS) and agents (SCRAM-SHA-1) on the gateway's direct
+  XMPP listener, beside ``prosody``: user-to-user chat messages between pairs of
+  anonymous c2s users (plain TCP on loopback, no TLS on either side).
+- ``component``: customers and agents are Prosody c2s users; the gateway is attached
+  to Prosody as the XEP-0114 component ``support.localhost``; beside ``prosody`` again.
+
+Each conversation carries messages both ways. Per case: the maximum rate (closed loop,
+``--window`` messages in flight per side of each conversation), then an open loop at 50%
+and 90% of that rate with latency percentiles (send to delivery, one clock, µs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import attrs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as common
+import _loadgen as lg
+import _profile
+
+PASSWORD = "bench-Secret-1"
+
+
+@attrs.define
+class Rig:
+    """One case set up: its connections and its senders (both sides of every pair)."""
+
+    name: str
+    pid: int
+    conns: list[lg.Conn]
+    senders: list[lg.Sender]
+
+    def close(self) -> None:
+        """Close every connection."""
+        for conn in self.conns:
+            conn.close()
+
+
+# -- JSON-IM ---------------------------------------------------------------------------
+
+
+async def jsonim_rig(gateway: common.Gateway, pairs: int, agents: list[str]) -> Rig:
+    """``pairs`` JSON-IM customers, each in conversation with one of ``agents``."""
+    port = gateway.ports["jsonim"]
+    agent_conns = []
+    for name in agents:
+        conn = await lg.connect(port)
+        hello = {
+            "type": "hello",
+            "protocol": "jsonim/1",
+            "role": "agent",
+            "client": {"name": "bench", "version": "1"},
+            "auth": {"user": name, "password": PASSWORD},
+        }
+        conn.write(json.dumps(hello).encode() + b"\n")
+        await conn.expect(rb'"type": ?"welcome"[^\n]*\n')
+        conn.write(b'{"type":"presence","status":"available"}\n')
+        agent_conns.append(conn)
+    customers, senders = [], []
+    hello = {
+        "type": "hello",
+        "protocol": "jsonim/1",
+        "role": "customer",
+        "client": {"name": "bench", "version": "1"},
+        "topic": "billing",
+    }
+    line = json.dumps(hello).encode() + b"\n"
+    for _ in range(pairs):
+        conn = await lg.connect(port)
+        conn.write(line)
+        await conn.expect(rb'"type": ?"welcome"[^\n]*\n')
+        agent, match = await lg.expect_any(agent_conns, r'[^\n]*"type": ?"offer"[^\n]*\n')
+        offer = json.loads(match.group(0))
+        agent.write(b'{"type":"accept","offer":"%s"}\n' % offer["offer"].encode())
+        await conn.expect(rb'"type": ?"connected"[^\n]*\n')
+        await agent.expect(rb'"type": ?"connected"[^\n]*\n')
+        tail = lg.PAD.encode() + b'"}\n'
+        senders.append(lg.Sender(conn, b'{"type":"message","text":"', tail))
+        head = b'{"type":"message","conversation":"%s","text":"' % offer["conversation"].encode()
+        senders.append(lg.Sender(agent, head, tail))
+        customers.append(conn)
+    return Rig("jsonim", gateway.pid, agent_conns + customers, senders)
+
+
+# -- IRC ---------------------------------------------------------------------------------
+
+
+async def irc_register(conn: lg.Conn, nick: str, password: str | None = None) -> None:
+    """NICK/USER (and PASS), then wait for the end of the welcome burst."""
+    lines = f"PASS {password}\r\n" if password else ""
+    lines += f"NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n"
+    conn.write(lines.encode())
+    await conn.expect(rb" 001 ")
+    await conn.expect(rb" (376|422) ")
+
+
+async def irc_gateway_rig(gateway: common.Gateway, pairs: int, agents: list[str]) -> Rig:
+    """``pairs`` IRC customers on the direct listener, each talking to an IRC agent."""
+    port = gateway.ports["irc"]
+    agent_conns = []
+    for name in agents:
+        conn = await lg.connect(port)
+        await irc_register(conn, f"{name}_desk", f"{name}:{PASSWORD}")
+        agent_conns.append(conn)
+    customers, senders = [], []
+    tail = lg.PAD.encode() + b"\r\n"
+    for i in range(pairs):
+        conn = await lg.connect(port)
+        await irc_register(conn, f"cust{i}")
+        conn.write(b"PRIVMSG Support :hello\r\n")
+        agent, match = await lg.expect_any(agent_conns, r"NOTICE \S+ :Offer (o-\S+): (c-[0-9a-f]+)")
+        offer, alias = match.group(1), match.group(2)
+        agent.write(b"PRIVMSG Support :/accept %s\r\n" % offer)
+        talking = await conn.expect(rb"You are now talking with (\S+)\r\n")
+        await agent.expect(rb"You are now talking with " + alias)
+        senders.append(lg.Sender(conn, b"PRIVMSG %s :" % talking.group(1), tail))
+        senders.append(lg.Sender(agent, b"PRIVMSG %s :" % alias, tail))
+        customers.append(conn)
+    return Rig("irc", gateway.pid, agent_conns + customers, senders)
+
+
+async def ngircd_user(server: common.Ngircd, nick: str) -> lg.Conn:
+    """One registered ngircd user, an operator with user mode +F (no flood throttling)."""
+    conn = await lg.connect(server.port)
+    await irc_register(conn, nick)
+    conn.write(f"OPER bench {PASSWORD}\r\nMODE {nick} +F\r\n".encode())
+    await conn.expect(rb" 381 ")
+    await conn.expect(rb"MODE " + nick.encode() + rb" :?\+F")
+    return conn
+
+
+async def ngircd_rig(server: common.Ngircd, pairs: int) -> Rig:
+    """``pairs`` pairs of ngircd users (opers with +F) who PRIVMSG each other.
+
+    ngircd paces each new connection's first commands, so the users register in
+    parallel.
+    """
+    nicks = [f"u{i}{side}" for i in range(pairs) for side in "ab"]
+    conns = list(await asyncio.gather(*(ngircd_user(server, nick) for nick in nicks)))
+    senders = []
+    tail = lg.PAD.encode() + b"\r\n"
+    for i in range(0, len(conns), 2):
+        a, b = conns[i], conns[i + 1]
+        senders.append(lg.Sender(a, f"PRIVMSG {nicks[i + 1]} :".encode(), tail))
+        senders.append(lg.Sender(b, f"PRIVMSG {nicks[i]} :".encode(), tail))
+    return Rig("ngircd", server.pid, conns, senders)
+
+
+# -- XMPP ------------------------------------------------------------------------------
+
+STREAM = (
+    "<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "
+    "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
+)
+SASL_NS = "urn:ietf:params:xml:ns:xmpp-sasl"
+
+
+async def xmpp_login(
+    conn: lg.Conn, user: str | None, password: str = "", domain: str = "localhost"
+) -> str:
+    """Open the stream, authenticate (ANONYMOUS, or SCRAM-SHA-1), bind; the full JID."""
+    stream = STREAM.replace("to='localhost'", f"to='{domain}'").encode()
+    conn.write(stream)
+    await conn.expect(rb"</stream:features>")
+    if user is None:
+        conn.write(f"<auth xmlns='{SASL_NS}' mechanism='ANONYMOUS'/>".encode())
+    else:
+        nonce = base64.b64encode(os.urandom(12)).decode()
+        first_bare = f"n={user},r={nonce}"
+        initial = base64.b64encode(f"n,,{first_bare}".encode()).decode()
+        conn.write(f"<auth xmlns='{SASL_NS}' mechanism='SCRAM-SHA-1'>{initial}</auth>".encode())
+        match = await conn.expect(rb"<challenge[^>]*>([^<]+)</challenge>")
+        server_first = base64.b64decode(match.group(1)).decode()
+        fields = dict(part.split("=", 1) for part in server_first.split(","))
+        salted = hashlib.pbkdf2_hmac(
+            "sha1", password.encode(), base64.b64decode(fields["s"]), int(fields["i"])
+        )
+        client_key = hmac.new(salted, b"Client Key", "sha1").digest()
+        stored = hashlib.sha1(client_key).digest()
+        without_proof = f"c=biws,r={fields['r']}"
+        message = f"{first_bare},{server_first},{without_proof}".encode()
+        signature = hmac.new(stored, message, "sha1").digest()
+        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+        final = f"{without_proof},p={base64.b64encode(proof).decode()}"
+        encoded = base64.b64encode(final.encode()).decode()
+        conn.write(f"<response xmlns='{SASL_NS}'>{encoded}</response>".encode())
+    await conn.expect(rb"<success")
+    conn.write(stream)
+    await conn.expect(rb"</stream:features>")
+    conn.write(
+        b"<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>"
+        b"<iq type='set' id='s1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>"
+    )
+    match = await conn.expect(rb"<jid>([^<]+)</jid>")
+    await conn.expect(rb"id=.s1.")
+    return match.group(1).decode()
+
+
+def xmpp_sender(conn: lg.Conn, to: str) -> lg.Sender:
+    """Chat messages to ``to``."""
+    head = f"<message to='{to}' type='chat'><body>".encode()
+    return lg.Sender(conn, head, lg.PAD.encode() + b"</body></message>")
+
+
+async def xmpp_gateway_rig(gateway: common.Gateway, pairs: int, agents: list[str]) -> Rig:
+    """``pairs`` anonymous XMPP customers on the direct listener, each with an agent."""
+    port = gateway.ports["xmpp"]
+    agent_conns = []
+    for name in agents:
+        conn = await lg.connect(port)
+        await xmpp_login(conn, name, PASSWORD)
+        conn.write(b"<presence/>")
+        agent_conns.append(conn)
+    customers, senders = [], []
+    for _ in range(pairs):
+        conn = await lg.connect(port)
+        await xmpp_login(conn, None)
+        conn.write(b"<message to='support@localhost' type='chat'><body>hello</body></message>")
+        agent, match = await lg.expect_any(
+            agent_conns, r"offer (o-[0-9a-f]+): customer \S+ \((c-[0-9a-f]+@localhost)\)"
+        )
+        offer, alias = match.group(1).decode(), match.group(2).decode()
+        command = f"<body>/accept {offer}</body>"
+        agent.write(f"<message to='support@localhost' type='chat'>{command}</message>".encode())
+        await conn.expect(rb"<body>You are now chatting with")
+        senders.append(xmpp_sender(conn, "support@localhost"))
+        senders.append(xmpp_sender(agent, alias))
+        customers.append(conn)
+    return Rig("xmpp", gateway.pid, agent_conns + customers, senders)
+
+
+async def component_rig(
+    gateway: common.Gateway, server: common.Prosody, pairs: int, agents: list[str]
+) -> Rig:
+    """Customers (anonymous) and agents (``corp.localhost`` accounts) on Prosody, talking
+    through the gateway attached as the component ``support.localhost``."""
+    support = "support@support.localhost"
+    deadline = time.monotonic() + 30
+    while not gateway.logged(r"XMPP component \S+ attached"):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the gateway did not attach to Prosody as a component")
+        await asyncio.sleep(0.05)
+    agent_conns = []
+    for name in agents:
+        conn = await lg.connect(server.port)
+        await xmpp_login(conn, name, PASSWORD, domain="corp.localhost")
+        conn.write(f"<presence/><presence to='{support}'/>".encode())
+        agent_conns.append(conn)
+    await asyncio.sleep(0.5)  # the presences reach the gateway
+    customers, senders = [], []
+    for _ in range(pairs):
+        conn = await lg.connect(server.port)
+        await xmpp_login(conn, None)
+        conn.write(
+            f"<presence/><message to='{support}' type='chat'><body>hi</body></message>".encode()
+        )
+        agent, match = await lg.expect_any(
+            agent_conns, r"offer (o-[0-9a-f]+): customer \S+ \((c-[0-9a-f]+@support\.localhost)\)"
+        )
+        offer, alias = match.group(1).decode(), match.group(2).decode()
+        command = f"<body>/accept {offer}</body>"
+        agent.write(f"<message to='{support}' type='chat'>{command}</message>".encode())
+        await conn.expect(rb"<body>You are now chatting with")
+        senders.append(xmpp_sender(conn, support))
+        senders.append(xmpp_sender(agent, alias))
+        customers.append(conn)
+    return Rig("component", gateway.pid, agent_conns + customers, senders)
+
+
+async def prosody_user(server: common.Prosody) -> tuple[lg.Conn, str]:
+    """One anonymous Prosody user, online; (connection, full JID)."""
+    conn = await lg.connect(server.port)
+    jid = await xmpp_login(conn, None)
+    conn.write(b"<presence/>")
+    return conn, jid
+
+
+async def prosody_rig(server: common.Prosody, pairs: int) -> Rig:
+    """``pairs`` pairs of anonymous Prosody users who write to each other."""
+    users = await asyncio.gather(*(prosody_user(server) for _ in range(2 * pairs)))
+    conns, senders = [], []
+    for (a, a_jid), (b, b_jid) in zip(users[::2], users[1::2], strict=True):
+        senders += [xmpp_sender(a, b_jid), xmpp_sender(b, a_jid)]
+        conns += [a, b]
+    return Rig("prosody", server.pid, conns, senders)
+
+
+# -- measuring ------------------------------------------------------------------------------
+
+
+@attrs.define
+class Figures:
+    """One case's results."""
+
+    name: str
+    maximum: lg.Result
+    half: lg.Result
+    ninety: lg.Result
+    server_cpu: float  # fraction of one core the server used at the maximum
+
+
+async def measure(rig: Rig, options: argparse.Namespace, profile: Path | None = None) -> Figures:
+    """Maximum rate, then latency at 50% and 90% of it; ``profile``: py-spy the maximum."""
+    cpu0, t0 = common.cpu_seconds(rig.pid), time.monotonic()
+    spy = _profile.start(rig.pid, options.warmup + options.seconds, profile) if profile else None
+    maximum = await lg.run_closed(
+        rig.conns, rig.senders, options.window, options.warmup, options.seconds
+    )
+    if spy is not None and profile is not None:
+        spy.wait(30)
+        if profile.exists():
+            summary = _profile.summarise(profile)
+            profile.with_suffix(".summary.txt").write_text(summary)
+            print(
+                f"  profile of {rig.name} at the maximum ({profile.with_suffix('.summary.txt')}):"
+            )
+            print("    " + "\n    ".join(summary.splitlines()[:22]))
+    server_cpu = (common.cpu_seconds(rig.pid) - cpu0) / (time.monotonic() - t0)
+    results = []
+    rates = options.rates or [maximum.rate * 0.5, maximum.rate * 0.9]
+    for rate in rates:
+        results.append(
+            await lg.run_open(rig.conns, rig.senders, rate, options.warmup, options.seconds)
+        )
+    figures = Figures(rig.name, maximum, results[0], results[1], server_cpu)
+    print(
+        f"  {rig.name}: max {maximum.rate:,.0f} msg/s (server CPU {server_cpu:.0%}, "
+        f"generator CPU {maximum.generator_cpu:.0%}); "
+        f"50%: p50/p99/p99.9 {results[0].p50:.0f}/{results[0].p99:.0f}/{results[0].p999:.0f} µs; "
+        f"90%: {results[1].p50:.0f}/{results[1].p99:.0f}/{results[1].p999:.0f} µs",
+        flush=True,
+    )
+    return figures
+
+
+def report(ours: Figures, peer: Figures | None) -> list[list[object]]:
+    """Rows of the table: metric, ours, peer, ratio (>1: ours is better)."""
+
+    def us(value: float) -> str:
+        return "—" if value != value else f"{value:,.0f}"
+
+    rows: list[list[object]] = []
+    p = peer
+    rows.append(
+        [
+            f"{ours.name}: max msg/s",
+            f"{ours.maximum.rate:,.0f}",
+            f"{p.maximum.rate:,.0f}" if p else "—",
+            common.ratio(ours.maximum.rate, p.maximum.rate) if p else "—",
+        ]
+    )
+    for label, mine, theirs in (
+        ("p50 µs @50%", ours.half.p50, p.half.p50 if p else math.nan),
+        ("p99 µs @50%", ours.half.p99, p.half.p99 if p else math.nan),
+        ("p99.9 µs @50%", ours.half.p999, p.half.p999 if p else math.nan),
+        ("p50 µs @90%", ours.ninety.p50, p.ninety.p50 if p else math.nan),
+        ("p99 µs @90%", ours.ninety.p99, p.ninety.p99 if p else math.nan),
+        ("p99.9 µs @90%", ours.ninety.p999, p.ninety.p999 if p else math.nan),
+    ):
+        rows.append(
+            [
+                f"{ours.name}: {label}",
+                us(mine),
+                us(theirs),
+                common.ratio(mine, theirs, higher_is_better=False),
+            ]
+        )
+    rows.append(
+        [
+            f"{ours.name}: server CPU at max",
+            f"{ours.server_cpu:.0%}",
+            f"{p.server_cpu:.0%}" if p else "—",
+            "",
+        ]
+    )
+    return rows
+
+
+Case = tuple[str, Callable[[], Awaitable[Rig]], Callable[[], Awaitable[Rig]] | None]
+
+
+async def main_async(options: argparse.Namespace) -> int:
+    """Start the servers, run every case, print the table."""
+    venv = Path(options.venv) if options.venv else common.default_venv()
+    root = common.workdir("relay")
+    common.raise_nofile()
+    wanted = options.cases.split(",")
+    agents = {p: [f"{p[0]}agent{i}" for i in range(options.agents)] for p in ("jsonim", "irc")}
+    agents["xmpp"] = [f"xagent{i}" for i in range(options.agents)]
+    agents["component"] = [f"cagent{i}" for i in range(options.agents)]
+    capacity = math.ceil(options.pairs / options.agents) + 1
+
+    (root / "gateway").mkdir()
+    data_dir = root / "gateway" / "data"
+    if options.data_dir:
+        data_dir = Path(tempfile.mkdtemp(prefix="imgw-bench-data-", dir=options.data_dir))
+    ngircd = prosody = None
+    if "xmpp" in wanted or "component" in wanted:
+        prosody = common.Prosody(root / "prosody")
+    gateway = common.Gateway(
+        venv,
+        root / "gateway",
+        common.gateway_config(
+            data_dir,
+            irc=True,
+            xmpp=True,
+            log_level="info",
+            component_port=prosody.component_port if "component" in wanted else None,
+        ),
+    )
+    rows: list[list[object]] = []
+    peers: dict[str, Figures] = {}
+    try:
+        if prosody is not None:
+            prosody.start()
+            if "component" in wanted:
+                for name in agents["component"]:
+                    prosody.register(name, "corp.localhost", PASSWORD)
+        for protocol in wanted:
+            for name in agents.get(protocol, []):
+                address = ["--address", f"xmpp:{name}@corp.localhost"]
+                gateway.add_agent(
+                    name, PASSWORD, capacity, address if protocol == "component" else []
+                )
+        started = gateway.start(["jsonim", "irc", "xmpp"], lift_stanza_limit=True)
+        print(f"gateway listening {started:.2f} s after start (load {common.load_average()})")
+        if "irc" in wanted:
+            ngircd = common.Ngircd(root / "ngircd")
+            ngircd.start()
+        cases: dict[str, Case] = {
+            "jsonim": (
+                "jsonim",
+                lambda: jsonim_rig(gateway, options.pairs, agents["jsonim"]),
+                None,
+            ),
+            "irc": (
+                "irc",
+                lambda: irc_gateway_rig(gateway, options.pairs, agents["irc"]),
+                lambda: ngircd_rig(ngircd, options.pairs),
+            ),
+            "xmpp": (
+                "xmpp",
+                lambda: xmpp_gateway_rig(gateway, options.pairs, agents["xmpp"]),
+                lambda: prosody_rig(prosody, options.pairs),
+            ),
+            "component": (
+                "component",
+                lambda: component_rig(gateway, prosody, options.pairs, agents["component"]),
+                lambda: prosody_rig(prosody, options.pairs),
+            ),
+        }
+        for protocol in wanted:
+            _, make_ours, make_peer = cases[protocol]
+            print(f"{protocol}: {options.pairs} pairs (load {common.load_average()})", flush=True)
+            rig = await make_ours()
+            profile = root / f"profile-{protocol}.txt" if options.profile else None
+            ours = await measure(rig, options, profile)
+            rig.close()
+            peer = None
+            peer_name = {"irc": "ngircd", "xmpp": "prosody", "component": "prosody"}.get(protocol)
+            if peer_name in peers:
+                peer = peers[peer_name]  # measured once per run, under the same load
+            elif make_peer is not None and peer_name is not None:
+                rig = await make_peer()
+                peer = peers[peer_name] = await measure(rig, options)
+                rig.close()
+            rows += report(ours, peer)
+    finally:
+        for server in (prosody, ngircd, gateway):
+            if server is not None:
+                server.stop()
+    print()
+    print(
+        f"pairs {options.pairs}, window {options.window}, {options.seconds:g} s per point, "
+        f"load average {common.load_average()}, {os.cpu_count()} CPUs"
+    )
+    print(common.table(["metric", "ours", "peer", "ratio (>1: ours better)"], rows))
+    print(f"(work files: {root})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options and run."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="under two minutes")
+    parser.add_argument("--venv", help="venv with imgateway installed (default: this one)")
+    parser.add_argument(
+        "--cases",
+        default="jsonim,irc,xmpp,component",
+        help="comma-separated: jsonim, irc (vs ngircd), xmpp (vs Prosody), component "
+        "(XMPP through Prosody, vs Prosody)",
+    )
+    parser.add_argument("--pairs", type=int, help="customer-agent pairs (quick 50, full 200)")
+    parser.add_argument("--agents", type=int, default=5, help="agent accounts per protocol")
+    parser.add_argument("--window", type=int, default=8, help="closed loop: in flight per side")
+    parser.add_argument("--seconds", type=float, help="measured seconds per point")
+    parser.add_argument(
+        "--data-dir",
+        help="directory for the gateway's database (default: the work directory, on disk; "
+        "/dev/shm takes fsync out of the figures)",
+    )
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [float(r) for r in text.split(",")],
+        help="two open-loop rates (msg/s) instead of 50%% and 90%% of the maximum",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the gateway during each maximum"
+    )
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
+    options = parser.parse_args(argv)
+    if options.pairs is None:
+        options.pairs = 50 if options.quick else 200
+    if options.seconds is None:
+        options.seconds = 3.0 if options.quick else 10.0
+    return asyncio.run(main_async(options))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
