@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -201,7 +202,7 @@ def _configure(conn: sqlite3.Connection, path: Path) -> None:
         # First, so that every later statement waits for a CLI or gateway
         # holding the lock instead of failing at once.
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _switch_to_wal(conn)
         # An acknowledged message must survive power loss; group commit
         # amortises the fsync this costs.
         conn.execute("PRAGMA synchronous = FULL")
@@ -210,6 +211,19 @@ def _configure(conn: sqlite3.Connection, path: Path) -> None:
         raise StoreError(f"{path}: cannot use database: {e}") from None
     if str(mode).lower() != "wal":
         raise StoreError(f"{path}: cannot use write-ahead logging (journal mode is {mode})")
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> str:
+    # Entering WAL needs an exclusive lock, and SQLite reports a conflict there at once
+    # instead of waiting: two CLI commands on a new database would otherwise fail.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
