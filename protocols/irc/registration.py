@@ -282,6 +282,11 @@ class RegistrationCommands:
             self.reply(rpl.ERR_NICKNAMEINUSE, self.nick, "Nickname is already in use")
             self.nick = None
             return
+        # The firewall's rules may depend on the role: ask it again now it is known.
+        role = "agent" if self.agent is not None else "customer"
+        if not getattr(self.transport, "firewall_role", lambda _: True)(role):
+            self.closing = True
+            return
         self.registered = True
         self.factory.nick_space(self)[self.nick.lower()] = self
         self.registration_done()

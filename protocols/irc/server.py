@@ -224,6 +224,10 @@ class IrcConnection(RegistrationCommands, QueryCommands, ChatCommands, Protocol)
         self._cancel_timers()
         self.transport.loseConnection()
 
+    def firewall_reject(self, reason: str) -> None:
+        """The firewall refuses this client: ERROR first (the firewall closes)."""
+        self.send(Message("ERROR", (f"Closing Link: {self.nick or '*'} ({reason})",)))
+
     def close(self, reason: str) -> None:
         """IParty: the core closes this connection."""
         self._log.info("IRC {peer}: closing: {reason}", peer=self.peer, reason=reason)

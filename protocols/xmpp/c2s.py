@@ -397,6 +397,13 @@ class ClientStream(Protocol):
             self._fail("policy-violation", "too many failed authentications")
 
     def _authenticated(self, local: str, success: bytes | None) -> None:
+        # The firewall's rules may depend on the role: ask it again now it is known.
+        role = "agent" if self._agent is not None else "customer"
+        if not getattr(self.transport, "firewall_role", lambda _: True)(role):
+            self._state = _CLOSED
+            self._parser.stop()
+            self._cancel_timer()
+            return
         self._local = local
         self._state = _AUTHENTICATED
         self.bare = f"{local}@{self._server.domain}"
@@ -520,6 +527,11 @@ class ClientStream(Protocol):
         self._parser.stop()
         self._cancel_timer()
         self.transport.loseConnection()
+
+    def firewall_reject(self, reason: str) -> None:
+        """The firewall refuses this stream: its polite error (the firewall closes)."""
+        self._send_header()
+        self.transport.write(stanzas.stream_error("policy-violation", reason))
 
     def _close(self) -> None:
         if self._state == _CLOSED:

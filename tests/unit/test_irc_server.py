@@ -352,3 +352,33 @@ def test_privmsg_errors_and_ping_without_origin():
     ]
     client.send("NOTICE", "NOTICE nobody :x")
     assert client.lines() == []
+
+
+def test_a_role_the_firewall_refuses_gets_no_welcome():
+    srv = server()
+    asked = []
+    client = srv.connect()
+
+    def refuse_customers(role):
+        # As the firewall's wrapper does: the protocol's polite error, then False.
+        asked.append(role)
+        if role == "customer":
+            client.protocol.firewall_reject("refused by the firewall")
+            return False
+        return True
+
+    client.transport.firewall_role = refuse_customers
+    client.send("NICK dana", "USER dana 0 * :Dana Doe")
+    assert asked == ["customer"]
+    assert client.lines() == ["ERROR :Closing Link: dana (refused by the firewall)"]
+    client.send("PING :x")  # nothing more is served on it
+    assert client.lines() == []
+    # An agent from the same place is asked about as an agent, and let in.
+    agent = srv.connect(tls=True)
+    agent.transport.firewall_role = refuse_customers
+    token = base64.b64encode(b"\0anna\0secret").decode()
+    agent.send("CAP LS 302", "NICK anna", "USER anna 0 * :Anna")
+    agent.send("CAP REQ :sasl", "AUTHENTICATE PLAIN")
+    agent.send(f"AUTHENTICATE {token}", "CAP END")
+    assert asked == ["customer", "agent"]
+    assert "001" in agent.commands()

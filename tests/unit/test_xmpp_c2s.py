@@ -264,3 +264,16 @@ def test_idle_stream_is_pinged_then_closed_when_silent():
     core.clock.advance(60)  # unanswered
     assert "connection-timeout" in client.transport.value().decode()
     assert client.transport.disconnecting
+
+
+def test_a_role_the_firewall_refuses_gets_no_session():
+    _core, server = make_server()
+    client = Client(server)
+    asked = []
+    client.transport.firewall_role = lambda role: asked.append(role) or False
+    client.open()
+    out = client.send(f"<auth xmlns='{SASL}' mechanism='ANONYMOUS'/>")
+    assert asked == ["customer"]
+    assert "<success" not in out
+    client.stream.firewall_reject("refused by the firewall")
+    assert "<policy-violation" in client.transport.value().decode()
