@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Callable, Container
 
@@ -14,6 +15,10 @@ class IdFactory:
 
     def __init__(self, token_hex: Callable[[int], str] = secrets.token_hex) -> None:
         self._token_hex = token_hex
+        # Message ids need to be unique, not secret: a random prefix per process and a
+        # counter, instead of the system's randomness on every message.
+        self._message_prefix = "g-" + token_hex(6)
+        self._messages = itertools.count(1)
 
     def session(self) -> str:
         """A session id, ``s-…``."""
@@ -24,8 +29,8 @@ class IdFactory:
         return "c-" + self._token_hex(8)
 
     def message(self) -> str:
-        """A stored message id, ``g-…``."""
-        return "g-" + self._token_hex(10)
+        """A stored message id, ``g-…``, unique across restarts of this database."""
+        return f"{self._message_prefix}{next(self._messages):08x}"
 
     def offer(self) -> str:
         """An offer id, ``o-…``."""

@@ -383,3 +383,12 @@ def test_agent_attached_by_its_upstream_address():
                 client=ev.ClientInfo(),
             )
         )
+
+
+def test_message_ids_are_unique_per_process_and_across_processes():
+    from gateway.ids import IdFactory
+
+    first, second = IdFactory(), IdFactory()
+    ids = [first.message() for _ in range(1000)] + [second.message() for _ in range(1000)]
+    assert len(set(ids)) == 2000
+    assert all(i.startswith("g-") and len(i) == 22 for i in ids)
