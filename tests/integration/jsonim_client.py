@@ -298,3 +298,22 @@ def exchange(
         answered,
     ), got
     return to_agent, to_customer
+
+
+def connected_pair(
+    gateway: Any, agent_name: str, password: str
+) -> tuple[JsonImClient, JsonImClient, str]:
+    """A healthy customer and agent already in conversation: (customer, agent, id).
+
+    Hostile cases run beside it; it must carry on unaffected.
+    """
+    agent = gateway.connect("healthy agent")
+    hello_agent(agent, agent_name, password)
+    customer = gateway.connect("healthy customer")
+    hello_customer(customer, identity={"name": "Hana"}, topic="billing")
+    answer_interview(customer, {"name": "Hana", "topic": "billing"})
+    offer = agent.expect("offer")
+    agent.send({"type": "accept", "offer": offer["offer"]})
+    agent.expect("connected", conversation=offer["conversation"])
+    customer.expect("connected", conversation=offer["conversation"])
+    return customer, agent, offer["conversation"]

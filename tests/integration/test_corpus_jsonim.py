@@ -20,7 +20,7 @@ import harness
 import pytest
 from jsonim_client import (
     JsonImClient,
-    answer_interview,
+    connected_pair,
     exchange,
     hello_agent,
     hello_customer,
@@ -408,16 +408,8 @@ def site(tmp_path_factory):
     harness.add_agent(config, AGENT, PASSWORD, "Hal")
     harness.add_agent(config, PROBE, PROBE_PASSWORD, "Probe")
     gateway = harness.start_gateway(root / "cwd", config, "corpus-jsonim")
-    agent = gateway.connect("healthy agent")
-    hello_agent(agent, AGENT, PASSWORD)
-    customer = gateway.connect("healthy customer")
-    hello_customer(customer, identity={"name": "Hana"}, topic="billing")
-    answer_interview(customer, {"name": "Hana", "topic": "billing"})
-    offer = agent.expect("offer")
-    agent.send({"type": "accept", "offer": offer["offer"]})
-    agent.expect("connected", conversation=offer["conversation"])
-    customer.expect("connected", conversation=offer["conversation"])
-    yield Site(gateway, customer, agent, offer["conversation"])
+    customer, agent, conversation = connected_pair(gateway, AGENT, PASSWORD)
+    yield Site(gateway, customer, agent, conversation)
     customer.close()
     agent.close()
     gateway.stop()

@@ -25,7 +25,11 @@ from pathlib import Path
 import attrs
 import harness
 import pytest
-from jsonim_client import JsonImClient, answer_interview, hello_agent, hello_customer
+from jsonim_client import (
+    JsonImClient,
+    connected_pair,
+    hello_customer,
+)
 
 AGENT, PASSWORD = "hal", "hal-Secret-9"
 PER_ADDRESS = 50  # [firewall] max_connections_per_address, the packaged default
@@ -96,16 +100,8 @@ def site(tmp_path_factory):
     config.write_text(text + "\n[firewall]\nmax_connections = 10000\n")
     harness.add_agent(config, AGENT, PASSWORD, "Hal")
     gateway = harness.start_gateway(root / "cwd", config, "overload")
-    agent = gateway.connect("healthy agent")
-    hello_agent(agent, AGENT, PASSWORD)
-    customer = gateway.connect("healthy customer")
-    hello_customer(customer, identity={"name": "Hana"}, topic="billing")
-    answer_interview(customer, {"name": "Hana", "topic": "billing"})
-    offer = agent.expect("offer")
-    agent.send({"type": "accept", "offer": offer["offer"]})
-    agent.expect("connected", conversation=offer["conversation"])
-    customer.expect("connected", conversation=offer["conversation"])
-    yield Site(gateway, customer, agent, offer["conversation"])
+    customer, agent, conversation = connected_pair(gateway, AGENT, PASSWORD)
+    yield Site(gateway, customer, agent, conversation)
     customer.close()
     agent.close()
     gateway.stop()
