@@ -152,18 +152,9 @@ class Gateway:
             stdin=password + "\n",
         )  # fmt: skip
 
-    def start(self, expect: Sequence[str], *, lift_stanza_limit: bool = False) -> float:
-        """Start, wait for a listener of each protocol in ``expect``; seconds to listening.
-
-        ``lift_stanza_limit``: run twistd through a one-line wrapper that raises the
-        direct XMPP listener's fixed per-connection stanza limit (20/s, a constant in
-        ``protocols/xmpp/c2s.py``, not a setting), which an agent serving many
-        customers at bench rates exceeds; every other limit is in the configuration.
-        """
-        if lift_stanza_limit:
-            args = [str(self.venv / "bin" / "python"), "-c", _LIFT_STANZA_LIMIT]
-        else:
-            args = [str(self.venv / "bin" / "twistd")]
+    def start(self, expect: Sequence[str]) -> float:
+        """Start, wait for a listener of each protocol in ``expect``; seconds to listening."""
+        args = [str(self.venv / "bin" / "twistd")]
         args += ["-n", "--pidfile=", "--logfile=-"]
         args += ["imgateway", "--config", str(self.config)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
@@ -245,12 +236,6 @@ def _admin_section(venv: Path) -> str:
     return ""
 
 
-_LIFT_STANZA_LIMIT = (
-    "import sys; import protocols.xmpp.c2s as c; "
-    "c.STANZAS_PER_SECOND = 1e9; c.STANZA_BURST = 10**9; "
-    "from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
-)
-
 GATEWAY_CONFIG = """\
 [gateway]
 name = "imgateway-bench"
@@ -302,6 +287,8 @@ allow_plaintext_auth = true
 [xmpp]
 messages_per_second = 1000000.0
 message_burst = 1000000
+stanzas_per_second = 1000000000.0
+stanza_burst = 1000000000
 max_customers = 10000000
 auth_timeout_s = 600
 ping_s = 3600

@@ -452,7 +452,7 @@ async def main_async(options: argparse.Namespace) -> int:
                 gateway.add_agent(
                     name, PASSWORD, capacity, address if protocol == "component" else []
                 )
-        started = gateway.start(["jsonim", "irc", "xmpp"], lift_stanza_limit=True)
+        started = gateway.start(["jsonim", "irc", "xmpp"])
         print(f"gateway listening {started:.2f} s after start (load {common.load_average()})")
         if "irc" in wanted:
             ngircd = common.Ngircd(root / "ngircd")

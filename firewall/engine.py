@@ -10,6 +10,7 @@ going, new ones meet the new rules.
 from __future__ import annotations
 
 import difflib
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,9 @@ from firewall.translate import Translator
 from gateway import logs
 
 SWEEP_INTERVAL_S = 1.0
+
+_REFUSAL = "firewall {verdict} address={address} listener={listener} rule={rule}"
+_inet_pton, _AF_INET, _now = socket.inet_pton, socket.AF_INET, time.time
 
 
 class FastLogger(Logger):
@@ -73,6 +77,9 @@ class Decision(NamedTuple):
     handle: int | None
     reason: str
     pending_role: bool = False
+
+
+_ACCEPT_BY_POLICY = Decision("accept", None, "")
 
 
 @attrs.define(eq=False)
@@ -119,18 +126,29 @@ class Firewall:
         """The running rule set."""
         return self._ruleset
 
-    def _install(self, rs: Ruleset) -> None:
+    def _install(self, rs: Ruleset, fresh: int | None = None) -> None:
+        # A rule keeps its counter: by handle (fw add, fw delete), else by text (fw apply;
+        # rules of the same text in order). ``fresh``, a new rule's handle, starts at zero.
         old = getattr(self, "_ruleset", None)
         counters: dict[int, Counter] = {}
+        by_text: dict[tuple[str, str], list[Counter]] = {}
+        was: dict[int, tuple[str, str]] = {}
         if old is not None:
-            by_text = {(c, r.text): self.counters.get(h) for c, h, r in old.rules()}
-            for chain, handle, rule in rs.rules():
-                counters[handle] = by_text.get((chain, rule.text)) or Counter()
-        else:
-            counters = {h: Counter() for _, h, _ in rs.rules()}
+            for chain, handle, rule in old.rules():
+                by_text.setdefault((chain, rule.text), []).append(self.counters[handle])
+                was[handle] = (chain, rule.text)
+        for chain, handle, rule in rs.rules():
+            if handle == fresh:
+                counters[handle] = Counter()
+            elif was.get(handle) == (chain, rule.text):
+                counters[handle] = self.counters[handle]
+            else:
+                same = by_text.get((chain, rule.text))
+                counters[handle] = same.pop(0) if same else Counter()
+        # The compiled outcomes hold the same Counter objects as ``counters``.
         compiled = {
-            "input": CompiledChain(rs.chains["input"], rs.sets),
-            "output": CompiledChain(rs.chains["output"], rs.sets, output=True),
+            "input": CompiledChain(rs.chains["input"], rs.sets, counters=counters),
+            "output": CompiledChain(rs.chains["output"], rs.sets, output=True, counters=counters),
         }
         translator = Translator(rs.translations)
         # One assignment each, no await in between: a swap no connection sees half done.
@@ -233,8 +251,7 @@ class Firewall:
         rs = self._copy()
         rs.chains[chain].rules.append((handle, rule))
         rs.next_handle = handle + 1
-        self._install(rs)
-        self.counters[handle] = Counter()
+        self._install(rs, fresh=handle)
         return handle
 
     def delete_rule(self, handle: int) -> bool:
@@ -306,20 +323,33 @@ class Firewall:
     def admit(self, listener: str, protocol: str, host: str | None) -> Decision:
         """Bans, the input chain and connection limits for a new connection from ``host``
         (an IP address as text; None for a peer without one, such as a UNIX socket)."""
-        ip, key = self._parse(host)
+        ip: IP | None
+        key: int | None
+        if host is not None and ":" not in host:
+            # Runs for every new connection: IPv4 text is read here, without calls.
+            try:
+                key = int.from_bytes(_inet_pton(_AF_INET, host), "big")
+                ip = (32, key)
+            except (OSError, ValueError):
+                ip = key = None
+        else:
+            ip, key = self._parse(host)
         if key is not None and key in self.bans and self.banned(key):
             return self._refuse("drop", None, "banned", listener, host)
-        verdict = self._input.evaluate(
-            ip, self._under_limit, key=key, listener=listener, protocol=protocol
-        )
-        if verdict.pending:
-            verdict = self._whatever_the_role(verdict, ip, key, listener, protocol)
+        verdict = self._input.quick(ip)
+        if verdict is None:
+            verdict = self._input.walk(
+                ip, self._under_limit, key=key, listener=listener, protocol=protocol
+            )
+            if verdict.pending:
+                verdict = self._whatever_the_role(verdict, ip, key, listener, protocol)
         if verdict.logs or verdict.log:
             self._log_rules(verdict, listener, host)
+        handle = verdict.handle
         if verdict.verdict == "drop" or verdict.verdict == "reject":
-            return self._refuse(verdict.verdict, verdict.handle, "rule", listener, host)
-        limits = self._ruleset.limits
+            return self._refuse(verdict.verdict, handle, "rule", listener, host, verdict.counter)
         if key is not None:
+            limits = self._ruleset.limits
             if limits.concurrent is not None and self._concurrent.get(key, 0) >= limits.concurrent:
                 self.violation(key, host, listener, "concurrent connections")
                 return self._refuse("drop", None, "limit concurrent", listener, host)
@@ -332,9 +362,13 @@ class Firewall:
                 if not bucket.consume():
                     self.violation(key, host, listener, "connection rate")
                     return self._refuse("drop", None, "limit connections", listener, host)
-        if verdict.handle is not None and not verdict.pending:
-            self.counters[verdict.handle].connections += 1
-        return Decision("accept", verdict.handle, "", verdict.pending)
+        if verdict.pending:
+            return Decision("accept", handle, "", True)
+        if handle is None:
+            return _ACCEPT_BY_POLICY
+        counter = verdict.counter
+        (counter if counter is not None else self.counters[handle]).connections += 1
+        return Decision("accept", handle, "")
 
     def _whatever_the_role(
         self, pending: Verdict, ip: IP | None, key: int | None, listener: str, protocol: str
@@ -370,17 +404,33 @@ class Firewall:
             )
 
     def _refuse(
-        self, verdict: str, handle: int | None, why: str, listener: str, address: Any
+        self,
+        verdict: str,
+        handle: int | None,
+        why: str,
+        listener: str,
+        address: Any,
+        counter: Counter | None = None,
     ) -> Decision:
         if handle is not None:
-            self.counters[handle].connections += 1
+            (counter if counter is not None else self.counters[handle]).connections += 1
         rule = handle if handle is not None else why.replace(" ", "-")
-        self._log.info(
-            "firewall {verdict} address={address} listener={listener} rule={rule}",
-            verdict=verdict,
-            address=address if address is not None else "-",
-            listener=listener,
-            rule=rule,
+        # The one line per refusal, as Logger.info would make it, in one step: this runs
+        # for every connection a flood or a block list refuses.
+        log = self._log
+        log.observer(
+            {
+                "log_logger": log,
+                "log_level": LogLevel.info,
+                "log_namespace": log.namespace,
+                "log_source": log.source,
+                "log_format": _REFUSAL,
+                "log_time": _now(),
+                "verdict": verdict,
+                "address": address if address is not None else "-",
+                "listener": listener,
+                "rule": rule,
+            }
         )
         return Decision(verdict, handle, why)
 
@@ -430,8 +480,16 @@ class Firewall:
             flow.handle = verdict.handle
         return Decision("accept", verdict.handle, "")
 
+    def received(self, flow: Flow, size: int) -> None:
+        """Count bytes a connection sent (its messages are counted by :meth:`message`)."""
+        if flow.handle is not None:
+            counter = self.counters.get(flow.handle)
+            if counter is not None:
+                counter.bytes += size
+
     def message(self, flow: Flow, messages: int, size: int) -> str:
-        """Account for data a connection sent: ``ok``, ``lag`` or ``disconnect``."""
+        """Account for messages (and bytes) a connection sent, against the message rate:
+        ``ok``, ``lag`` or ``disconnect``."""
         if flow.handle is not None:
             counter = self.counters.get(flow.handle)
             if counter is not None:

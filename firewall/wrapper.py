@@ -4,18 +4,22 @@ Every connection a listener accepts meets, in order: the PROXY header (only from
 trusted sources, which must send one), the listener's total and per-address connection
 caps, bans, the input chain, per-address limits; then it is tracked in conntrack and
 handed to the listener's own protocol, which sees the real client address as its peer.
-Data it sends is counted against the message rate (lag, then disconnect).
+Data it sends is counted against the message rate (lag, then disconnect): in protocol
+messages, which the protocol reports (``transport.firewall_messages``), or, for a
+protocol that does not (a DNAT proxy), in lines per read.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocol, IProtocolFactory
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, providedBy
 
@@ -48,8 +52,17 @@ def describe_address(addr: IAddress) -> str:
 
 
 def count_messages(data: bytes) -> int:
-    """Messages in a chunk, for counters and the message rate: its lines, at least one."""
+    """Messages in a chunk of a protocol that does not report its own (see
+    :meth:`_Tracked.firewall_messages`): its lines, at least one."""
     return data.count(b"\n") or 1
+
+
+def _reports_messages(protocol: IProtocol | None) -> bool:
+    # Protocols that call transport.firewall_messages() for each message they read;
+    # on a TLS listener, the protocol inside the TLS layer.
+    if isinstance(protocol, TLSMemoryBIOProtocol):
+        protocol = protocol.wrappedProtocol
+    return bool(getattr(type(protocol), "firewall_counts_messages", False))
 
 
 class _Refused(Protocol):
@@ -99,6 +112,8 @@ class _Tracked(ProtocolWrapper):
         self._header_timer: IDelayedCall | None = None
         self._lag_buffer: list[bytes] | None = None
         self._registered = False
+        self._reports_messages = _reports_messages(wrapped)
+        self._dropped = False
 
     # -- the transport the wrapped protocol sees ------------------------------------
 
@@ -133,6 +148,41 @@ class _Tracked(ProtocolWrapper):
         else:
             self.transport.abortConnection()
         return False
+
+    def firewall_messages(self, count: int = 1) -> bool:
+        """The protocol has read ``count`` whole messages (JSON-IM frames, IRC lines, XMPP
+        stanzas): count them and hold them to the message rate.
+
+        Over the rate, what the client sends next is held back (lag); the
+        ``disconnect after``-th violation drops the connection, and then this returns
+        False: the protocol handles no more of what it read.
+        """
+        if self._dropped:
+            return False
+        fw = self.factory.firewall
+        if fw is None or self.flow is None:
+            return True
+        return self._limited(fw, fw.message(self.flow, count, 0), None)
+
+    def _limited(self, fw: Firewall, outcome: str, data: bytes | None) -> bool:
+        """Act on the message rate's ``outcome``; False if the connection was dropped.
+        ``data``, if given, is held back with what follows while the connection lags."""
+        if outcome == "disconnect":
+            self._dropped = True
+            self.factory._log.info(
+                "firewall drop address={address} listener={listener} rule=limit-messages",
+                address=self.flow.host if self.flow is not None else None,
+                listener=self.factory.listener,
+            )
+            self.transport.abortConnection()
+            return False
+        if outcome == "lag" and self._lag_buffer is None:
+            self._lag_buffer = []
+            self.transport.pauseProducing()
+            fw._clock.callLater(fw.ruleset.limits.lag_s, self._unlag)
+        if data is not None and self._lag_buffer is not None:
+            self._lag_buffer.append(data)
+        return True
 
     # -- the connection ------------------------------------------------------------
 
@@ -183,23 +233,18 @@ class _Tracked(ProtocolWrapper):
             return
         if self.entry is not None:
             fw.conntrack.received(self.entry, len(data))
-        outcome = fw.message(self.flow, count_messages(data), len(data))
-        if outcome == "disconnect":
-            self.factory._log.info(
-                "firewall drop address={address} listener={listener} rule=limit-messages",
-                address=self.flow.host,
-                listener=self.factory.listener,
-            )
-            self.transport.abortConnection()
+        if self._dropped:
             return
-        if self._lag_buffer is not None:
-            self._lag_buffer.append(data)
-            return
-        if outcome == "lag":
-            self._lag_buffer = [data]
-            self.transport.pauseProducing()
-            fw._clock.callLater(fw.ruleset.limits.lag_s, self._unlag)
-            return
+        if self._reports_messages:
+            fw.received(self.flow, len(data))
+            if self._lag_buffer is not None:
+                self._lag_buffer.append(data)
+                return
+        else:
+            outcome = fw.message(self.flow, count_messages(data), len(data))
+            if outcome != "ok" or self._lag_buffer is not None:
+                self._limited(fw, outcome, data)
+                return
         self.wrappedProtocol.dataReceived(data)
 
     def _unlag(self) -> None:
@@ -271,6 +316,7 @@ class _Tracked(ProtocolWrapper):
             self.transport.loseConnection()
             return False
         self.wrappedProtocol = inner
+        self._reports_messages = _reports_messages(inner)
         self._start()
         return True
 
@@ -322,6 +368,26 @@ class FirewallFactory(WrappingFactory):
         self.max_connections_per_address = max_connections_per_address
         self.firewall = firewall
         self._per_address: Counter[str] = Counter()
+
+    def over_tls(self, context_factory: Any) -> FirewallFactory:
+        """This listener's firewall in front of a TLS layer, for an ``ssl:`` endpoint.
+
+        The firewall sees the connection before TLS does, so a trusted proxy's PROXY
+        header (sent ahead of the TLS handshake, as HAProxy does) is read, and
+        drops cost no handshake. Caps and counts are shared with this factory.
+        """
+        sibling = FirewallFactory(
+            TLSMemoryBIOFactory(context_factory, False, self.wrappedFactory),
+            listener=self.listener,
+            max_connections=self.max_connections,
+            max_connections_per_address=self.max_connections_per_address,
+            firewall=self.firewall,
+            protocol=self.wire_protocol,
+        )
+        sibling.protocols = self.protocols
+        sibling._per_address = self._per_address
+        sibling._log = self._log
+        return sibling
 
     def connection_count(self, key: str | None = None) -> int:
         """Open connections on this listener, or from the address ``key`` only."""

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from math import ceil
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -28,6 +28,7 @@ from gateway.conversation import (
     Conversation,
     Queue,
 )
+from gateway.db import StoreBusy
 from gateway.dispatch import Dispatcher
 from gateway.errors import (
     AuthFailed,
@@ -59,6 +60,11 @@ REDIRECTING = "Customer {alias} ({address}) will write to you directly; the gate
 SHUTDOWN = "The service is restarting. Please reconnect in a moment."
 
 VerifyPassword = Callable[[str, str | None], Deferred]
+
+
+def _refused(d: Deferred) -> bool:
+    """The store failed an append at once (closed, refused): it was never accepted."""
+    return d.called and isinstance(d.result, Failure)
 
 
 class CustomerSession:
@@ -426,20 +432,31 @@ class Gateway(Holding):
         except GatewayError as e:
             return fail(e)
         msg_id = self._ids.message()
-        entry = StoredMessage(
-            id=msg_id, conversation=conv.id, sender=ev.CUSTOMER, text=text, ts=self._clock.seconds()
-        )
+        ts = self._clock.seconds()
+        entry = StoredMessage(id=msg_id, conversation=conv.id, sender=ev.CUSTOMER, text=text, ts=ts)
+        acked = self._append(entry)
+        if _refused(acked):
+            return self._acked(acked, entry, delivered=False)
+        if conv.state == INTERVIEW:
+            # An answer moves the interview on once it is stored, as before: a
+            # customer told to send it again is still answering the same question.
+            acked.addCallback(self._customer_said, conv, entry)
+            return self._acked(acked, entry, delivered=False)
+        # Delivered now, acknowledged after the commit: the ack is the durability
+        # promise, the other side need not wait for the disk. The store keeps the
+        # order of appends, so the transcript's order is the order delivered.
+        self._customer_said(None, conv, entry)
+        return self._acked(acked, entry, delivered=conv.state == CONNECTED)
 
-        def stored(_):
-            conv.remember(ev.HistoryEntry(ev.CUSTOMER, text, entry.ts))
-            self.metrics.messages.labels(conv.protocol, ev.CUSTOMER).inc()
-            if conv.state == INTERVIEW:
-                self._interview_answer(conv, text)
-            elif conv.state == CONNECTED:
-                self._deliver(conv.agent, ev.Message(conv.id, ev.CUSTOMER, msg_id, text, entry.ts))
-            return msg_id
-
-        return self._append(entry).addCallback(stored)
+    def _customer_said(self, _: object, conv: Conversation, entry: StoredMessage) -> None:
+        conv.remember(ev.HistoryEntry(ev.CUSTOMER, entry.text, entry.ts))
+        self.metrics.count_message(conv.protocol, ev.CUSTOMER)
+        if conv.state == INTERVIEW:
+            self._interview_answer(conv, entry.text)
+        elif conv.state == CONNECTED:
+            self._deliver(
+                conv.agent, ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts)
+            )
 
     def _customer_typing(self, session: CustomerSession, state: str) -> None:
         conv = self._live_conversation(session)
@@ -563,23 +580,18 @@ class Gateway(Holding):
         if self._text_filter is not None:
             text = self._text_filter(text)
         msg_id = self._ids.message()
+        ts = self._clock.seconds()
         entry = StoredMessage(
-            id=msg_id,
-            conversation=conv.id,
-            sender=ev.AGENT,
-            text=text,
-            ts=self._clock.seconds(),
-            agent=session.name,
+            id=msg_id, conversation=conv.id, sender=ev.AGENT, text=text, ts=ts, agent=session.name
         )
-
-        def stored(_):
-            conv.remember(ev.HistoryEntry(ev.AGENT, text, entry.ts))
-            self.metrics.messages.labels(session.state.protocol, ev.AGENT).inc()
-            if conv.state != ENDED:
-                self._deliver(conv.customer, ev.Message(conv.id, ev.AGENT, msg_id, text, entry.ts))
-            return msg_id
-
-        return self._append(entry).addCallback(stored)
+        acked = self._append(entry)
+        if _refused(acked):
+            return self._acked(acked, entry, delivered=False)
+        # As the customer's: delivered now, acknowledged after the commit.
+        conv.remember(ev.HistoryEntry(ev.AGENT, text, ts))
+        self.metrics.count_message(session.state.protocol, ev.AGENT)
+        self._deliver(conv.customer, ev.Message(conv.id, ev.AGENT, msg_id, text, ts))
+        return self._acked(acked, entry, delivered=True)
 
     def _agent_typing(self, session: AgentSession, conversation: str, state: str) -> None:
         conv = self._agent_conversation(session, conversation)
@@ -801,17 +813,39 @@ class Gateway(Holding):
             # One broken adapter must not stop the core serving everyone else.
             self._log.failure("delivering {event!r} failed", event=event)
 
-    def _append(self, entry: StoredMessage) -> Deferred[str]:
-        def failed(failure: Failure):
-            self._log.failure(
-                "storing message {msg} of {conversation} failed",
-                failure,
+    def _append(self, entry: StoredMessage) -> Deferred[None]:
+        try:
+            return self._store.append(entry)
+        except Exception:
+            return fail()
+
+    def _acked(
+        self, acked: Deferred[None], entry: StoredMessage, *, delivered: bool
+    ) -> Deferred[str]:
+        """The sender's answer: the message id once committed, else why not."""
+        return acked.addCallbacks(
+            lambda _: entry.id, self._not_stored, errbackArgs=(entry, delivered)
+        )
+
+    def _not_stored(self, failure: Failure, entry: StoredMessage, delivered: bool) -> None:
+        if failure.check(StoreBusy):
+            self._log.warn(
+                "message {msg} of {conversation} refused: {why}",
                 msg=entry.id,
                 conversation=entry.conversation,
+                why=failure.getErrorMessage(),
             )
-            raise InternalError("the message could not be stored; please send it again")
-
-        return maybeDeferred(self._store.append, entry).addErrback(failed)
+            raise Unavailable("the service is busy; please send it again")
+        self._log.failure(
+            "storing message {msg} of {conversation} failed",
+            failure,
+            msg=entry.id,
+            conversation=entry.conversation,
+        )
+        if delivered:
+            # Sending it again would show it twice: it is only missing from the record.
+            raise InternalError("the message was delivered but could not be stored")
+        raise InternalError("the message could not be stored; please send it again")
 
     def _store_system(self, conv: Conversation, text: str) -> None:
         ts = self._clock.seconds()

@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 class StoreError(Exception):
     """A store operation was refused or the database cannot be used."""
+
+
+class StoreBusy(StoreError):
+    """Too many operations wait for the database already: a message is refused, not queued."""
 
 
 class SchemaTooNew(StoreError):
@@ -522,6 +526,30 @@ def insert_message(conn: sqlite3.Connection, message: StoredMessage) -> None:
         if e.sqlite_errorname == "SQLITE_CONSTRAINT_FOREIGNKEY":
             raise UnknownConversation(message.conversation) from None
         raise
+
+
+# Rows per INSERT of insert_messages(): one statement, one step of the engine, one
+# release of the GIL, rather than one per row as executemany() takes.
+_ROWS_PER_INSERT = 64
+_MESSAGE_ROW = "(?, ?, ?, ?, ?, ?)"
+
+
+def insert_messages(conn: sqlite3.Connection, messages: Sequence[StoredMessage]) -> None:
+    """Append several messages, in order, in a few multi-row statements.
+
+    Raises ``sqlite3.IntegrityError`` if any of them is refused, without saying
+    which: :func:`insert_message` them one by one to find it.
+    """
+    for start in range(0, len(messages), _ROWS_PER_INSERT):
+        chunk = messages[start : start + _ROWS_PER_INSERT]
+        values: list[Any] = []
+        for m in chunk:
+            values += (m.id, m.conversation, m.sender, m.agent, m.text, m.ts)
+        conn.execute(
+            "INSERT INTO messages (id, conversation, sender, agent, text, ts) VALUES "
+            + ", ".join([_MESSAGE_ROW] * len(chunk)),
+            values,
+        )
 
 
 def transcript(conn: sqlite3.Connection, conversation: str) -> list[StoredMessage]:

@@ -82,6 +82,17 @@ class GatewayMetrics:
             "imgateway_auth_failures", "Failed agent logins, by protocol", ["protocol"], registry=r
         )
 
+        # Labelled children looked up once: labels() costs a lock and a dict per call.
+        self._message_counters: dict[tuple[str, str], Any] = {}
+
+    def count_message(self, protocol: str, sender: str) -> None:
+        """Count one message a ``sender`` side sent over ``protocol``."""
+        key = (protocol, sender)
+        child = self._message_counters.get(key)
+        if child is None:
+            child = self._message_counters[key] = self.messages.labels(protocol, sender)
+        child.inc()
+
     def watch(self, collector: Collector) -> None:
         """Add a collector that reads live state at scrape time."""
         self.registry.register(collector)

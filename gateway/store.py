@@ -4,7 +4,9 @@
 reads included (so that a read sees every write made before it), goes through
 one queue; the thread runs whatever has queued up in one transaction with one
 commit (one fsync for the whole batch), and only then fires the Deferreds, in
-order, in the reactor thread.
+order, in the reactor thread. Consecutive appends share one ``executemany``; only
+when an operation fails is the batch rolled back and run again with a savepoint
+per operation, so that the failing one fails alone.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -27,13 +30,22 @@ from gateway import db, pgdb
 from gateway.db import (
     ConversationExists,
     MessageExists,
+    StoreBusy,
     StoreError,
     UnknownConversation,
 )
 from gateway.interfaces import IStore
 from gateway.records import AgentRecord, ConversationRecord, StoredMessage
 
-__all__ = ["MemoryStore", "PostgresStore", "SqliteStore", "StoreClosed", "StoreStats", "open_store"]
+__all__ = [
+    "MemoryStore",
+    "PostgresStore",
+    "SqliteStore",
+    "StoreBusy",
+    "StoreClosed",
+    "StoreStats",
+    "open_store",
+]
 
 
 class StoreClosed(StoreError):
@@ -62,20 +74,34 @@ _STOP: Any = object()
 class SqliteStore:
     """The durable store: a SQLite database in ``path`` (the data directory).
 
-    ``reactor`` needs only ``callFromThread``. ``max_batch`` bounds how many
+    ``reactor`` needs ``callFromThread``; with ``callLater`` too, the writer is woken
+    once per reactor turn rather than per operation. ``max_batch`` bounds how many
     operations share one transaction.
     """
 
     _log = Logger()
 
-    def __init__(self, path: Path, reactor: IReactorFromThreads, *, max_batch: int = 512) -> None:
-        if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
+    def __init__(
+        self,
+        path: Path,
+        reactor: IReactorFromThreads,
+        *,
+        max_batch: int = 512,
+        max_pending: int = 50_000,
+    ) -> None:
+        if max_batch < 1 or max_pending < 1:
+            raise ValueError("max_batch and max_pending must be at least 1")
         self.path = Path(path)
         self.stats = StoreStats()
         self._reactor = reactor
         self._max_batch = max_batch
-        self._queue: queue.Queue[_Job] = queue.Queue()
+        self._max_pending = max_pending
+        # The reactor thread appends, the writer thread pops (both atomic on a
+        # deque); the event wakes the writer when it waits for work. Cheaper per
+        # operation than queue.Queue, whose lock the two threads fought over.
+        self._jobs: deque[_Job] = deque()
+        self._work = threading.Event()
+        self._wake_pending = False
         self._thread: threading.Thread | None = None
         self._closing: list[Deferred] | None = None
 
@@ -136,6 +162,10 @@ class SqliteStore:
         Fails with :class:`gateway.db.MessageExists` for a repeated id and
         :class:`gateway.db.UnknownConversation` for an unknown conversation.
         """
+        if len(self._jobs) >= self._max_pending:
+            # The disk is behind (slow, locked, full): refuse rather than hold an
+            # unbounded backlog in memory. Only messages: state changes still queue.
+            return fail(StoreBusy(f"{self._max_pending} operations wait for the database"))
         return self._submit(db.insert_message, message)
 
     def get_agent(self, name: str) -> Deferred:
@@ -174,8 +204,9 @@ class SqliteStore:
         """Run ``function(connection, *args, **kwargs)`` in the writer thread.
 
         It runs inside the current batch's transaction, in queue order with the
-        other operations; it must not commit or roll back itself. Fires with
-        its result once committed.
+        other operations; it must not commit or roll back itself. When another
+        operation of the batch fails, the batch is rolled back and run again, so
+        it must do nothing but database work. Fires with its result once committed.
         """
         return self._submit(function, *args, **kwargs)
 
@@ -190,7 +221,7 @@ class SqliteStore:
             if self._thread is None:
                 # Never started: nothing to finish.
                 return succeed(None)
-            self._queue.put((_STOP, (), {}, Deferred()))
+            self._push((_STOP, (), {}, Deferred()), now=True)
         elif self._thread is None:
             return succeed(None)
         done: Deferred = Deferred()
@@ -203,8 +234,29 @@ class SqliteStore:
         if self._thread is None or self._closing is not None:
             return fail(StoreClosed("the store is not running"))
         d: Deferred = Deferred()
-        self._queue.put((function, args, kwargs, d))
+        self._push((function, args, kwargs, d))
         return d
+
+    def _push(self, job: _Job, *, now: bool = False) -> None:
+        self._jobs.append(job)
+        # Set only if clear: the writer clears it before it looks for work last.
+        if self._work.is_set():
+            return
+        call_later = getattr(self._reactor, "callLater", None)
+        if now or call_later is None:
+            self._work.set()
+            return
+        if self._wake_pending:
+            return
+        # Woken once per reactor turn, not per operation: what one read brings in
+        # goes in one batch, and the two threads hand the GIL over less often.
+        self._wake_pending = True
+        call_later(0, self._wake)
+
+    def _wake(self) -> None:
+        self._wake_pending = False
+        if not self._work.is_set():
+            self._work.set()
 
     def _deliver(self, jobs: list[_Job], results: list[tuple[bool, Any]]) -> None:
         self.stats.batches += 1
@@ -262,37 +314,34 @@ class SqliteStore:
             self._reactor.callFromThread(self._stopped, closed)
 
     def _take(self) -> tuple[list[_Job], bool]:
-        # Block for one job, then take whatever else is already waiting; the
+        # Wait for one job, then take whatever else is already waiting; the
         # second value says the store is closing after these jobs.
+        while not self._jobs:
+            self._work.clear()
+            # Looked at again after clearing: a job pushed before the clear has
+            # been seen here, one pushed after it sets the event.
+            if not self._jobs:
+                self._work.wait()
         jobs: list[_Job] = []
-        job = self._queue.get()
-        while True:
+        while self._jobs and len(jobs) < self._max_batch:
+            job = self._jobs.popleft()
             if job[0] is _STOP:
                 return jobs, True
             jobs.append(job)
-            if len(jobs) >= self._max_batch:
-                return jobs, False
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                return jobs, False
+        return jobs, False
 
     def _execute(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[bool, Any]]:
-        results: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for function, args, kwargs, _ in jobs:
-                # A savepoint per operation: a failing one is undone alone and
-                # the rest of the batch still commits.
-                conn.execute("SAVEPOINT operation")
-                try:
-                    value = function(conn, *args, **kwargs)
-                except Exception:
-                    results.append((False, Failure()))
-                    conn.execute("ROLLBACK TO operation")
-                else:
-                    results.append((True, value))
-                conn.execute("RELEASE operation")
+            try:
+                results = _run_batch(conn, jobs)
+            except Exception:
+                # An operation failed: undo the batch and run it again one by one,
+                # so that the failing one fails alone and the rest still commit.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                results = _run_each(conn, jobs)
             conn.execute("COMMIT")
         except Exception:
             # Nothing of this batch is on disk: every operation fails.
@@ -307,6 +356,41 @@ class SqliteStore:
         return results
 
 
+def _run_batch(conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[bool, Any]]:
+    """Run every operation, raising at the first failure; runs of appends in one statement."""
+    results: list[tuple[bool, Any]] = []
+    i, count = 0, len(jobs)
+    while i < count:
+        function, args, kwargs, _ = jobs[i]
+        end = i + 1
+        if function is db.insert_message:
+            while end < count and jobs[end][0] is db.insert_message:
+                end += 1
+        if end - i > 1:
+            db.insert_messages(conn, [job[1][0] for job in jobs[i:end]])
+            results.extend([(True, None)] * (end - i))
+        else:
+            results.append((True, function(conn, *args, **kwargs)))
+        i = end
+    return results
+
+
+def _run_each(conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[bool, Any]]:
+    """Run every operation in a savepoint of its own: a failing one is undone alone."""
+    results: list[tuple[bool, Any]] = []
+    for function, args, kwargs, _ in jobs:
+        conn.execute("SAVEPOINT operation")
+        try:
+            value = function(conn, *args, **kwargs)
+        except Exception:
+            results.append((False, Failure()))
+            conn.execute("ROLLBACK TO operation")
+        else:
+            results.append((True, value))
+        conn.execute("RELEASE operation")
+    return results
+
+
 @implementer(IStore)
 class PostgresStore(SqliteStore):
     """The durable store on a PostgreSQL server: the same writer thread and group commit.
@@ -314,8 +398,15 @@ class PostgresStore(SqliteStore):
     ``dsn`` is a libpq connection string; one connection, held by the writer thread.
     """
 
-    def __init__(self, dsn: str, reactor: IReactorFromThreads, *, max_batch: int = 512) -> None:
-        super().__init__(Path(), reactor, max_batch=max_batch)
+    def __init__(
+        self,
+        dsn: str,
+        reactor: IReactorFromThreads,
+        *,
+        max_batch: int = 512,
+        max_pending: int = 50_000,
+    ) -> None:
+        super().__init__(Path(), reactor, max_batch=max_batch, max_pending=max_pending)
         self.dsn = dsn
 
     def describe(self) -> str:
@@ -329,10 +420,12 @@ class PostgresStore(SqliteStore):
 def open_store(config: Any, reactor: IReactorFromThreads) -> SqliteStore:
     """The store ``[store]`` configures (see :mod:`gateway.storeconfig`), not started."""
     settings = config.sections.get("store")
-    if settings is not None and settings.backend == "postgresql":
-        return PostgresStore(settings.effective_dsn(), reactor, max_batch=settings.max_batch)
-    max_batch = settings.max_batch if settings is not None else 512
-    return SqliteStore(config.data_dir, reactor, max_batch=max_batch)
+    if settings is None:
+        return SqliteStore(config.data_dir, reactor)
+    tuning = {"max_batch": settings.max_batch, "max_pending": settings.max_pending}
+    if settings.backend == "postgresql":
+        return PostgresStore(settings.effective_dsn(), reactor, **tuning)
+    return SqliteStore(config.data_dir, reactor, **tuning)
 
 
 @implementer(IStore)

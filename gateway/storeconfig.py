@@ -27,6 +27,8 @@ class StoreSettings:
     dsn: str = ""
     #: Operations committed together at most (group commit).
     max_batch: int = 512
+    #: Messages refused (JSON-IM ``unavailable``) while this many operations wait.
+    max_pending: int = 50_000
     #: Ended conversations older than this many days are deleted (0: kept forever);
     #: see gateway.retention, which reads it from here.
     retention_days: int = 0
@@ -44,6 +46,7 @@ def parse(reader: Reader) -> StoreSettings:
         backend=backend,
         dsn=reader.text("dsn", ""),
         max_batch=reader.number("max_batch", 512, low=1, high=100_000, integer=True),
+        max_pending=reader.number("max_pending", 50_000, low=1, high=10_000_000, integer=True),
         retention_days=reader.number("retention_days", 0, low=0, high=100_000, integer=True),
     )
     reader.done()

@@ -10,10 +10,11 @@ ClientService that reconnects with exponential backoff.
 from __future__ import annotations
 
 import base64
+import random
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.internet import ClientService
 from twisted.internet import ssl
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 MAX_QUEUED_LINES = 2000
 REJOIN_DELAY_S = 5.0
 RECLAIM_NICK_S = 60.0
+# Each reconnection delay is lengthened by up to this share of itself, at random, so
+# that several bots do not come back at once (a fixed second would swamp short delays).
+RECONNECT_JITTER = 0.1
 
 
 class BotProtocol(Protocol):
@@ -412,13 +416,12 @@ def make_service(gateway: Gateway, settings: IrcSettings, reactor: Any) -> Clien
     too, so a misconfigured link backs off instead of reconnecting every second.
     """
     bot = settings.bot
-    backoff = backoffPolicy(
-        initialDelay=bot.reconnect_initial_s, maxDelay=bot.reconnect_max_s, factor=2.0
-    )
     factory = BotFactory(gateway, settings, clock=reactor)
 
     def policy(attempt: int) -> float:
-        return backoff(max(attempt, factory.failures))
+        failures = max(attempt, factory.failures, 1)
+        delay = min(bot.reconnect_initial_s * 2 ** min(failures - 1, 32), bot.reconnect_max_s)
+        return delay * (1 + RECONNECT_JITTER * random.random())
 
     service = ClientService(endpoint(reactor, settings), factory, retryPolicy=policy, clock=reactor)
     service.setName("irc-bot")

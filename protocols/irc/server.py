@@ -51,6 +51,8 @@ class IrcConnection(RegistrationCommands, QueryCommands, ChatCommands, Protocol)
     """One IRC client: a customer, or an agent once logged in with SASL or PASS."""
 
     _log = Logger(observer=logs.observer)
+    # Reports each line to the firewall (transport.firewall_messages).
+    firewall_counts_messages = True
 
     def __init__(self, factory: IrcFactory) -> None:
         self.factory = factory
@@ -104,6 +106,10 @@ class IrcConnection(RegistrationCommands, QueryCommands, ChatCommands, Protocol)
         self._framer.feed(data)
         for raw in self._framer.lines():
             if self.closing:
+                return
+            # The firewall counts lines against its message rate; False: dropped.
+            if not getattr(self.transport, "firewall_messages", lambda _: True)(1):
+                self.closing = True
                 return
             if raw is TOO_LONG:
                 # Paced like any line, so a stream of them lags and then floods out.

@@ -120,6 +120,8 @@ class JsonImProtocol(Protocol):
     """
 
     _log = Logger(observer=logs.observer)
+    # Reports each frame to the firewall (transport.firewall_messages).
+    firewall_counts_messages = True
 
     def __init__(
         self,
@@ -169,6 +171,10 @@ class JsonImProtocol(Protocol):
         self._framer.feed(data)
         try:
             for raw in self._framer:
+                # The firewall counts frames against its message rate; False: dropped.
+                if not getattr(self.transport, "firewall_messages", lambda _: True)(1):
+                    self._closing = True
+                    return
                 self._frame_received(raw)
                 if self._closing:
                     break

@@ -51,11 +51,6 @@ SESSION = "urn:ietf:params:xml:ns:xmpp-session"
 ROSTER = "jabber:iq:roster"
 MAX_AUTH_FAILURES = 3
 MAX_RESOURCE = 64
-# Stanzas one connection may send, on average and in a burst; a client flooding
-# beyond that gets a policy-violation stream error. Messages have their own, lower
-# limit per customer ([xmpp] messages_per_second).
-STANZAS_PER_SECOND = 20.0
-STANZA_BURST = 200
 
 _NEGOTIATING, _AUTHENTICATING, _AUTHENTICATED, _BOUND, _CLOSED = range(5)
 
@@ -100,6 +95,8 @@ class ClientStream(Protocol):
     """One client connection."""
 
     _log = Logger(observer=logs.observer)
+    # Reports each stanza to the firewall (transport.firewall_messages).
+    firewall_counts_messages = True
 
     def __init__(self, server: ClientServer, direct_tls: bool) -> None:
         self._server = server
@@ -123,7 +120,10 @@ class ClientStream(Protocol):
         self.bare: str | None = None
         self.full: str | None = None
         self._peer = "unknown"
-        self._bucket = TokenBucket(STANZAS_PER_SECOND, STANZA_BURST, self._clock)
+        # A client flooding beyond [xmpp] stanzas_per_second gets policy-violation.
+        self._bucket = TokenBucket(
+            self._settings.stanzas_per_second, self._settings.stanza_burst, self._clock
+        )
 
     # -- Twisted ---------------------------------------------------------------
 
@@ -225,6 +225,11 @@ class ClientStream(Protocol):
         return (*SCRAM_MECHANISMS, *plain, "ANONYMOUS")
 
     def _stanza(self, element: domish.Element) -> None:
+        # The firewall counts stanzas against its message rate; False: dropped.
+        if not getattr(self.transport, "firewall_messages", lambda _: True)(1):
+            self._state = _CLOSED
+            self._parser.stop()
+            return
         if not self._bucket.consume():
             raise StreamError("policy-violation", "too many stanzas")
         if element.uri == ns.STREAMS and element.name == "error":

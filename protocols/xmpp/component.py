@@ -11,9 +11,11 @@ empty. The secret is never logged.
 from __future__ import annotations
 
 import hashlib
+import random
+from collections.abc import Callable
 from typing import Any
 
-from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.internet import ClientService
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
@@ -27,6 +29,11 @@ from protocols.xmpp import ns, stanzas
 from protocols.xmpp.hub import Hub
 from protocols.xmpp.parser import StreamError, StreamParser
 from protocols.xmpp.settings import XmppSettings
+
+# Reconnection delays: the first, then doubled per attempt up to [xmpp] reconnect_max_s,
+# each lengthened by up to JITTER of itself so that many gateways do not come back at once.
+FIRST_RETRY_S = 0.5
+JITTER = 0.1
 
 
 def handshake_digest(stream_id: str, secret: str) -> str:
@@ -84,6 +91,12 @@ class ComponentStream(Protocol):
             self._authenticated = False
             self._log.info("XMPP component {domain}: link lost", domain=self._settings.domain)
             self._hub.detached()
+        else:
+            self._log.warn(
+                "XMPP component {domain}: connection ended before the handshake: {why}",
+                domain=self._settings.domain,
+                why=reason.getErrorMessage() if reason is not None else "closed",
+            )
 
     # -- the stream ------------------------------------------------------------
 
@@ -112,6 +125,9 @@ class ComponentStream(Protocol):
                 raise StreamError("not-authorized", "handshake expected")
             self._authenticated = True
             self._cancel_timer()
+            factory = getattr(self, "factory", None)
+            if factory is not None:
+                factory.attached()
             peer = self.transport.getPeer()
             self._log.info(
                 "XMPP component {domain} attached to {host}:{port}",
@@ -160,14 +176,46 @@ class ComponentStream(Protocol):
 
 
 class ComponentFactory(Factory):
-    """Builds a :class:`ComponentStream` per connection; the hub lives across them."""
+    """Builds a :class:`ComponentStream` per connection; the hub lives across them.
+
+    It also gives the reconnection delays: ClientService counts only failed TCP
+    connects, so a server that accepts and then breaks the stream would be retried
+    at the first delay forever. Here every attempt since the link last attached counts.
+    """
 
     noisy = False
+    _log = Logger(observer=logs.observer)
 
-    def __init__(self, hub: Hub, settings: XmppSettings, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        settings: XmppSettings,
+        clock: IReactorTime,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
         self.hub = hub
         self.settings = settings
         self.clock = clock
+        self._jitter = jitter
+        # Attempts since the link last attached.
+        self.attempts = 0
+
+    def attached(self) -> None:
+        """The stream authenticated: the next drop retries at the first delay again."""
+        self.attempts = 0
+
+    def retry_delay(self, attempt: int) -> float:
+        """ClientService's retry policy: seconds before the next connection attempt."""
+        self.attempts += 1
+        base = min(FIRST_RETRY_S * 2 ** min(self.attempts - 1, 32), self.settings.reconnect_max_s)
+        delay = base * (1 + JITTER * self._jitter())
+        self._log.info(
+            "XMPP component {domain}: reconnecting in {delay:.2f}s (attempt {attempt})",
+            domain=self.settings.domain,
+            delay=delay,
+            attempt=self.attempts,
+        )
+        return delay
 
     def buildProtocol(self, addr: Any) -> ComponentStream:
         """A stream for one connection to the server."""
@@ -183,11 +231,7 @@ def build(gateway: Any, config: Any, reactor: Any) -> ClientService | None:
         return None
     hub = Hub(gateway, settings, reactor)
     endpoint = HostnameEndpoint(reactor, settings.server_host, settings.server_port)
-    service = ClientService(
-        endpoint,
-        ComponentFactory(hub, settings, reactor),
-        retryPolicy=backoffPolicy(initialDelay=0.5, maxDelay=settings.reconnect_max_s),
-        clock=reactor,
-    )
+    factory = ComponentFactory(hub, settings, reactor)
+    service = ClientService(endpoint, factory, retryPolicy=factory.retry_delay, clock=reactor)
     service.hub = hub
     return service

@@ -37,6 +37,9 @@ class XmppSettings:
     reconnect_max_s: float = 60.0
     messages_per_second: float = 5.0
     message_burst: int = 20
+    # Direct listener: stanzas one connection may send, on average and in a burst.
+    stanzas_per_second: float = 20.0
+    stanza_burst: int = 200
     max_customers: int = 10000
     client_domain: str = "localhost"
     tls_cert: str = ""
@@ -83,6 +86,8 @@ def parse(reader: Reader) -> XmppSettings:
         reconnect_max_s=reader.number("reconnect_max_s", 60, low=1, high=3600),
         messages_per_second=reader.number("messages_per_second", 5.0, low=0.01, high=1e6),
         message_burst=reader.number("message_burst", 20, low=1, high=1e6, integer=True),
+        stanzas_per_second=reader.number("stanzas_per_second", 20.0, low=0.01, high=1e9),
+        stanza_burst=reader.number("stanza_burst", 200, low=1, high=1e9, integer=True),
         max_customers=reader.number("max_customers", 10000, low=1, high=10_000_000, integer=True),
         client_domain=reader.text("client_domain", "localhost", check=_client_domain),
         tls_cert=reader.text("tls_cert", ""),

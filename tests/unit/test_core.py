@@ -5,12 +5,15 @@ from __future__ import annotations
 import attrs
 import pytest
 from core_helpers import FakeParty, FaultyStore, make_harness, result_of
+from twisted.internet.defer import Deferred, fail
 from zope.interface.verify import verifyObject
 
 from gateway import events as ev
+from gateway.db import StoreBusy
 from gateway.errors import AuthFailed, BadRequest, InternalError, NotAllowed, Unavailable
 from gateway.interfaces import IAgentDirectory, IRouter, IStore
 from gateway.records import AgentRecord
+from gateway.store import MemoryStore
 
 
 def test_interfaces_are_provided():
@@ -314,6 +317,118 @@ def test_store_failure_is_internal_and_the_message_is_not_delivered():
         result_of(cust_s.say("poison"))
     assert anna.take() == []
     assert result_of(cust_s.say("fine")).startswith("g-")
+
+
+class DeferredAppends(MemoryStore):
+    """A MemoryStore whose appends commit (or fail) only when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[tuple[Deferred, object]] = []
+
+    def append(self, message):
+        d = Deferred()
+        self.pending.append((d, message))
+        return d
+
+    def commit(self, ok: bool = True) -> None:
+        pending, self.pending = self.pending, []
+        for d, message in pending:
+            if ok:
+                self.messages[message.conversation].append(message)
+                d.callback(None)
+            else:
+                d.errback(OSError("disk I/O error"))
+
+
+def test_a_message_is_delivered_on_accept_and_acknowledged_after_the_commit():
+    store = DeferredAppends()
+    h = make_harness(store=store)
+    anna, anna_s = h.agent("anna")
+    cust, cust_s = connect(h, anna, anna_s)
+    conv_id = cust_s.conversation.id
+    store.commit()
+    anna.take()
+    cust.take()
+    acks = []
+    cust_s.say("one").addBoth(acks.append)
+    anna_s.say(conv_id, "two").addBoth(acks.append)
+    cust_s.say("three").addBoth(acks.append)
+    one, three = anna.take()
+    (two,) = cust.take()
+    assert [(e.sender, e.text) for e in (one, two, three)] == [
+        ("customer", "one"),
+        ("agent", "two"),
+        ("customer", "three"),
+    ]
+    assert [e.text for e in cust_s.conversation.history[-3:]] == ["one", "two", "three"]
+    assert acks == []
+    store.commit()
+    assert acks == [one.msg, two.msg, three.msg]
+    # The transcript's order is the order delivered.
+    assert [m.id for m in store.messages[conv_id][-3:]] == acks
+
+
+def test_a_commit_failing_after_delivery_fails_the_sender_not_the_delivery():
+    store = DeferredAppends()
+    h = make_harness(store=store)
+    anna, anna_s = h.agent("anna")
+    _cust, cust_s = connect(h, anna, anna_s)
+    store.commit()
+    anna.take()
+    results = []
+    cust_s.say("lost on disk").addBoth(results.append)
+    (delivered,) = anna.take()
+    assert delivered.text == "lost on disk"
+    store.commit(ok=False)
+    (failure,) = results
+    assert failure.check(InternalError)
+    # Not "send it again": the agent has it already, and would see it twice.
+    assert failure.value.text == "the message was delivered but could not be stored"
+
+
+def test_a_message_is_refused_undelivered_while_the_store_is_busy():
+    h = make_harness()
+    anna, anna_s = h.agent("anna")
+    _cust, cust_s = connect(h, anna, anna_s)
+    anna.take()
+    h.store.append = lambda entry: fail(StoreBusy("50000 operations wait for the database"))
+    results = []
+    cust_s.say("too much").addBoth(results.append)
+    (failure,) = results
+    assert failure.check(Unavailable)
+    assert failure.value.text == "the service is busy; please send it again"
+    assert anna.take() == []
+    assert [e.text for e in cust_s.conversation.history if e.text == "too much"] == []
+
+
+def test_an_interview_answer_counts_once_stored():
+    store = DeferredAppends()
+    h = make_harness(store=store)
+    party, session = h.customer()
+    store.commit()
+    party.take()
+    failed = []
+    session.say("Dana").addErrback(failed.append)
+    assert party.take() == []
+    store.commit(ok=False)
+    assert failed[0].check(InternalError)
+    # Told to send it again, the customer is still answering the same question.
+    assert session.conversation.interview.current().field == "name"
+    assert party.take() == []
+    acks = []
+    session.say("Dana").addCallback(acks.append)
+    assert party.take() == []
+    store.commit()
+    (topic,) = party.take()
+    assert topic.field == "topic"
+    assert [e.text for e in session.conversation.history] == [
+        h.gateway.config.greeting,
+        "What is your name?",
+        "Dana",
+        topic.text,
+    ]
+    assert acks == [m.id for m in store.messages[session.conversation.id] if m.text == "Dana"]
 
 
 def test_shutdown_ends_everything_and_refuses_newcomers():

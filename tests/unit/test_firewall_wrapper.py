@@ -6,9 +6,11 @@ from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import CertificateOptions
 from twisted.internet.testing import StringTransport
 from twisted.logger import Logger, formatEvent
 from twisted.protocols.policies import WrappingFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 
 from firewall.wrapper import FirewallFactory, wrap
 
@@ -164,3 +166,19 @@ def test_wrapped_factory_may_refuse() -> None:
     firewall = wrap(Refusing(), listener="unix:x", max_connections=1, max_connections_per_address=1)
     assert firewall.buildProtocol(ip("10.0.0.1")) is None
     assert firewall.connection_count() == 0
+
+
+def test_over_tls_puts_the_firewall_in_front_and_shares_the_caps() -> None:
+    firewall, inner, logged = make(per_address=2)
+    tls = firewall.over_tls(CertificateOptions())
+    assert isinstance(tls.wrappedFactory, TLSMemoryBIOFactory)
+    assert tls.wrappedFactory.wrappedFactory is inner
+    open_connection(firewall, ip("10.0.0.5", 1))
+    protocol, _ = open_connection(tls, ip("10.0.0.5", 2))
+    assert isinstance(protocol.wrappedProtocol, TLSMemoryBIOProtocol)
+    _, refused = open_connection(tls, ip("10.0.0.5", 3))
+    assert refused.disconnected
+    assert firewall.connection_count("10.0.0.5") == tls.connection_count("10.0.0.5") == 2
+    assert [formatEvent(e) for e in logged] == [
+        "tcp:7070: refused connection from 10.0.0.5:3: 2 connections open from this address"
+    ]

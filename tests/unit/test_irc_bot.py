@@ -211,7 +211,24 @@ def test_links_dropped_before_registration_back_off():
         protocol.makeConnection(StringTransport())
         protocol.connectionLost(None)
     assert factory.failures == 6
-    assert service.bot_retry_policy(1) >= 2.0**5 * 0.9
+    assert 2.0**5 <= service.bot_retry_policy(1) <= 2.0**5 * 1.1
+
+
+def test_reconnection_starts_at_the_initial_delay_with_proportional_jitter():
+    harness = make_harness()
+    settings = IrcSettings(
+        bot=BotSettings(
+            enabled=True,
+            host="127.0.0.1",
+            port=6667,
+            tls=False,
+            reconnect_initial_s=0.2,
+            reconnect_max_s=1,
+        )
+    )
+    policy = make_service(harness.gateway, settings, MemoryReactorClock()).bot_retry_policy
+    for attempt, base in [(1, 0.2), (2, 0.4), (3, 0.8), (4, 1.0), (40, 1.0)]:
+        assert base <= policy(attempt) <= base * 1.1, attempt
 
 
 def test_nickserv_identify_after_welcome():

@@ -21,7 +21,7 @@ from zope.interface.verify import verifyObject
 from gateway import db
 from gateway.interfaces import IStore
 from gateway.records import AgentRecord, ConversationRecord, StoredMessage
-from gateway.store import MemoryStore, PostgresStore, SqliteStore, StoreClosed
+from gateway.store import MemoryStore, PostgresStore, SqliteStore, StoreBusy, StoreClosed
 
 _WAIT = 5.0
 
@@ -207,6 +207,20 @@ def test_max_batch_bounds_a_transaction(
     assert (store.stats.batches, store.stats.items) == (1 + 3, 31)
 
 
+def test_many_appends_in_one_batch_keep_their_order(
+    store: SqliteStore, reactor: _ThreadReactor
+) -> None:
+    release, _ = _gate(store)
+    ds = [store.open_conversation(_conversation())]
+    ds += [store.append(_message(f"m{i}")) for i in range(150)]
+    release.set()
+    for d in ds:
+        assert _value(reactor, d) is None
+    assert (store.stats.batches, store.stats.items, store.stats.failed) == (2, 152, 0)
+    messages = _value(reactor, store.transcript("c-1"))
+    assert [m.id for m in messages] == [f"m{i}" for i in range(150)]
+
+
 def test_reads_see_earlier_writes(store: SqliteStore, reactor: _ThreadReactor) -> None:
     store.run(db.add_agent, _agent())
     store.open_conversation(_conversation())
@@ -238,6 +252,135 @@ def test_a_failing_operation_fails_alone(store: SqliteStore, reactor: _ThreadRea
     assert _value(reactor, second) is None
     assert (store.stats.batches, store.stats.failed) == (2, 2)
     assert [m.id for m in _value(reactor, store.transcript("c-1"))] == ["m1", "m2"]
+
+
+def test_a_failing_operation_among_others_fails_alone(
+    store: SqliteStore, reactor: _ThreadReactor
+) -> None:
+    release, _ = _gate(store)
+    ds = [store.open_conversation(_conversation())]
+    ds += [store.append(_message(f"m{i}")) for i in range(3)]
+    unknown = store.update_conversation("c-9", state="ended")
+    changed = store.update_conversation("c-1", state="chatting")
+    ds += [store.append(_message(f"m{i}")) for i in range(3, 5)]
+    release.set()
+    _failure(reactor, unknown).trap(db.UnknownConversation)
+    for d in [*ds, changed]:
+        assert _value(reactor, d) is None
+    assert (store.stats.batches, store.stats.items, store.stats.failed) == (2, 9, 1)
+    assert [m.id for m in _value(reactor, store.transcript("c-1"))] == [f"m{i}" for i in range(5)]
+    assert _value(reactor, store.get_conversation("c-1")).state == "chatting"
+
+
+def _traced(store: SqliteStore, reactor: _ThreadReactor) -> list[str]:
+    """The statements the writer thread runs from now on (SQLite's trace)."""
+    statements: list[str] = []
+    _value(reactor, store.run(lambda conn: conn.set_trace_callback(statements.append)))
+    statements.clear()
+    return statements
+
+
+def test_a_batch_that_succeeds_runs_without_savepoints(
+    sqlite_store: SqliteStore, reactor: _ThreadReactor
+) -> None:
+    store = sqlite_store
+    statements = _traced(store, reactor)
+    release, _ = _gate(store)
+    ds = [store.open_conversation(_conversation())]
+    ds += [store.append(_message(f"m{i}")) for i in range(3)]
+    ds.append(store.update_conversation("c-1", state="chatting"))
+    release.set()
+    for d in ds:
+        assert _value(reactor, d) is None
+    kinds = [s.split()[0] for s in statements]
+    assert kinds == [
+        *("BEGIN", "COMMIT"),  # the gate
+        *("BEGIN", "INSERT", "INSERT", "UPDATE", "COMMIT"),
+    ]
+    # The three appends in one statement.
+    assert statements[4].count("'customer'") == 3
+
+
+def test_a_batch_with_a_failure_is_run_again_with_a_savepoint_per_operation(
+    sqlite_store: SqliteStore, reactor: _ThreadReactor
+) -> None:
+    store = sqlite_store
+    _value(reactor, store.open_conversation(_conversation()))
+    statements = _traced(store, reactor)
+    release, _ = _gate(store)
+    good = store.append(_message("m1"))
+    orphan = store.append(_message("m9", "c-9"))
+    release.set()
+    assert _value(reactor, good) is None
+    _failure(reactor, orphan).trap(db.UnknownConversation)
+    kinds = [s.split()[0] for s in statements]
+    assert kinds == [
+        *("BEGIN", "COMMIT"),  # the gate
+        *("BEGIN", "INSERT", "ROLLBACK"),  # both appends in one statement
+        *("BEGIN", "SAVEPOINT", "INSERT", "RELEASE"),
+        *("SAVEPOINT", "INSERT", "ROLLBACK", "RELEASE", "COMMIT"),
+    ]
+    assert [m.id for m in _value(reactor, store.transcript("c-1"))] == ["m1"]
+
+
+class _TurnReactor(_ThreadReactor):
+    """A reactor whose turns the test ends by hand: callLater is only recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.later: list[tuple[float, Callable[..., Any], tuple]] = []
+
+    def callLater(self, delay: float, f: Callable[..., Any], *args: Any) -> None:
+        self.later.append((delay, f, args))
+
+
+def test_the_writer_is_woken_once_per_reactor_turn(data_dir: Path) -> None:
+    reactor = _TurnReactor()
+    store = SqliteStore(data_dir, reactor)
+    store.start()
+    try:
+        ds = [store.open_conversation(_conversation())]
+        ds += [store.append(_message(f"m{i}")) for i in range(3)]
+        ((delay, wake, args),) = reactor.later
+        assert delay == 0
+        reactor.later.clear()
+        # The turn ends: the writer takes all four in one batch.
+        wake(*args)
+        for d in ds:
+            assert _value(reactor, d) is None
+        assert (store.stats.batches, store.stats.items) == (1, 4)
+        assert reactor.later == []
+    finally:
+        reactor.run_until(store.close())
+
+
+def test_messages_are_refused_while_too_many_operations_wait(data_dir: Path) -> None:
+    reactor = _TurnReactor()
+    store = SqliteStore(data_dir, reactor, max_pending=3)
+    store.start()
+    try:
+        # The writer is not woken before the turn ends: the jobs wait in memory.
+        ds = [store.open_conversation(_conversation())]
+        ds += [store.append(_message(f"m{i}")) for i in range(2)]
+        refused = store.append(_message("m2"))
+        assert refused.called
+        _failure(reactor, refused).trap(StoreBusy)
+        # State changes still queue past the bound; messages wait for room.
+        ds.append(store.update_conversation("c-1", queue="tech"))
+        _, wake, args = reactor.later.pop()
+        wake(*args)
+        for d in ds:
+            assert _value(reactor, d) is None
+
+        def settle(d: Deferred) -> Any:
+            _, wake, args = reactor.later.pop()
+            wake(*args)
+            return _value(reactor, d)
+
+        assert settle(store.append(_message("m2"))) is None
+        assert [m.id for m in settle(store.transcript("c-1"))] == ["m0", "m1", "m2"]
+    finally:
+        reactor.run_until(store.close())
 
 
 def test_a_failed_commit_fails_the_whole_batch(

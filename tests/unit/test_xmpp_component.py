@@ -158,3 +158,17 @@ def test_settings_parse_and_secret_from_environment(monkeypatch):
         settings.parse(Reader("t", {"support_user": "c-1"}, "xmpp"))
     with pytest.raises(ConfigError, match="unknown key"):
         settings.parse(Reader("t", {"bogus": 1}, "xmpp"))
+
+
+def test_reconnection_backs_off_until_the_link_attaches():
+    h = make_hub()
+    cfg = XmppSettings(domain=DOMAIN, secret="secret", reconnect_max_s=3)
+    factory = ComponentFactory(h.hub, cfg, Clock(), jitter=lambda: 0.0)
+    # ClientService passes its own count, reset by every TCP connect: it is not used.
+    assert [factory.retry_delay(1) for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    stream = factory.buildProtocol(None)
+    stream.makeConnection(StringTransport())
+    handshake(stream, stream.transport)
+    assert factory.retry_delay(1) == 0.5
+    jittered = ComponentFactory(h.hub, cfg, Clock(), jitter=lambda: 1.0)
+    assert jittered.retry_delay(1) == pytest.approx(0.55)
