@@ -14,6 +14,7 @@ from gateway.errors import GatewayError
 from gateway.events import ClientInfo
 from protocols.irc import numerics as rpl
 from protocols.irc.message import Message
+from protocols.tcp import firewall_role
 
 if TYPE_CHECKING:
     from protocols.irc.server import IrcConnection
@@ -284,7 +285,7 @@ class RegistrationCommands:
             return
         # The firewall's rules may depend on the role: ask it again now it is known.
         role = "agent" if self.agent is not None else "customer"
-        if not getattr(self.transport, "firewall_role", lambda _: True)(role):
+        if not firewall_role(self.transport, role):
             self.closing = True
             return
         self.registered = True

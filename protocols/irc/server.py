@@ -32,7 +32,7 @@ from protocols.irc.message import Message, ParseError, decode, parse, serialise
 from protocols.irc.queries import QueryCommands
 from protocols.irc.registration import RegistrationCommands
 from protocols.irc.settings import IrcSettings
-from protocols.tcp import no_delay
+from protocols.tcp import firewall_message_hook, no_delay
 
 if TYPE_CHECKING:
     from gateway.core import AgentSession, CustomerSession, Gateway
@@ -93,6 +93,7 @@ class IrcConnection(RegistrationCommands, QueryCommands, ChatCommands, Protocol)
     def connectionMade(self) -> None:
         """Start the registration deadline."""
         no_delay(self.transport)
+        self._count_message = firewall_message_hook(self.transport)
         self.peer = describe_address(self.transport.getPeer())
         self._registration_timer = self.clock.callLater(
             self.settings.registration_timeout_s, self._registration_timed_out
@@ -108,7 +109,7 @@ class IrcConnection(RegistrationCommands, QueryCommands, ChatCommands, Protocol)
             if self.closing:
                 return
             # The firewall counts lines against its message rate; False: dropped.
-            if not getattr(self.transport, "firewall_messages", lambda _: True)(1):
+            if not self._count_message(1):
                 self.closing = True
                 return
             if raw is TOO_LONG:

@@ -22,7 +22,7 @@ from gateway.events import ClientInfo, Typing
 from gateway.interfaces import IParty
 from protocols.jsonim.codec import DecodeError, decode, encode, error_frame, event_frame
 from protocols.jsonim.framing import FrameTooLarge, LineFramer
-from protocols.tcp import no_delay
+from protocols.tcp import firewall_message_hook, firewall_role, no_delay
 
 if TYPE_CHECKING:
     from gateway.core import AgentSession, CustomerSession, Gateway
@@ -159,6 +159,7 @@ class JsonImProtocol(Protocol):
     def connectionMade(self) -> None:
         """Start the wait for hello."""
         no_delay(self.transport)
+        self._count_message = firewall_message_hook(self.transport)
         self._peer = describe_address(self.transport.getPeer())
         self._hello_timer = self._clock.callLater(
             self._config.hello_timeout_s, self._hello_timed_out
@@ -172,7 +173,7 @@ class JsonImProtocol(Protocol):
         try:
             for raw in self._framer:
                 # The firewall counts frames against its message rate; False: dropped.
-                if not getattr(self.transport, "firewall_messages", lambda _: True)(1):
+                if not self._count_message(1):
                     self._closing = True
                     return
                 self._frame_received(raw)
@@ -291,7 +292,7 @@ class JsonImProtocol(Protocol):
         if role not in ("customer", "agent"):
             raise BadRequest("role must be customer or agent")
         # The firewall's rules may depend on the role (``role agent``); False: refused.
-        if not getattr(self.transport, "firewall_role", lambda _: True)(role):
+        if not firewall_role(self.transport, role):
             return
         client = _client_info(frame)
         features = _features(frame)

@@ -26,7 +26,7 @@ from firewall.limits import TokenBucket
 from firewall.wrapper import describe_address
 from gateway import logs
 from gateway.errors import GatewayError
-from protocols.tcp import no_delay
+from protocols.tcp import firewall_message_hook, firewall_role, no_delay
 from protocols.xmpp import ns, stanzas
 from protocols.xmpp.auth import AgentAuth
 from protocols.xmpp.hub import Hub
@@ -130,6 +130,7 @@ class ClientStream(Protocol):
     def connectionMade(self) -> None:
         """Start the authentication deadline."""
         no_delay(self.transport)
+        self._count_message = firewall_message_hook(self.transport)
         self._peer = describe_address(self.transport.getPeer())
         if not self._secure:
             self._secure = ISSLTransport.providedBy(self.transport)
@@ -226,7 +227,7 @@ class ClientStream(Protocol):
 
     def _stanza(self, element: domish.Element) -> None:
         # The firewall counts stanzas against its message rate; False: dropped.
-        if not getattr(self.transport, "firewall_messages", lambda _: True)(1):
+        if not self._count_message(1):
             self._state = _CLOSED
             self._parser.stop()
             return
@@ -404,7 +405,7 @@ class ClientStream(Protocol):
     def _authenticated(self, local: str, success: bytes | None) -> None:
         # The firewall's rules may depend on the role: ask it again now it is known.
         role = "agent" if self._agent is not None else "customer"
-        if not getattr(self.transport, "firewall_role", lambda _: True)(role):
+        if not firewall_role(self.transport, role):
             self._state = _CLOSED
             self._parser.stop()
             self._cancel_timer()
