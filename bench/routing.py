@@ -37,8 +37,8 @@ from collections.abc import Sequence
 
 import attrs
 
-from gateway.agents import AVAILABLE, AgentState
-from gateway.events import ClientInfo
+from gateway.core.events import ClientInfo
+from gateway.directory.memory import AVAILABLE, AgentState
 from gateway.routing.engine import Engine, Task
 from gateway.routing.plan import Plan, Target
 

@@ -2,7 +2,7 @@
 
 One :class:`Firewall` per gateway. Listener wrappers (``firewall.wrapper``), outbound
 connections (``firewall.outbound``) and the DNAT proxy (``firewall.dnat``) ask it for
-decisions; the admin API (``firewall.api``) changes it. A new rule set is parsed and
+decisions; the admin API (``gateway.admin.firewall_api``) changes it. A new rule set is parsed and
 validated whole, then swapped in with one assignment: connections already accepted keep
 going, new ones meet the new rules.
 """

@@ -25,12 +25,12 @@ LISTENER_KINDS: tuple[str, ...] = ("jsonim", "irc", "xmpp", "xmpps")
 # the section's Reader, calls done() on it, and returns a frozen settings object,
 # found in Config.sections[name].
 SECTIONS: dict[str, str] = {
-    "admin": "gateway.adminconfig:parse",
+    "admin": "gateway.admin.settings:parse",
     "bots": "gateway.bots.settings:parse",
     "firewall": "firewall.settings:parse",
     "irc": "protocols.irc.settings:parse",
-    # Backend and DSN, and retention_days (gateway.retention) in the same section.
-    "store": "gateway.storeconfig:parse",
+    # Backend and DSN, and retention_days (gateway.store.retention) in the same section.
+    "store": "gateway.store.settings:parse",
     "xmpp": "protocols.xmpp.settings:parse",
 }
 LOG_LEVELS = ("debug", "info", "warn", "error")

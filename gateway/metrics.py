@@ -3,7 +3,7 @@
 Live figures (conversations, queues, agents, connections) come from a collector that
 reads the gateway's state when Prometheus scrapes; only events that leave no state
 behind (offers, messages, routing decisions, waits and handle times) are counted as
-they happen, each in one place (see gateway.dispatch and gateway.core).
+they happen, each in one place (see gateway.core.dispatch and gateway.core.gateway).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 from twisted.internet.threads import blockingCallFromThread
 from twisted.python.threadable import isInIOThread
 
-from gateway.conversation import CONNECTED, INTERVIEW, OFFERED, QUEUED
+from gateway.core.conversation import CONNECTED, INTERVIEW, OFFERED, QUEUED
 
 CONVERSATION_STATES = (INTERVIEW, QUEUED, OFFERED, CONNECTED)
 AGENT_STATES = ("available", "away", "offline", "full", "wrap_up")

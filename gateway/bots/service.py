@@ -1,6 +1,6 @@
 """Running the FAQ bot with the gateway: a child service of ``GatewayService``.
 
-``faq_upstream`` has the shape of ``gateway.service.UPSTREAMS`` builders; the gateway
+``faq_upstream`` has the shape of ``gateway.app.service.UPSTREAMS`` builders; the gateway
 service starts its children after the store is open and stops them after
 ``Gateway.shutdown`` has ended the conversations, before the store closes.
 """
@@ -14,7 +14,7 @@ from twisted.application.service import IService, Service
 from gateway.bots.faq import FaqBot
 from gateway.bots.settings import FaqSettings
 from gateway.config import Config, ConfigError
-from gateway.core import Gateway
+from gateway.core.gateway import Gateway
 
 SECTION = "bots"
 

@@ -17,10 +17,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from gateway import events as ev
 from gateway import logs
-from gateway.errors import AuthFailed, GatewayError
-from gateway.interfaces import IParty
+from gateway.core import events as ev
+from gateway.core.errors import AuthFailed, GatewayError
+from gateway.core.interfaces import IParty
 from protocols.irc import ctcp, render
 from protocols.irc.commands import HELP
 from protocols.irc.commands import parse as parse_command
@@ -28,7 +28,7 @@ from protocols.irc.desk import AgentDesk
 from protocols.irc.settings import IrcSettings
 
 if TYPE_CHECKING:
-    from gateway.core import Gateway
+    from gateway.core.gateway import Gateway
 
 # Messages kept from a sender while its role is looked up.
 MAX_PENDING = 8

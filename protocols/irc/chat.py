@@ -13,8 +13,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
-from gateway import events as ev
-from gateway.errors import GatewayError
+from gateway.core import events as ev
+from gateway.core.errors import GatewayError
 from protocols.irc import ctcp, render
 from protocols.irc import numerics as rpl
 from protocols.irc.channels import Channel
@@ -305,7 +305,7 @@ class ChatCommands:
                 features=self.chat_features(),
                 # Ident and address stay when the nick changes: a returning customer.
                 key=f"irc:{self.user}@{self.peer.rsplit(':', 1)[0]}",
-                # Resuming after a drop takes the same nick as well (gateway.resume).
+                # Resuming after a drop takes the same nick as well (gateway.core.resume).
                 resume_key=f"irc:{self.nick.lower()}!{self.user}@{self.peer.rsplit(':', 1)[0]}",
             )
         except GatewayError as e:

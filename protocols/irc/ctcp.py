@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.events import ClientInfo
+from gateway.core.events import ClientInfo
 
 _VERSION_NUMBER = re.compile(r"^v?(\d[\w.+-]*)")
 

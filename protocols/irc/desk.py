@@ -11,8 +11,8 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from gateway import events as ev
-from gateway.errors import BadRequest
+from gateway.core import events as ev
+from gateway.core.errors import BadRequest
 from protocols.irc.commands import HELP, Command
 
 

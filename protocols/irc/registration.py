@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from twisted.python.failure import Failure
 
-from gateway.errors import GatewayError
-from gateway.events import ClientInfo
+from gateway.core.errors import GatewayError
+from gateway.core.events import ClientInfo
 from protocols.irc import numerics as rpl
 from protocols.irc.message import Message
 from protocols.tcp import firewall_role

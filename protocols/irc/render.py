@@ -11,7 +11,7 @@ import time
 
 import attrs
 
-from gateway import events as ev
+from gateway.core import events as ev
 
 SERVICE = "service"  # the service nick (Support)
 PEER = "peer"  # the other side: the agent's alias for a customer, c-7f3a for an agent

@@ -22,8 +22,8 @@ from zope.interface import implementer
 from firewall.limits import TokenBucket
 from firewall.wrapper import describe_address
 from gateway import __version__, logs
-from gateway.events import ClientInfo
-from gateway.interfaces import IParty
+from gateway.core.events import ClientInfo
+from gateway.core.interfaces import IParty
 from protocols.irc import numerics as rpl
 from protocols.irc.channels import Channel, make_channels
 from protocols.irc.chat import ChatCommands
@@ -35,7 +35,7 @@ from protocols.irc.settings import IrcSettings
 from protocols.tcp import firewall_message_hook, no_delay
 
 if TYPE_CHECKING:
-    from gateway.core import AgentSession, CustomerSession, Gateway
+    from gateway.core.gateway import AgentSession, CustomerSession, Gateway
 
 PROTOCOL = "irc"
 # Stands in the pacing queue for a line that was too long (the framer never yields b"").

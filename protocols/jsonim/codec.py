@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from gateway import events
+from gateway.core import events
 
 MAX_ID_LENGTH = 64
 

@@ -17,15 +17,15 @@ from firewall.limits import TokenBucket
 from firewall.wrapper import describe_address
 from gateway import __version__, logs
 from gateway.config import JsonImConfig
-from gateway.errors import AuthFailed, BadRequest, GatewayError, NotAllowed, Unavailable
-from gateway.events import ClientInfo, Typing
-from gateway.interfaces import IParty
+from gateway.core.errors import AuthFailed, BadRequest, GatewayError, NotAllowed, Unavailable
+from gateway.core.events import ClientInfo, Typing
+from gateway.core.interfaces import IParty
 from protocols.jsonim.codec import DecodeError, decode, encode, error_frame, event_frame
 from protocols.jsonim.framing import FrameTooLarge, LineFramer
 from protocols.tcp import firewall_message_hook, firewall_role, no_delay
 
 if TYPE_CHECKING:
-    from gateway.core import AgentSession, CustomerSession, Gateway
+    from gateway.core.gateway import AgentSession, CustomerSession, Gateway
 
 PROTOCOL = "jsonim"
 VERSION = "jsonim/1"
@@ -200,7 +200,7 @@ class JsonImProtocol(Protocol):
     # -- IParty --------------------------------------------------------------
 
     def deliver(self, event: object) -> None:
-        """Render a neutral event to the party (see :mod:`gateway.events`)."""
+        """Render a neutral event to the party (see :mod:`gateway.core.events`)."""
         if self._held is not None:
             self._held.append(event)
             return

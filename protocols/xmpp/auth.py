@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from gateway import events as ev
+from gateway.core import events as ev
 
 PROTOCOL = "xmpp"
 

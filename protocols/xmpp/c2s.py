@@ -25,7 +25,7 @@ from twisted.words.xish import domish
 from firewall.limits import TokenBucket
 from firewall.wrapper import describe_address
 from gateway import logs
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 from protocols.tcp import firewall_message_hook, firewall_role, no_delay
 from protocols.xmpp import ns, stanzas
 from protocols.xmpp.auth import AgentAuth

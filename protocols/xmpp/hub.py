@@ -22,8 +22,8 @@ from twisted.words.xish import domish
 
 from firewall.limits import TokenBucket
 from gateway import __version__, logs
-from gateway import events as ev
-from gateway.errors import AuthFailed, GatewayError
+from gateway.core import events as ev
+from gateway.core.errors import AuthFailed, GatewayError
 from protocols.xmpp import commands, ns, render, stanzas
 from protocols.xmpp.jid import InvalidJid, Jid, parse_jid
 from protocols.xmpp.parties import AgentParty, CustomerParty

@@ -13,7 +13,7 @@ from twisted.internet.interfaces import IDelayedCall
 from zope.interface import implementer
 
 from firewall.limits import TokenBucket
-from gateway.interfaces import IParty
+from gateway.core.interfaces import IParty
 
 if TYPE_CHECKING:
     from protocols.xmpp.hub import Hub

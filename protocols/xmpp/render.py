@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from twisted.words.xish import domish
 
-from gateway import events as ev
+from gateway.core import events as ev
 from protocols.xmpp import ns
 from protocols.xmpp.stanzas import xml_text
 

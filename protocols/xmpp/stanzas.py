@@ -11,7 +11,7 @@ from protocols.xmpp import ns
 # Characters XML 1.0 cannot carry at all, even escaped.
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
-# gateway.errors codes -> (stanza error type, defined condition).
+# gateway.core.errors codes -> (stanza error type, defined condition).
 ERROR_CONDITIONS = {
     "not_allowed": ("cancel", "not-allowed"),
     "bad_request": ("modify", "bad-request"),
@@ -94,7 +94,7 @@ def error_reply(
 
 
 def gateway_error_reply(stanza: domish.Element, code: str, text: str) -> domish.Element:
-    """A stanza error for a :class:`gateway.errors.GatewayError` code."""
+    """A stanza error for a :class:`gateway.core.errors.GatewayError` code."""
     kind, condition = ERROR_CONDITIONS.get(code, ERROR_CONDITIONS["internal"])
     return error_reply(stanza, kind, condition, text)
 

@@ -47,7 +47,7 @@ from jsonim_client import (
 
 PASSWORDS = {"anna": "anna-Secret-1", "bob": "bob-Secret-2"}
 DB_FILE = "imgateway.sqlite3"
-BUSY_TIMEOUT_S = 5.0  # gateway.db.BUSY_TIMEOUT_MS
+BUSY_TIMEOUT_S = 5.0  # gateway.store.sqlite.BUSY_TIMEOUT_MS
 # Both sides are connected: the message went to the other side before the commit
 # failed, so the sender is not asked to send it again (it would arrive twice).
 STORE_FAILED = "the message was delivered but could not be stored"

@@ -45,7 +45,7 @@ SPILL_MAX_WAIT_S = 1.5
 # slightly different moments; a lower bound allows this much.
 CLOCK_SLACK_S = 0.2
 
-# What the gateway tells customers and agents (gateway.dispatch and gateway.core).
+# What the gateway tells customers and agents (gateway.core.dispatch and gateway.core.gateway).
 CLOSED_TEXT = "We are closed right now. Please come back during our opening hours."
 QUEUE_FULL_TEXT = "We are sorry, too many customers are waiting. Please try again later."
 WAIT_TIMEOUT_TEXT = "We are sorry, no agent could take your conversation in time."

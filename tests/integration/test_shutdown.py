@@ -15,7 +15,7 @@ from ops_helpers import agent, queued_customer, take_offer
 PASSWORD = "anna-Secret-1"
 DEADLINE_S = 3
 SLACK_S = 5  # interpreter exit, thread pool joins, a loaded test machine
-BUSY_TIMEOUT_S = 5  # gateway.db.BUSY_TIMEOUT_MS
+BUSY_TIMEOUT_S = 5  # gateway.store.sqlite.BUSY_TIMEOUT_MS
 
 
 def test_sigterm_with_an_open_chat_and_a_stuck_client_exits_in_time(tmp_path):

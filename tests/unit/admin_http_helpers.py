@@ -13,7 +13,7 @@ from twisted.logger import globalLogPublisher
 from twisted.web.server import Request, Site
 from twisted.web.test.requesthelper import DummyChannel
 
-from gateway import adminapi
+from gateway.admin import api as adminapi
 from gateway.metrics import GatewayMetrics
 
 TOKEN = "s3cret-token"

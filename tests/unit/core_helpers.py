@@ -10,14 +10,14 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from gateway import config as gwconfig
-from gateway import events as ev
-from gateway.agents import AgentDirectory
-from gateway.core import Gateway
-from gateway.ids import IdFactory
-from gateway.interfaces import IParty, IRouter
-from gateway.records import AgentRecord
+from gateway.core import events as ev
+from gateway.core.gateway import Gateway
+from gateway.core.ids import IdFactory
+from gateway.core.interfaces import IParty, IRouter
+from gateway.directory.memory import AgentDirectory
 from gateway.routing.rules import RuleSet
-from gateway.store import MemoryStore
+from gateway.store.records import AgentRecord
+from gateway.store.writer import MemoryStore
 
 
 @implementer(IParty)
@@ -130,7 +130,7 @@ def make_harness(
     # A directory without etc/imgateway.toml: packaged defaults only.
     cfg = gwconfig.load(cwd=Path(tmp_path or "/nonexistent-imgateway"))
     # A drop ends the conversation at once here, as these tests expect; the grace
-    # period of gateway.resume is tested with resume_grace_s set (test_resume.py).
+    # period of gateway.core.resume is tested with resume_grace_s set (test_resume.py).
     changes.setdefault("resume_grace_s", 0.0)
     cfg = attrs.evolve(cfg, **changes)
     clock = Clock()

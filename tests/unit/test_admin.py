@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import admin, db
+from gateway.admin import cli as admin
 from gateway.passwords import verify_password
-from gateway.records import AgentRecord, ConversationRecord, StoredMessage
+from gateway.store import sqlite as db
+from gateway.store.records import AgentRecord, ConversationRecord, StoredMessage
 
 # 2026-11-29T10:00:00Z
 T0 = 1795946400.0

@@ -7,8 +7,8 @@ from admin_http_helpers import TOKEN, CapturedLog, request, service_of, site_for
 from core_helpers import make_harness
 from twisted.web.resource import Resource
 
-from gateway import adminapi
-from gateway import events as ev
+from gateway.admin import api as adminapi
+from gateway.core import events as ev
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ from core_helpers import FakeParty, FaultyStore, make_harness, result_of
 from twisted.internet.defer import Deferred, fail
 from zope.interface.verify import verifyObject
 
-from gateway import events as ev
-from gateway.db import StoreBusy
-from gateway.errors import AuthFailed, BadRequest, InternalError, NotAllowed, Unavailable
-from gateway.interfaces import IAgentDirectory, IRouter, IStore
-from gateway.records import AgentRecord
-from gateway.store import MemoryStore
+from gateway.core import events as ev
+from gateway.core.errors import AuthFailed, BadRequest, InternalError, NotAllowed, Unavailable
+from gateway.core.interfaces import IAgentDirectory, IRouter, IStore
+from gateway.store.records import AgentRecord
+from gateway.store.sqlite import StoreBusy
+from gateway.store.writer import MemoryStore
 
 
 def test_interfaces_are_provided():
@@ -501,7 +501,7 @@ def test_agent_attached_by_its_upstream_address():
 
 
 def test_message_ids_are_unique_per_process_and_across_processes():
-    from gateway.ids import IdFactory
+    from gateway.core.ids import IdFactory
 
     first, second = IdFactory(), IdFactory()
     ids = [first.message() for _ in range(1000)] + [second.message() for _ in range(1000)]

@@ -1,7 +1,7 @@
 """The database layer: schema, migrations, queries.
 
 The query tests (from "Agents" on) take ``conn`` and run twice: on SQLite, and on
-PostgreSQL through :mod:`gateway.pgdb` in the cluster of ``conftest.pg_server``.
+PostgreSQL through :mod:`gateway.store.postgres` in the cluster of ``conftest.pg_server``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import db
-from gateway.records import AgentRecord, ConversationRecord, StoredMessage
+from gateway.store import sqlite as db
+from gateway.store.records import AgentRecord, ConversationRecord, StoredMessage
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def conn(request: pytest.FixtureRequest, path: Path):
     if request.param == "sqlite":
         connection = db.open_db(path)
     else:
-        from gateway import pgdb
+        from gateway.store import postgres as pgdb
 
         connection = pgdb.connect(request.getfixturevalue("pg_server").new_database())
     yield connection
@@ -280,7 +280,7 @@ def test_message_sender_is_checked(conn: sqlite3.Connection) -> None:
         db.insert_message(conn, _message("m1", sender="root"))
 
 
-# Resuming (gateway.resume).
+# Resuming (gateway.core.resume).
 
 
 def test_open_conversations_with_their_resume_keys(conn: sqlite3.Connection) -> None:

@@ -7,11 +7,11 @@ import tomllib
 import attrs
 from core_helpers import FakeParty, RulePlans, make_harness, result_of
 
-from gateway import events as ev
 from gateway.config import QueueConfig
+from gateway.core import events as ev
 from gateway.hours import Hours
-from gateway.records import AgentRecord
 from gateway.routing.rules import RuleSet
+from gateway.store.records import AgentRecord
 
 QUEUES = ("general", "billing", "tech")
 

@@ -14,15 +14,15 @@ from twisted.logger import Logger
 from zope.interface.verify import verifyObject
 
 from gateway import config as gwconfig
-from gateway import events as ev
 from gateway.bots import knowledge
 from gateway.bots.faq import FaqBot
 from gateway.bots.knowledge import Entry, KnowledgeBase
 from gateway.bots.service import FaqBotService, faq_upstream
 from gateway.bots.settings import FaqSettings, parse
 from gateway.config import ConfigError, FieldConfig, QueueConfig, Reader
-from gateway.core import AGENT_DROPPED, TRANSFERRED
-from gateway.interfaces import IParty
+from gateway.core import events as ev
+from gateway.core.gateway import AGENT_DROPPED, TRANSFERRED
+from gateway.core.interfaces import IParty
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "faq.toml"
 BASE = knowledge.load(EXAMPLE)

@@ -1,4 +1,4 @@
-"""/v1/fw/… (firewall.api) with twisted.web's DummyRequest, and ``imgateway-admin fw``."""
+"""/v1/fw/… (gateway.admin.firewall_api) with DummyRequest, and ``imgateway-admin fw``."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from twisted.internet.testing import StringTransport
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
-from firewall import api, cli
 from firewall.engine import Firewall
 from firewall.wrapper import wrap
-from gateway import admin
+from gateway.admin import cli as admin
+from gateway.admin import firewall_api as api
+from gateway.admin import firewall_cli as cli
 
 RULES = "chain input { policy accept; ip saddr 192.0.2.0/24 drop; }\n"
 

@@ -15,7 +15,8 @@ from firewall.outbound import FirewalledReactor
 from firewall.ruleset import parse
 from firewall.settings import FirewallSettings
 from firewall.wrapper import FirewallFactory
-from gateway import config, tap
+from gateway import config
+from gateway.app import tap
 
 REPO = Path(__file__).resolve().parents[2]
 

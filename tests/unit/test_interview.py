@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.config import ChoiceConfig, FieldConfig
-from gateway.interview import Interview, validate
+from gateway.core.interview import Interview, validate
 
 COLOUR = FieldConfig(
     name="colour",

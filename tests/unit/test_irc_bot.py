@@ -7,7 +7,7 @@ import attrs
 from core_helpers import make_harness
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from gateway.records import AgentRecord
+from gateway.store.records import AgentRecord
 from protocols.irc.botclient import BotFactory, make_service
 from protocols.irc.message import parse
 from protocols.irc.settings import BotSettings, IrcSettings
@@ -257,7 +257,7 @@ def test_agents_by_services_account_in_account_mode():
 def test_bot_parties_provide_iparty():
     from zope.interface.verify import verifyObject
 
-    from gateway.interfaces import IParty
+    from gateway.core.interfaces import IParty
     from protocols.irc.botparties import BotAgent, BotCustomer
 
     _harness, factory, _protocol, _transport = bot()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from core_helpers import FakeParty
 from irc_helpers import server
 
-from gateway import events as ev
+from gateway.core import events as ev
 
 
 def talking_with(lines):

@@ -7,7 +7,7 @@ import base64
 from irc_helpers import SERVER, server
 from zope.interface.verify import verifyObject
 
-from gateway.interfaces import IParty
+from gateway.core.interfaces import IParty
 
 
 def test_connection_provides_iparty():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.application.internet import ClientService
 from twisted.internet.testing import MemoryReactorClock
 
-from gateway import tap
+from gateway.app import tap
 from protocols.irc.server import IrcFactory
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from gateway import events
+from gateway.core import events
 from protocols.jsonim.codec import DecodeError, decode, encode, error_frame, event_frame
 
 

@@ -22,10 +22,11 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger, formatEvent
 from zope.interface.verify import verifyObject
 
-from gateway import __version__, events
+from gateway import __version__
 from gateway.config import JsonImConfig
-from gateway.errors import AuthFailed, BadRequest, NotAllowed, Unavailable
-from gateway.interfaces import IParty
+from gateway.core import events
+from gateway.core.errors import AuthFailed, BadRequest, NotAllowed, Unavailable
+from gateway.core.interfaces import IParty
 from protocols.jsonim import JsonImFactory, JsonImProtocol
 
 

@@ -11,7 +11,7 @@ from core_helpers import make_harness
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import events as ev
+from gateway.core import events as ev
 from gateway.metrics import LiveStateCollector
 
 REPO = Path(__file__).resolve().parents[2]

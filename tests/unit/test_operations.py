@@ -16,12 +16,16 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import Logger, LogLevel
 
-from gateway import adminapi, adminclient, db, logs, tap
 from gateway import config as gwconfig
-from gateway.adminconfig import TOKEN_ENV, is_loopback
-from gateway.operations import within_deadline
-from gateway.records import ConversationRecord, StoredMessage
-from gateway.retention import DAY_S, RetentionService
+from gateway import logs
+from gateway.admin import api as adminapi
+from gateway.admin import client as adminclient
+from gateway.admin.service import within_deadline
+from gateway.admin.settings import TOKEN_ENV, is_loopback
+from gateway.app import tap
+from gateway.store import sqlite as db
+from gateway.store.records import ConversationRecord, StoredMessage
+from gateway.store.retention import DAY_S, RetentionService
 
 
 def load(tmp_path: Path, text: str) -> gwconfig.Config:
@@ -130,7 +134,7 @@ def test_client_token_from_env_then_config_then_the_file(tmp_path, monkeypatch):
 def test_json_lines_carry_level_namespace_text_and_ids():
     out = io.StringIO()
     observer = logs.JsonLinesObserver(out)
-    log = Logger(namespace="gateway.core.Gateway", observer=observer)
+    log = Logger(namespace="gateway.core.gateway.Gateway", observer=observer)
     log.warn(
         "conversation {conversation} ended ({reason})",
         conversation="c-1",
@@ -141,7 +145,7 @@ def test_json_lines_carry_level_namespace_text_and_ids():
     [line] = out.getvalue().splitlines()
     record = json.loads(line)
     assert record["level"] == "warn"
-    assert record["namespace"] == "gateway.core.Gateway"
+    assert record["namespace"] == "gateway.core.gateway.Gateway"
     assert record["text"] == "conversation c-1 ended (agent)"
     assert (record["conversation"], record["session"], record["agent"]) == ("c-1", "s-9", "anna")
     assert record["time"].endswith("+00:00")
@@ -167,7 +171,7 @@ def test_failed_agent_login_is_one_fail2ban_line():
             protocol="jsonim",
             name="anna smith\n",
             password="wrong",
-            client=__import__("gateway.events").events.ClientInfo("x", "1"),
+            client=__import__("gateway.core.events").core.events.ClientInfo("x", "1"),
             address="203.0.113.9",
         )
         d.addErrback(lambda f: None)

@@ -1,12 +1,12 @@
-"""Holding and resuming conversations: after a drop, and after a restart (gateway.resume)."""
+"""Holding and resuming conversations: after a drop, and after a restart (gateway.core.resume)."""
 
 from __future__ import annotations
 
 from core_helpers import FakeParty, make_harness, result_of
 
-from gateway import events as ev
-from gateway import resume
-from gateway.records import ConversationRecord, StoredMessage
+from gateway.core import events as ev
+from gateway.core import resume
+from gateway.store.records import ConversationRecord, StoredMessage
 
 GRACE = 120.0
 

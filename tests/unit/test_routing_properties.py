@@ -32,12 +32,12 @@ from hypothesis.stateful import (
     rule,
 )
 
-from gateway import events as ev
 from gateway.config import QueueConfig
-from gateway.conversation import CONNECTED, ENDED, INTERVIEW, OFFERED, QUEUED
-from gateway.errors import GatewayError
-from gateway.records import AgentRecord
+from gateway.core import events as ev
+from gateway.core.conversation import CONNECTED, ENDED, INTERVIEW, OFFERED, QUEUED
+from gateway.core.errors import GatewayError
 from gateway.routing.rules import RuleSet
+from gateway.store.records import AgentRecord
 
 QUEUES = {
     "general": QueueConfig(name="general"),

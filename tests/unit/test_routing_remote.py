@@ -20,7 +20,7 @@ from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, Response
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from gateway.interfaces import IRouter
+from gateway.core.interfaces import IRouter
 from gateway.routerd.config import RouterConfig
 from gateway.routerd.service import RouterService
 from gateway.routing.plan import FALLBACK, LOCAL, REMOTE, Customer, Plan, Target

@@ -8,8 +8,8 @@ import queue
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactor, MemoryReactorClock
 
-from gateway import tap
-from gateway.service import BACKLOG, with_backlog
+from gateway.app import tap
+from gateway.app.service import BACKLOG, with_backlog
 
 
 def test_socket_endpoints_get_the_backlog_unless_they_set_one():

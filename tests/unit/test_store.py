@@ -18,10 +18,10 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
-from gateway import db
-from gateway.interfaces import IStore
-from gateway.records import AgentRecord, ConversationRecord, StoredMessage
-from gateway.store import MemoryStore, PostgresStore, SqliteStore, StoreBusy, StoreClosed
+from gateway.core.interfaces import IStore
+from gateway.store import sqlite as db
+from gateway.store.records import AgentRecord, ConversationRecord, StoredMessage
+from gateway.store.writer import MemoryStore, PostgresStore, SqliteStore, StoreBusy, StoreClosed
 
 _WAIT = 5.0
 
@@ -541,7 +541,7 @@ def test_postgresql_connect_errors_raise_from_start(
 def test_postgresql_schema_matches_sqlite(pg_server: Any, reactor: _ThreadReactor) -> None:
     import psycopg
 
-    from gateway import pgdb
+    from gateway.store import postgres as pgdb
 
     dsn = pg_server.new_database()
     conn = pgdb.connect(dsn)

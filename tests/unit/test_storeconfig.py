@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from twisted.internet.testing import MemoryReactor
 
-from gateway import storeconfig
 from gateway.config import ConfigError, load
-from gateway.store import PostgresStore, SqliteStore, open_store
+from gateway.store import settings as storeconfig
+from gateway.store.writer import PostgresStore, SqliteStore, open_store
 
 
 def _load(tmp_path: Path, text: str):

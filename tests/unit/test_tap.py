@@ -7,8 +7,8 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactor
 from twisted.web.server import Site
 
-from gateway import tap
-from gateway.service import GatewayService, StartupError
+from gateway.app import tap
+from gateway.app.service import GatewayService, StartupError
 from protocols.jsonim.protocol import JsonImFactory
 
 

@@ -6,9 +6,9 @@ import pytest
 from core_helpers import FakeParty, make_harness, result_of, verify
 from twisted.internet.task import Clock
 
-from gateway import events as ev
-from gateway.errors import AuthFailed
-from gateway.throttle import MAX_KEYS, LoginThrottle
+from gateway.core import events as ev
+from gateway.core.errors import AuthFailed
+from gateway.core.throttle import MAX_KEYS, LoginThrottle
 
 
 def test_lockouts_double_and_failures_are_forgotten():

@@ -10,9 +10,9 @@ import re
 from core_helpers import make_harness
 from twisted.internet.testing import StringTransport
 
-from gateway import events as ev
+from gateway.core import events as ev
 from gateway.passwords import scram_credentials
-from gateway.records import AgentRecord
+from gateway.store.records import AgentRecord
 from protocols.xmpp.c2s import ClientServer
 from protocols.xmpp.settings import XmppSettings
 

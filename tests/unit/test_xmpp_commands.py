@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import events as ev
+from gateway.core import events as ev
 from protocols.xmpp import commands, render
 from protocols.xmpp.commands import Command, CommandError
 from protocols.xmpp.jid import InvalidJid, parse_jid

@@ -6,8 +6,8 @@ from core_helpers import FakeParty
 from xmpp_helpers import DOMAIN, SUPPORT, make_hub
 from zope.interface.verify import verifyObject
 
-from gateway import events as ev
-from gateway.interfaces import IParty
+from gateway.core import events as ev
+from gateway.core.interfaces import IParty
 from protocols.xmpp import ns
 from protocols.xmpp.parties import AgentParty, CustomerParty
 

@@ -141,7 +141,8 @@ def test_admin_stores_scram_keys_at_add_and_passwd(tmp_path, monkeypatch, capsys
     import io
     import json
 
-    from gateway import admin, db
+    from gateway.admin import cli as admin
+    from gateway.store import sqlite as db
 
     data = tmp_path / "data"
     config = tmp_path / "imgateway.toml"

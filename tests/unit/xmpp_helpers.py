@@ -6,7 +6,7 @@ import attrs
 from core_helpers import Harness, make_harness
 from twisted.words.xish import domish
 
-from gateway.records import AgentRecord
+from gateway.store.records import AgentRecord
 from protocols.xmpp import ns
 from protocols.xmpp.hub import Hub
 from protocols.xmpp.parser import StreamParser

@@ -4,7 +4,7 @@ from twisted.application.service import ServiceMaker
 
 imgateway = ServiceMaker(
     "imgateway",
-    "gateway.tap",
+    "gateway.app.tap",
     "Customer service gateway for XMPP, IRC and JSON-IM customers",
     "imgateway",
 )

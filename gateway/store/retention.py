@@ -1,6 +1,6 @@
 """Transcript retention: ended conversations older than ``[store] retention_days`` go.
 
-``retention_days`` is parsed with the rest of ``[store]`` (gateway.storeconfig).
+``retention_days`` is parsed with the rest of ``[store]`` (gateway.store.settings).
 
 A :class:`RetentionService` purges once at startup and then once a day, through the
 store's writer thread (``store.run``), so the purge is ordered with every other write.
@@ -16,7 +16,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from gateway import db, logs
+from gateway import logs
+from gateway.store import sqlite as db
 
 DAY_S = 86400.0
 

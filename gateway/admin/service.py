@@ -15,13 +15,14 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gateway import adminapi, logs
-from gateway.adminconfig import AdminSettings
+from gateway import logs
+from gateway.admin import api as adminapi
+from gateway.admin.settings import AdminSettings
 from gateway.metrics import LiveStateCollector
-from gateway.retention import RetentionService
+from gateway.store.retention import RetentionService
 
 if TYPE_CHECKING:
-    from gateway.service import GatewayService
+    from gateway.app.service import GatewayService
 
 JSON_LOG_FILE = "imgateway.log.jsonl"
 
@@ -90,7 +91,7 @@ class Operations:
         return within_deadline(stopping, self._service.config.shutdown_deadline_s, self._reactor)
 
 
-_log = Logger(observer=logs.observer, namespace="gateway.operations")
+_log = Logger(observer=logs.observer, namespace="gateway.admin.service")
 
 
 def within_deadline(stopping: Deferred, deadline_s: float, clock: Any) -> Deferred:

@@ -30,15 +30,15 @@ from firewall.outbound import FirewalledReactor
 from firewall.ruleset import RulesError
 from firewall.wrapper import FirewallFactory, wrap
 from gateway import logs, passwords
-from gateway.agents import AgentDirectory
+from gateway.admin.service import Operations
 from gateway.bots.service import faq_upstream
 from gateway.config import Config, ConfigError
-from gateway.core import Gateway
+from gateway.core.gateway import Gateway
+from gateway.directory.memory import AgentDirectory
 from gateway.metrics import GatewayMetrics
-from gateway.operations import Operations
 from gateway.routing.remote import LocalPlans, RemotePlans
 from gateway.routing.rules import RuleSet
-from gateway.store import open_store
+from gateway.store.writer import open_store
 from protocols.irc import bot as irc_bot
 from protocols.irc import server as irc_server
 from protocols.jsonim.protocol import JsonImFactory

@@ -1,6 +1,6 @@
-"""The core's side of resuming (see :mod:`gateway.resume`): hold, resume, restore.
+"""The core's side of resuming (see :mod:`gateway.core.resume`): hold, resume, restore.
 
-A mixin of :class:`gateway.core.Gateway`, kept apart so that the core module stays
+A mixin of :class:`gateway.core.gateway.Gateway`, kept apart so that the core module stays
 about live conversations. Every method runs in the reactor thread.
 """
 
@@ -10,15 +10,15 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from gateway import events as ev
-from gateway import resume
-from gateway.conversation import CONNECTED, ENDED, INTERVIEW, OFFERED, QUEUED, Conversation
-from gateway.interview import Interview
-from gateway.resume import AbsentCustomer, Hold
+from gateway.core import events as ev
+from gateway.core import resume
+from gateway.core.conversation import CONNECTED, ENDED, INTERVIEW, OFFERED, QUEUED, Conversation
+from gateway.core.interview import Interview
+from gateway.core.resume import AbsentCustomer, Hold
 
 
 class Holding:
-    """Held conversations for :class:`gateway.core.Gateway` (needs its attributes)."""
+    """Held conversations for :class:`gateway.core.gateway.Gateway` (needs its attributes)."""
 
     # -- a customer goes -------------------------------------------------------
 
@@ -71,7 +71,7 @@ class Holding:
         hold = self.holds.find(token=token, key=key)
         if hold is None or hold.timer is None:
             return None
-        from gateway.core import CustomerSession
+        from gateway.core.gateway import CustomerSession
 
         conv = hold.conversation
         if hold.timer.active():

@@ -20,14 +20,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from firewall import cli as firewall_cli
 from gateway import config as config_module
-from gateway import db, pgdb
-from gateway.admin_live import Failed as LiveFailed
-from gateway.admin_live import add_commands as add_live_commands
+from gateway.admin import firewall_cli
+from gateway.admin.live import Failed as LiveFailed
+from gateway.admin.live import add_commands as add_live_commands
 from gateway.config import Config, ConfigError
 from gateway.passwords import hash_password, scram_credentials
-from gateway.records import AgentRecord, ConversationRecord, StoredMessage
+from gateway.store import postgres as pgdb
+from gateway.store import sqlite as db
+from gateway.store.records import AgentRecord, ConversationRecord, StoredMessage
 
 PROG = "imgateway-admin"
 MAX_SKILL_LEVEL = 5
@@ -175,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     transcript.add_argument("conversation", metavar="CONVERSATION")
     transcript.add_argument("--json", action="store_true", help="print JSON")
     transcript.set_defaults(run=_transcript)
-    # Commands on the running gateway, through its admin API (gateway.admin_live).
+    # Commands on the running gateway, through its admin API (gateway.admin.live).
     add_live_commands(commands, actions, common)
     firewall_cli.add_commands(commands, common)  # fw …: the firewall (firewall/cli.py)
     return parser
@@ -373,7 +374,7 @@ def _transcript(args: argparse.Namespace, cfg: Config) -> None:
 def _database(cfg: Config) -> Iterator[sqlite3.Connection]:
     settings = cfg.sections.get("store")
     if settings is not None and settings.backend == "postgresql":
-        # A connection the same db.* functions run on (see gateway.pgdb).
+        # A connection the same db.* functions run on (see gateway.store.postgres).
         conn = pgdb.connect(settings.effective_dsn())
     else:
         conn = db.open_db(cfg.data_dir / db.DB_FILE)

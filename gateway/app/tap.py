@@ -24,7 +24,7 @@ class Options(usage.Options):
 
 def makeService(config: Options, reactor=None) -> IService:
     """Build the gateway service from the command line's configuration."""
-    from gateway.service import GatewayService, StartupError
+    from gateway.app.service import GatewayService, StartupError
 
     if reactor is None:
         from twisted.internet import reactor

@@ -1,4 +1,4 @@
-"""``/v1/fw/…``: the firewall's admin endpoints, mounted by ``gateway.adminapi``.
+"""``/v1/fw/…``: the firewall's admin endpoints, mounted by ``gateway.admin.api``.
 
 The parent resource checks the bearer token; everything here is JSON in and out, and
 every error is ``{"error": "…"}``.

@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from gateway.adminconfig import (
+from gateway.admin.settings import (
     TOKEN_ENV,
     TOKEN_FILE,
     AdminSettings,

@@ -10,8 +10,8 @@ from typing import Any
 import attrs
 
 from gateway.config import QueueConfig
-from gateway.events import ClientInfo, HistoryEntry
-from gateway.interview import Interview
+from gateway.core.events import ClientInfo, HistoryEntry
+from gateway.core.interview import Interview
 
 INTERVIEW = "interview"
 QUEUED = "queued"
@@ -69,7 +69,7 @@ class Conversation:
     # When the current agent accepted it, for the queue's handle-time estimate.
     connected_at: float | None = None
     # SHA-256 of the customer's resume token, and the address key a customer may
-    # resume by instead (gateway.resume).
+    # resume by instead (gateway.core.resume).
     resume_hash: str | None = None
     resume_key: str | None = None
 

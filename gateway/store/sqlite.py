@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.records import AgentRecord, ConversationRecord, StoredMessage
+from gateway.store.records import AgentRecord, ConversationRecord, StoredMessage
 
 DB_FILE = "imgateway.sqlite3"
 BUSY_TIMEOUT_MS = 5000
@@ -110,7 +110,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE agents ADD COLUMN protocol_capacity TEXT NOT NULL DEFAULT '{}'",
     ),
     (
-        # Resuming after a drop or a restart (gateway.resume): the SHA-256 of the
+        # Resuming after a drop or a restart (gateway.core.resume): the SHA-256 of the
         # customer's resume token and their address key, per conversation.
         """
         CREATE TABLE resumes (
@@ -582,7 +582,7 @@ def purge_ended_before(conn: sqlite3.Connection, ts: float) -> int:
     ).rowcount
 
 
-# Resuming (gateway.resume).
+# Resuming (gateway.core.resume).
 
 
 def set_resume(

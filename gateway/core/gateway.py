@@ -16,21 +16,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway import __version__ as gateway_version
-from gateway import agents as agent_states
-from gateway import events as ev
 from gateway import logs
-from gateway.agents import AgentDirectory, AgentState
 from gateway.config import Config
-from gateway.conversation import (
+from gateway.core import events as ev
+from gateway.core.conversation import (
     CONNECTED,
     ENDED,
     INTERVIEW,
     Conversation,
     Queue,
 )
-from gateway.db import StoreBusy
-from gateway.dispatch import Dispatcher
-from gateway.errors import (
+from gateway.core.dispatch import Dispatcher
+from gateway.core.errors import (
     AuthFailed,
     BadRequest,
     GatewayError,
@@ -38,14 +35,17 @@ from gateway.errors import (
     NotAllowed,
     Unavailable,
 )
-from gateway.holding import Holding
-from gateway.ids import IdFactory
-from gateway.interfaces import IRouter, IStore
-from gateway.interview import Interview
+from gateway.core.holding import Holding
+from gateway.core.ids import IdFactory
+from gateway.core.interfaces import IRouter, IStore
+from gateway.core.interview import Interview
+from gateway.core.resume import Holds
+from gateway.core.throttle import LoginThrottle
+from gateway.directory import memory as agent_states
+from gateway.directory.memory import AgentDirectory, AgentState
 from gateway.metrics import GatewayMetrics
-from gateway.records import AgentRecord, ConversationRecord, StoredMessage
-from gateway.resume import Holds
-from gateway.throttle import LoginThrottle
+from gateway.store.records import AgentRecord, ConversationRecord, StoredMessage
+from gateway.store.sqlite import StoreBusy
 
 TYPING_STATES = ("active", "paused")
 
@@ -79,7 +79,7 @@ class CustomerSession:
         self.conversation: Conversation | None = None
         self.gone = False
         # Given to the customer (JSON-IM welcome.resume) to take the conversation
-        # back after a drop or a restart; see gateway.resume.
+        # back after a drop or a restart; see gateway.core.resume.
         self.resume_token: str | None = None
 
     def say(self, text: str) -> Deferred[str]:
@@ -212,7 +212,7 @@ class Gateway(Holding):
 
         ``key`` identifies a returning customer (their IM address) for sticky
         routing; without it, an e-mail answer serves. A customer whose conversation
-        is held (see gateway.resume) takes it back instead, found by the ``resume``
+        is held (see gateway.core.resume) takes it back instead, found by the ``resume``
         token it was given or else by ``resume_key`` (default: ``key``), an address
         that names the same person (IRC: nick and ident, not just the ident).
         """
@@ -506,7 +506,7 @@ class Gateway(Holding):
             self._system_line(conv, ANSWER_TIMEOUT)
             self._end(conv, "timeout")
 
-    # -- queues and offers (see gateway.dispatch) -------------------------
+    # -- queues and offers (see gateway.core.dispatch) -------------------------
 
     def _agent_accepts(self, session: AgentSession, offer_id: str) -> None:
         conv = self.dispatcher.accept(session, offer_id)
@@ -728,7 +728,7 @@ class Gateway(Holding):
         for party in parties:
             party.close("shutdown")
 
-    # -- supervisor actions (the admin API, gateway.adminapi) ---------------
+    # -- supervisor actions (the admin API, gateway.admin.api) ---------------
 
     def auth_failed(self, protocol: str, user: str, address: str | None) -> None:
         """Log one fail2ban-friendly line for a failed agent login, and count it."""

@@ -10,9 +10,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.conversation import Conversation, Queue
+from gateway.core.conversation import Conversation, Queue
 from gateway.metrics import oldest_wait
-from gateway.records import ConversationRecord, StoredMessage
+from gateway.store.records import ConversationRecord, StoredMessage
 
 
 def agent_view(agent: Any, now: float) -> dict[str, Any]:

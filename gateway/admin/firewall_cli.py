@@ -2,7 +2,7 @@
 
 ``list``, ``check FILE``, ``apply FILE``, ``add RULE…``, ``delete HANDLE``,
 ``reset-counters``, ``conntrack list|kill ID``, ``bans list|add ADDR [--for S]|remove ADDR``.
-Each is one request to ``/v1/fw/…`` (see ``firewall.api``).
+Each is one request to ``/v1/fw/…`` (see ``gateway.admin.firewall_api``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class Failed(Exception):
 
 
 def _default_client(cfg: Config) -> Any:
-    from gateway.adminclient import AdminClient
+    from gateway.admin.client import AdminClient
 
     return AdminClient.from_config(cfg)
 
@@ -102,7 +102,7 @@ def _call(cfg: Config, method: str, path: str, body: Any = None, ok: int = 200) 
 def _failed(message: str) -> Exception:
     # The admin CLI's own "failed" exception when there is one, so main() exits 1.
     try:
-        from gateway.admin_live import Failed as LiveFailed
+        from gateway.admin.live import Failed as LiveFailed
     except ImportError:  # pragma: no cover - the admin CLI always has it
         return Failed(message)
     return LiveFailed(message)

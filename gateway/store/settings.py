@@ -1,6 +1,6 @@
 """The ``[store]`` configuration section: which database holds the transcripts.
 
-Registered in ``gateway.config.SECTIONS`` as ``"store": "gateway.storeconfig:parse"``;
+Registered in ``gateway.config.SECTIONS`` as ``"store": "gateway.store.settings:parse"``;
 ``Config.sections["store"]`` is then a :class:`StoreSettings`.
 """
 
@@ -30,7 +30,7 @@ class StoreSettings:
     #: Messages refused (JSON-IM ``unavailable``) while this many operations wait.
     max_pending: int = 50_000
     #: Ended conversations older than this many days are deleted (0: kept forever);
-    #: see gateway.retention, which reads it from here.
+    #: see gateway.store.retention, which reads it from here.
     retention_days: int = 0
 
     def effective_dsn(self, environ: os._Environ | dict | None = None) -> str:

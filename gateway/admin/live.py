@@ -1,7 +1,7 @@
 """``imgateway-admin`` commands that act on the running gateway through its admin API.
 
 ``agent state``, ``agent logout``, ``queues``, ``live``, ``end`` and ``transfer``; each
-is one request made with :class:`gateway.adminclient.AdminClient`.
+is one request made with :class:`gateway.admin.client.AdminClient`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from gateway.adminclient import AdminClient, AdminUnavailable
-from gateway.agents import STATUSES
+from gateway.admin.client import AdminClient, AdminUnavailable
 from gateway.config import Config
+from gateway.directory.memory import STATUSES
 
 
 class Failed(Exception):

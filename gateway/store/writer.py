@@ -26,16 +26,17 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from gateway import db, pgdb
-from gateway.db import (
+from gateway.core.interfaces import IStore
+from gateway.store import postgres as pgdb
+from gateway.store import sqlite as db
+from gateway.store.records import AgentRecord, ConversationRecord, StoredMessage
+from gateway.store.sqlite import (
     ConversationExists,
     MessageExists,
     StoreBusy,
     StoreError,
     UnknownConversation,
 )
-from gateway.interfaces import IStore
-from gateway.records import AgentRecord, ConversationRecord, StoredMessage
 
 __all__ = [
     "MemoryStore",
@@ -122,7 +123,7 @@ class SqliteStore:
         """Open the database and start the writer thread.
 
         Blocks until the database is open, and raises what opening it raised
-        (:class:`gateway.db.StoreError`), so that the service fails to start.
+        (:class:`gateway.store.sqlite.StoreError`), so that the service fails to start.
         """
         if self._thread is not None or self._closing is not None:
             raise RuntimeError("the store was already started or closed")
@@ -148,7 +149,7 @@ class SqliteStore:
         """Change columns of a conversation; fires with None once committed.
 
         Fails with ValueError for a column that may not change, and with
-        :class:`gateway.db.UnknownConversation` for an unknown id.
+        :class:`gateway.store.sqlite.UnknownConversation` for an unknown id.
         """
         try:
             db.check_conversation_changes(changes)
@@ -159,8 +160,8 @@ class SqliteStore:
     def append(self, message: StoredMessage) -> Deferred:
         """Append a message; fires with None once committed.
 
-        Fails with :class:`gateway.db.MessageExists` for a repeated id and
-        :class:`gateway.db.UnknownConversation` for an unknown conversation.
+        Fails with :class:`gateway.store.sqlite.MessageExists` for a repeated id and
+        :class:`gateway.store.sqlite.UnknownConversation` for an unknown conversation.
         """
         if len(self._jobs) >= self._max_pending:
             # The disk is behind (slow, locked, full): refuse rather than hold an
@@ -418,7 +419,7 @@ class PostgresStore(SqliteStore):
 
 
 def open_store(config: Any, reactor: IReactorFromThreads) -> SqliteStore:
-    """The store ``[store]`` configures (see :mod:`gateway.storeconfig`), not started."""
+    """The store ``[store]`` configures (see :mod:`gateway.store.settings`), not started."""
     settings = config.sections.get("store")
     if settings is None:
         return SqliteStore(config.data_dir, reactor)
@@ -449,7 +450,7 @@ class MemoryStore:
             self.add_agent(agent)
 
     def add_agent(self, agent: AgentRecord) -> None:
-        """Provision an agent; raises :class:`gateway.db.AgentExists` if the name is taken."""
+        """Provision an agent; raises :class:`gateway.store.sqlite.AgentExists` if taken."""
         if agent.name in self.agents:
             raise db.AgentExists(agent.name)
         self.agents[agent.name] = agent

@@ -23,15 +23,14 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from firewall import api as firewall_api
 from gateway import logs
-from gateway.admin_http import supervisor, views
-from gateway.adminconfig import TOKEN_FILE
-from gateway.agents import STATUSES
-from gateway.errors import BadRequest, GatewayError, NotAllowed, Unavailable
+from gateway.admin import firewall_api, supervisor, views
+from gateway.admin.settings import TOKEN_FILE
+from gateway.core.errors import BadRequest, GatewayError, NotAllowed, Unavailable
+from gateway.directory.memory import STATUSES
 
 if TYPE_CHECKING:
-    from gateway.service import GatewayService
+    from gateway.app.service import GatewayService
 
 # Mount point under /v1 -> builder of the resource served there ("fw": the firewall).
 ADMIN_RESOURCES: dict[str, Callable[[GatewayService], Resource]] = {"fw": firewall_api.resource}

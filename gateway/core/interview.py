@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from gateway.config import FieldConfig
-from gateway.events import Choice, Prompt
+from gateway.core.events import Choice, Prompt
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 

@@ -38,7 +38,7 @@ def token_hash(token: str) -> str:
 class AbsentCustomer:
     """Stands in for the customer of a restored conversation until they come back.
 
-    It has the shape of a gone :class:`gateway.core.CustomerSession`, so the core's
+    It has the shape of a gone :class:`gateway.core.gateway.CustomerSession`, so the core's
     deliveries to it are kept rather than sent.
     """
 

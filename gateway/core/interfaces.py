@@ -12,7 +12,7 @@ class IParty(Interface):
     """
 
     def deliver(event):
-        """Render one neutral event from :mod:`gateway.events` to the party."""
+        """Render one neutral event from :mod:`gateway.core.events` to the party."""
 
     def close(reason):
         """Close the party's connection; ``reason`` is a short text for logs and the party."""
@@ -35,7 +35,7 @@ class IAgentDirectory(Interface):
     """The pool of logged-in agents and their live state."""
 
     def get(name):
-        """The :class:`gateway.agents.AgentState` named ``name``, or None."""
+        """The :class:`gateway.directory.memory.AgentState` named ``name``, or None."""
 
     def add(state):
         """Register a logged-in agent's state."""
@@ -55,18 +55,18 @@ class IStore(Interface):
     """
 
     def open_conversation(record):
-        """Record a new :class:`gateway.records.ConversationRecord`."""
+        """Record a new :class:`gateway.store.records.ConversationRecord`."""
 
     def update_conversation(conversation, **changes):
         """Change columns of a conversation (``state``, ``agent``, ``queue``,
         ``topic``, ``ended``, ``end_reason``)."""
 
     def append(message):
-        """Append a :class:`gateway.records.StoredMessage`; the Deferred fires
+        """Append a :class:`gateway.store.records.StoredMessage`; the Deferred fires
         when it is committed."""
 
     def get_agent(name):
-        """Deferred firing with the :class:`gateway.records.AgentRecord` or None."""
+        """Deferred firing with the :class:`gateway.store.records.AgentRecord` or None."""
 
     def scram_credentials(name):
         """Deferred firing with an agent's SCRAM keys as stored (JSON text), or None."""
@@ -82,7 +82,7 @@ class IStore(Interface):
         """Deferred firing with the newest ConversationRecords, newest first."""
 
     def set_resume(conversation, token_hash, key):
-        """Record how a conversation's customer may resume it (see gateway.resume)."""
+        """Record how a conversation's customer may resume it (see gateway.core.resume)."""
 
     def open_conversations():
         """Deferred firing with (ConversationRecord, token hash, key) for every

@@ -8,8 +8,8 @@ from typing import Any
 import attrs
 from zope.interface import implementer
 
-from gateway.events import ClientInfo
-from gateway.interfaces import IAgentDirectory
+from gateway.core.events import ClientInfo
+from gateway.core.interfaces import IAgentDirectory
 
 AVAILABLE = "available"
 AWAY = "away"

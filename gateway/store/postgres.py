@@ -1,14 +1,14 @@
-"""PostgreSQL for the store: a connection that speaks to :mod:`gateway.db`'s queries.
+"""PostgreSQL for the store: a connection that speaks to :mod:`gateway.store.sqlite`'s queries.
 
-The queries in :mod:`gateway.db` are written once, for SQLite. :class:`PgConnection`
+The queries in :mod:`gateway.store.sqlite` are written once, for SQLite. :class:`PgConnection`
 wraps a psycopg 3 connection in the few ``sqlite3.Connection`` habits they rely on
 (``?`` placeholders, ``execute`` returning a cursor, ``executemany``,
 ``in_transaction``) and reports constraint violations as ``sqlite3.IntegrityError``
 with the SQLite error name, so the same functions raise the same
-:class:`gateway.db.StoreError` subclasses on both databases; other server errors
+:class:`gateway.store.sqlite.StoreError` subclasses on both databases; other server errors
 become ``sqlite3.OperationalError``, which the admin CLI reports as database errors.
 
-The schema comes from :data:`gateway.db.MIGRATIONS` too, rewritten for PostgreSQL
+The schema comes from :data:`gateway.store.sqlite.MIGRATIONS` too, rewritten for PostgreSQL
 by :func:`translate`; the version applied is kept in a ``schema_version`` table
 (SQLite keeps it in ``PRAGMA user_version``).
 """
@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from gateway import db
+from gateway.store import sqlite as db
 
 try:
     import psycopg
@@ -58,14 +58,14 @@ _CONSTRAINTS = {
 
 
 def translate(statement: str) -> str:
-    """A SQLite schema statement from :data:`gateway.db.MIGRATIONS`, as PostgreSQL's."""
+    """A SQLite schema statement from :data:`gateway.store.sqlite.MIGRATIONS`, as PostgreSQL's."""
     for pattern, replacement in _TYPES:
         statement = pattern.sub(replacement, statement)
     return statement
 
 
 def migrations() -> tuple[tuple[str, ...], ...]:
-    """The PostgreSQL migrations, one per entry of :data:`gateway.db.MIGRATIONS`."""
+    """The PostgreSQL migrations, one per entry of :data:`gateway.store.sqlite.MIGRATIONS`."""
     return tuple(
         tuple(translate(s) for s in statements) + EXTRA.get(number, ())
         for number, statements in enumerate(db.MIGRATIONS, start=1)
@@ -89,7 +89,7 @@ class _Cursor:
 class PgConnection:
     """A psycopg connection in autocommit mode, shaped like ``sqlite3.Connection``.
 
-    As with :func:`gateway.db.open_db`, every statement commits on its own unless
+    As with :func:`gateway.store.sqlite.open_db`, every statement commits on its own unless
     the caller issues ``BEGIN``/``COMMIT``.
     """
 
@@ -159,8 +159,8 @@ def _operational(e: Exception) -> sqlite3.OperationalError:
 def connect(dsn: str) -> PgConnection:
     """Connect to ``dsn`` and bring its schema up to date.
 
-    Raises :class:`gateway.db.StoreError` when psycopg is missing or the
-    server cannot be used, :class:`gateway.db.SchemaTooNew` for a newer schema.
+    Raises :class:`gateway.store.sqlite.StoreError` when psycopg is missing or the
+    server cannot be used, :class:`gateway.store.sqlite.SchemaTooNew` for a newer schema.
     """
     if psycopg is None:
         raise db.StoreError(

@@ -16,16 +16,16 @@ from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gateway import events as ev
 from gateway import logs
-from gateway.agents import AVAILABLE, AWAY, AgentState
-from gateway.conversation import CONNECTED, ENDED, OFFERED, QUEUED, Conversation, PendingOffer
-from gateway.errors import NotAllowed
+from gateway.core import events as ev
+from gateway.core.conversation import CONNECTED, ENDED, OFFERED, QUEUED, Conversation, PendingOffer
+from gateway.core.errors import NotAllowed
+from gateway.directory.memory import AVAILABLE, AWAY, AgentState
 from gateway.routing.engine import Engine, Task
 from gateway.routing.plan import FALLBACK, Customer, Plan, Target
 
 if TYPE_CHECKING:
-    from gateway.core import AgentSession, Gateway
+    from gateway.core.gateway import AgentSession, Gateway
 
 WAIT_TIMEOUT = "We are sorry, no agent could take your conversation in time."
 NO_AGENTS = "We are sorry, no agents are available right now. Please try again later."
