@@ -15,7 +15,7 @@ from gateway.routing.plan import LOCAL, Customer, Plan, Target
 from gateway.routing.rules import RuleSet
 from gateway.routing.versions import VersionRange, parse_version
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "routing.toml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "etc" / "routing.toml"
 QUEUES = ("general", "billing")
 DEFAULT = "[default]\n[[default.targets]]\n"
 

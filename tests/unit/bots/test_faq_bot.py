@@ -24,7 +24,7 @@ from gateway.core import events as ev
 from gateway.core.gateway import AGENT_DROPPED, TRANSFERRED
 from gateway.core.interfaces import IParty
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "faq.toml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "etc" / "faq.toml"
 BASE = knowledge.load(EXAMPLE)
 HOURS, PASSWORD, INVOICE, REFUND, SHIPPING = (e.answer for e in BASE.entries)
 SETTINGS = FaqSettings(enabled=True, base=BASE)

@@ -18,7 +18,7 @@ from firewall.wrapper import FirewallFactory
 from gateway import config
 from gateway.app import tap
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 class Inline(ThreadPool):

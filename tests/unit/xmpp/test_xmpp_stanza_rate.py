@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_xmpp_c2s import anonymous, make_server
+from c2s_helpers import anonymous, make_server
 
 from gateway import config as gwconfig
 
