@@ -14,8 +14,8 @@ from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from firewall.common import log_observer
 from firewall.engine import Firewall
-from gateway import logs
 
 
 class _Backend(Protocol):
@@ -50,7 +50,7 @@ class _BackendFactory(ClientFactory):
 class DnatProxy(Protocol):
     """The public side: buffers until the backend is connected, then relays."""
 
-    _log = Logger(observer=logs.observer)
+    _log = Logger(observer=log_observer)
 
     def __init__(self, factory: DnatFactory) -> None:
         self.factory = factory

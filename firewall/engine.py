@@ -27,11 +27,10 @@ from twisted.python.failure import Failure
 from firewall import ruleset as rules_module
 from firewall.addrset import IP, AddressError, group_key, key_text, parse_ip, parse_network
 from firewall.classify import CompiledChain, Verdict
+from firewall.common import TokenBucket, log_observer
 from firewall.conntrack import Conntrack
-from firewall.limits import TokenBucket
 from firewall.ruleset import Rule, RulesError, Ruleset
 from firewall.translate import Translator
-from gateway import logs
 
 SWEEP_INTERVAL_S = 1.0
 
@@ -101,7 +100,7 @@ class Flow:
 class Firewall:
     """The filter, NAT, limits, bans and conntrack of one gateway."""
 
-    _log = FastLogger(observer=logs.observer)
+    _log = FastLogger(observer=log_observer)
 
     def __init__(self, clock: IReactorTime, ruleset: Ruleset | None = None) -> None:
         self._clock = clock

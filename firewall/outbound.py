@@ -17,9 +17,9 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
+from firewall.common import describe_address
 from firewall.conntrack import Entry
 from firewall.engine import Firewall
-from firewall.wrapper import describe_address
 
 
 @implementer(IConnector)

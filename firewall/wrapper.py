@@ -21,12 +21,13 @@ from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
-from zope.interface import directlyProvides, providedBy
+from zope.interface import directlyProvides, implementer, providedBy
 
 from firewall import proxyproto
+from firewall.common import describe_address, log_observer
 from firewall.conntrack import Entry
 from firewall.engine import Firewall, Flow
-from gateway import logs
+from firewall.interfaces import IFirewalledProtocol, IFirewallTransport
 
 
 def _address_key(addr: IAddress) -> str | None:
@@ -42,15 +43,6 @@ def _host(addr: IAddress) -> str | None:
     return None
 
 
-def describe_address(addr: IAddress) -> str:
-    """A peer address as log lines show it: ``host:port``, ``[v6host]:port`` or the repr."""
-    if isinstance(addr, IPv4Address):
-        return f"{addr.host}:{addr.port}"
-    if isinstance(addr, IPv6Address):
-        return f"[{addr.host}]:{addr.port}"
-    return repr(addr)
-
-
 def count_messages(data: bytes) -> int:
     """Messages in a chunk of a protocol that does not report its own (see
     :meth:`_Tracked.firewall_messages`): its lines, at least one."""
@@ -62,7 +54,12 @@ def _reports_messages(protocol: IProtocol | None) -> bool:
     # on a TLS listener, the protocol inside the TLS layer.
     if isinstance(protocol, TLSMemoryBIOProtocol):
         protocol = protocol.wrappedProtocol
-    return bool(getattr(type(protocol), "firewall_counts_messages", False))
+    return IFirewalledProtocol.providedBy(protocol)
+
+
+def _reject_hook(protocol: IProtocol | None) -> Any:
+    # The protocol's own refusal; a TLS layer, before its handshake, has none.
+    return protocol.firewall_reject if IFirewalledProtocol.providedBy(protocol) else None
 
 
 class _Refused(Protocol):
@@ -79,13 +76,14 @@ class _Rejected(Protocol):
         self._inner, self._reason = inner, reason
 
     def connectionMade(self) -> None:
-        hook = getattr(self._inner, "firewall_reject", None)
+        hook = _reject_hook(self._inner)
         if hook is not None:
             self._inner.transport = self.transport
             hook(self._reason)
         self.transport.loseConnection()
 
 
+@implementer(IFirewallTransport)
 class _Tracked(ProtocolWrapper):
     """A connection through the firewall, remembering what it counts against.
 
@@ -141,7 +139,7 @@ class _Tracked(ProtocolWrapper):
         decision = self.factory.firewall.role_known(self.flow, role)
         if decision.verdict == "accept":
             return True
-        hook = getattr(self.wrappedProtocol, "firewall_reject", None)
+        hook = _reject_hook(self.wrappedProtocol)
         if decision.verdict == "reject" and hook is not None:
             hook("refused by the firewall")
             self.transport.loseConnection()
@@ -299,7 +297,7 @@ class _Tracked(ProtocolWrapper):
             hook = None
             if refusal == "reject":
                 inner = factory.wrappedFactory.buildProtocol(addr)
-                hook = getattr(inner, "firewall_reject", None)
+                hook = _reject_hook(inner)
                 if hook is not None:
                     inner.transport = self.transport
                     hook("refused by the firewall")
@@ -348,7 +346,7 @@ class FirewallFactory(WrappingFactory):
     """
 
     noisy = False
-    _log = Logger(observer=logs.observer)
+    _log = Logger(observer=log_observer)
     protocol = _Tracked
 
     def __init__(

@@ -9,32 +9,22 @@ from pathlib import Path
 from typing import IO, Any
 
 from twisted.logger import (
-    FilteringLogObserver,
     ILogObserver,
-    LogLevel,
-    LogLevelFilterPredicate,
     formatEvent,
     globalLogPublisher,
 )
 from zope.interface import implementer
 
-_LEVELS = {
-    "debug": LogLevel.debug,
-    "info": LogLevel.info,
-    "warn": LogLevel.warn,
-    "error": LogLevel.error,
-}
+from firewall.common import log_observer, set_log_level
 
-_predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
-
-# Every gateway Logger publishes here, so events below the configured level are
-# dropped before anything formats them (per-message debug lines cost nothing).
-observer = FilteringLogObserver(globalLogPublisher, [_predicate])
+# Every logger of the product publishes through the firewall's level filter (the
+# bottom layer, which imports nothing from here).
+observer = log_observer
 
 
 def set_level(name: str) -> None:
     """Set the lowest level the gateway's own loggers emit (debug, info, warn, error)."""
-    _predicate.setLogLevelForNamespace("", _LEVELS[name])
+    set_log_level(name)
 
 
 # Event keys copied into JSON lines when present: the ids an operator greps for.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from firewall.interfaces import IFirewallTransport
+
 
 def no_delay(transport: Any) -> None:
     """Turn Nagle's algorithm off (``TCP_NODELAY``) where the transport is TCP.
@@ -28,16 +30,27 @@ def _let_through(_: object = None) -> bool:
     return True
 
 
+def firewall_of(transport: Any) -> IFirewallTransport | None:
+    """The firewall's side of this connection, below any TLS layer; None if unguarded."""
+    # A TLS layer (TLSMemoryBIOProtocol) is the protocol's transport; the firewall's
+    # wrapper is that layer's own transport.
+    for _ in range(4):
+        if transport is None or IFirewallTransport.providedBy(transport):
+            return transport
+        transport = getattr(transport, "transport", None)
+    return None
+
+
 def firewall_message_hook(transport: Any) -> Callable[[int], bool]:
     """The firewall's ``firewall_messages(n)`` on this connection, else one that lets all in.
 
-    A listener behind the firewall gives it (through a TLS layer too); it counts whole
-    messages against the message rate and returns False once the connection is dropped.
     Looked up once per connection: it is called for every message read.
     """
-    return getattr(transport, "firewall_messages", _let_through)
+    guard = firewall_of(transport)
+    return _let_through if guard is None else guard.firewall_messages
 
 
 def firewall_role(transport: Any, role: str) -> bool:
     """Tell the firewall the connection's role once known; False: refused, it is closing."""
-    return getattr(transport, "firewall_role", _let_through)(role)
+    guard = firewall_of(transport)
+    return True if guard is None else guard.firewall_role(role)

@@ -22,7 +22,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from firewall.limits import TokenBucket
+from firewall.common import TokenBucket
 from gateway import logs
 from protocols.irc.botparties import BotDirectory
 from protocols.irc.framing import TOO_LONG, LineFramer

@@ -19,8 +19,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from firewall.limits import TokenBucket
-from firewall.wrapper import describe_address
+from firewall.common import TokenBucket, describe_address
+from firewall.interfaces import IFirewalledProtocol
 from gateway import __version__, logs
 from gateway.core.events import ClientInfo
 from gateway.core.interfaces import IParty
@@ -46,13 +46,11 @@ _BEFORE_REGISTRATION = frozenset(
 )
 
 
-@implementer(IParty)
+@implementer(IParty, IFirewalledProtocol)
 class IrcConnection(RegistrationCommands, QueryCommands, ChatCommands, Protocol):
     """One IRC client: a customer, or an agent once logged in with SASL or PASS."""
 
     _log = Logger(observer=logs.observer)
-    # Reports each line to the firewall (transport.firewall_messages).
-    firewall_counts_messages = True
 
     def __init__(self, factory: IrcFactory) -> None:
         self.factory = factory

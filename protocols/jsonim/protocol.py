@@ -13,8 +13,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from firewall.limits import TokenBucket
-from firewall.wrapper import describe_address
+from firewall.common import TokenBucket, describe_address
+from firewall.interfaces import IFirewalledProtocol
 from gateway import __version__, logs
 from gateway.config import JsonImConfig
 from gateway.core.errors import AuthFailed, BadRequest, GatewayError, NotAllowed, Unavailable
@@ -110,7 +110,7 @@ def _credentials(frame: dict[str, Any]) -> tuple[str, str]:
     raise AuthFailed("auth with a string user and password is required")
 
 
-@implementer(IParty)
+@implementer(IParty, IFirewalledProtocol)
 class JsonImProtocol(Protocol):
     """One JSON-IM/1 connection; the party the core talks to for its session.
 
@@ -120,8 +120,6 @@ class JsonImProtocol(Protocol):
     """
 
     _log = Logger(observer=logs.observer)
-    # Reports each frame to the firewall (transport.firewall_messages).
-    firewall_counts_messages = True
 
     def __init__(
         self,

@@ -21,9 +21,10 @@ from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.xish import domish
+from zope.interface import implementer
 
-from firewall.limits import TokenBucket
-from firewall.wrapper import describe_address
+from firewall.common import TokenBucket, describe_address
+from firewall.interfaces import IFirewalledProtocol
 from gateway import logs
 from gateway.core.errors import GatewayError
 from protocols.tcp import firewall_message_hook, firewall_role, no_delay
@@ -91,12 +92,11 @@ def _to_client(element: domish.Element) -> None:
             _to_client(child)
 
 
+@implementer(IFirewalledProtocol)
 class ClientStream(Protocol):
     """One client connection."""
 
     _log = Logger(observer=logs.observer)
-    # Reports each stanza to the firewall (transport.firewall_messages).
-    firewall_counts_messages = True
 
     def __init__(self, server: ClientServer, direct_tls: bool) -> None:
         self._server = server

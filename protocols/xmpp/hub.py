@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.xish import domish
 
-from firewall.limits import TokenBucket
+from firewall.common import TokenBucket
 from gateway import __version__, logs
 from gateway.core import events as ev
 from gateway.core.errors import AuthFailed, GatewayError

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.interfaces import IDelayedCall
 from zope.interface import implementer
 
-from firewall.limits import TokenBucket
+from firewall.common import TokenBucket
 from gateway.core.interfaces import IParty
 
 if TYPE_CHECKING:

@@ -9,9 +9,11 @@ from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import Logger, formatEvent
+from zope.interface import implementer
 
 from firewall import proxyproto
 from firewall.engine import Firewall
+from firewall.interfaces import IFirewalledProtocol
 from firewall.outbound import FirewalledReactor
 from firewall.ruleset import RulesError
 from firewall.wrapper import wrap
@@ -32,6 +34,7 @@ class Recording(Protocol):
         self.lost = True
 
 
+@implementer(IFirewalledProtocol)
 class Polite(Recording):
     """A protocol with the firewall's reject hook."""
 

@@ -13,8 +13,10 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import Logger, formatEvent
+from zope.interface import implementer
 
 from firewall.engine import Firewall
+from firewall.interfaces import IFirewalledProtocol
 from firewall.wrapper import wrap
 from gateway.config import JsonImConfig
 from protocols.irc.server import IrcFactory
@@ -58,10 +60,9 @@ def frames(*items: dict) -> bytes:
     return b"".join(json.dumps(item).encode() + b"\n" for item in items)
 
 
+@implementer(IFirewalledProtocol)
 class Reporting(Protocol):
     """A protocol whose messages end with ``;``, reported to the firewall one by one."""
-
-    firewall_counts_messages = True
 
     def __init__(self) -> None:
         self.buffer = b""
@@ -74,6 +75,9 @@ class Reporting(Protocol):
             if not self.transport.firewall_messages(1):
                 return
             self.handled.append(message)
+
+    def firewall_reject(self, reason: str) -> None:
+        self.transport.write(f"refused: {reason};".encode())
 
 
 def test_reported_messages_are_counted_not_lines_or_reads() -> None:

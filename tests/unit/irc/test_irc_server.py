@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 
 from irc_helpers import SERVER, server
+from zope.interface import alsoProvides
 from zope.interface.verify import verifyObject
 
+from firewall.interfaces import IFirewallTransport
 from gateway.core.interfaces import IParty
 
 
@@ -367,6 +369,8 @@ def test_a_role_the_firewall_refuses_gets_no_welcome():
             return False
         return True
 
+    alsoProvides(client.transport, IFirewallTransport)
+
     client.transport.firewall_role = refuse_customers
     client.send("NICK dana", "USER dana 0 * :Dana Doe")
     assert asked == ["customer"]
@@ -375,6 +379,7 @@ def test_a_role_the_firewall_refuses_gets_no_welcome():
     assert client.lines() == []
     # An agent from the same place is asked about as an agent, and let in.
     agent = srv.connect(tls=True)
+    alsoProvides(agent.transport, IFirewallTransport)
     agent.transport.firewall_role = refuse_customers
     token = base64.b64encode(b"\0anna\0secret").decode()
     agent.send("CAP LS 302", "NICK anna", "USER anna 0 * :Anna")

@@ -15,7 +15,9 @@ from c2s_helpers import (
     make_server,
     scram_login,
 )
+from zope.interface import alsoProvides
 
+from firewall.interfaces import IFirewallTransport
 from gateway.core import events as ev
 
 
@@ -188,6 +190,7 @@ def test_a_role_the_firewall_refuses_gets_no_session():
     _core, server = make_server()
     client = Client(server)
     asked = []
+    alsoProvides(client.transport, IFirewallTransport)
     client.transport.firewall_role = lambda role: asked.append(role) or False
     client.open()
     out = client.send(f"<auth xmlns='{SASL}' mechanism='ANONYMOUS'/>")

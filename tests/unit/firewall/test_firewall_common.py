@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from twisted.internet.task import Clock
 
-from firewall.limits import TokenBucket
+from firewall.common import TokenBucket
 
 
 def test_burst_then_refused() -> None:
