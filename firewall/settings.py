@@ -1,4 +1,4 @@
-"""The ``[firewall]`` configuration section (see ``gateway.config.SECTIONS``)."""
+"""The ``[firewall]`` configuration section (the ``firewall`` part of gateway/app/parts.py)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,6 @@ A bad file yields one :class:`ConfigError` naming the file, the key and the prob
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import tomllib
@@ -17,22 +16,9 @@ from typing import Any
 import attrs
 
 from gateway.hours import Hours, HoursError
+from gateway.plugins import parts
 
 SITE_CONFIG = Path("etc/imgateway.toml")
-# Keys of [listeners]; the service has a factory for each.
-LISTENER_KINDS: tuple[str, ...] = ("jsonim", "irc", "xmpp", "xmpps")
-# Sections owned by a protocol package: name -> "module:function". The function takes
-# the section's Reader, calls done() on it, and returns a frozen settings object,
-# found in Config.sections[name].
-SECTIONS: dict[str, str] = {
-    "admin": "gateway.admin.settings:parse",
-    "bots": "gateway.bots.settings:parse",
-    "firewall": "firewall.settings:parse",
-    "irc": "protocols.irc.settings:parse",
-    # Backend and DSN, and retention_days (gateway.store.retention) in the same section.
-    "store": "gateway.store.settings:parse",
-    "xmpp": "protocols.xmpp.settings:parse",
-}
 LOG_LEVELS = ("debug", "info", "warn", "error")
 LOG_FORMATS = ("text", "json")
 FIELD_KINDS = ("text", "choice", "email")
@@ -86,19 +72,6 @@ class QueueConfig:
 
 
 @attrs.frozen
-class JsonImConfig:
-    """JSON-IM/1 listener limits."""
-
-    max_frame: int = 65536
-    max_depth: int = 32
-    heartbeat_s: float = 30.0
-    hello_timeout_s: float = 30.0
-    max_bad_frames: int = 3
-    messages_per_second: float = 5.0
-    message_burst: int = 20
-
-
-@attrs.frozen
 class Config:
     """The whole validated configuration."""
 
@@ -107,7 +80,6 @@ class Config:
     data_dir: Path
     log_level: str
     listeners: Mapping[str, tuple[str, ...]]
-    jsonim: JsonImConfig
     default_capacity: int
     offer_timeout_s: float
     wrap_up_s: float
@@ -204,7 +176,7 @@ def _merge(base: dict, over: Mapping) -> None:
 class Reader:
     """Takes typed values out of one table, remembering the key path for errors.
 
-    Protocol packages parse their own sections with it (see ``SECTIONS``).
+    Each part parses its own sections with it (see :mod:`gateway.plugins`).
     """
 
     def __init__(self, source: str, table: Any, prefix: str) -> None:
@@ -310,27 +282,17 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
     log_file = logging.text("file", "")
     logging.done()
 
+    found = parts()
     lis = root.table_of("listeners")
     listeners: dict[str, tuple[str, ...]] = {}
-    for proto in LISTENER_KINDS:
+    kinds = sorted(kind for part in found for kind in getattr(part, "listeners", {}))
+    for proto in kinds:
         endpoints = lis.get(proto, list, [])
         for i, ep in enumerate(endpoints):
             if not isinstance(ep, str) or not ep:
                 raise lis.fail(f"{proto}[{i}]", "must be a Twisted endpoint string")
         listeners[proto] = tuple(endpoints)
     lis.done()
-
-    j = root.table_of("jsonim")
-    jsonim = JsonImConfig(
-        max_frame=j.number("max_frame", low=256, high=16 * 1024 * 1024, integer=True),
-        max_depth=j.number("max_depth", low=2, high=256, integer=True),
-        heartbeat_s=j.number("heartbeat_s", low=1, high=86400),
-        hello_timeout_s=j.number("hello_timeout_s", low=1, high=3600),
-        max_bad_frames=j.number("max_bad_frames", low=1, high=1000, integer=True),
-        messages_per_second=j.number("messages_per_second", low=0.01, high=1e6),
-        message_burst=j.number("message_burst", low=1, high=1e6, integer=True),
-    )
-    j.done()
 
     ag = root.table_of("agents")
     default_capacity = ag.number("default_capacity", low=1, high=1000, integer=True)
@@ -403,12 +365,11 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
             raise ConfigError(source, f"interview.fields[{i}].name", f"duplicate field {n!r}")
     iv.done()
 
+    # Each part (a protocol adapter, the store, the admin API...) parses its own.
     sections = {}
-    for section, target in SECTIONS.items():
-        module, function = target.split(":")
-        sections[section] = getattr(importlib.import_module(module), function)(
-            root.table_of(section)
-        )
+    for part in found:
+        for section, parse in part.sections.items():
+            sections[section] = parse(root.table_of(section))
 
     root.done()
     return Config(
@@ -419,7 +380,6 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
         data_dir=data_dir,
         log_level=log_level,
         listeners=listeners,
-        jsonim=jsonim,
         default_capacity=default_capacity,
         offer_timeout_s=offer_timeout_s,
         wrap_up_s=wrap_up_s,

@@ -26,6 +26,7 @@ from gateway.admin.live import Failed as LiveFailed
 from gateway.admin.live import add_commands as add_live_commands
 from gateway.config import Config, ConfigError
 from gateway.passwords import hash_password, scram_credentials
+from gateway.plugins import adapters
 from gateway.store import postgres as pgdb
 from gateway.store import sqlite as db
 from gateway.store.records import AgentRecord, ConversationRecord, StoredMessage
@@ -228,17 +229,19 @@ def _bounded_int(low: int, high: int) -> Callable[[str], int]:
 
 def _protocol_capacity(value: str) -> tuple[str, int]:
     proto, _, count = value.partition(":")
-    if proto not in ("jsonim", "xmpp", "irc") or not count.isdigit() or int(count) < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not PROTO:N (jsonim, xmpp or irc; N >= 1)")
+    names = [adapter.name for adapter in adapters()]
+    if proto not in names or not count.isdigit() or int(count) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not PROTO:N ({', '.join(names)}; N >= 1)")
     return proto, int(count)
 
 
 def _address(value: str) -> str:
     proto, _, address = value.partition(":")
-    if proto not in ("xmpp", "irc") or not address or any(c.isspace() for c in address):
-        raise argparse.ArgumentTypeError(f"{value!r} is not PROTO:ADDRESS (xmpp: or irc:)")
-    # XMPP bare JIDs compare case-insensitively in their local and domain parts.
-    return f"{proto}:{address.lower()}" if proto == "xmpp" else value
+    schemes = {a.address_scheme: a for a in adapters() if a.address_scheme}
+    if proto not in schemes or not address or any(c.isspace() for c in address):
+        listed = " or ".join(f"{s}:" for s in sorted(schemes))
+        raise argparse.ArgumentTypeError(f"{value!r} is not PROTO:ADDRESS ({listed})")
+    return f"{proto}:{schemes[proto].normalise_address(address)}"
 
 
 _capacity = _bounded_int(1, MAX_CAPACITY)

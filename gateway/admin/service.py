@@ -1,19 +1,17 @@
-"""What makes a running gateway operable: admin API, metrics, JSON logs, retention, deadline.
+"""The admin service: what makes a running gateway operable.
 
-:class:`Operations` is built by the GatewayService and called at its three moments
-(bind, start, stop), so the service itself only gains a few lines.
+The admin API and supervisor page, the metrics listener, transcript retention and the
+JSON log, as one child service of the gateway's service tree.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
+from twisted.application.service import MultiService
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from gateway import logs
 from gateway.admin import api as adminapi
@@ -27,12 +25,14 @@ if TYPE_CHECKING:
 JSON_LOG_FILE = "imgateway.log.jsonl"
 
 
-class Operations:
-    """The admin and metrics listeners, the JSON log, retention and the shutdown deadline."""
+class AdminService(MultiService):
+    """The admin and metrics listeners, retention and the JSON log of one gateway."""
 
     _log = Logger(observer=logs.observer)
 
     def __init__(self, service: GatewayService, reactor: Any) -> None:
+        super().__init__()
+        self.setName("admin")
         self._service = service
         self._reactor = reactor
         config = service.config
@@ -51,26 +51,27 @@ class Operations:
         )
         retention_days = getattr(config.sections.get("store"), "retention_days", 0)
         self.retention = RetentionService(service.store, retention_days, reactor)
-        self.retention.setServiceParent(service)
+        self.retention.setServiceParent(self)
         self._json_log: tuple[Any, IO[str]] | None = None
+        if self.settings.listen:
+            site = adminapi.admin_site(service, self.token, reactor)
+            for description in self.settings.listen:
+                service.listen("admin", description, site, parent=self)
+        if self.settings.metrics:
+            site = adminapi.metrics_site(service.metrics.registry)
+            for description in self.settings.metrics:
+                service.listen("metrics", description, site, parent=self)
 
     def connections(self) -> dict[str, int]:
         """Open connections per listener kind, as the firewall counts them."""
         return {kind: f.connection_count() for kind, f in self._service.firewalls.items()}
 
-    def bind(self, listen: Callable[[str, str, Any], None]) -> None:
-        """Bind the admin and metrics listeners with the service's ``_listen``."""
-        if self.settings.listen:
-            site = adminapi.admin_site(self._service, self.token, self._reactor)
-            for description in self.settings.listen:
-                listen("admin", description, site)
-        if self.settings.metrics:
-            site = adminapi.metrics_site(self._service.metrics.registry)
-            for description in self.settings.metrics:
-                listen("metrics", description, site)
+    def prepare(self) -> None:
+        """Write a generated token for the local CLI; open the JSON log if configured.
 
-    def start(self) -> None:
-        """Write a generated token for the local CLI; open the JSON log if configured."""
+        Called by the gateway as soon as its store is open, before anything else
+        starts, so that the JSON log has every line of the start; idempotent.
+        """
         config = self._service.config
         if self._write_token and self.settings.listen:
             path = adminapi.write_token(config.data_dir, self.token)
@@ -79,46 +80,15 @@ class Operations:
             path = Path(config.log_file) if config.log_file else config.data_dir / JSON_LOG_FILE
             self._json_log = logs.open_json_log(path)
             self._log.info("JSON log lines go to {path}", path=str(path))
+        self._write_token = False
 
-    def stop(self) -> None:
-        """Close the JSON log."""
+    def startService(self) -> None:
+        """Prepare (if the gateway has not), then start retention."""
+        self.prepare()
+        super().startService()
+
+    def close_json_log(self) -> None:
+        """Close the JSON log (the very last thing the gateway does when it stops)."""
         if self._json_log is not None:
             logs.close_json_log(*self._json_log)
             self._json_log = None
-
-    def within_deadline(self, stopping: Deferred) -> Deferred:
-        """Fire when ``stopping`` does, or after gateway.shutdown_deadline_s at the latest."""
-        return within_deadline(stopping, self._service.config.shutdown_deadline_s, self._reactor)
-
-
-_log = Logger(observer=logs.observer, namespace="gateway.admin.service")
-
-
-def within_deadline(stopping: Deferred, deadline_s: float, clock: Any) -> Deferred:
-    """A Deferred that fires when ``stopping`` does, or ``deadline_s`` later at the latest.
-
-    Past the deadline the process goes on exiting: a hung peer, a slow upstream or a
-    blocked write must not keep the gateway (and its port) from a restart.
-    """
-    done: Deferred = Deferred()
-
-    def late() -> None:
-        if not done.called:
-            _log.warn(
-                "shutdown took over {deadline}s: exiting without waiting further",
-                deadline=deadline_s,
-            )
-            done.callback(None)
-
-    timer = clock.callLater(deadline_s, late)
-
-    def finished(result: Any) -> None:
-        if isinstance(result, Failure):
-            _log.failure("stopping the gateway failed", result)
-        if timer.active():
-            timer.cancel()
-        if not done.called:
-            done.callback(None)
-
-    stopping.addBoth(finished)
-    return done

@@ -1,25 +1,26 @@
-"""The twistd service: store, core and listeners, started and stopped in order."""
+"""The twistd service of ``twistd imgateway``: the composition root.
+
+It builds the firewall, the store, the agent directory and the core, and finds every
+protocol adapter and service part through the plugin system (:mod:`gateway.plugins`):
+it imports no protocol. The service tree, started in order and stopped in reverse::
+
+    GatewayService
+      listeners    one Listener (StreamServerEndpointService) per endpoint string,
+                   each behind the firewall
+      upstreams    XMPP component, IRC bot, in-process bots (from the parts)
+      admin        AdminService: admin API and metrics listeners, retention, JSON log
+"""
 
 from __future__ import annotations
 
 import gc
 import signal
-import sys
 import threading
-from collections.abc import Callable
 from typing import Any
 
-from twisted.application.service import IService, MultiService
-from twisted.internet.defer import (
-    Deferred,
-    DeferredList,
-    DeferredSemaphore,
-    inlineCallbacks,
-    maybeDeferred,
-)
-from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, serverFromString
-from twisted.internet.interfaces import IListeningPort
-from twisted.internet.protocol import ServerFactory
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredSemaphore, inlineCallbacks
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
@@ -30,68 +31,43 @@ from firewall.outbound import FirewalledReactor
 from firewall.ruleset import RulesError
 from firewall.wrapper import FirewallFactory, wrap
 from gateway import logs, passwords
-from gateway.admin.service import Operations
-from gateway.bots.service import faq_upstream
+from gateway.admin.service import AdminService
 from gateway.config import Config, ConfigError
 from gateway.core.gateway import Gateway
+from gateway.daemon import Listener, StartupError, release, where, with_backlog, within_deadline
 from gateway.directory.memory import AgentDirectory
 from gateway.metrics import GatewayMetrics
+from gateway.plugins import parts
 from gateway.routing.remote import LocalPlans, RemotePlans
 from gateway.routing.rules import RuleSet
 from gateway.store.writer import open_store
-from protocols.irc import bot as irc_bot
-from protocols.irc import server as irc_server
-from protocols.jsonim.protocol import JsonImFactory
-from protocols.xmpp import c2s as xmpp_c2s
-from protocols.xmpp import component as xmpp_component
-
-
-def _jsonim(gateway: Gateway, config: Config, reactor) -> JsonImFactory:
-    return JsonImFactory(gateway, config.jsonim, server_name=config.name, clock=reactor)
-
-
-# The listen queue of a socket endpoint that names none. Twisted's default of 50
-# drops SYNs when many customers reconnect at once (after a network blip or a
-# restart); each dropped one waits a second or more before its client retries.
-BACKLOG = 1024
-_QUEUED_ENDPOINTS = ("tcp:", "tcp6:", "ssl:", "unix:")
-
-
-def with_backlog(description: str) -> str:
-    """A server endpoint string with ``backlog=BACKLOG`` unless it sets its own."""
-    if not description.startswith(_QUEUED_ENDPOINTS) or ":backlog=" in description:
-        return description
-    return f"{description}:backlog={BACKLOG}"
-
-
-# Listener kind (a key of [listeners]) -> builder of its protocol factory.
-LISTENERS: dict[str, Callable[[Gateway, Config, Any], ServerFactory]] = {
-    "jsonim": _jsonim,
-    "irc": irc_server.build,
-    "xmpp": xmpp_c2s.starttls_factory,
-    "xmpps": xmpp_c2s.direct_tls_factory,
-}
-# Builders of services that connect out to an IM server (an XMPP component, an IRC
-# bot); each returns None when its section does not ask for it. Started with the
-# gateway, stopped before the store closes.
-UPSTREAMS: list[Callable[[Gateway, Config, Any], IService | None]] = [
-    xmpp_component.build,
-    irc_bot.build,
-    faq_upstream,
-]
-
 
 # Password checks (scrypt) running at once.
 PASSWORD_CHECKS = 2
 
 
-class StartupError(SystemExit):
-    """Startup cannot go on; the one line has been written to stderr."""
+class _FirewallFirst:
+    """The reactor as an ``ssl:`` endpoint sees it, with the firewall in front of TLS.
 
-    def __init__(self, line: str) -> None:
-        sys.stderr.write(f"imgateway: {line}\n")
-        sys.stderr.flush()
-        super().__init__(1)
+    The firewall must see a connection before TLS does: a trusted proxy's PROXY header
+    precedes the handshake (HAProxy ``send-proxy``), and a dropped connection should
+    cost no handshake. So a firewalled factory is listened on with plain TCP, the
+    firewall wrapping a TLS layer (:meth:`FirewallFactory.over_tls`).
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+
+    def listenSSL(self, port, factory, contextFactory, backlog=50, interface=""):  # noqa: N802, N803
+        """IReactorSSL.listenSSL, the firewall first."""
+        if isinstance(factory, FirewallFactory):
+            return self._reactor.listenTCP(
+                port, factory.over_tls(contextFactory), backlog, interface
+            )
+        return self._reactor.listenSSL(port, factory, contextFactory, backlog, interface)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
 
 
 class GatewayService(MultiService):
@@ -103,15 +79,17 @@ class GatewayService(MultiService):
         super().__init__()
         self.config = config
         self._reactor = reactor
+        self._endpoints = _FirewallFirst(reactor)
         self.store = open_store(config, reactor)
         self.directory = AgentDirectory()
         self.metrics = GatewayMetrics()
         # The firewall first: outbound connections (upstreams, the routing server, DNAT)
         # go through ``self.outbound``, a reactor whose connectTCP it filters and SNATs.
+        fw_settings = config.sections["firewall"]
         self.firewall = Firewall(reactor)
-        self.firewall.proxy_header_timeout_s = config.sections["firewall"].proxy_header_timeout_s
+        self.firewall.proxy_header_timeout_s = fw_settings.proxy_header_timeout_s
         try:
-            self.firewall.load_file(config.sections["firewall"].rules)
+            self.firewall.load_file(fw_settings.rules)
         except RulesError as e:
             raise StartupError(str(e)) from None
         self.outbound = FirewalledReactor(reactor, self.firewall)
@@ -126,23 +104,80 @@ class GatewayService(MultiService):
             metrics=self.metrics,
             text_filter=self.firewall.translate_text,
         )
-        self.factories = {
-            kind: build(self.gateway, config, reactor)
-            for kind, build in LISTENERS.items()
-            if config.listeners.get(kind)
-        }
-        for build in UPSTREAMS:
-            try:
-                upstream = build(self.gateway, config, self.outbound)
-            except ConfigError as e:
-                raise StartupError(str(e)) from None
-            if upstream is not None:
-                upstream.setServiceParent(self)
-        self.ports: list[tuple[str, str, IListeningPort]] = []
+        found = parts()
+        # Bound listening ports: (listener kind, endpoint string, port).
+        self.ports: list[tuple[str, str, Any]] = []
+        # Firewall-wrapped factories by listener kind (connection counts for metrics).
+        self.firewalls: dict[str, FirewallFactory] = {}
+        self.listeners = MultiService()
+        self.listeners.setName("listeners")
+        self.listeners.setServiceParent(self)
+        self._add_protocol_listeners(found)
+        self._add_dnat_listeners()
+        for part in found:
+            for build in part.upstreams:
+                try:
+                    upstream = build(self.gateway, config, self.outbound)
+                except ConfigError as e:
+                    raise StartupError(str(e)) from None
+                if upstream is not None:
+                    upstream.setServiceParent(self)
+        self.admin = AdminService(self, reactor)
+        self.admin.setServiceParent(self)
         self._previous_hup = None
-        # Firewall-wrapped factories by listener kind; admin API, metrics, retention.
-        self.firewalls: dict[str, Any] = {}
-        self.operations = Operations(self, reactor)
+
+    # -- building -------------------------------------------------------------
+
+    def _wrap(self, factory: Any, kind: str, protocol: str | None = None) -> FirewallFactory:
+        settings = self.config.sections["firewall"]
+        return wrap(
+            factory,
+            listener=kind,
+            max_connections=settings.max_connections,
+            max_connections_per_address=settings.max_connections_per_address,
+            firewall=self.firewall,
+            **({"protocol": protocol} if protocol else {}),
+        )
+
+    def _add_protocol_listeners(self, found) -> None:
+        builders = {
+            kind: build for part in found for kind, build in getattr(part, "listeners", {}).items()
+        }
+        for kind, endpoints in self.config.listeners.items():
+            if not endpoints:
+                continue
+            factory = self._wrap(builders[kind](self.gateway, self.config, self._reactor), kind)
+            self.firewalls[kind] = factory
+            for description in endpoints:
+                self.listen(kind, description, factory, parent=self.listeners)
+
+    def _add_dnat_listeners(self) -> None:
+        for name, endpoints in self.config.sections["firewall"].dnat.items():
+            factory = self._wrap(
+                DnatFactory(name, self.firewall, self.outbound), name, protocol="tcp"
+            )
+            for description in endpoints:
+                self.listen(f"dnat.{name}", description, factory, parent=self.listeners)
+
+    def listen(self, kind: str, description: str, factory: Any, *, parent: MultiService) -> None:
+        """Add a :class:`Listener` for ``description`` under ``parent`` (bound at startup)."""
+        try:
+            endpoint = serverFromString(self._endpoints, with_backlog(description))
+        except (ValueError, KeyError, TypeError) as e:
+            raise StartupError(f"listeners.{kind}: bad endpoint {description!r}: {e}") from None
+        Listener(
+            f"listeners.{kind}", description, endpoint, factory, announce=self._bound
+        ).setServiceParent(parent)
+
+    def _bound(self, listener: Listener) -> None:
+        kind = listener.key.removeprefix("listeners.")
+        self.ports.append((kind, listener.description, listener.port))
+        self._log.info(
+            "{proto} listener {description} listening on {where}",
+            proto=kind,
+            description=listener.description,
+            where=where(listener.port),
+        )
 
     @staticmethod
     def _plans(config: Config, reactor):
@@ -176,6 +211,8 @@ class GatewayService(MultiService):
             deferToThreadPool, self._reactor, self._reactor.getThreadPool(), check
         )
 
+    # -- running ----------------------------------------------------------------
+
     def privilegedStartService(self) -> None:
         """Bind every listener before anything else starts; any failure stops startup."""
         self._log.info(
@@ -183,71 +220,14 @@ class GatewayService(MultiService):
             version=gateway.__version__,
             sources=" + ".join(self.config.sources),
         )
-        for proto, endpoints in self.config.listeners.items():
-            if not endpoints:
-                continue
-            factory = wrap(
-                self.factories[proto],
-                listener=proto,
-                max_connections=self.config.sections["firewall"].max_connections,
-                max_connections_per_address=(
-                    self.config.sections["firewall"].max_connections_per_address
-                ),
-                firewall=self.firewall,
-            )
-            self.firewalls[proto] = factory
-            for description in endpoints:
-                self._listen(proto, description, factory)
-        for name, endpoints in self.config.sections["firewall"].dnat.items():
-            factory = wrap(
-                DnatFactory(name, self.firewall, self.outbound),
-                listener=name,
-                max_connections=self.config.sections["firewall"].max_connections,
-                max_connections_per_address=(
-                    self.config.sections["firewall"].max_connections_per_address
-                ),
-                firewall=self.firewall,
-                protocol="tcp",
-            )
-            for description in endpoints:
-                self._listen(f"dnat.{name}", description, factory)
-        self.operations.bind(self._listen)
-        super().privilegedStartService()
-
-    def _listen(self, proto: str, description: str, factory) -> None:
-        results: list = []
         try:
-            endpoint = serverFromString(self._reactor, with_backlog(description))
-        except (ValueError, KeyError, TypeError) as e:
-            self._abort(f"listeners.{proto}: bad endpoint {description!r}: {e}")
-        if isinstance(endpoint, SSL4ServerEndpoint) and isinstance(factory, FirewallFactory):
-            # The firewall goes in front of TLS (a PROXY header precedes the handshake).
-            factory = factory.over_tls(endpoint._sslContextFactory)
-            endpoint = TCP4ServerEndpoint(
-                self._reactor, endpoint._port, endpoint._backlog, endpoint._interface
-            )
-        endpoint.listen(factory).addBoth(results.append)
-        if not results:
-            self._abort(f"listeners.{proto}: {description!r} did not bind at startup")
-        result = results[0]
-        if not IListeningPort.providedBy(result):
-            self._abort(f"listeners.{proto}: cannot listen on {description!r}: {result.value}")
-        self.ports.append((proto, description, result))
-        address = result.getHost()
-        where = f"{address.host}:{address.port}" if hasattr(address, "port") else str(address)
-        self._log.info(
-            "{proto} listener {description} listening on {where}",
-            proto=proto,
-            description=description,
-            where=where,
-        )
-
-    def _abort(self, line: str) -> None:
-        # Nothing may stay half-started: release what was bound, then stop.
-        for _, _, port in self.ports:
-            port.stopListening()
-        self.ports.clear()
-        raise StartupError(line)
+            super().privilegedStartService()
+        except StartupError:
+            # Nothing may stay half-started: release what was bound.
+            release(self.listeners)
+            release(self.admin)
+            self.ports.clear()
+            raise
 
     def reload_rules(self) -> bool:
         """Read the routing rules file again; conversations keep the plans they have.
@@ -280,14 +260,17 @@ class GatewayService(MultiService):
         try:
             self.store.start()
         except Exception as e:
-            self._abort(
+            release(self.listeners)
+            release(self.admin)
+            self.ports.clear()
+            raise StartupError(
                 f"gateway.data_dir: cannot open the database in {self.config.data_dir}: {e}"
-            )
+            ) from None
+        self.admin.prepare()
         # What a kill or crash left open: held for resuming, or marked interrupted.
         self.gateway.restore().addErrback(
             lambda f: self._log.failure("restoring open conversations failed", f)
         )
-        self.operations.start()
         self.firewall.start(self.config.sections["firewall"].sweep_interval_s)
         super().startService()
         # What startup built (modules, classes, configuration: some 70,000 objects)
@@ -297,14 +280,14 @@ class GatewayService(MultiService):
 
     def stopService(self) -> Deferred:
         """Stop accepting, end conversations, finish writes; within shutdown_deadline_s."""
-        return self.operations.within_deadline(self._stop())
+        return within_deadline(self._stop(), self.config.shutdown_deadline_s, self._reactor)
 
     @inlineCallbacks
     def _stop(self):
         if self._previous_hup is not None:
             signal.signal(signal.SIGHUP, self._previous_hup)
             self._previous_hup = None
-        yield DeferredList([maybeDeferred(port.stopListening) for _, _, port in self.ports])
+        yield self.listeners.stopService()
         self.ports.clear()
         self.gateway.shutdown()
         yield super().stopService()
@@ -313,5 +296,8 @@ class GatewayService(MultiService):
             yield plans.close()
         yield self.store.close()
         self._log.info("imgateway stopped")
-        self.operations.stop()
+        self.admin.close_json_log()
         self.firewall.stop()
+
+
+__all__ = ["GatewayService", "StartupError"]

@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 from twisted.application.service import IService
-from twisted.python import usage
 
 from gateway.config import ConfigError, load
+from gateway.daemon import ConfigOptions, StartupError
 
 
-class Options(usage.Options):
+class Options(ConfigOptions):
     """Command line of ``twistd imgateway``."""
 
-    optParameters = [
-        [
-            "config",
-            "c",
-            None,
-            "Configuration file (TOML), merged over the packaged defaults. "
-            "Default: ./etc/imgateway.toml if present.",
-        ],
-    ]
+    default_config = "./etc/imgateway.toml"
 
 
 def makeService(config: Options, reactor=None) -> IService:
     """Build the gateway service from the command line's configuration."""
-    from gateway.app.service import GatewayService, StartupError
+    from gateway.app.service import GatewayService
 
     if reactor is None:
         from twisted.internet import reactor

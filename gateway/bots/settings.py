@@ -1,6 +1,6 @@
 """The ``[bots]`` configuration section: one table per built-in bot (today ``[bots.faq]``).
 
-Registered in ``gateway.config.SECTIONS`` as ``"bots": "gateway.bots.settings:parse"``;
+Registered as the ``bots`` part (gateway/app/parts.py);
 ``Config.sections["bots"]`` is then the FAQ bot's :class:`FaqSettings`, or None when the
 bot is not enabled.
 """

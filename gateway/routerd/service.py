@@ -3,34 +3,24 @@
 from __future__ import annotations
 
 import signal
-import sys
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import DeferredList, inlineCallbacks, maybeDeferred
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web.server import Site
 
 import gateway
 from gateway import logs
 from gateway.config import ConfigError
+from gateway.daemon import Listener, StartupError, release, where
 from gateway.routerd.api import RouterApi, request_factory
 from gateway.routerd.config import RouterConfig
 from gateway.routerd.rulebook import RuleBook
 
 # Seconds a connection may sit idle before the server closes it.
 IDLE_TIMEOUT_S = 60
-
-
-class StartupError(SystemExit):
-    """Startup cannot go on; the one line has been written to stderr."""
-
-    def __init__(self, line: str) -> None:
-        sys.stderr.write(f"imrouter: {line}\n")
-        sys.stderr.flush()
-        super().__init__(1)
 
 
 class RouterService(MultiService):
@@ -62,7 +52,7 @@ class RouterService(MultiService):
         try:
             self.book.load()
         except ConfigError as e:
-            raise StartupError(str(e)) from None
+            raise StartupError(str(e), "imrouter") from None
         self.api = RouterApi(
             self.book, token=config.token, max_body=config.max_body, reload=self.reload
         )
@@ -73,7 +63,35 @@ class RouterService(MultiService):
             reactor=reactor,
         )
         self.site.displayTracebacks = False
-        self.ports: list[IListeningPort] = []
+        self.listeners = MultiService()
+        self.listeners.setServiceParent(self)
+        for description in config.listen:
+            try:
+                endpoint = serverFromString(reactor, description)
+            except (ValueError, KeyError, TypeError) as e:
+                raise StartupError(
+                    f"router.listen: bad endpoint {description!r}: {e}", "imrouter"
+                ) from None
+            Listener(
+                "router.listen",
+                description,
+                endpoint,
+                self.site,
+                program="imrouter",
+                announce=self._bound,
+            ).setServiceParent(self.listeners)
+
+    @property
+    def ports(self) -> list:
+        """The bound listening ports."""
+        return [listener.port for listener in self.listeners if listener.port is not None]
+
+    def _bound(self, listener: Listener) -> None:
+        self._log.info(
+            "imrouter listening on {where}",
+            where=where(listener.port),
+            endpoint=listener.description,
+        )
 
     def reload(self) -> int:
         """Read every rules file again; all or nothing. Returns the new generation.
@@ -101,32 +119,11 @@ class RouterService(MultiService):
             version=gateway.__version__,
             sources=" + ".join(self.config.sources),
         )
-        for description in self.config.listen:
-            self._listen(description)
-        super().privilegedStartService()
-
-    def _listen(self, description: str) -> None:
-        results: list = []
         try:
-            endpoint = serverFromString(self._reactor, description)
-        except (ValueError, KeyError, TypeError) as e:
-            self._abort(f"router.listen: bad endpoint {description!r}: {e}")
-        endpoint.listen(self.site).addBoth(results.append)
-        if not results:
-            self._abort(f"router.listen: {description!r} did not bind at startup")
-        result = results[0]
-        if not IListeningPort.providedBy(result):
-            self._abort(f"router.listen: cannot listen on {description!r}: {result.value}")
-        self.ports.append(result)
-        address = result.getHost()
-        where = f"{address.host}:{address.port}" if hasattr(address, "port") else str(address)
-        self._log.info("imrouter listening on {where}", where=where, endpoint=description)
-
-    def _abort(self, line: str) -> None:
-        for port in self.ports:
-            port.stopListening()
-        self.ports.clear()
-        raise StartupError(line)
+            super().privilegedStartService()
+        except StartupError:
+            release(self.listeners)
+            raise
 
     def startService(self) -> None:
         """Apply the log level; SIGHUP reloads the rules from now on."""
@@ -145,7 +142,5 @@ class RouterService(MultiService):
         if self._hup_installed:
             signal.signal(signal.SIGHUP, self._previous_hup or signal.SIG_DFL)
             self._hup_installed = False
-        yield DeferredList([maybeDeferred(port.stopListening) for port in self.ports])
-        self.ports.clear()
         yield super().stopService()
         self._log.info("imrouter stopped")

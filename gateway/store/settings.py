@@ -1,6 +1,6 @@
 """The ``[store]`` configuration section: which database holds the transcripts.
 
-Registered in ``gateway.config.SECTIONS`` as ``"store": "gateway.store.settings:parse"``;
+Registered as the ``store`` part (gateway/app/parts.py);
 ``Config.sections["store"]`` is then a :class:`StoreSettings`.
 """
 

@@ -10,3 +10,25 @@ and ``botparties`` (each customer and agent the bot carries). Shared: ``framing`
 ``commands`` and ``desk`` (agent commands), ``render`` (events as text),
 ``settings`` (the ``[irc]`` section).
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.plugins import Adapter
+from protocols.irc import bot, settings
+
+
+def _listener(gateway: Any, config: Any, reactor: Any) -> Any:
+    from protocols.irc.server import build
+
+    return build(gateway, config, reactor)
+
+
+adapter = Adapter(
+    name="irc",
+    sections={"irc": settings.parse},
+    listeners={"irc": _listener},
+    upstreams=(bot.build,),
+    address_scheme="irc",
+)

@@ -11,8 +11,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from gateway import __version__
-from gateway.config import JsonImConfig
 from protocols.jsonim import JsonImFactory, JsonImProtocol
+from protocols.jsonim.settings import JsonImSettings
 
 
 @attrs.define
@@ -133,11 +133,13 @@ class Connection:
         self.protocol.connectionLost(None)
 
 
-def connect(gateway: FakeGateway | None = None, config: JsonImConfig | None = None) -> Connection:
+def connect(gateway: FakeGateway | None = None, config: JsonImSettings | None = None) -> Connection:
     """A new connection to a JSON-IM factory, with the connection made."""
     gateway = gateway if gateway is not None else FakeGateway()
     clock = Clock()
-    factory = JsonImFactory(gateway, config or JsonImConfig(), server_name="imgateway", clock=clock)
+    factory = JsonImFactory(
+        gateway, config or JsonImSettings(), server_name="imgateway", clock=clock
+    )
     protocol = factory.buildProtocol(None)
     transport = StringTransport()
     protocol.makeConnection(transport)
@@ -176,7 +178,7 @@ def welcome(session: str, features: list[str] | None = None) -> dict[str, Any]:
 
 def customer(gateway: FakeGateway | None = None, **config: Any) -> Connection:
     """A customer connection past its welcome."""
-    conn = connect(gateway, JsonImConfig(**config))
+    conn = connect(gateway, JsonImSettings(**config))
     conn.send(CUSTOMER_HELLO)
     assert conn.received()[0]["type"] == "welcome"
     return conn
@@ -184,7 +186,7 @@ def customer(gateway: FakeGateway | None = None, **config: Any) -> Connection:
 
 def agent(gateway: FakeGateway | None = None, **config: Any) -> Connection:
     """An agent connection past its welcome."""
-    conn = connect(gateway, JsonImConfig(**config))
+    conn = connect(gateway, JsonImSettings(**config))
     conn.send(AGENT_HELLO)
     assert conn.received()[0]["type"] == "welcome"
     return conn

@@ -20,9 +20,9 @@ from gateway import config as gwconfig
 from gateway import logs
 from gateway.admin import api as adminapi
 from gateway.admin import client as adminclient
-from gateway.admin.service import within_deadline
 from gateway.admin.settings import TOKEN_ENV, is_loopback
 from gateway.app import tap
+from gateway.daemon import within_deadline
 from gateway.store import sqlite as db
 from gateway.store.records import ConversationRecord, StoredMessage
 from gateway.store.retention import DAY_S, RetentionService
@@ -304,12 +304,12 @@ def test_the_service_writes_its_token_and_json_log(tmp_path, monkeypatch):
     opts = tap.Options()
     opts.parseOptions(["--config", str(path)])
     service = tap.makeService(opts, MemoryReactorClock())
-    ops = service.operations
-    ops.start()
+    ops = service.admin
+    ops.prepare()
     try:
         Logger(observer=logs.observer).info("hello {conversation}", conversation="c-7")
     finally:
-        ops.stop()
+        ops.close_json_log()
     token = tmp_path / "data" / "admin.token"
     assert token.read_text().strip() == ops.token
     assert stat.S_IMODE(token.stat().st_mode) == 0o600
@@ -324,6 +324,6 @@ def test_a_configured_token_is_not_written(tmp_path, monkeypatch):
     opts = tap.Options()
     opts.parseOptions(["--config", str(path)])
     service = tap.makeService(opts, MemoryReactorClock())
-    service.operations.start()
-    assert service.operations.token == "given"
+    service.admin.prepare()
+    assert service.admin.token == "given"
     assert not (tmp_path / "data" / "admin.token").exists()

@@ -21,7 +21,7 @@ def test_packaged_defaults(tmp_path):
     assert cfg.listeners["jsonim"] == ("tcp:7070:interface=127.0.0.1",)
     # Other protocols listen only where a site asks them to.
     assert all(not eps for kind, eps in cfg.listeners.items() if kind != "jsonim")
-    assert cfg.jsonim.max_frame == 65536 and cfg.jsonim.max_depth == 32
+    assert cfg.sections["jsonim"].max_frame == 65536 and cfg.sections["jsonim"].max_depth == 32
     assert [f.name for f in cfg.fields] == ["name", "topic"]
     assert cfg.default_queue == "general"
     assert cfg.data_dir == Path("imgateway-data")
@@ -32,8 +32,8 @@ def test_site_file_in_etc_is_merged(tmp_path):
     (tmp_path / "etc" / "imgateway.toml").write_text("[jsonim]\nheartbeat_s = 45\n")
     cfg = load(cwd=tmp_path)
     assert cfg.sources == ("packaged defaults", str(tmp_path / "etc" / "imgateway.toml"))
-    assert cfg.jsonim.heartbeat_s == 45.0
-    assert cfg.jsonim.max_frame == 65536  # untouched keys keep their default
+    assert cfg.sections["jsonim"].heartbeat_s == 45.0
+    assert cfg.sections["jsonim"].max_frame == 65536  # untouched keys keep their default
 
 
 def test_explicit_file_and_queues(tmp_path):

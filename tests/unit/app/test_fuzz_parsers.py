@@ -21,7 +21,6 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from twisted.internet.testing import StringTransport
 from twisted.words.xish import domish
 
-from gateway.config import JsonImConfig
 from protocols.irc import framing as irc_framing
 from protocols.irc.message import Message, ParseError, decode, parse, serialise
 from protocols.jsonim import JsonImFactory
@@ -29,6 +28,7 @@ from protocols.jsonim.codec import DecodeError
 from protocols.jsonim.codec import decode as jsonim_decode
 from protocols.jsonim.codec import encode as jsonim_encode
 from protocols.jsonim.framing import FrameTooLarge, LineFramer
+from protocols.jsonim.settings import JsonImSettings
 from protocols.xmpp.parser import StreamError, StreamParser
 
 # Per input: a parser that goes quadratic on some input would blow this.
@@ -497,7 +497,7 @@ class ConversationMachine(RuleBasedStateMachine):
         self.harness = make_harness(agents=("anna", "bob"))
         self.factory = JsonImFactory(
             self.harness.gateway,
-            JsonImConfig(messages_per_second=1000.0, message_burst=1000),
+            JsonImSettings(messages_per_second=1000.0, message_burst=1000),
             server_name="imgateway",
             clock=self.harness.clock,
         )

@@ -9,7 +9,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactor, MemoryReactorClock
 
 from gateway.app import tap
-from gateway.app.service import BACKLOG, with_backlog
+from gateway.daemon import BACKLOG, with_backlog
 
 
 def test_socket_endpoints_get_the_backlog_unless_they_set_one():

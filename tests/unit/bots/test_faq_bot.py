@@ -311,9 +311,7 @@ def test_section_errors(table, key, problem):
     assert problem in caught.value.problem
 
 
-def test_the_section_through_the_configuration_loader(tmp_path, monkeypatch):
-    # As the lead will register it in gateway.config.SECTIONS.
-    monkeypatch.setitem(gwconfig.SECTIONS, "bots", "gateway.bots.settings:parse")
+def test_the_section_through_the_configuration_loader(tmp_path):
     path = write(tmp_path, GOOD)
     site = tmp_path / "site.toml"
     site.write_text(f'[bots.faq]\nenabled = true\nknowledge = "{path}"\n')

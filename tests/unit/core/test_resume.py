@@ -300,12 +300,12 @@ def test_jsonim_round_trip_through_the_core():
 
     from jsonim_helpers import CUSTOMER_HELLO
 
-    from gateway.config import JsonImConfig
     from protocols.jsonim.protocol import JsonImFactory
+    from protocols.jsonim.settings import JsonImSettings
 
     h = make_harness(resume_grace_s=GRACE)
     agent, agent_s = h.agent("anna")
-    factory = JsonImFactory(h.gateway, JsonImConfig(), server_name="gw", clock=h.clock)
+    factory = JsonImFactory(h.gateway, JsonImSettings(), server_name="gw", clock=h.clock)
 
     def dial():
         from twisted.internet.testing import StringTransport

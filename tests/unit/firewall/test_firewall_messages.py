@@ -18,9 +18,9 @@ from zope.interface import implementer
 from firewall.engine import Firewall
 from firewall.interfaces import IFirewalledProtocol
 from firewall.wrapper import wrap
-from gateway.config import JsonImConfig
 from protocols.irc.server import IrcFactory
 from protocols.jsonim.protocol import JsonImFactory
+from protocols.jsonim.settings import JsonImSettings
 from protocols.xmpp.c2s import ClientFactory, ClientServer
 from protocols.xmpp.settings import XmppSettings
 
@@ -119,7 +119,7 @@ def test_over_the_message_rate_later_data_is_held_back_then_dropped() -> None:
 
 def test_jsonim_reports_frames() -> None:
     clock = Clock()
-    jsonim = JsonImFactory(FakeGateway(), JsonImConfig(), server_name="imgateway", clock=clock)
+    jsonim = JsonImFactory(FakeGateway(), JsonImSettings(), server_name="imgateway", clock=clock)
     fw, factory, _ = behind_firewall(jsonim, clock)
     protocol, transport = connect(factory)
     first = frames(CUSTOMER_HELLO, {"type": "ping"}, {"type": "ping", "id": "p2"})
@@ -135,7 +135,7 @@ def test_jsonim_reports_frames() -> None:
 def test_jsonim_stops_reading_once_dropped() -> None:
     clock = Clock()
     rules = RULES + "limits { messages rate 1/second burst 2; disconnect after 1; }\n"
-    jsonim = JsonImFactory(FakeGateway(), JsonImConfig(), server_name="imgateway", clock=clock)
+    jsonim = JsonImFactory(FakeGateway(), JsonImSettings(), server_name="imgateway", clock=clock)
     fw, factory, _ = behind_firewall(jsonim, clock, rules)
     protocol, transport = connect(factory)
     protocol.dataReceived(

@@ -23,11 +23,11 @@ from twisted.logger import Logger, formatEvent
 from zope.interface.verify import verifyObject
 
 from gateway import __version__
-from gateway.config import JsonImConfig
 from gateway.core import events
 from gateway.core.errors import AuthFailed, BadRequest, NotAllowed, Unavailable
 from gateway.core.interfaces import IParty
 from protocols.jsonim import JsonImFactory, JsonImProtocol
+from protocols.jsonim.settings import JsonImSettings
 
 
 def error(code: str, text: str, frame_id: str | None = None) -> dict[str, Any]:
@@ -43,7 +43,7 @@ def codes(frames: list[dict[str, Any]]) -> list[str]:
 
 def capture_log(conn: Connection) -> list[dict[str, Any]]:
     logged: list[dict[str, Any]] = []
-    conn.protocol._log = Logger(observer=logged.append)
+    conn.protocol.session._log = Logger(observer=logged.append)
     return logged
 
 
@@ -51,11 +51,11 @@ def capture_log(conn: Connection) -> list[dict[str, Any]]:
 
 
 def test_protocol_provides_iparty() -> None:
-    assert verifyObject(IParty, connect().protocol)
+    assert verifyObject(IParty, connect().protocol.session)
 
 
 def test_factory_builds_protocols() -> None:
-    factory = JsonImFactory(FakeGateway(), JsonImConfig(), server_name="x", clock=Clock())
+    factory = JsonImFactory(FakeGateway(), JsonImSettings(), server_name="x", clock=Clock())
     protocol = factory.buildProtocol(None)
     assert isinstance(protocol, JsonImProtocol)
     assert protocol.factory is factory
@@ -74,7 +74,7 @@ def test_customer_hello_and_welcome() -> None:
     )
     [arrival] = conn.gateway.arrivals
     assert arrival == {
-        "party": conn.protocol,
+        "party": conn.protocol.session,
         "protocol": "jsonim",
         "client": events.ClientInfo("acme-widget", "2.3.1"),
         "answers": {},
@@ -254,7 +254,7 @@ def test_second_hello_not_allowed() -> None:
 
 
 def test_hello_timeout() -> None:
-    conn = connect(config=JsonImConfig(hello_timeout_s=10))
+    conn = connect(config=JsonImSettings(hello_timeout_s=10))
     conn.clock.advance(9.9)
     assert conn.received() == []
     assert not conn.closed
@@ -264,7 +264,7 @@ def test_hello_timeout() -> None:
 
 
 def test_hello_in_time_stops_the_timeout() -> None:
-    conn = connect(config=JsonImConfig(hello_timeout_s=10, heartbeat_s=100))
+    conn = connect(config=JsonImSettings(hello_timeout_s=10, heartbeat_s=100))
     conn.clock.advance(5)
     conn.send(CUSTOMER_HELLO)
     conn.clock.advance(50)
@@ -281,7 +281,7 @@ def test_agent_login_and_welcome() -> None:
     assert conn.received() == [welcome("s-a1")]
     [login] = conn.gateway.logins
     assert login == {
-        "party": conn.protocol,
+        "party": conn.protocol.session,
         "protocol": "jsonim",
         "name": "anna",
         "password": "secret",
@@ -345,7 +345,7 @@ def test_agent_frames_wait_for_login_in_order() -> None:
         b"junk\n",
         {"type": "ping", "id": "p1"},
     )
-    conn.protocol.deliver(events.Revoked("o-0", "timeout"))
+    conn.protocol.session.deliver(events.Revoked("o-0", "timeout"))
     assert conn.received() == []
     assert gateway.agent.calls == []
     login.callback(gateway.agent)
@@ -386,8 +386,8 @@ def test_agent_gone_before_login_completes() -> None:
 
 def test_newest_agent_login_closes_the_old_connection() -> None:
     conn = agent()
-    conn.protocol.close("logged in from another connection")
-    conn.protocol.deliver(events.Revoked("o-1", "taken"))
+    conn.protocol.session.close("logged in from another connection")
+    conn.protocol.session.deliver(events.Revoked("o-1", "taken"))
     assert conn.closed
     assert conn.received() == []
 
@@ -708,10 +708,10 @@ def test_agent_hello_again_not_allowed() -> None:
 
 def test_customer_events() -> None:
     conn = customer()
-    conn.protocol.deliver(events.Queued(3, 40))
-    conn.protocol.deliver(events.Connected("c-1", "Anna"))
-    conn.protocol.deliver(events.Typing("c-1", "active"))
-    conn.protocol.deliver(events.Ended("c-1", "agent"))
+    conn.protocol.session.deliver(events.Queued(3, 40))
+    conn.protocol.session.deliver(events.Connected("c-1", "Anna"))
+    conn.protocol.session.deliver(events.Typing("c-1", "active"))
+    conn.protocol.session.deliver(events.Ended("c-1", "agent"))
     assert conn.raw() == (
         b'{"type":"queued","position":3,"eta_s":40}\n'
         b'{"type":"connected","conversation":"c-1","agent":{"alias":"Anna"}}\n'
@@ -723,8 +723,8 @@ def test_customer_events() -> None:
 def test_agent_events() -> None:
     conn = agent()
     card = events.CustomerCard("c-7f3a", "xmpp", events.ClientInfo("Gajim", "1.8.4"), None, {})
-    conn.protocol.deliver(events.Offer("o-1", "c-1", 20, card))
-    conn.protocol.deliver(
+    conn.protocol.session.deliver(events.Offer("o-1", "c-1", 20, card))
+    conn.protocol.session.deliver(
         events.Connected("c-1", "c-7f3a", (events.HistoryEntry("customer", "hi", 2.5),))
     )
     assert conn.received() == [
@@ -754,24 +754,24 @@ def test_typing_only_when_negotiated() -> None:
     conn = connect()
     conn.send({**CUSTOMER_HELLO, "features": []})
     assert conn.received() == [welcome("s-c1", [])]
-    conn.protocol.deliver(events.Typing("c-1", "active"))
-    conn.protocol.deliver(events.Queued(1, 10))
+    conn.protocol.session.deliver(events.Typing("c-1", "active"))
+    conn.protocol.session.deliver(events.Queued(1, 10))
     assert codes(conn.received()) == ["queued"]
 
 
 def test_unrenderable_event_is_dropped() -> None:
     conn = customer()
     capture_log(conn)
-    conn.protocol.deliver(object())
+    conn.protocol.session.deliver(object())
     assert conn.received() == []
     assert not conn.closed
 
 
 def test_close_from_core() -> None:
     conn = customer()
-    conn.protocol.close("shutdown")
+    conn.protocol.session.close("shutdown")
     assert conn.closed
-    conn.protocol.deliver(events.Queued(1, 1))
+    conn.protocol.session.deliver(events.Queued(1, 1))
     conn.send({"type": "ping", "id": "p"})
     assert conn.received() == []
     assert conn.clock.getDelayedCalls() == []
@@ -816,7 +816,7 @@ def test_any_frame_resets_the_heartbeat() -> None:
 
 
 def test_heartbeat_is_stated_as_configured() -> None:
-    conn = connect(config=JsonImConfig(heartbeat_s=2.5))
+    conn = connect(config=JsonImSettings(heartbeat_s=2.5))
     conn.send(CUSTOMER_HELLO)
     assert conn.received()[0]["heartbeat_s"] == 2.5
     conn.clock.advance(2.5)
@@ -825,7 +825,7 @@ def test_heartbeat_is_stated_as_configured() -> None:
 
 def test_agent_heartbeat_starts_at_welcome() -> None:
     login: Deferred[FakeSession] = Deferred()
-    conn = connect(FakeGateway(login=login), JsonImConfig(heartbeat_s=30, hello_timeout_s=5))
+    conn = connect(FakeGateway(login=login), JsonImSettings(heartbeat_s=30, hello_timeout_s=5))
     conn.send(AGENT_HELLO)
     conn.clock.advance(100)
     assert conn.received() == []
@@ -843,7 +843,7 @@ def test_connection_lost_ends_the_session_once() -> None:
     assert conn.clock.getDelayedCalls() == []
     # A late store answer and late events write nothing.
     conn.gateway.customer.says[0].callback("g-1")
-    conn.protocol.deliver(events.Queued(1, 1))
+    conn.protocol.session.deliver(events.Queued(1, 1))
     assert conn.received() == []
 
 

@@ -11,10 +11,11 @@ from twisted.internet.testing import MemoryReactor
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.web.server import Site
 
+from gateway.daemon import StartupError
 from gateway.routerd import tap
 from gateway.routerd.api import BoundedRequest, RouterApi
 from gateway.routerd.config import load
-from gateway.routerd.service import RouterService, StartupError
+from gateway.routerd.service import RouterService
 
 TOKEN = "unit-test-token-0123456789"
 
@@ -120,11 +121,10 @@ def test_an_endpoint_that_cannot_bind_stops_startup(tmp_path, capsys):
 
 
 def test_a_bad_endpoint_string_stops_startup(tmp_path, capsys):
-    service = tap.makeService(
-        options("--config", str(write_config(tmp_path, '["nonsense:1"]'))), MemoryReactor()
-    )
     with pytest.raises(StartupError):
-        service.privilegedStartService()
+        tap.makeService(
+            options("--config", str(write_config(tmp_path, '["nonsense:1"]'))), MemoryReactor()
+        )
     assert capsys.readouterr().err.startswith("imrouter: router.listen: bad endpoint 'nonsense:1'")
 
 

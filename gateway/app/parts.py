@@ -1,0 +1,20 @@
+"""The gateway's own parts that own a configuration section (see :mod:`gateway.plugins`).
+
+Protocol adapters register themselves from their own packages; these are the
+services of ``gateway/`` and the firewall, which the composition root assembles.
+"""
+
+from __future__ import annotations
+
+from firewall import settings as firewall_settings
+from gateway.admin import settings as admin_settings
+from gateway.bots import settings as bots_settings
+from gateway.bots.service import faq_upstream
+from gateway.plugins import Part
+from gateway.store import settings as store_settings
+
+admin = Part(name="admin", sections={"admin": admin_settings.parse})
+bots = Part(name="bots", sections={"bots": bots_settings.parse}, upstreams=(faq_upstream,))
+firewall = Part(name="firewall", sections={"firewall": firewall_settings.parse})
+# The [store] section: backend, DSN and retention_days (gateway.store.retention).
+store = Part(name="store", sections={"store": store_settings.parse})

@@ -1,0 +1,35 @@
+"""The ``[jsonim]`` section: limits of the JSON-IM/1 listeners (see the JSON-IM spec)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class JsonImSettings:
+    """JSON-IM/1 listener limits; defaults here are those of ``[jsonim]``."""
+
+    max_frame: int = 65536
+    max_depth: int = 32
+    heartbeat_s: float = 30.0
+    hello_timeout_s: float = 30.0
+    max_bad_frames: int = 3
+    messages_per_second: float = 5.0
+    message_burst: int = 20
+
+
+def parse(j: Any) -> JsonImSettings:
+    """Read ``[jsonim]`` from its :class:`gateway.config.Reader`."""
+    settings = JsonImSettings(
+        max_frame=j.number("max_frame", low=256, high=16 * 1024 * 1024, integer=True),
+        max_depth=j.number("max_depth", low=2, high=256, integer=True),
+        heartbeat_s=j.number("heartbeat_s", low=1, high=86400),
+        hello_timeout_s=j.number("hello_timeout_s", low=1, high=3600),
+        max_bad_frames=j.number("max_bad_frames", low=1, high=1000, integer=True),
+        messages_per_second=j.number("messages_per_second", low=0.01, high=1e6),
+        message_burst=j.number("message_burst", low=1, high=1e6, integer=True),
+    )
+    j.done()
+    return settings

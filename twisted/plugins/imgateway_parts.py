@@ -1,0 +1,11 @@
+"""The parts of ``twistd imgateway``, for ``getPlugins(IGatewayPart)``: one line each.
+
+A new protocol is one folder under ``protocols/`` and one line here.
+"""
+
+from gateway.app.parts import admin, bots, firewall, store
+from protocols.irc import adapter as irc
+from protocols.jsonim import adapter as jsonim
+from protocols.xmpp import adapter as xmpp
+
+__all__ = ["admin", "bots", "firewall", "irc", "jsonim", "store", "xmpp"]
