@@ -2,11 +2,15 @@
 
 The firewall is the bottom layer: whatever it and the layers above both need lives
 here, so that nothing in ``firewall/`` imports from ``gateway/`` and no adapter
-reaches into the firewall's internals. Three things: the log level filter every
-logger of the product publishes through, a token bucket, and address text.
+reaches into the firewall's internals. Three things: the log observer every logger of
+the product publishes through (a level filter, then the escaping of every value a peer
+may have chosen), a token bucket, and address text.
 """
 
 from __future__ import annotations
+
+from string import Formatter
+from typing import Any
 
 import attrs
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -27,9 +31,98 @@ LOG_LEVELS = {
 
 _predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
 
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "=": "\\x3d"}
+
+
+def log_escape(value: str, token: bool = False) -> str:
+    """``value`` as one log line may carry it, whoever chose it.
+
+    Backslashes, ``=`` and every character that is not printable (line breaks of any
+    kind, terminal escapes, direction overrides, non-breaking spaces) are written as
+    Python escapes, so no value can start a line or forge a ``key=value`` pair that a
+    fail2ban filter would read. With ``token`` (a value after ``key=``), spaces are
+    escaped too (``\\x20``), so the value stays one word.
+    """
+    if (
+        value.isprintable()
+        and "\\" not in value
+        and "=" not in value
+        and not (token and " " in value)
+    ):
+        return value
+    out = []
+    for char in value:
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif char == " ":
+            out.append("\\x20" if token else " ")
+        elif char.isprintable():
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(
+                f"\\x{code:02x}"
+                if code < 0x100
+                else f"\\u{code:04x}"
+                if code < 0x10000
+                else f"\\U{code:08x}"
+            )
+    return "".join(out)
+
+
+# Format string -> the names of its fields that follow ``=`` (key=value tokens).
+_TOKEN_FIELDS: dict[str, frozenset[str]] = {}
+_MAX_FORMATS = 4096
+
+
+def _token_fields(format: str) -> frozenset[str]:
+    found = _TOKEN_FIELDS.get(format)
+    if found is None:
+        try:
+            parsed = list(Formatter().parse(format))
+        except ValueError:
+            parsed = []
+        found = frozenset(
+            name.split(".")[0].split("[")[0]
+            for literal, name, _, _ in parsed
+            if name and literal.endswith("=")
+        )
+        if len(_TOKEN_FIELDS) >= _MAX_FORMATS:
+            _TOKEN_FIELDS.clear()
+        _TOKEN_FIELDS[format] = found
+    return found
+
+
+def _escaping(observer: Any) -> Any:
+    """An observer that escapes every text value of an event (see :func:`log_escape`)
+    before handing it to ``observer``: the text and the JSON log lines are made from the
+    escaped values. The format string is the product's own and stays as it is."""
+
+    def escaped(event: dict) -> None:
+        tokens = None
+        changed = None
+        for key, value in event.items():
+            if type(value) is not str or key.startswith("log_"):
+                continue
+            if tokens is None:
+                fmt = event.get("log_format")
+                tokens = _token_fields(fmt) if isinstance(fmt, str) else frozenset()
+            safe = log_escape(value, key in tokens)
+            if safe is not value:
+                if changed is None:
+                    changed = {}
+                changed[key] = safe
+        if changed:
+            event = {**event, **changed}
+        observer(event)
+
+    return escaped
+
+
 # Every logger of the product publishes here, so events below the configured level
-# are dropped before anything formats them (per-message debug lines cost nothing).
-log_observer = FilteringLogObserver(globalLogPublisher, [_predicate])
+# are dropped before anything formats them (per-message debug lines cost nothing), and
+# what a peer chose reaches no log line unescaped.
+log_observer = FilteringLogObserver(_escaping(globalLogPublisher), [_predicate])
 
 
 def set_log_level(name: str) -> None:

@@ -736,7 +736,7 @@ class Gateway(Holding):
         self._log.warn(
             "auth failure protocol={protocol} user={user} address={address}",
             protocol=protocol,
-            user=repr(user)[1:-1].replace(" ", "\\x20") or "-",
+            user=user or "-",  # escaped by the log observer, as every value
             address=address or "-",
         )
 

@@ -1,11 +1,12 @@
-"""TokenBucket: average rate, bursts, and an injected clock."""
+"""TokenBucket: average rate, bursts, and an injected clock; the escaping log observer."""
 
 from __future__ import annotations
 
 import pytest
 from twisted.internet.task import Clock
+from twisted.logger import Logger, formatEvent, globalLogPublisher
 
-from firewall.common import TokenBucket
+from firewall.common import TokenBucket, log_escape, log_observer
 
 
 def test_burst_then_refused() -> None:
@@ -70,3 +71,31 @@ def test_clock_stepping_back_neither_refills_nor_drains() -> None:
 def test_rejects_useless_settings(rate: float, burst: int) -> None:
     with pytest.raises(ValueError):
         TokenBucket(rate=rate, burst=burst, clock=Clock())
+
+
+# -- log escaping ------------------------------------------------------------------------
+
+
+def test_log_escape_keeps_plain_text_and_escapes_what_could_forge_a_line() -> None:
+    plain = "Dana Müller 2.3"
+    assert log_escape(plain) is plain
+    assert log_escape("a\nb\r\u2028c\x1b[2J\x85\u202e") == "a\\nb\\r\\u2028c\\x1b[2J\\x85\\u202e"
+    assert log_escape("user=root address=6.6.6.6") == "user\\x3droot address\\x3d6.6.6.6"
+    assert log_escape("a b\\x0a", token=True) == "a\\x20b\\\\x0a"
+    assert log_escape("\u00a0\t\U0001f600") == "\\xa0\\t\U0001f600"
+
+
+def test_the_product_log_observer_escapes_every_text_value() -> None:
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        Logger(observer=log_observer).info(
+            "opened for {client} user={user} rule={rule}",
+            client="x\naddress=6.6.6.6 y",
+            user="a b",
+            rule=3,
+        )
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    (event,) = [e for e in events if e.get("log_format", "").startswith("opened for")]
+    assert formatEvent(event) == "opened for x\\naddress\\x3d6.6.6.6 y user=a\\x20b rule=3"
