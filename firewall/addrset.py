@@ -20,12 +20,23 @@ class AddressError(ValueError):
     """Text that is not an IP address or network."""
 
 
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
 def parse_network(text: str) -> IPNetwork:
-    """An address or ``address/length`` as a network; host bits must be zero."""
+    """An address or ``address/length`` as a network; host bits must be zero.
+
+    An IPv4-mapped IPv6 network (``::ffff:192.0.2.0/120``) is the IPv4 network it maps
+    (``192.0.2.0/24``): connections from IPv4 clients are matched in IPv4 form, however a
+    dual-stack socket or a proxy wrote their address.
+    """
     try:
-        return ipaddress.ip_network(text.strip(), strict=True)
+        net = ipaddress.ip_network(text.strip(), strict=True)
     except ValueError as e:
         raise AddressError(f"{text!r} is not an IP address or network: {e}") from None
+    if net.version == 6 and net.prefixlen >= 96 and net.subnet_of(_MAPPED):  # type: ignore[arg-type]
+        return ipaddress.IPv4Network((int(net.network_address) & 0xFFFFFFFF, net.prefixlen - 96))
+    return net
 
 
 def parse_address(text: str) -> IPAddress:
@@ -44,6 +55,8 @@ def network_text(net: IPNetwork) -> str:
     return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
 
 
+_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+
 # An address as the firewall matches it: (family bits, 32 or 128; the address as an int).
 IP = tuple[int, int]
 _V4_MAPPED = 0xFFFF
@@ -60,6 +73,21 @@ def parse_ip(text: str) -> IP:
         return 32, int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
     except (OSError, ValueError):
         raise AddressError(f"{text!r} is not an IP address") from None
+
+
+def canonical(text: str) -> str:
+    """A peer's address text in the one form the firewall shows and counts: IPv4-mapped
+    IPv6 (``::ffff:192.0.2.7``) as IPv4, other IPv6 compressed in lower case without a
+    zone; IPv4 text and anything that is not an address are returned as they are."""
+    if ":" not in text:
+        return text
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, text.split("%")[0])
+    except (OSError, ValueError):
+        return text
+    if packed[:12] == _MAPPED_PREFIX:
+        return socket.inet_ntop(socket.AF_INET, packed[12:])
+    return socket.inet_ntop(socket.AF_INET6, packed)
 
 
 def group_key(ip: IP, ipv6_prefix: int) -> int:

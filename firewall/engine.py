@@ -314,6 +314,10 @@ class Firewall:
             return None, None
         return ip, group_key(ip, self._ruleset.limits.ipv6_prefix)
 
+    def address_key(self, host: str) -> int | None:
+        """The key limits, caps and bans count ``host`` under (None: not an address)."""
+        return self._parse(host)[1]
+
     def is_trusted_proxy(self, host: str | None) -> bool:
         """Whether PROXY headers are accepted from this address."""
         ip = self._parse(host)[0]

@@ -24,17 +24,22 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 from firewall import proxyproto
+from firewall.addrset import canonical
 from firewall.common import describe_address, log_observer
 from firewall.conntrack import Entry
 from firewall.engine import Firewall, Flow
 from firewall.interfaces import IFirewalledProtocol, IFirewallTransport
 
 
-def _address_key(addr: IAddress) -> str | None:
-    # Only IP peers are told apart; UNIX-socket peers share the total limit alone.
-    if isinstance(addr, IPv4Address | IPv6Address):
-        return addr.host
-    return None
+def canonical_peer(addr: IAddress) -> IAddress:
+    """A peer address in its one form: an IPv4 client that a dual-stack socket or a
+    proxy shows as ``::ffff:a.b.c.d`` is an IPv4Address, for rules, caps, limits, logs
+    and the protocol alike."""
+    if isinstance(addr, IPv6Address):
+        host = canonical(addr.host)
+        if ":" not in host:
+            return IPv4Address(addr.type, host, addr.port)
+    return addr
 
 
 def _host(addr: IAddress) -> str | None:
@@ -95,7 +100,7 @@ class _Tracked(ProtocolWrapper):
         self,
         factory: FirewallFactory,
         wrapped: IProtocol | None,
-        key: str | None,
+        key: int | str | None,
         *,
         peer: IAddress | None = None,
         flow: Flow | None = None,
@@ -273,7 +278,7 @@ class _Tracked(ProtocolWrapper):
         addr = self.transport.getPeer()
         if header.source is not None:
             host, port = header.source
-            addr = (IPv6Address if ":" in host else IPv4Address)("TCP", host, port)
+            addr = canonical_peer((IPv6Address if ":" in host else IPv4Address)("TCP", host, port))
         self._peer = addr
         if not self._admit_late(addr):
             return
@@ -291,7 +296,7 @@ class _Tracked(ProtocolWrapper):
 
     def _admit_late(self, addr: IAddress) -> bool:
         factory = self.factory
-        self.address_key = _address_key(addr)
+        self.address_key = factory.address_key(addr)
         refusal = factory._decide(addr)
         if isinstance(refusal, str):
             hook = None
@@ -365,7 +370,7 @@ class FirewallFactory(WrappingFactory):
         self.max_connections = max_connections
         self.max_connections_per_address = max_connections_per_address
         self.firewall = firewall
-        self._per_address: Counter[str] = Counter()
+        self._per_address: Counter[int | str] = Counter()
 
     def over_tls(self, context_factory: Any) -> FirewallFactory:
         """This listener's firewall in front of a TLS layer, for an ``ssl:`` endpoint.
@@ -387,23 +392,33 @@ class FirewallFactory(WrappingFactory):
         sibling._log = self._log
         return sibling
 
-    def connection_count(self, key: str | None = None) -> int:
+    def connection_count(self, key: int | str | None = None) -> int:
         """Open connections on this listener, or from the address ``key`` only."""
         if key is None:
             return len(self.protocols)
         return self._per_address[key]
 
-    def _refusal(self, key: str | None) -> str | None:
+    def _refusal(self, key: int | str | None) -> str | None:
         if len(self.protocols) >= self.max_connections:
             return f"{self.max_connections} connections open on this listener"
         if key is not None and self._per_address[key] >= self.max_connections_per_address:
             return f"{self.max_connections_per_address} connections open from this address"
         return None
 
+    def address_key(self, addr: IAddress) -> int | str | None:
+        """What the per-address cap counts ``addr`` under: the firewall's key (an IPv6
+        address's prefix, as limits count it), else the address; None for a UNIX peer."""
+        host = _host(addr)
+        if host is None:
+            return None
+        if self.firewall is not None:
+            return self.firewall.address_key(host)
+        return host
+
     def _decide(self, addr: IAddress) -> str | Flow | None:
         """A refusal ("drop" or "reject"), or the flow of an accepted connection (None
         without a firewall)."""
-        key = _address_key(addr)
+        key = self.address_key(addr)
         why = self._refusal(key)
         if why is not None:
             self._log.info(
@@ -415,7 +430,7 @@ class FirewallFactory(WrappingFactory):
             if self.firewall is not None:
                 self._log.info(
                     "firewall drop address={address} listener={listener} rule=max-connections",
-                    address=key or describe_address(addr),
+                    address=_host(addr) or describe_address(addr),
                     listener=self.listener,
                 )
             return "drop"
@@ -429,6 +444,7 @@ class FirewallFactory(WrappingFactory):
 
     def buildProtocol(self, addr: IAddress) -> IProtocol | None:
         """A tracked wrapper around the wrapped factory's protocol, or a refusal."""
+        given, addr = addr, canonical_peer(addr)
         if self.firewall is not None and self.firewall.is_trusted_proxy(_host(addr)):
             return _Tracked(self, None, None)
         decided = self._decide(addr)
@@ -444,7 +460,13 @@ class FirewallFactory(WrappingFactory):
             if flow is not None and self.firewall is not None:
                 self.firewall.close_flow(flow)
             return None
-        return _Tracked(self, wrapped, _address_key(addr), flow=flow)
+        return _Tracked(
+            self,
+            wrapped,
+            self.address_key(addr),
+            peer=None if addr is given else addr,
+            flow=flow,
+        )
 
     # Counting happens while connections are open, from makeConnection to
     # connectionLost, so a protocol that is built but never connected is not counted.

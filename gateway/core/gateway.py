@@ -40,7 +40,7 @@ from gateway.core.ids import IdFactory
 from gateway.core.interfaces import IRouter, IStore
 from gateway.core.interview import Interview
 from gateway.core.resume import Holds
-from gateway.core.throttle import LoginThrottle
+from gateway.core.throttle import LoginGuard
 from gateway.directory import memory as agent_states
 from gateway.directory.memory import AgentDirectory, AgentState
 from gateway.metrics import GatewayMetrics
@@ -186,11 +186,8 @@ class Gateway(Holding):
         self.shutting_down = False
         # Conversations whose customer (or, after a restart, agent) may come back.
         self.holds = Holds()
-        self._throttle = LoginThrottle(
+        self._logins = LoginGuard(
             clock, free=config.login_failures_free, max_lockout_s=config.login_lockout_max_s
-        )
-        self._account_throttle = LoginThrottle(
-            clock, free=4 * config.login_failures_free, max_lockout_s=config.login_lockout_max_s
         )
         self.dispatcher = Dispatcher(self, plans)
 
@@ -285,12 +282,8 @@ class Gateway(Holding):
         """
         if self.shutting_down:
             return fail(Unavailable("the service is shutting down"))
-        # An account tolerates more failures than an address, so that one attacker
-        # cannot easily lock an agent out by guessing from one place.
-        keys = [(self._account_throttle, name)]
-        if address:
-            keys.append((self._throttle, address))
-        wait = max(throttle.blocked_for(key) for throttle, key in keys)
+        # Per address (an IPv6 /64), account and known place: see gateway.core.throttle.
+        wait = self._logins.blocked_for(name, address)
         if wait > 0:
             # Locked out: refused without spending a password check on it.
             self.auth_failed(protocol, name, address)
@@ -304,12 +297,10 @@ class Gateway(Holding):
         def login(result):
             ok, record = result
             if not ok or record is None:
-                for throttle, key in keys:
-                    throttle.failed(key)
+                self._logins.failed(name, address)
                 self.auth_failed(protocol, name, address)
                 raise AuthFailed("authentication failed")
-            for throttle, key in keys:
-                throttle.succeeded(key)
+            self._logins.succeeded(name, address)
             return self._agent_logged_in(party, record, protocol, client, features)
 
         return d.addCallback(verify).addCallback(login)

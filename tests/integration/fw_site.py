@@ -3,8 +3,10 @@ to chosen loopback source addresses, a tiny TCP echo backend, the admin CLI's ``
 
 from __future__ import annotations
 
+import json
 import re
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
@@ -111,6 +113,33 @@ class EchoServer:
 def fw(config: Path, *args: str, check: bool = True):
     """``imgateway-admin --config CONFIG fw ARGS...``."""
     return harness.admin(config, "fw", *args, check=check)
+
+
+def fw_of(gateway: harness.Gateway, *args: str, check: bool = True, scheme: str = "http"):
+    """``imgateway-admin fw ARGS...`` against ``gateway``'s admin listener (port 0 in the
+    configuration: the URL comes from its log line)."""
+    port = port_of(gateway, "admin")
+    env = harness.child_env()
+    env["IMGATEWAY_ADMIN_URL"] = f"{scheme}://127.0.0.1:{port}"
+    proc = subprocess.run(
+        [str(harness.BIN / "imgateway-admin"), "--config", str(gateway.config), "fw", *args],
+        capture_output=True,
+        text=True,
+        timeout=harness.COMMAND_TIMEOUT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"fw {' '.join(args)} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+def fw_json(gateway: harness.Gateway, *args: str):
+    """``fw ARGS... --json`` decoded."""
+    return json.loads(fw_of(gateway, *args, "--json").stdout)
 
 
 class Client(JsonImClient):

@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 
 from gateway.core import events as ev
 from gateway.core.errors import AuthFailed
-from gateway.core.throttle import MAX_KEYS, LoginThrottle
+from gateway.core.throttle import KNOWN_PLACES, MAX_KEYS, LoginGuard, LoginThrottle, address_key
 
 
 def test_lockouts_double_and_failures_are_forgotten():
@@ -82,3 +82,55 @@ def test_an_account_locks_after_four_times_as_many_failures():
         result_of(login(h, "guess", address="198.51.100.9"))
     with pytest.raises(AuthFailed, match="too many failed logins"):
         result_of(login(h, "secret", address="192.0.2.1"))
+
+
+def test_addresses_are_keyed_in_one_form_and_ipv6_per_64():
+    assert address_key("::ffff:198.51.100.7") == "198.51.100.7"
+    assert address_key("2001:DB8:5:6::1") == address_key("2001:db8:5:6:ffff::9")
+    assert address_key("2001:db8:5:6::1") == "2001:db8:5:6::/64"
+    assert address_key("2001:db8:5:7::1") != address_key("2001:db8:5:6::1")
+    assert address_key(None) is None
+
+
+def test_guessing_spread_over_addresses_locks_new_places_but_not_a_known_one():
+    guard = LoginGuard(Clock(), free=2)
+    guard.succeeded("anna", "203.0.113.10")
+    for i in range(9):
+        guard.failed("anna", f"198.51.100.{i}")
+    assert guard.blocked_for("anna", "198.51.100.99") == 1
+    assert guard.blocked_for("anna", "203.0.113.10") == 0
+    # The agent's own login does not reopen guessing from elsewhere.
+    guard.succeeded("anna", "203.0.113.10")
+    assert guard.blocked_for("anna", "198.51.100.99") == 1
+
+
+def test_guessing_at_a_known_place_is_slowed_for_that_account_there():
+    guard = LoginGuard(Clock(), free=2)
+    guard.succeeded("anna", "203.0.113.10")
+    for _ in range(3):
+        guard.failed("anna", "203.0.113.10")
+    assert guard.blocked_for("anna", "203.0.113.10") == 1
+    assert guard.blocked_for("bob", "203.0.113.10") == 1  # the address, for others
+
+
+def test_a_login_forgives_only_its_own_accounts_failures_at_an_address():
+    guard = LoginGuard(Clock(), free=2)
+    guard.failed("bob", "198.51.100.50")
+    guard.failed("bob", "198.51.100.50")
+    guard.failed("anna", "198.51.100.50")
+    assert guard.blocked_for("carol", "198.51.100.50") == 1
+    guard.succeeded("mallory", "198.51.100.50")
+    assert guard.blocked_for("carol", "198.51.100.50") == 1
+    guard.succeeded("anna", "198.51.100.50")  # anna's one typo forgiven: two left, free
+    assert guard.blocked_for("carol", "198.51.100.50") == 0
+
+
+def test_known_places_are_bounded_and_expire():
+    clock = Clock()
+    guard = LoginGuard(clock, free=1, known_for_s=100)
+    for i in range(KNOWN_PLACES + 1):
+        guard.succeeded("anna", f"192.0.2.{i}")
+    assert not guard.known("anna", "192.0.2.0")
+    assert guard.known("anna", f"192.0.2.{KNOWN_PLACES}")
+    clock.advance(100)
+    assert not guard.known("anna", f"192.0.2.{KNOWN_PLACES}")
