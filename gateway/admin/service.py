@@ -15,7 +15,7 @@ from twisted.logger import Logger
 
 from gateway import logs
 from gateway.admin import api as adminapi
-from gateway.admin.settings import AdminSettings
+from gateway.admin.settings import AdminSettings, bound_to_loopback
 from gateway.metrics import LiveStateCollector
 from gateway.store.retention import RetentionService
 
@@ -23,6 +23,20 @@ if TYPE_CHECKING:
     from gateway.app.service import GatewayService
 
 JSON_LOG_FILE = "imgateway.log.jsonl"
+
+
+def loopback_only(port: Any) -> None:
+    """Refuse a bound admin or metrics port that takes connections from elsewhere
+    (``admin.allow_remote = false``): it is closed at once and startup stops."""
+    address = port.getHost()
+    if bound_to_loopback(address):
+        return
+    port.stopListening()
+    shown = f"{address.host}:{address.port}" if hasattr(address, "port") else str(address)
+    raise ValueError(
+        f"it is bound to {shown}, which is not loopback; bind a loopback address"
+        " (interface=127.0.0.1) or set admin.allow_remote = true"
+    )
 
 
 class AdminService(MultiService):
@@ -53,14 +67,16 @@ class AdminService(MultiService):
         self.retention = RetentionService(service.store, retention_days, reactor)
         self.retention.setServiceParent(self)
         self._json_log: tuple[Any, IO[str]] | None = None
+        # Decided from the address each listener bound, whatever its string says.
+        check = None if self.settings.allow_remote else loopback_only
         if self.settings.listen:
             site = adminapi.admin_site(service, self.token, reactor)
             for description in self.settings.listen:
-                service.listen("admin", description, site, parent=self)
+                service.listen("admin", description, site, parent=self, check=check)
         if self.settings.metrics:
             site = adminapi.metrics_site(service.metrics.registry)
             for description in self.settings.metrics:
-                service.listen("metrics", description, site, parent=self)
+                service.listen("metrics", description, site, parent=self, check=check)
 
     def connections(self) -> dict[str, int]:
         """Open connections per listener kind, as the firewall counts them."""

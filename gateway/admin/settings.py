@@ -7,6 +7,8 @@ import os
 import re
 
 import attrs
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.interfaces import IAddress
 
 from gateway.config import Reader
 
@@ -31,14 +33,17 @@ class AdminSettings:
 
 
 def endpoint_parts(description: str) -> list[str]:
-    """An endpoint string's ``:``-separated parts, with ``\\:`` escapes undone."""
-    return [p.replace("\\:", ":") for p in _SEPARATOR.split(description)]
+    """An endpoint string's ``:``-separated parts, with ``\\:`` escapes undone; the type
+    (the first part) in lower case, as Twisted matches it."""
+    parts = [p.replace("\\:", ":") for p in _SEPARATOR.split(description)]
+    parts[0] = parts[0].strip().lower()
+    return parts
 
 
 def endpoint_interface(description: str) -> str | None:
     """The ``interface=`` of a tcp/ssl endpoint string; "" when it binds every address.
 
-    None for endpoint kinds without a network interface (unix:).
+    None for endpoint kinds without a network interface (unix:) or unknown to this check.
     """
     parts = endpoint_parts(description)
     if parts[0] not in ("tcp", "tcp6", "ssl"):
@@ -49,11 +54,15 @@ def endpoint_interface(description: str) -> str | None:
     return ""
 
 
-def is_loopback(description: str) -> bool:
-    """Whether an endpoint string only accepts connections from this host."""
+def is_loopback(description: str) -> bool | None:
+    """Whether an endpoint string only accepts connections from this host, as far as
+    its text tells; None when only the address it binds can tell (see
+    :func:`bound_to_loopback`, which decides at startup in every case)."""
+    if endpoint_parts(description)[0] == "unix":
+        return True  # a UNIX socket: file permissions guard it
     interface = endpoint_interface(description)
     if interface is None:
-        return True  # a UNIX socket: file permissions guard it
+        return None
     if interface in _LOOPBACK_NAMES:
         return True
     try:
@@ -62,12 +71,28 @@ def is_loopback(description: str) -> bool:
         return False
 
 
+def bound_to_loopback(address: IAddress) -> bool:
+    """Whether a listening port's bound address takes connections from this host only:
+    a loopback IP address (IPv4-mapped too), or a UNIX socket."""
+    if isinstance(address, UNIXAddress):
+        return True
+    if not isinstance(address, IPv4Address | IPv6Address):
+        return False
+    try:
+        ip = ipaddress.ip_address(address.host.split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
 def _endpoints(reader: Reader, name: str, allow_remote: bool) -> tuple[str, ...]:
     values = reader.get(name, list, [])
     for i, value in enumerate(values):
         if not isinstance(value, str) or not value:
             raise reader.fail(f"{name}[{i}]", "must be a Twisted endpoint string")
-        if not allow_remote and not is_loopback(value):
+        if not allow_remote and is_loopback(value) is False:
             raise reader.fail(
                 f"{name}[{i}]",
                 f"{value!r} is not loopback-only; add interface=127.0.0.1, or set"

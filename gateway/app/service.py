@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import MultiService
@@ -159,14 +160,31 @@ class GatewayService(MultiService):
             for description in endpoints:
                 self.listen(f"dnat.{name}", description, factory, parent=self.listeners)
 
-    def listen(self, kind: str, description: str, factory: Any, *, parent: MultiService) -> None:
-        """Add a :class:`Listener` for ``description`` under ``parent`` (bound at startup)."""
+    def listen(
+        self,
+        kind: str,
+        description: str,
+        factory: Any,
+        *,
+        parent: MultiService,
+        check: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Add a :class:`Listener` for ``description`` under ``parent`` (bound at startup).
+
+        ``check(port)``, if given, judges the bound port; raising stops startup.
+        """
         try:
             endpoint = serverFromString(self._endpoints, with_backlog(description))
         except (ValueError, KeyError, TypeError) as e:
             raise StartupError(f"listeners.{kind}: bad endpoint {description!r}: {e}") from None
+
+        def bound(listener: Listener) -> None:
+            if check is not None:
+                check(listener.port)
+            self._bound(listener)
+
         Listener(
-            f"listeners.{kind}", description, endpoint, factory, announce=self._bound
+            f"listeners.{kind}", description, endpoint, factory, announce=bound
         ).setServiceParent(parent)
 
     def _bound(self, listener: Listener) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from admin_http_helpers import CapturedLog
 from core_helpers import make_harness, result_of
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
@@ -20,7 +21,8 @@ from gateway import config as gwconfig
 from gateway import logs
 from gateway.admin import api as adminapi
 from gateway.admin import client as adminclient
-from gateway.admin.settings import TOKEN_ENV, is_loopback
+from gateway.admin.service import loopback_only
+from gateway.admin.settings import TOKEN_ENV, bound_to_loopback, is_loopback
 from gateway.app import tap
 from gateway.daemon import within_deadline
 from gateway.store import sqlite as db
@@ -49,10 +51,48 @@ def load(tmp_path: Path, text: str) -> gwconfig.Config:
         ("tcp:7071:interface=0.0.0.0", False),
         ("tcp:7071:interface=192.0.2.1", False),
         ("ssl:7071:privateKey=k.pem:interface=10.0.0.1", False),
+        ("TCP6:7071:interface=\\:\\:", False),
+        ("Tcp6:7071", False),
+        ("SSL:7071:privateKey=k.pem", False),
+        ("UNIX:/run/imgateway/admin.sock", True),
+        ("systemd:domain=INET:index=0", None),  # the bound address decides
     ],
 )
 def test_loopback_endpoints(endpoint, loopback):
     assert is_loopback(endpoint) is loopback
+
+
+@pytest.mark.parametrize(
+    ("address", "loopback"),
+    [
+        (IPv4Address("TCP", "127.0.0.1", 7071), True),
+        (IPv4Address("TCP", "127.9.9.9", 7071), True),
+        (IPv6Address("TCP", "::1", 7071), True),
+        (IPv6Address("TCP", "::ffff:127.0.0.1", 7071), True),
+        (UNIXAddress(b"/run/imgateway/admin.sock"), True),
+        (IPv4Address("TCP", "0.0.0.0", 7071), False),
+        (IPv6Address("TCP", "::", 7071), False),
+        (IPv4Address("TCP", "192.0.2.1", 7071), False),
+    ],
+)
+def test_the_bound_address_decides_loopback(address, loopback):
+    assert bound_to_loopback(address) is loopback
+
+
+def test_a_remote_bound_admin_port_is_closed_and_refused():
+    class Port:
+        stopped = False
+
+        def getHost(self):
+            return IPv6Address("TCP", "::", 7071)
+
+        def stopListening(self):
+            self.stopped = True
+
+    port = Port()
+    with pytest.raises(ValueError, match=r"bound to :::7071, which is not loopback"):
+        loopback_only(port)
+    assert port.stopped
 
 
 def test_admin_defaults_are_loopback(tmp_path, monkeypatch):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import gc
 import queue
 
+from reactor_helpers import BindingReactor, BindingReactorClock
 from twisted.internet.defer import Deferred
-from twisted.internet.testing import MemoryReactor, MemoryReactorClock
 
 from gateway.app import tap
 from gateway.daemon import BACKLOG, with_backlog
@@ -31,14 +31,14 @@ def test_the_service_listens_with_the_backlog(tmp_path):
     )
     options = tap.Options()
     options.parseOptions(["--config", str(path)])
-    reactor = MemoryReactor()
+    reactor = BindingReactor()
     tap.makeService(options, reactor).privilegedStartService()
     backlogs = {port: backlog for port, _f, backlog, _interface in reactor.tcpServers}
     # JSON-IM's two, and the admin API and metrics listeners of the defaults.
     assert backlogs == {7171: 1024, 7272: 64, 7071: 1024, 9464: 1024}
 
 
-class _Reactor(MemoryReactorClock):
+class _Reactor(BindingReactorClock):
     """Enough reactor to start the service: the store thread's calls wait on a queue."""
 
     def __init__(self) -> None:

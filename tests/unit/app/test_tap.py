@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from reactor_helpers import BindingReactor
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactor
 from twisted.web.server import Site
@@ -33,7 +34,7 @@ def test_options():
 
 
 def test_make_service_binds_the_configured_listeners(tmp_path):
-    reactor = MemoryReactor()
+    reactor = BindingReactor()
     service = tap.makeService(options("--config", str(write_config(tmp_path))), reactor)
     assert isinstance(service, GatewayService)
     service.privilegedStartService()
