@@ -125,6 +125,9 @@ class PrefixSet:
     def __len__(self) -> int:
         return self._size
 
+    def __bool__(self) -> bool:
+        return self._size > 0
+
     def add(self, net: IPNetwork) -> None:
         """Add one network (an address is a /32 or /128 network)."""
         bits = net.max_prefixlen
@@ -172,6 +175,16 @@ class PrefixSet:
             if (value >> shift) in numbers:
                 return True
         return False
+
+    def copy(self) -> PrefixSet:
+        """A copy that later changes to this set do not touch (for a listing built in
+        another thread)."""
+        other = PrefixSet()
+        for bits, table in self._tables.items():
+            other._tables[bits] = {length: set(numbers) for length, numbers in table.items()}
+            other._reindex(bits)
+        other._size = self._size
+        return other
 
     def networks(self) -> list[IPNetwork]:
         """Every network, IPv4 first, shortest prefix first, then by address."""

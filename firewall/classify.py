@@ -61,6 +61,8 @@ class CompiledChain:
             for _, r in chain.rules
         ]
         self._policy = Verdict(chain.policy, None, _NO_LOGS)
+        # Whether a walk may stop at a role rule (then limits need care: see the engine).
+        self.has_roles = any(r.role is not None for _, r in chain.rules)
         # Each rule's outcome when it holds (no log rule before it), made once (Verdict
         # is immutable).
         counters = counters or {}
@@ -101,6 +103,20 @@ class CompiledChain:
             for bits, by_len in index.items()
         }
         self._first_generic = self._generic[0] if self._generic else len(chain.rules)
+
+    @property
+    def output(self) -> bool:
+        """Whether this is the output chain (rules match destinations)."""
+        return self._output
+
+    @property
+    def rules(self) -> list[tuple[int, Rule]]:
+        """The chain's rules as (handle, rule), in order."""
+        return self._rules
+
+    def set_has(self, name: str, ip: IP) -> bool:
+        """Whether the named set holds ``ip``."""
+        return self._sets[name].has(ip)
 
     def quick(self, ip: IP | None) -> Verdict | None:
         """The outcome when the first rule that may match ``ip`` decides on its networks

@@ -174,6 +174,12 @@ class TokenBucket:
         self._tokens = max(0.0, self._tokens - n)
         return True
 
+    def peek(self, n: int = 1) -> bool:
+        """Whether ``n`` units could be taken now, taking none."""
+        elapsed = self.clock.seconds() - self._stamp
+        tokens = self._tokens + elapsed * self.rate if elapsed > 0 else self._tokens
+        return min(float(self.burst), tokens) + _EPSILON >= n
+
     def idle_since(self, now: float) -> bool:
         """Whether the bucket would be full at ``now`` (so it can be forgotten)."""
         return self._tokens + (now - self._stamp) * self.rate >= self.burst - _EPSILON

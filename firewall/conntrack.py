@@ -9,6 +9,8 @@ from typing import Any
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
+from firewall.addrset import IP, IPNetwork
+
 NEW, ESTABLISHED, CLOSING = "new", "established", "closing"
 
 
@@ -28,6 +30,10 @@ class Entry:
     bytes_in: int = 0
     bytes_out: int = 0
     closer: Callable[[], None] | None = attrs.field(default=None, repr=False)
+    # The other party's address: the client (in), the destination (out).
+    address: IP | None = None
+    # Why it ended, when the firewall ended it (idle timeout, an admin's kill or flush).
+    ended_by: str | None = None
 
     def as_json(self, now: float) -> dict[str, Any]:
         """The entry as the admin API shows it."""
@@ -77,8 +83,9 @@ class Conntrack:
         original: tuple[str, str],
         translated: tuple[str, str],
         closer: Callable[[], None],
+        address: IP | None = None,
     ) -> Entry:
-        """Track a new connection."""
+        """Track a new connection; ``address`` is the other party's (see :meth:`flush`)."""
         now = self._clock.seconds()
         entry = Entry(
             id=next(self._ids),
@@ -90,6 +97,7 @@ class Conntrack:
             started=now,
             last_seen=now,
             closer=closer,
+            address=address,
         )
         self._entries[entry.id] = entry
         return entry
@@ -115,15 +123,47 @@ class Conntrack:
         """The connection is gone: forget it."""
         self._entries.pop(entry.id, None)
 
-    def kill(self, entry_id: int) -> bool:
+    def counts(self) -> dict[str, int]:
+        """Entries by direction (in, out), counted now (for metrics)."""
+        out = {"in": 0, "out": 0}
+        for entry in list(self._entries.values()):
+            out[entry.direction] = out.get(entry.direction, 0) + 1
+        return out
+
+    def kill(self, entry_id: int, why: str = "killed") -> bool:
         """Close a tracked connection now (an admin's ``conntrack kill``)."""
         entry = self._entries.get(entry_id)
         if entry is None:
             return False
+        self._end(entry, why)
+        return True
+
+    def _end(self, entry: Entry, why: str) -> None:
+        entry.ended_by = entry.ended_by or why
         self.closing(entry)
         if entry.closer is not None:
             entry.closer()
-        return True
+
+    def flush(
+        self, networks: list[IPNetwork], why: str = "flushed", direction: str | None = None
+    ) -> list[Entry]:
+        """Close every connection from (in) or to (out) an address of ``networks``
+        (of one ``direction`` only, if given)."""
+        matched = []
+        for entry in list(self._entries.values()):
+            if entry.address is None or (direction is not None and entry.direction != direction):
+                continue
+            bits, value = entry.address
+            for net in networks:
+                shift = bits - net.prefixlen
+                if net.max_prefixlen == bits and value >> shift == (
+                    int(net.network_address) >> shift
+                ):
+                    matched.append(entry)
+                    break
+        for entry in matched:
+            self._end(entry, why)
+        return matched
 
     def expire(self) -> list[Entry]:
         """Close every entry idle longer than its state's timeout; returns them."""
@@ -136,7 +176,5 @@ class Conntrack:
         for entry in idle:
             if entry.state == CLOSING:
                 self.close(entry)  # a close that never completed: forget it
-            self.closing(entry)
-            if entry.closer is not None:
-                entry.closer()
+            self._end(entry, "idle-timeout")
         return idle

@@ -2,99 +2,51 @@
 
 One :class:`Firewall` per gateway. Listener wrappers (``firewall.wrapper``), outbound
 connections (``firewall.outbound``) and the DNAT proxy (``firewall.dnat``) ask it for
-decisions; the admin API (``gateway.admin.firewall_api``) changes it. A new rule set is parsed and
-validated whole, then swapped in with one assignment: connections already accepted keep
-going, new ones meet the new rules.
+decisions; the admin API (``gateway.admin.firewall_api``) changes it. A new rule set is
+parsed and validated whole, then swapped in with one assignment: connections already
+accepted keep going, new ones meet the new rules. Editing single rules and set
+elements is :mod:`firewall.edit`; explaining a verdict, :mod:`firewall.trace`.
 """
 
 from __future__ import annotations
 
-import difflib
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger, LogLevel
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 
+from firewall import edit, render
 from firewall import ruleset as rules_module
 from firewall.addrset import IP, AddressError, group_key, key_text, parse_ip, parse_network
+from firewall.bans import BanTable
 from firewall.classify import CompiledChain, Verdict
 from firewall.common import TokenBucket, log_observer
-from firewall.conntrack import Conntrack
+from firewall.conntrack import Conntrack, Entry
+from firewall.flow import (
+    ACCEPT_BY_POLICY,
+    REFUSAL,
+    Counter,
+    Decision,
+    FastLogger,
+    Flow,
+    LimitMemory,
+)
+from firewall.flow import ended as log_ended
 from firewall.ruleset import Rule, RulesError, Ruleset
+from firewall.stats import FirewallStats
 from firewall.translate import Translator
 
 SWEEP_INTERVAL_S = 1.0
 
-_REFUSAL = "firewall {verdict} address={address} listener={listener} rule={rule}"
 _inet_pton, _AF_INET, _now = socket.inet_pton, socket.AF_INET, time.time
-
-
-class FastLogger(Logger):
-    """A Logger for the per-connection paths: ``emit`` without Twisted's check that the
-    level is a LogLevel (a scan of the constants on every event, the larger part of a
-    log call's cost). Callers here pass LogLevel constants only (``info``, ``error``)."""
-
-    def emit(self, level: LogLevel, format: str | None = None, **kwargs: Any) -> None:
-        """Send one event to the observer, as ``Logger.emit`` does."""
-        kwargs.update(
-            log_logger=self,
-            log_level=level,
-            log_namespace=self.namespace,
-            log_source=self.source,
-            log_format=format,
-            log_time=time.time(),  # the event's timestamp, as Logger.emit sets it
-        )
-        self.observer(kwargs)
-
-
-@attrs.define
-class Counter:
-    """What one rule has matched: connections, and the messages and bytes they carried."""
-
-    connections: int = 0
-    messages: int = 0
-    bytes: int = 0
-
-    def describe(self) -> str:
-        """As ``fw list`` prints it."""
-        return f"connections {self.connections} messages {self.messages} bytes {self.bytes}"
-
-
-class Decision(NamedTuple):
-    """Whether a new connection may go on: verdict accept, drop or reject."""
-
-    verdict: str
-    handle: int | None
-    reason: str
-    pending_role: bool = False
-
-
-_ACCEPT_BY_POLICY = Decision("accept", None, "")
-
-
-@attrs.define(eq=False)
-class Flow:
-    """One accepted connection as limits see it."""
-
-    key: int | None
-    listener: str
-    protocol: str
-    host: str | None
-    ip: IP | None
-    handle: int | None
-    messages: TokenBucket | None = None
-    violations: int = 0
-    role: str | None = None
-    pending_role: bool = False
 
 
 class Firewall:
@@ -105,8 +57,12 @@ class Firewall:
     def __init__(self, clock: IReactorTime, ruleset: Ruleset | None = None) -> None:
         self._clock = clock
         self.counters: dict[int, Counter] = {}
-        # Keys are group_key()s: an IPv4 address, or an IPv6 address's /64 (by default).
-        self.bans: dict[int, float | None] = {}
+        self.bans = BanTable(clock)
+        self._ban_keys = self.bans.keys
+        self.stats = FirewallStats()
+        self._accepted = self.stats.accepted
+        # The last address admit accepted, as it read it: open_flow follows at once.
+        self._admitted: tuple[str | None, IP | None, int | None] = (None, None, None)
         self._concurrent: dict[int, int] = {}
         self._connect_buckets: dict[int, TokenBucket] = {}
         self._rule_buckets: dict[tuple[int, int], TokenBucket] = {}
@@ -115,8 +71,19 @@ class Firewall:
         self.rules_file: Path | None = None
         # Seconds a trusted proxy has to send its PROXY header.
         self.proxy_header_timeout_s = 10.0
+        # One summary line per connection that ends (firewall.log_connections).
+        self.log_connections = True
+        # Called with the new rule set after each install (DNAT backends follow it).
+        self.on_install: list[Callable[[Ruleset], None]] = []
+        # Called after each change of the bans (they are written to a file).
+        self.on_bans_changed: list[Callable[[], None]] = []
         self._sweeper: LoopingCall | None = None
         self._install(ruleset or Ruleset())
+
+    @property
+    def clock(self) -> IReactorTime:
+        """The clock decisions are timed by."""
+        return self._clock
 
     # -- rule sets -------------------------------------------------------------
 
@@ -156,10 +123,19 @@ class Firewall:
         self.translator = translator
         self.conntrack.timeouts = dict(rs.timeouts)
         self._rule_buckets.clear()
+        for watcher in self.on_install:
+            watcher(rs)
+
+    def chain(self, name: str) -> CompiledChain:
+        """The compiled chain ``name`` (input or output) of the running rules."""
+        return self._chains[name]
 
     def parse(self, text: str, source: str = "rules") -> Ruleset:
-        """Parse a rules text, numbering handles after the running ones; changes nothing."""
-        return rules_module.parse(text, source, first_handle=self._ruleset.next_handle)
+        """Parse a rules text; rules the running set has (same chain and text) keep their
+        handles, new ones are numbered after. Changes nothing, so it may run in a thread."""
+        running = self._ruleset
+        rs = rules_module.parse(text, source, first_handle=running.next_handle)
+        return edit.keep_handles(rs, running)
 
     def apply(self, text: str, source: str = "rules") -> Ruleset:
         """Parse, validate and install a whole rules text, or raise RulesError and keep the old."""
@@ -175,21 +151,21 @@ class Firewall:
         )
         return rs
 
-    def check(self, text: str, source: str = "rules") -> str:
+    def replace(self, rs: Ruleset, fresh: int | None = None) -> None:
+        """Swap in an edited copy of the running rules (:mod:`firewall.edit`)."""
+        self._install(rs, fresh)
+
+    def snapshot(self, *, full: bool = False) -> render.Snapshot:
+        """The running rules as a listing sees them (take it on the reactor thread)."""
+        return render.snapshot(self._ruleset, self.counters, full=full)
+
+    def check(self, text: str, source: str = "rules", snap: render.Snapshot | None = None) -> str:
         """Validate a rules text and return its unified diff against the running rules.
 
-        Reads the running rule set once and changes nothing, so it may run in a thread.
+        Changes nothing; to run it in a thread, pass a :meth:`snapshot` taken before.
         """
-        running = self._ruleset
-        rs = rules_module.parse(text, source, first_handle=running.next_handle)
-        return "".join(
-            difflib.unified_diff(
-                running.render().splitlines(keepends=True),
-                rs.render().splitlines(keepends=True),
-                "running",
-                source,
-            )
-        )
+        snap = snap if snap is not None else self.snapshot(full=True)
+        return render.diff(snap, self.parse(text, source), source)
 
     def load_file(self, path: Path | None) -> None:
         """Apply the rules file (None: an empty rule set); remembered for :meth:`reload`."""
@@ -234,43 +210,28 @@ class Firewall:
         d = deferToThreadPool(reactor, reactor.getThreadPool(), read_and_parse)
         return d.addCallback(lambda rs: bool(self.install(rs))).addErrback(failed)
 
-    def add_rule(self, chain: str, text: str) -> int:
-        """Append one rule to a chain; returns its handle."""
-        if chain not in rules_module.CHAINS:
-            raise RulesError(f"rule: no chain {chain!r}")
-        tokens = rules_module.tokenize(text, "rule")
-        if not tokens:
-            raise RulesError("rule: empty")
-        parser = rules_module._Parser(tokens, "rule")
-        rule = rules_module.parse_rule(tokens, parser, chain)
-        name = rule.saddr_set or rule.daddr_set
-        if name is not None and name not in self._ruleset.sets:
-            raise RulesError(f"rule:1: no set named {name!r}")
-        handle = self._ruleset.next_handle
-        rs = self._copy()
-        rs.chains[chain].rules.append((handle, rule))
-        rs.next_handle = handle + 1
+    def add_rule(self, chain: str, text: str, **where: Any) -> int:
+        """Add one rule (see :func:`firewall.edit.add_rule`); returns its handle."""
+        rs, handle = edit.add_rule(self._ruleset, chain, text, **where)
         self._install(rs, fresh=handle)
         return handle
 
+    def replace_rule(self, handle: int, text: str, comment: str | None = None) -> bool:
+        """Replace the rule ``handle`` in place, keeping the handle (its counters start
+        again); False if none. Without ``comment`` the rule's comment stays."""
+        rs = edit.replace_rule(self._ruleset, handle, text, comment)
+        if rs is None:
+            return False
+        self._install(rs, fresh=handle)
+        return True
+
     def delete_rule(self, handle: int) -> bool:
         """Remove the rule with this handle; False if there is none."""
-        rs = self._copy()
-        for chain in rs.chains.values():
-            for i, (h, _) in enumerate(chain.rules):
-                if h == handle:
-                    del chain.rules[i]
-                    self._install(rs)
-                    return True
-        return False
-
-    def _copy(self) -> Ruleset:
-        old = self._ruleset
-        chains = {
-            name: rules_module.Chain(name, c.policy, list(c.rules))
-            for name, c in old.chains.items()
-        }
-        return attrs.evolve(old, chains=chains)
+        rs = edit.delete_rule(self._ruleset, handle)
+        if rs is None:
+            return False
+        self._install(rs)
+        return True
 
     def reset_counters(self) -> None:
         """Zero every rule's counters."""
@@ -282,16 +243,17 @@ class Firewall:
         out = []
         for chain, handle, rule in self._ruleset.rules():
             c = self.counters.get(handle) or Counter()
-            out.append(
-                {
-                    "chain": chain,
-                    "handle": handle,
-                    "rule": rule.text,
-                    "connections": c.connections,
-                    "messages": c.messages,
-                    "bytes": c.bytes,
-                }
-            )
+            row = {
+                "chain": chain,
+                "handle": handle,
+                "rule": rule.text,
+                "connections": c.connections,
+                "messages": c.messages,
+                "bytes": c.bytes,
+            }
+            if rule.comment is not None:
+                row["comment"] = rule.comment
+            out.append(row)
         return out
 
     # -- decisions ---------------------------------------------------------------
@@ -304,6 +266,20 @@ class Firewall:
             bucket = TokenBucket(rule.limit.per_second, rule.limit.burst, self._clock)
             self._rule_buckets[bucket_key] = bucket
         return bucket.consume()
+
+    def would_be_under(self, handle: int, rule: Rule, key: int | None) -> bool:
+        """Whether a rule's limit would let one more through now, taking nothing."""
+        bucket = self._rule_buckets.get((handle, -1 if key is None else key))
+        return bucket is None or bucket.peek()
+
+    def concurrent(self, key: int) -> int:
+        """Connections open now from an address key."""
+        return self._concurrent.get(key, 0)
+
+    def connection_rate_allows(self, key: int) -> bool:
+        """Whether the connection rate would let one more in now, taking nothing."""
+        bucket = self._connect_buckets.get(key)
+        return bucket is None or bucket.peek()
 
     def _parse(self, host: str | None) -> tuple[IP | None, int | None]:
         if host is None:
@@ -320,8 +296,11 @@ class Firewall:
 
     def is_trusted_proxy(self, host: str | None) -> bool:
         """Whether PROXY headers are accepted from this address."""
+        trusted = self._ruleset.trusted
+        if not trusted:
+            return False
         ip = self._parse(host)[0]
-        return ip is not None and self._ruleset.trusted.has(ip)
+        return ip is not None and trusted.has(ip)
 
     def admit(self, listener: str, protocol: str, host: str | None) -> Decision:
         """Bans, the input chain and connection limits for a new connection from ``host``
@@ -337,53 +316,78 @@ class Firewall:
                 ip = key = None
         else:
             ip, key = self._parse(host)
-        if key is not None and key in self.bans and self.banned(key):
+        if (key in self._ban_keys or self.bans.networks) and self.bans.banned(ip, key):
             return self._refuse("drop", None, "banned", listener, host)
+        taken = None
         verdict = self._input.quick(ip)
         if verdict is None:
-            verdict = self._input.walk(
-                ip, self._under_limit, key=key, listener=listener, protocol=protocol
-            )
-            if verdict.pending:
-                verdict = self._whatever_the_role(verdict, ip, key, listener, protocol)
+            if self._input.has_roles:
+                limits = LimitMemory(self)
+                verdict = self._input.walk(
+                    ip, limits, key=key, listener=listener, protocol=protocol
+                )
+                if verdict.pending:
+                    verdict = self._whatever_the_role(verdict, ip, key, listener, protocol, limits)
+                    taken = limits.taken
+            else:
+                verdict = self._input.walk(
+                    ip, self._under_limit, key=key, listener=listener, protocol=protocol
+                )
         if verdict.logs or verdict.log:
             self._log_rules(verdict, listener, host)
         handle = verdict.handle
         if verdict.verdict == "drop" or verdict.verdict == "reject":
             return self._refuse(verdict.verdict, handle, "rule", listener, host, verdict.counter)
         if key is not None:
-            limits = self._ruleset.limits
-            if limits.concurrent is not None and self._concurrent.get(key, 0) >= limits.concurrent:
-                self.violation(key, host, listener, "concurrent connections")
+            limits_ = self._ruleset.limits
+            if (
+                limits_.concurrent is not None
+                and self._concurrent.get(key, 0) >= limits_.concurrent
+            ):
+                self.violation(key, host, listener, "concurrent")
                 return self._refuse("drop", None, "limit concurrent", listener, host)
-            if limits.connections is not None:
+            if limits_.connections is not None:
                 bucket = self._connect_buckets.get(key)
                 if bucket is None:
-                    rate = limits.connections
+                    rate = limits_.connections
                     bucket = TokenBucket(rate.per_second, rate.burst, self._clock)
                     self._connect_buckets[key] = bucket
                 if not bucket.consume():
-                    self.violation(key, host, listener, "connection rate")
+                    self.violation(key, host, listener, "connections")
                     return self._refuse("drop", None, "limit connections", listener, host)
+        self._accepted[listener] += 1
+        self._admitted = (host, ip, key)
         if verdict.pending:
-            return Decision("accept", handle, "", True)
+            return Decision("accept", handle, "", True, taken)
         if handle is None:
-            return _ACCEPT_BY_POLICY
+            return ACCEPT_BY_POLICY
         counter = verdict.counter
         (counter if counter is not None else self.counters[handle]).connections += 1
         return Decision("accept", handle, "")
 
     def _whatever_the_role(
-        self, pending: Verdict, ip: IP | None, key: int | None, listener: str, protocol: str
+        self,
+        pending: Verdict,
+        ip: IP | None,
+        key: int | None,
+        listener: str,
+        protocol: str,
+        limits: LimitMemory,
     ) -> Verdict:
         """A walk stopped at a role rule: decide now if the outcome is the same for every
-        role (a refusal for every role refuses now: drop if any role's would drop)."""
+        role (a refusal for every role refuses now: drop if any role's would drop).
+
+        The walks for each role take no rule limit: if one met a limit not yet taken,
+        only the role can say whose limit counts, so the decision waits for it.
+        """
         outcomes = [
             self._input.evaluate(
-                ip, self._under_limit, key=key, listener=listener, protocol=protocol, role=role
+                ip, limits.peek, key=key, listener=listener, protocol=protocol, role=role
             )
             for role in rules_module.ROLES
         ]
+        if limits.peeked:
+            return pending
         verdicts = {v.verdict for v in outcomes}
         if "accept" in verdicts:
             return pending if len(verdicts) > 1 else outcomes[0]._replace(handle=None)
@@ -417,7 +421,18 @@ class Firewall:
     ) -> Decision:
         if handle is not None:
             (counter if counter is not None else self.counters[handle]).connections += 1
-        rule = handle if handle is not None else why.replace(" ", "-")
+        self.refused(verdict, listener, address, handle if handle is not None else why)
+        return Decision(verdict, handle, why)
+
+    def refused(self, verdict: str, listener: str, address: Any, rule: int | str) -> None:
+        """Count and log one refusal (``drop`` or ``reject``) in the one line fail2ban
+        reads: ``firewall drop address=… listener=… rule=…``; ``rule`` is the handle or
+        why (``banned``, ``limit concurrent``, ``max-connections``, ``proxy-header``…)."""
+        key = (listener, verdict)
+        refused = self.stats.refused
+        refused[key] = refused.get(key, 0) + 1
+        if type(rule) is str:
+            rule = rule.replace(" ", "-")
         # The one line per refusal, as Logger.info would make it, in one step: this runs
         # for every connection a flood or a block list refuses.
         log = self._log
@@ -427,7 +442,7 @@ class Firewall:
                 "log_level": LogLevel.info,
                 "log_namespace": log.namespace,
                 "log_source": log.source,
-                "log_format": _REFUSAL,
+                "log_format": REFUSAL,
                 "log_time": _now(),
                 "verdict": verdict,
                 "address": address if address is not None else "-",
@@ -435,17 +450,20 @@ class Firewall:
                 "rule": rule,
             }
         )
-        return Decision(verdict, handle, why)
 
     def open_flow(self, listener: str, protocol: str, host: str | None, decision: Decision) -> Flow:
         """Start counting a connection ``admit`` accepted against its address."""
-        ip, key = self._parse(host)
+        if host is not None and host == self._admitted[0]:
+            ip, key = self._admitted[1], self._admitted[2]  # read by admit just before
+        else:
+            ip, key = self._parse(host)
         if key is not None:
             self._concurrent[key] = self._concurrent.get(key, 0) + 1
         rate = self._ruleset.limits.messages
         bucket = TokenBucket(rate.per_second, rate.burst, self._clock) if rate else None
         flow = Flow(key, listener, protocol, host, ip, decision.handle, bucket)
         flow.pending_role = decision.pending_role
+        flow.taken = decision.taken
         return flow
 
     def close_flow(self, flow: Flow) -> None:
@@ -457,11 +475,21 @@ class Firewall:
             else:
                 self._concurrent.pop(flow.key, None)
 
+    def ended(self, flow: Flow, entry: Entry | None, end: str) -> None:
+        """The one summary line of a connection that ended (HAProxy's tcplog, in the
+        firewall's words): duration, bytes each way, verdict, rule, role and why it
+        ended (``client``: the peer closed or was lost; ``local``: the gateway closed
+        it; ``idle-timeout``, ``killed``, ``flushed``, ``banned``; a refusal's rule)."""
+        if not self.log_connections:
+            return
+        log_ended(self._log, flow, entry, end, self._clock.seconds())
+
     def role_known(self, flow: Flow, role: str) -> Decision:
         """Run the input chain again now that the connection's role is known.
 
         Only a connection whose walk stopped at a rule naming a role is judged again;
-        for the others the outcome could not change.
+        for the others the outcome could not change. Rule limits taken by the first
+        walk are not taken again.
         """
         flow.role = role
         if not flow.pending_role:
@@ -469,18 +497,20 @@ class Firewall:
         flow.pending_role = False
         verdict = self._chains["input"].evaluate(
             flow.ip,
-            self._under_limit,
+            LimitMemory(self, flow.taken),
             key=flow.key,
             listener=flow.listener,
             protocol=flow.protocol,
             role=role,
         )
+        flow.taken = None
         self._log_rules(verdict, flow.listener, flow.host)
         if verdict.verdict in ("drop", "reject"):
+            flow.verdict, flow.refused_by = verdict.verdict, str(verdict.handle)
             return self._refuse(verdict.verdict, verdict.handle, "rule", flow.listener, flow.host)
+        flow.handle = verdict.handle  # None: the policy accepted it
         if verdict.handle is not None:
             self.counters[verdict.handle].connections += 1
-            flow.handle = verdict.handle
         return Decision("accept", verdict.handle, "")
 
     def received(self, flow: Flow, size: int) -> None:
@@ -502,15 +532,18 @@ class Firewall:
             return "ok"
         flow.violations += 1
         if flow.key is not None:
-            self.violation(flow.key, flow.host, flow.listener, "message rate")
+            self.violation(flow.key, flow.host, flow.listener, "messages")
         if flow.violations >= self._ruleset.limits.disconnect_after:
+            flow.verdict, flow.refused_by = "drop", "limit-messages"
             return "disconnect"
         return "lag"
 
     # -- bans ----------------------------------------------------------------------
 
     def violation(self, key: int, host: str | None, listener: str, what: str) -> None:
-        """An address broke a limit; enough of them within the ban time ban it."""
+        """An address broke a limit (``concurrent``, ``connections`` or ``messages``);
+        enough of them within the ban time ban it."""
+        self.stats.limit_hit(listener, what)
         limits = self._ruleset.limits
         now = self._clock.seconds()
         count, since = self._violations.get(key, (0, now))
@@ -522,73 +555,82 @@ class Firewall:
             "firewall limit address={address} listener={listener} limit={what} violations={count}",
             address=host,
             listener=listener,
-            what=what.replace(" ", "-"),
+            what=_LIMIT_NAMES.get(what, what),
             count=count,
         )
         if limits.ban_after is not None and count >= limits.ban_after:
-            self._ban_key(key, limits.ban_for_s)
+            self._ban(key, None, limits.ban_for_s)
             self._violations.pop(key, None)
 
-    def ban(self, address: str, for_s: float | None = None) -> str:
-        """Ban an address (grouped as limits group it) for ``for_s`` seconds, or for good.
+    def ban(self, address: str, for_s: float | None = None, *, close: bool = False) -> str:
+        """Ban an address (grouped as limits group it) or a network (``203.0.113.0/24``)
+        for ``for_s`` seconds, or until lifted; with ``close``, established connections
+        from it are closed too. Returns the ban as listed; raises AddressError."""
+        key, net = self.ban_target(address)
+        text = self._ban(key, net, for_s)
+        if close:
+            self.conntrack.flush([parse_network(text)], "banned", direction="in")
+        return text
 
-        Returns the address as bans show it; raises AddressError if it is none.
-        """
-        return self._ban_key(self.normalise(address), for_s)
+    def ban_target(self, address: str) -> tuple[int | None, Any]:
+        """What a ban of ``address`` holds: an address key, or a network."""
+        prefix = self._ruleset.limits.ipv6_prefix
+        if "/" not in address:
+            return group_key(parse_ip(address), prefix), None
+        net = parse_network(address)
+        if net.prefixlen == net.max_prefixlen or (net.version == 6 and net.prefixlen >= prefix):
+            return group_key((net.max_prefixlen, int(net.network_address)), prefix), None
+        return None, net
 
-    def _ban_key(self, key: int, for_s: float | None) -> str:
-        self.bans[key] = None if for_s is None else self._clock.seconds() + for_s
-        text = self._key_text(key)
+    def _ban(self, key: int | None, net: Any, for_s: float | None) -> str:
+        until = None if for_s is None else self._clock.seconds() + for_s
+        if key is not None:
+            self.bans.ban_key(key, until)
+            text = self._key_text(key)
+        else:
+            self.bans.ban_network(net, until)
+            text = str(net)
+        self.stats.bans += 1
         self._log.info(
             "firewall ban address={address} for={duration}",
             address=text,
             duration="ever" if for_s is None else f"{for_s:g}s",
         )
+        self._bans_changed()
         return text
+
+    def _bans_changed(self) -> None:
+        for watcher in self.on_bans_changed:
+            watcher()
 
     def _key_text(self, key: int) -> str:
         return key_text(key, self._ruleset.limits.ipv6_prefix)
 
     def unban(self, address: str) -> bool:
-        """Lift a ban; False if there was none."""
-        return self.bans.pop(self.normalise(address), "none") != "none"
-
-    def normalise(self, address: str) -> int:
-        """An address as bans and limits key it; raises AddressError if it is none."""
-        if "/" in address:
-            net = parse_network(address)
-            prefix = self._ruleset.limits.ipv6_prefix
-            if net.version == 6 and net.prefixlen == prefix:
-                return group_key((128, int(net.network_address)), prefix)
-            if net.num_addresses != 1:
-                raise AddressError(f"{address!r}: bans take one address (IPv6: its /64 network)")
-            address = str(net.network_address)
-        return group_key(parse_ip(address), self._ruleset.limits.ipv6_prefix)
-
-    def banned(self, key: int) -> bool:
-        """Whether ``key`` is banned now (an expired ban is lifted)."""
-        if key not in self.bans:
-            return False
-        until = self.bans[key]
-        if until is not None and self._clock.seconds() >= until:
-            del self.bans[key]
-            return False
-        return True
+        """Lift a ban (of this address or exactly this network); False if there was none."""
+        key, net = self.ban_target(address)
+        lifted = self.bans.lift_key(key) if key is not None else self.bans.lift_network(net)
+        if lifted:
+            self._bans_changed()
+        return lifted
 
     def ban_list(self) -> list[dict[str, Any]]:
         """Current bans with the seconds left (None: until lifted)."""
-        now = self._clock.seconds()
-        for key in list(self.bans):
-            self.banned(key)
-        return [
-            {"address": self._key_text(k), "expires_in_s": None if v is None else round(v - now, 3)}
-            for k, v in sorted(self.bans.items())
-        ]
+        return self.bans.as_json(self._ruleset.limits.ipv6_prefix)
+
+    def flush(self, address: str) -> int:
+        """Close every tracked connection from or to an address or network; how many."""
+        return len(self.conntrack.flush([parse_network(address)]))
 
     # -- outbound and NAT ----------------------------------------------------------
 
     def outbound(self, host: str, port: int) -> tuple[Decision, str | None]:
-        """The output chain for a connection out, and the SNAT source address if any."""
+        """The output chain for a connection out, and the SNAT source address if any.
+
+        ``host`` must be an IP address: names are resolved first (see
+        :class:`firewall.outbound.FirewalledReactor`), so rules and SNAT judge the
+        address the connection really goes to.
+        """
         ip, key = self._parse(host)
         verdict = self._chains["output"].evaluate(
             ip, self._under_limit, key=key, listener="output", protocol="tcp", port=port
@@ -596,24 +638,26 @@ class Firewall:
         self._log_rules(verdict, "output", host)
         if verdict.verdict in ("drop", "reject"):
             return self._refuse(verdict.verdict, verdict.handle, "rule", "output", host), None
+        self.stats.verdict("output", "accept")
         if verdict.handle is not None:
             self.counters[verdict.handle].connections += 1
-        source = None
-        if ip is not None:
-            bits, value = ip
-            for net, src in self._ruleset.snat:
-                shift = bits - net.prefixlen
-                if (
-                    net.max_prefixlen == bits
-                    and value >> shift == int(net.network_address) >> shift
-                ):
-                    source = src
-                    break
-        return Decision("accept", verdict.handle, ""), source
+        return Decision("accept", verdict.handle, ""), self.snat_source(ip)
+
+    def snat_source(self, ip: IP | None) -> str | None:
+        """The SNAT source address for connections to ``ip`` (None: the system's)."""
+        if ip is None:
+            return None
+        bits, value = ip
+        for net, src in self._ruleset.snat:
+            shift = bits - net.prefixlen
+            if net.max_prefixlen == bits and value >> shift == int(net.network_address) >> shift:
+                return src
+        return None
 
     def dnat_target(self, listener: str) -> tuple[str, int] | None:
-        """Where a DNAT listener forwards to under the running rules."""
-        return self._ruleset.dnat.get(listener)
+        """Where a DNAT listener forwards to under the running rules (its first backend)."""
+        nat = self._ruleset.dnat.get(listener)
+        return None if nat is None else nat.backends[0].address
 
     def translate_text(self, text: str) -> str:
         """Message text with internal hosts, addresses and accounts replaced by aliases."""
@@ -624,8 +668,10 @@ class Firewall:
     def sweep(self) -> None:
         """Close idle tracked connections, lift expired bans, drop full rate buckets."""
         self.conntrack.expire()
-        for key in list(self.bans):
-            self.banned(key)
+        before = len(self.bans)
+        self.bans.expire()
+        if len(self.bans) != before:
+            self._bans_changed()
         now = self._clock.seconds()
         for buckets in (self._connect_buckets, self._rule_buckets):
             for k in [k for k, b in buckets.items() if b.idle_since(now)]:
@@ -643,5 +689,12 @@ class Firewall:
             self._sweeper.stop()
         self._sweeper = None
 
+
+# How limit log lines name the limits (as before the metrics' shorter names).
+_LIMIT_NAMES = {
+    "concurrent": "concurrent-connections",
+    "connections": "connection-rate",
+    "messages": "message-rate",
+}
 
 TextFilter = Callable[[str], str]

@@ -10,6 +10,9 @@ import attrs
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V1_MAX = 107  # the longest v1 line, CRLF included
 V2_MAX = 16 + 536  # header and the largest address block this parser reads
+# What a proxy sends when it cannot name the client (v1 UNKNOWN, v2 LOCAL).
+UNKNOWN_V1 = b"PROXY UNKNOWN\r\n"
+LOCAL_V2 = V2_SIGNATURE + b"\x20\x00\x00\x00"
 
 
 class ProxyError(ValueError):
@@ -102,13 +105,13 @@ def _v2(data: bytes) -> ProxyHeader | None:
 
 
 def v1_header(source: tuple[str, int], destination: tuple[str, int]) -> bytes:
-    """A v1 header, as a proxy would send it (for tests and tools)."""
+    """A v1 header, as a proxy sends it (DNAT's ``send-proxy``)."""
     family = "TCP6" if ":" in source[0] else "TCP4"
     return f"PROXY {family} {source[0]} {destination[0]} {source[1]} {destination[1]}\r\n".encode()
 
 
 def v2_header(source: tuple[str, int], destination: tuple[str, int]) -> bytes:
-    """A v2 PROXY header over TCP (for tests and tools)."""
+    """A v2 PROXY header over TCP (DNAT's ``send-proxy-v2``)."""
     src, dst = ipaddress.ip_address(source[0]), ipaddress.ip_address(destination[0])
     family = 0x11 if src.version == 4 else 0x21
     body = src.packed + dst.packed + struct.pack("!HH", source[1], destination[1])

@@ -8,12 +8,13 @@ so a caller swaps rule sets atomically by assigning the result.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
 
 from firewall.addrset import AddressError, IPNetwork, PrefixSet, network_text, parse_network
+from firewall.natrules import DnatTarget, parse_nat
 
 VERDICTS = ("accept", "drop", "reject")
 CHAINS = ("input", "output")
@@ -86,6 +87,18 @@ class Rule:
     limit: Rate | None = None
     log: bool = False
     verdict: str | None = None
+    # Not conditions: a note shown with the rule, and a handle the file gives it.
+    comment: str | None = None
+    handle: int | None = None
+
+    def statement(self, handle: int | None = None) -> str:
+        """The rule as a rules file writes it: its text, comment and (given) handle."""
+        out = self.text
+        if self.comment is not None:
+            out += f" comment {quote(self.comment)}"
+        if handle is not None:
+            out += f" handle {handle}"
+        return out
 
 
 @attrs.frozen
@@ -129,7 +142,7 @@ class Ruleset:
     sets: dict[str, PrefixSet] = attrs.field(factory=dict)
     chains: dict[str, Chain] = attrs.field(factory=dict)
     limits: Limits = attrs.field(factory=Limits)
-    dnat: dict[str, tuple[str, int]] = attrs.field(factory=dict)
+    dnat: dict[str, DnatTarget] = attrs.field(factory=dict)
     snat: list[tuple[IPNetwork, str]] = attrs.field(factory=list)
     translations: list[Translation] = attrs.field(factory=list)
     trusted: PrefixSet = attrs.field(factory=PrefixSet)
@@ -147,67 +160,10 @@ class Ruleset:
             for handle, rule in chain.rules:
                 yield chain.name, handle, rule
 
-    def render(self, counters: Mapping[int, Any] | None = None, handles: bool = False) -> str:
-        """The rule set as canonical text; with handles and counters like ``nft -a list``."""
-        out: list[str] = []
-        for name, prefixes in self.sets.items():
-            elements = ", ".join(network_text(n) for n in prefixes.networks())
-            out.append(f"set {name} {{ type addr; elements = {{ {elements} }} }}")
-        for chain in self.chains.values():
-            out.append(f"chain {chain.name} {{")
-            out.append(f"    policy {chain.policy};")
-            for handle, rule in chain.rules:
-                line = f"    {rule.text};"
-                if counters is not None:
-                    c = counters.get(handle)
-                    if c is not None:
-                        line += f" # counter {c.describe()}"
-                if handles:
-                    line += f" # handle {handle}"
-                out.append(line)
-            out.append("}")
-        lim = self.limits
-        lines = []
-        if lim.concurrent is not None:
-            lines.append(f"concurrent {lim.concurrent};")
-        if lim.connections is not None:
-            lines.append(f"connections rate {lim.connections.text};")
-        if lim.messages is not None:
-            lines.append(f"messages rate {lim.messages.text};")
-        lines.append(f"lag {lim.lag_s:g};")
-        lines.append(f"disconnect after {lim.disconnect_after};")
-        if lim.ban_after is not None:
-            lines.append(f"ban after {lim.ban_after} for {lim.ban_for_s:g};")
-        lines.append(f"ipv6 prefix {lim.ipv6_prefix};")
-        out.append("limits {")
-        out.extend(f"    {line}" for line in lines)
-        out.append("}")
-        out.append("nat {")
-        for listener, (host, port) in self.dnat.items():
-            out.append(f"    dnat listener {listener} to {_hostport(host, port)};")
-        for net, source in self.snat:
-            out.append(f"    snat to {net} from {source};")
-        out.append("}")
-        out.append("translate {")
-        for t in self.translations:
-            out.append(f"    {t.kind} {_quote(t.match)} -> {_quote(t.alias)};")
-        out.append("}")
-        out.append(
-            f"proxy {{ trusted {', '.join(self.trusted_text)}; }}"
-            if self.trusted_text
-            else "proxy { }"
-        )
-        timeouts = " ".join(f"timeout {s} {self.timeouts[s]:g};" for s in CONNTRACK_STATES)
-        out.append(f"conntrack {{ {timeouts} }}")
-        return "\n".join(out) + "\n"
 
-
-def _quote(text: str) -> str:
+def quote(text: str) -> str:
+    """A string as the rules file quotes it."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class _Parser:
@@ -274,6 +230,7 @@ def parse(text: str, source: str = "rules", first_handle: int = 1) -> Ruleset:
     rs = Ruleset(source=source, next_handle=first_handle)
     seen: set[str] = set()
     pending_sets: list[tuple[Token, str]] = []
+    first_tokens: list[Token] = []
     while p.peek() is not None:
         head = p.next()
         kind = head.text
@@ -304,8 +261,9 @@ def parse(text: str, source: str = "rules", first_handle: int = 1) -> Ruleset:
                 for tok_set in (rule.saddr_set, rule.daddr_set):
                     if tok_set is not None:
                         pending_sets.append((statement[0], tok_set))
-                chain.rules.append((rs.next_handle, rule))
-                rs.next_handle += 1
+                # (its place in the file, rule): numbered by _number below
+                chain.rules.append((len(first_tokens), rule))
+                first_tokens.append(statement[0])
         elif kind in ("limits", "nat", "translate", "proxy", "conntrack"):
             if kind in seen:
                 raise p.fail(f"{kind!r} defined twice", head)
@@ -313,7 +271,7 @@ def parse(text: str, source: str = "rules", first_handle: int = 1) -> Ruleset:
             p.expect("{")
             block = {
                 "limits": _limits,
-                "nat": _nat,
+                "nat": parse_nat,
                 "translate": _translate,
                 "proxy": _proxy,
                 "conntrack": _conntrack,
@@ -327,7 +285,42 @@ def parse(text: str, source: str = "rules", first_handle: int = 1) -> Ruleset:
     for token, name in pending_sets:
         if name not in rs.sets:
             raise p.fail(f"no set named {name!r}", token)
+    _number(p, rs, first_tokens, first_handle)
     return rs
+
+
+def _number(p: _Parser, rs: Ruleset, first_tokens: list[Token], first_handle: int) -> None:
+    """Give every rule its handle, in file order: the one the file names (``handle N``),
+    else the next free number from ``first_handle``."""
+    by_rule = {
+        id(rule): token for rule, token in zip(_in_file_order(rs), first_tokens, strict=True)
+    }
+    given: dict[int, Token] = {}
+    for chain in rs.chains.values():
+        for _, rule in chain.rules:
+            if rule.handle is not None:
+                if rule.handle in given:
+                    raise p.fail(f"handle {rule.handle} given twice", by_rule[id(rule)])
+                given[rule.handle] = by_rule[id(rule)]
+    handles: dict[int, int] = {}
+    number = first_handle
+    for rule in _in_file_order(rs):
+        if rule.handle is not None:
+            handles[id(rule)] = rule.handle
+            continue
+        while number in given:
+            number += 1
+        handles[id(rule)] = number
+        number += 1
+    for chain in rs.chains.values():
+        chain.rules = [(handles[id(rule)], rule) for _, rule in chain.rules]
+    rs.next_handle = max([number, *(h + 1 for h in given)])
+
+
+def _in_file_order(rs: Ruleset) -> list[Rule]:
+    # Parsing appends (order, rule) with the order it met the rule in the file.
+    rules = [(order, rule) for chain in rs.chains.values() for order, rule in chain.rules]
+    return [rule for _, rule in sorted(rules, key=lambda pair: pair[0])]
 
 
 def _set_body(p: _Parser, statements: list[list[Token]]) -> PrefixSet:
@@ -429,9 +422,23 @@ def parse_rule(tokens: list[Token], p: _Parser | None = None, chain: str = "inpu
     while i < len(tokens):
         token = tokens[i]
         word = token.text
-        if word in fields.get("_done", ()):
-            raise p.fail(f"{word!r} given twice", token)
-        if word in ("ip", "ip6"):
+        if "verdict" in fields and word not in ("comment", "handle"):
+            raise p.fail(f"the verdict {fields['verdict']!r} must end the rule", token)
+        if word == "comment" and not token.quoted:
+            if "comment" in fields or i + 1 >= len(tokens) or not tokens[i + 1].quoted:
+                raise p.fail('expected comment "TEXT" (once)', token)
+            note = tokens[i + 1].text
+            if len(note) > 256 or not note.isprintable():
+                raise p.fail("a comment is at most 256 printable characters", token)
+            fields["comment"] = note
+            i += 2
+        elif word == "handle" and not token.quoted:
+            number = tokens[i + 1].text if i + 1 < len(tokens) else ""
+            if "handle" in fields or not number.isdigit() or not 0 < int(number) < 10**9:
+                raise p.fail("expected handle N (a whole number from 1, once)", token)
+            fields["handle"] = int(number)
+            i += 2
+        elif word in ("ip", "ip6"):
             if i + 1 >= len(tokens) or tokens[i + 1].text not in ("saddr", "daddr"):
                 raise p.fail("expected 'ip saddr' or 'ip daddr'", token)
             which = tokens[i + 1].text
@@ -501,8 +508,6 @@ def parse_rule(tokens: list[Token], p: _Parser | None = None, chain: str = "inpu
             words.append("log")
             i += 1
         elif word in VERDICTS:
-            if i != len(tokens) - 1:
-                raise p.fail(f"the verdict {word!r} must end the rule", token)
             fields["verdict"] = word
             words.append(word)
             i += 1
@@ -541,44 +546,6 @@ def _limits(p: _Parser, rs: Ruleset, statements: list[list[Token]]) -> None:
         else:
             raise p.fail(f"unknown limits statement {' '.join(words)!r}", st[0])
     rs.limits = Limits(**values)
-
-
-def _nat(p: _Parser, rs: Ruleset, statements: list[list[Token]]) -> None:
-    for st in statements:
-        words = [t.text for t in st]
-        if words[:2] == ["dnat", "listener"] and len(st) == 5 and words[3] == "to":
-            if not _NAME.match(words[2]):
-                raise p.fail(f"bad listener name {words[2]!r}", st[2])
-            if words[2] in rs.dnat:
-                raise p.fail(f"dnat listener {words[2]!r} given twice", st[2])
-            rs.dnat[words[2]] = _endpoint(p, st[4])
-        elif words[:2] == ["snat", "to"] and len(st) == 5 and words[3] == "from":
-            (net,) = _networks(p, [st[2]])
-            try:
-                parse_network(words[4])
-            except AddressError as e:
-                raise p.fail(str(e), st[4]) from None
-            if "/" in words[4]:
-                raise p.fail("snat from takes one address", st[4])
-            rs.snat.append((net, words[4]))
-        else:
-            raise p.fail(
-                "expected 'dnat listener NAME to HOST:PORT' or 'snat to NETWORK from ADDRESS'",
-                st[0],
-            )
-    # Longest destination prefix first, so the most specific SNAT rule wins.
-    rs.snat.sort(key=lambda pair: -pair[0].prefixlen)
-
-
-def _endpoint(p: _Parser, token: Token) -> tuple[str, int]:
-    text = token.text
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]:")
-    else:
-        host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise p.fail(f"{text!r} is not HOST:PORT", token)
-    return host, int(port)
 
 
 def _translate(p: _Parser, rs: Ruleset, statements: list[list[Token]]) -> None:

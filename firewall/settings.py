@@ -13,7 +13,8 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 @attrs.frozen
 class FirewallSettings:
-    """Connection caps per listener, the rules file, DNAT listeners, housekeeping."""
+    """Connection caps per listener, the rules file, DNAT listeners, housekeeping, the
+    connection summary lines and where bans are kept."""
 
     max_connections: int = 10000
     max_connections_per_address: int = 50
@@ -21,6 +22,9 @@ class FirewallSettings:
     dnat: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
     proxy_header_timeout_s: float = 10.0
     sweep_interval_s: float = 1.0
+    log_connections: bool = True
+    # Where bans are kept across restarts (None: DATA_DIR/firewall.bans).
+    bans_file: Path | None = None
 
 
 def parse(section: Any) -> FirewallSettings:
@@ -32,6 +36,8 @@ def parse(section: Any) -> FirewallSettings:
     rules = section.text("rules", "")
     timeout = section.number("proxy_header_timeout_s", 10, low=0.1, high=3600)
     sweep = section.number("sweep_interval_s", 1, low=0.01, high=3600)
+    log_connections = section.get("log_connections", bool, True)
+    bans_file = section.text("bans_file", "")
     dnat_table = section.table_of("dnat")
     dnat: dict[str, tuple[str, ...]] = {}
     for name in dnat_table.table:
@@ -52,4 +58,6 @@ def parse(section: Any) -> FirewallSettings:
         dnat=dnat,
         proxy_header_timeout_s=timeout,
         sweep_interval_s=sweep,
+        log_connections=log_connections,
+        bans_file=Path(bans_file) if bans_file else None,
     )

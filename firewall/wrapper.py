@@ -100,7 +100,7 @@ class _Tracked(ProtocolWrapper):
         self,
         factory: FirewallFactory,
         wrapped: IProtocol | None,
-        key: int | str | None,
+        key: str | None,
         *,
         peer: IAddress | None = None,
         flow: Flow | None = None,
@@ -117,6 +117,10 @@ class _Tracked(ProtocolWrapper):
         self._registered = False
         self._reports_messages = _reports_messages(wrapped)
         self._dropped = False
+        # Reading is paused while either holds: the protocol inside (a consumer whose
+        # buffer is full, a DNAT relay waiting for its backend) or the message rate's lag.
+        self._paused_inside = False
+        self._closed_here = False
 
     # -- the transport the wrapped protocol sees ------------------------------------
 
@@ -134,6 +138,32 @@ class _Tracked(ProtocolWrapper):
         """Send several chunks to the client."""
         self.write(b"".join(data))
 
+    def loseConnection(self) -> None:
+        """Close once what is buffered is sent (the gateway's side ends it)."""
+        self._closed_here = True
+        super().loseConnection()
+
+    def abortConnection(self) -> None:
+        """Close at once (the gateway's side ends it)."""
+        self._closed_here = True
+        self.transport.abortConnection()
+
+    def pauseProducing(self) -> None:
+        """Stop reading from the client (the protocol inside asks; see DNAT)."""
+        self._paused_inside = True
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        """Read from the client again, unless the message rate still holds it back."""
+        self._paused_inside = False
+        if self._lag_buffer is None and not self._awaiting_header:
+            self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        """Close: the consumer this connection fed is gone."""
+        self._closed_here = True
+        self.transport.stopProducing()
+
     def firewall_role(self, role: str) -> bool:
         """The protocol has learnt who this is (customer or agent): run the chain again.
 
@@ -145,6 +175,7 @@ class _Tracked(ProtocolWrapper):
         if decision.verdict == "accept":
             return True
         hook = _reject_hook(self.wrappedProtocol)
+        self._closed_here = True
         if decision.verdict == "reject" and hook is not None:
             hook("refused by the firewall")
             self.transport.loseConnection()
@@ -172,12 +203,13 @@ class _Tracked(ProtocolWrapper):
         ``data``, if given, is held back with what follows while the connection lags."""
         if outcome == "disconnect":
             self._dropped = True
-            self.factory._log.info(
-                "firewall drop address={address} listener={listener} rule=limit-messages",
-                address=self.flow.host if self.flow is not None else None,
-                listener=self.factory.listener,
+            fw.refused(
+                "drop",
+                self.factory.listener,
+                self.flow.host if self.flow is not None else None,
+                "limit-messages",
             )
-            self.transport.abortConnection()
+            self.abortConnection()
             return False
         if outcome == "lag" and self._lag_buffer is None:
             self._lag_buffer = []
@@ -204,24 +236,25 @@ class _Tracked(ProtocolWrapper):
         self._registered = True
         fw = self.factory.firewall
         if fw is not None and self.flow is not None:
-            peer, local = self.getPeer(), self.transport.getHost()
             real = self.transport.getPeer()
+            local = describe_address(self.transport.getHost())
+            socket_peer = describe_address(real)
+            peer = socket_peer if self._peer is None else describe_address(self._peer)
             self.entry = fw.conntrack.open(
                 protocol="tcp",
                 direction="in",
                 listener=self.factory.listener,
-                original=(describe_address(peer), describe_address(local)),
-                translated=(describe_address(real), describe_address(local)),
+                original=(peer, local),
+                translated=(socket_peer, local),
                 closer=self.transport.abortConnection,
+                address=self.flow.ip,
             )
         self.wrappedProtocol.makeConnection(self)
 
     def _no_header(self) -> None:
         self._header_timer = None
-        self.factory._log.info(
-            "firewall drop address={address} listener={listener} rule=proxy-header-timeout",
-            address=self.transport.getPeer().host,
-            listener=self.factory.listener,
+        self.factory.firewall.refused(
+            "drop", self.factory.listener, self.transport.getPeer().host, "proxy-header-timeout"
         )
         self.transport.abortConnection()
 
@@ -244,7 +277,8 @@ class _Tracked(ProtocolWrapper):
                 self._lag_buffer.append(data)
                 return
         else:
-            outcome = fw.message(self.flow, count_messages(data), len(data))
+            count = 1 if self.factory.per_read else count_messages(data)
+            outcome = fw.message(self.flow, count, len(data))
             if outcome != "ok" or self._lag_buffer is not None:
                 self._limited(fw, outcome, data)
                 return
@@ -254,7 +288,8 @@ class _Tracked(ProtocolWrapper):
         buffered, self._lag_buffer = self._lag_buffer or [], None
         if not self.connected:
             return
-        self.transport.resumeProducing()
+        if not self._paused_inside:
+            self.transport.resumeProducing()
         if buffered:
             self.wrappedProtocol.dataReceived(b"".join(buffered))
 
@@ -287,10 +322,13 @@ class _Tracked(ProtocolWrapper):
 
     def _header_failed(self, why: str) -> None:
         self.factory._log.info(
-            "firewall drop address={address} listener={listener} rule=proxy-header: {why}",
+            "{listener}: bad PROXY header from {address}: {why}",
             address=self.transport.getPeer().host,
             listener=self.factory.listener,
             why=why,
+        )
+        self.factory.firewall.refused(
+            "drop", self.factory.listener, self.transport.getPeer().host, "proxy-header"
         )
         self.transport.abortConnection()
 
@@ -331,6 +369,7 @@ class _Tracked(ProtocolWrapper):
         if fw is not None:
             if self.flow is not None:
                 fw.close_flow(self.flow)
+                fw.ended(self.flow, self.entry, "local" if self._closed_here else "client")
                 self.flow = None
             if self.entry is not None:
                 fw.conntrack.close(self.entry)
@@ -363,14 +402,16 @@ class FirewallFactory(WrappingFactory):
         max_connections_per_address: int,
         firewall: Firewall | None = None,
         protocol: str | None = None,
+        per_read: bool = False,
     ) -> None:
         super().__init__(wrapped_factory)
+        self.per_read = per_read
         self.listener = listener
         self.wire_protocol = protocol or listener
         self.max_connections = max_connections
         self.max_connections_per_address = max_connections_per_address
         self.firewall = firewall
-        self._per_address: Counter[int | str] = Counter()
+        self._per_address: Counter[str] = Counter()
 
     def over_tls(self, context_factory: Any) -> FirewallFactory:
         """This listener's firewall in front of a TLS layer, for an ``ssl:`` endpoint.
@@ -386,34 +427,31 @@ class FirewallFactory(WrappingFactory):
             max_connections_per_address=self.max_connections_per_address,
             firewall=self.firewall,
             protocol=self.wire_protocol,
+            per_read=self.per_read,
         )
         sibling.protocols = self.protocols
         sibling._per_address = self._per_address
         sibling._log = self._log
         return sibling
 
-    def connection_count(self, key: int | str | None = None) -> int:
+    def connection_count(self, key: str | None = None) -> int:
         """Open connections on this listener, or from the address ``key`` only."""
         if key is None:
             return len(self.protocols)
         return self._per_address[key]
 
-    def _refusal(self, key: int | str | None) -> str | None:
+    def _refusal(self, key: str | None) -> str | None:
         if len(self.protocols) >= self.max_connections:
             return f"{self.max_connections} connections open on this listener"
         if key is not None and self._per_address[key] >= self.max_connections_per_address:
             return f"{self.max_connections_per_address} connections open from this address"
         return None
 
-    def address_key(self, addr: IAddress) -> int | str | None:
-        """What the per-address cap counts ``addr`` under: the firewall's key (an IPv6
-        address's prefix, as limits count it), else the address; None for a UNIX peer."""
-        host = _host(addr)
-        if host is None:
-            return None
-        if self.firewall is not None:
-            return self.firewall.address_key(host)
-        return host
+    @staticmethod
+    def address_key(addr: IAddress) -> str | None:
+        """What the per-address cap counts ``addr`` under: its address in its one form
+        (see :func:`canonical_peer`); None for a UNIX peer."""
+        return _host(addr)
 
     def _decide(self, addr: IAddress) -> str | Flow | None:
         """A refusal ("drop" or "reject"), or the flow of an accepted connection (None
@@ -428,10 +466,8 @@ class FirewallFactory(WrappingFactory):
                 why=why,
             )
             if self.firewall is not None:
-                self._log.info(
-                    "firewall drop address={address} listener={listener} rule=max-connections",
-                    address=_host(addr) or describe_address(addr),
-                    listener=self.listener,
+                self.firewall.refused(
+                    "drop", self.listener, _host(addr) or describe_address(addr), "max-connections"
                 )
             return "drop"
         if self.firewall is None:
@@ -494,12 +530,15 @@ def wrap(
     max_connections_per_address: int,
     firewall: Firewall | None = None,
     protocol: str | None = None,
+    per_read: bool = False,
 ) -> FirewallFactory:
     """Put a listener's factory behind the firewall.
 
     ``listener`` names the listener in log lines and rules (``listener NAME``);
     ``protocol`` is its wire protocol (``protocol NAME``), the listener's name if not
-    given. Without ``firewall`` only the connection caps apply.
+    given. Without ``firewall`` only the connection caps apply. A protocol that does
+    not report its messages is counted in lines per read, or (``per_read``, HTTP) one
+    message per read.
     """
     return FirewallFactory(
         factory,
@@ -508,4 +547,5 @@ def wrap(
         max_connections_per_address=max_connections_per_address,
         firewall=firewall,
         protocol=protocol,
+        per_read=per_read,
     )

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from twisted.internet.threads import blockingCallFromThread
 from twisted.python.threadable import isInIOThread
@@ -69,13 +69,6 @@ class GatewayMetrics:
             "imgateway_routing_decisions",
             "Routing plans by source (local, remote, fallback)",
             ["source"],
-            registry=r,
-        )
-        # For the firewall: call firewall_connections.labels(listener, verdict).inc().
-        self.firewall_connections = Counter(
-            "imgateway_firewall_connections",
-            "Connections the firewall judged, by listener and verdict",
-            ["listener", "verdict"],
             registry=r,
         )
         self.auth_failures = Counter(
@@ -176,6 +169,59 @@ class LiveStateCollector(Collector):
         for listener, count in sorted(self._connections().items()):
             connections.add_metric([listener], count)
         yield connections
+
+
+class FirewallCollector(Collector):
+    """The firewall's figures, read from its tallies and tables at scrape time (the
+    firewall counts in plain integers; see firewall.stats): connections by listener
+    and verdict, limit hits by listener and limit, bans made and in force, tracked
+    connections by direction. Read on whatever thread scrapes: plain reads of ints
+    and dict copies, consistent enough for counters."""
+
+    def __init__(self, firewall: Any) -> None:
+        self._firewall = firewall
+
+    def describe(self) -> Iterable[Metric]:
+        """Nothing up front: the families are built at each scrape."""
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        """The current figures."""
+        fw = self._firewall
+        stats = fw.stats
+        connections = CounterMetricFamily(
+            "imgateway_firewall_connections",
+            "Connections the firewall decided, by listener and verdict (accept, drop,"
+            " reject; a connection refused once its role is known counts twice)",
+            labels=["listener", "verdict"],
+        )
+        for (listener, verdict), count in sorted(stats.verdicts().items()):
+            connections.add_metric([listener, verdict], count)
+        yield connections
+        hits = CounterMetricFamily(
+            "imgateway_firewall_limit_hits",
+            "Violations of the per-address limits, by listener and limit",
+            labels=["listener", "limit"],
+        )
+        for (listener, limit), count in sorted(dict(stats.limit_hits).items()):
+            hits.add_metric([listener, limit], count)
+        yield hits
+        yield CounterMetricFamily(
+            "imgateway_firewall_bans", "Bans made (by limits and by admins)", value=stats.bans
+        )
+        yield GaugeMetricFamily(
+            "imgateway_firewall_bans_active",
+            "Bans in force (addresses and networks)",
+            value=len(fw.bans),
+        )
+        tracked = GaugeMetricFamily(
+            "imgateway_firewall_conntrack_entries",
+            "Tracked connections, by direction",
+            labels=["direction"],
+        )
+        for direction, count in sorted(fw.conntrack.counts().items()):
+            tracked.add_metric([direction], count)
+        yield tracked
 
 
 def oldest_wait(queue: Any, now: float) -> float:

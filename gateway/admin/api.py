@@ -12,6 +12,7 @@ import hmac
 import json
 import os
 from collections.abc import Callable, Mapping
+from math import ceil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
@@ -27,6 +28,7 @@ from gateway import logs
 from gateway.admin import firewall_api, supervisor, views
 from gateway.admin.settings import TOKEN_FILE
 from gateway.core.errors import BadRequest, GatewayError, NotAllowed, Unavailable
+from gateway.core.throttle import LoginGuard
 from gateway.directory.memory import STATUSES
 
 if TYPE_CHECKING:
@@ -106,20 +108,42 @@ def write_json(request: Request, status: int, value: Any) -> bytes:
 
 
 class AdminAuth:
-    """Checks a request's token and logs every failure in one line."""
+    """Checks a request's token and logs every failure in one line.
 
-    def __init__(self, token: str, on_failure: Callable[[str], None]) -> None:
+    Wrong tokens lock their address out as failed agent logins do (``guard``, a
+    :class:`gateway.core.throttle.LoginGuard`): while locked out, even the right token
+    gets 429, so guessing stays slow; addresses the token was used from before are
+    not held back by guesses from elsewhere.
+    """
+
+    def __init__(
+        self, token: str, on_failure: Callable[[str], None], guard: LoginGuard | None = None
+    ) -> None:
         self._token = token
         self._on_failure = on_failure
+        self._guard = guard
+
+    def locked_for(self, request: Request) -> float:
+        """Seconds the request's address must wait before trying a token (0: go ahead)."""
+        if self._guard is None:
+            return 0.0
+        return self._guard.blocked_for("admin", _host(request))
 
     def check(self, request: Request, *, cookie_ok: bool) -> bool:
-        """True for ``Authorization: Bearer TOKEN`` or, when ``cookie_ok``, the cookie."""
+        """True for ``Authorization: Bearer TOKEN`` or, when ``cookie_ok``, the cookie
+        (and the address not locked out)."""
+        if self.locked_for(request) > 0:
+            self._on_failure(_host(request) or "-")
+            return False
         header = (request.getHeader(b"authorization") or b"").decode("latin-1")
         scheme, _, given = header.partition(" ")
-        if scheme.lower() == "bearer" and _same(given.strip(), self._token):
-            return True
-        cookie = request.getCookie(COOKIE) if cookie_ok else None
+        ok = scheme.lower() == "bearer" and _same(given.strip(), self._token)
+        cookie = request.getCookie(COOKIE) if cookie_ok and not ok else None
         if cookie is not None and _same(unquote(cookie.decode("latin-1")), self._token):
+            ok = True
+        if ok:
+            if self._guard is not None:
+                self._guard.succeeded("admin", _host(request))
             return True
         self.failed(request)
         return False
@@ -129,14 +153,31 @@ class AdminAuth:
         return _same(given, self._token)
 
     def failed(self, request: Request) -> None:
-        """Log one auth failure line for this request's peer."""
-        self._on_failure(getattr(request.getClientAddress(), "host", "-"))
+        """Log one auth failure line for this request's peer and count it."""
+        host = _host(request)
+        if self._guard is not None:
+            self._guard.failed("admin", host)
+        self._on_failure(host or "-")
+
+
+def _host(request: Request) -> str | None:
+    return getattr(request.getClientAddress(), "host", None)
 
 
 class _Unauthorized(Resource):
     isLeaf = True  # noqa: N815 (Twisted's name)
 
+    def __init__(self, wait_s: float = 0.0) -> None:
+        super().__init__()
+        self._wait_s = wait_s
+
     def render(self, request: Request) -> bytes:
+        if self._wait_s > 0:
+            seconds = max(1, ceil(self._wait_s))
+            request.setHeader(b"retry-after", str(seconds).encode())
+            return write_json(
+                request, 429, {"error": f"too many wrong tokens; try again in {seconds} s"}
+            )
         request.setHeader(b"www-authenticate", b'Bearer realm="imgateway"')
         return write_json(request, 401, {"error": "unauthorized"})
 
@@ -409,8 +450,9 @@ class AdminRoot(Resource):
         if path == b"v1":
             # The cookie serves reads only: a cross-site form cannot act with it.
             cookie_ok = request.method in (b"GET", b"HEAD")
+            wait = self._auth.locked_for(request)  # before: the failure that locks is a 401
             if not self._auth.check(request, cookie_ok=cookie_ok):
-                return _Unauthorized()
+                return _Unauthorized(wait)
             return self._v1
         return _Missing()
 
@@ -422,7 +464,13 @@ def admin_resource(
     resources: Mapping[str, Callable[[GatewayService], Resource]] | None = None,
 ) -> AdminRoot:
     """The admin listener's resource tree for ``service`` (mounts: ADMIN_RESOURCES)."""
-    auth = AdminAuth(token, lambda host: service.gateway.auth_failed("admin", "-", host))
+    config = service.config
+    guard = LoginGuard(
+        clock, free=config.login_failures_free, max_lockout_s=config.login_lockout_max_s
+    )
+    auth = AdminAuth(
+        token, lambda host: service.gateway.auth_failed("admin", "-", host), guard=guard
+    )
     builders = ADMIN_RESOURCES if resources is None else resources
     mounted = {name: build(service) for name, build in builders.items()}
     return AdminRoot(auth, V1(ApiEndpoints(service, clock), mounted))

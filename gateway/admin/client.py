@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,9 +26,34 @@ from gateway.admin.settings import (
 from gateway.config import Config
 
 URL_ENV = "IMGATEWAY_ADMIN_URL"
+CA_ENV = "IMGATEWAY_ADMIN_CA"
 TIMEOUT_S = 30.0
-# No http_proxy for the admin API: it is on this host, and a proxy would see the token.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _opener(context: ssl.SSLContext | None) -> urllib.request.OpenerDirector:
+    # No http_proxy for the admin API: it is on this host, and a proxy would see the token.
+    handlers: list[Any] = [urllib.request.ProxyHandler({})]
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    return urllib.request.build_opener(*handlers)
+
+
+def tls_context(description: str | None, ca_file: str | None) -> ssl.SSLContext | None:
+    """How the CLI checks an ``ssl:`` admin listener: against ``ca_file`` (a CA, host
+    name checked), else against the listener's own certificate from its endpoint string
+    (``certKey=``, else ``privateKey=``): that certificate and no other is trusted."""
+    if ca_file:
+        return ssl.create_default_context(cafile=ca_file)
+    if description is None or endpoint_parts(description)[0] != "ssl":
+        return None
+    options = dict(p.partition("=")[::2] for p in endpoint_parts(description)[1:] if "=" in p)
+    cert = options.get("certKey") or options.get("privateKey")
+    if not cert:
+        return None
+    context = ssl.create_default_context(cafile=cert)
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.check_hostname = False  # pinned: only this certificate is accepted
+    return context
 
 
 class AdminUnavailable(Exception):
@@ -56,6 +82,7 @@ class AdminClient:
     base_url: str
     token: str
     timeout_s: float = TIMEOUT_S
+    tls: ssl.SSLContext | None = None
 
     @classmethod
     def from_config(cls, config: Config, environ: dict[str, str] | None = None) -> AdminClient:
@@ -73,7 +100,8 @@ class AdminClient:
                 f"no admin token: set {TOKEN_ENV}, admin.token, or start the gateway so that"
                 f" it writes {Path(config.data_dir) / TOKEN_FILE}"
             )
-        return cls(url.rstrip("/"), token)
+        first = settings.listen[0] if settings.listen else None
+        return cls(url.rstrip("/"), token, tls=tls_context(first, env.get(CA_ENV)))
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """Send one request; the status and the decoded JSON (or text) answer."""
@@ -87,7 +115,7 @@ class AdminClient:
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
-            with _OPENER.open(req, timeout=self.timeout_s) as response:
+            with _opener(self.tls).open(req, timeout=self.timeout_s) as response:
                 return response.status, _decode(response.read(), response.headers)
         except urllib.error.HTTPError as e:
             return e.code, _decode(e.read(), e.headers)

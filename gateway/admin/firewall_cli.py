@@ -1,13 +1,15 @@
 """``imgateway-admin fw …``: the running gateway's firewall, through its admin API.
 
-``list``, ``check FILE``, ``apply FILE``, ``add RULE…``, ``delete HANDLE``,
-``reset-counters``, ``conntrack list|kill ID``, ``bans list|add ADDR [--for S]|remove ADDR``.
-Each is one request to ``/v1/fw/…`` (see ``gateway.admin.firewall_api``).
+``list``, ``check FILE|ADDR``, ``trace ADDR``, ``apply FILE``, ``save [FILE]``,
+``add``/``insert``/``replace``/``delete``, ``element add|delete``, ``reset-counters``,
+``conntrack list|kill|flush``, ``bans list|add|remove``, ``dnat list``. Each is a
+request or two to ``/v1/fw/…`` (see ``gateway.admin.firewall_api``).
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -38,29 +40,65 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     actions = fw.add_subparsers(metavar="ACTION", required=True)
 
-    listing = actions.add_parser("list", parents=[common], help="the ruleset with counters")
+    def action(name: str, run: Callable[..., None], help: str) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, parents=[common], help=help)
+        parser.set_defaults(run=run)
+        return parser
+
+    listing = action("list", _list, "the ruleset with handles and counters")
     listing.add_argument("--json", action="store_true", help="print JSON")
-    listing.set_defaults(run=_list)
+    listing.add_argument("--full", action="store_true", help="every element of large sets")
+    listing.add_argument("--set", metavar="NAME", help="one set's elements")
 
-    check = actions.add_parser("check", parents=[common], help="validate FILE, show the diff")
-    check.add_argument("file", metavar="FILE", type=Path)
-    check.set_defaults(run=_check)
+    for name, run, help_ in (
+        ("check", _check, "validate FILE and show its diff; or the verdict for ADDR [PORT]"),
+        ("trace", _trace, "every step of the verdict for ADDR [PORT]"),
+    ):
+        parser = action(name, run, help_)
+        target = "FILE|ADDR" if name == "check" else "ADDR"
+        parser.add_argument("target", metavar=target)
+        parser.add_argument("port", metavar="PORT", nargs="?", type=int)
+        parser.add_argument("--listener", metavar="L", help="the listener (default: by PORT)")
+        parser.add_argument("--role", choices=("customer", "agent"))
+        parser.add_argument("--chain", default="input", choices=("input", "output"))
+        parser.add_argument("--json", action="store_true", help="print JSON")
 
-    apply = actions.add_parser("apply", parents=[common], help="apply FILE atomically")
+    apply = action("apply", _apply, "apply FILE atomically")
     apply.add_argument("file", metavar="FILE", type=Path)
-    apply.set_defaults(run=_apply)
 
-    add = actions.add_parser("add", parents=[common], help="append a rule to a chain")
-    add.add_argument("--chain", default="input", choices=("input", "output"))
-    add.add_argument("rule", metavar="RULE", nargs="+", help="e.g. ip saddr 192.0.2.7 drop")
-    add.set_defaults(run=_add)
+    save = action("save", _save, "write the running rules to the rules file (or FILE)")
+    save.add_argument("file", metavar="FILE", type=Path, nargs="?")
 
-    delete = actions.add_parser("delete", parents=[common], help="remove the rule HANDLE")
+    add = action("add", _add, "append a rule to a chain (or put it after HANDLE)")
+    insert = action("insert", _insert, "put a rule first in a chain (or before HANDLE)")
+    replace = action("replace", _replace, "replace the rule HANDLE, keeping its handle")
+    for parser in (add, insert, replace):
+        if parser is replace:
+            parser.add_argument("handle", metavar="HANDLE", type=int)
+        else:
+            parser.add_argument("--chain", default="input", choices=("input", "output"))
+        if parser is add:
+            parser.add_argument("--after", metavar="HANDLE", type=int)
+        if parser is insert:
+            parser.add_argument("--before", metavar="HANDLE", type=int)
+        parser.add_argument("--comment", metavar="TEXT")
+        parser.add_argument("--persist", action="store_true", help="write the rules file too")
+        parser.add_argument("rule", metavar="RULE", nargs="+", help="e.g. ip saddr 192.0.2.7 drop")
+
+    delete = action("delete", _delete, "remove the rule HANDLE")
     delete.add_argument("handle", metavar="HANDLE", type=int)
-    delete.set_defaults(run=_delete)
+    delete.add_argument("--persist", action="store_true", help="write the rules file too")
 
-    reset = actions.add_parser("reset-counters", parents=[common], help="zero every counter")
-    reset.set_defaults(run=_reset)
+    element = actions.add_parser("element", parents=[common], help="set elements")
+    el = element.add_subparsers(metavar="ACTION", required=True)
+    for name in ("add", "delete"):
+        parser = el.add_parser(name, parents=[common], help=f"{name} elements of SET")
+        parser.add_argument("set", metavar="SET")
+        parser.add_argument("elements", metavar="ADDR", nargs="+")
+        parser.add_argument("--persist", action="store_true", help="write the rules file too")
+        parser.set_defaults(run=_element, operation=name)
+
+    action("reset-counters", _reset, "zero every counter")
 
     conntrack = actions.add_parser("conntrack", parents=[common], help="tracked connections")
     ct = conntrack.add_subparsers(metavar="ACTION", required=True)
@@ -70,19 +108,31 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     ct_kill = ct.add_parser("kill", parents=[common], help="close a tracked connection")
     ct_kill.add_argument("id", metavar="ID", type=int)
     ct_kill.set_defaults(run=_conntrack_kill)
+    ct_flush = ct.add_parser(
+        "flush", parents=[common], help="close every connection from or to ADDR (or a network)"
+    )
+    ct_flush.add_argument("address", metavar="ADDR")
+    ct_flush.set_defaults(run=_conntrack_flush)
 
-    bans = actions.add_parser("bans", parents=[common], help="banned addresses")
+    bans = actions.add_parser("bans", parents=[common], help="banned addresses and networks")
     b = bans.add_subparsers(metavar="ACTION", required=True)
     b_list = b.add_parser("list", parents=[common], help="list bans")
     b_list.add_argument("--json", action="store_true", help="print JSON")
     b_list.set_defaults(run=_bans_list)
-    b_add = b.add_parser("add", parents=[common], help="ban an address")
+    b_add = b.add_parser("add", parents=[common], help="ban an address or a network")
     b_add.add_argument("address", metavar="ADDR")
     b_add.add_argument("--for", dest="for_s", metavar="SECONDS", type=float, default=None)
+    b_add.add_argument("--close", action="store_true", help="close its established connections")
     b_add.set_defaults(run=_bans_add)
     b_remove = b.add_parser("remove", parents=[common], help="lift a ban")
     b_remove.add_argument("address", metavar="ADDR")
     b_remove.set_defaults(run=_bans_remove)
+
+    dnat = actions.add_parser("dnat", parents=[common], help="DNAT backends")
+    d = dnat.add_subparsers(metavar="ACTION", required=True)
+    d_list = d.add_parser("list", parents=[common], help="backends and their state")
+    d_list.add_argument("--json", action="store_true", help="print JSON")
+    d_list.set_defaults(run=_dnat_list)
 
 
 def _call(cfg: Config, method: str, path: str, body: Any = None, ok: int = 200) -> Any:
@@ -115,19 +165,84 @@ def _read(path: Path) -> str:
         raise _failed(f"{path}: cannot read: {e}") from None
 
 
+def _saved(answer: dict[str, Any]) -> None:
+    if "saved" in answer:
+        print(f"written to {answer['saved']}")
+
+
 def _list(args: argparse.Namespace, cfg: Config) -> None:
-    answer = _call(cfg, "GET", "ruleset")
+    if args.set:
+        answer = _call(cfg, "GET", "sets/" + quote(args.set, safe=""))
+        if args.json:
+            print(json.dumps(answer, indent=2))
+        else:
+            print("\n".join(answer["elements"]))
+        return
+    answer = _call(cfg, "GET", "ruleset" + ("?full=1" if args.full else ""))
     if args.json:
         print(json.dumps(answer["rules"], indent=2))
     else:
         print(answer["text"], end="")
 
 
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _check(args: argparse.Namespace, cfg: Config) -> None:
-    answer = _call(cfg, "POST", "check", {"text": _read(args.file), "source": str(args.file)})
-    print(answer["diff"] or f"{args.file}: valid; no changes against the running rules", end="")
+    if _is_address(args.target) or args.port is not None or args.listener or args.role:
+        _verdict(args, cfg, steps=False)
+        return
+    path = Path(args.target)
+    answer = _call(cfg, "POST", "check", {"text": _read(path), "source": str(path)})
+    print(answer["diff"] or f"{path}: valid; no changes against the running rules", end="")
     if not answer["diff"]:
         print()
+
+
+def _trace(args: argparse.Namespace, cfg: Config) -> None:
+    _verdict(args, cfg, steps=True)
+
+
+def _verdict(args: argparse.Namespace, cfg: Config, *, steps: bool) -> None:
+    body: dict[str, Any] = {"address": args.target, "chain": args.chain}
+    for name in ("port", "listener", "role"):
+        if getattr(args, name) is not None:
+            body[name] = getattr(args, name)
+    answer = _call(cfg, "POST", "trace", body)
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return
+    if steps:
+        for step in answer["steps"]:
+            where = f"rule {step['handle']}: {step['rule']}" if "handle" in step else step["step"]
+            print(f"{where}: {step['result']}")
+    print(describe_verdict(answer))
+
+
+def describe_verdict(answer: dict[str, Any]) -> str:
+    """One line: the verdict and what decided it."""
+
+    def why(verdict: str, rule: dict[str, Any] | None, reason: str) -> str:
+        if rule is None:
+            return f"{verdict} ({reason})" if reason != "policy" else f"{verdict} (policy)"
+        note = f" # {rule['comment']}" if rule.get("comment") else ""
+        return f"{verdict} (rule {rule['handle']}: {rule['rule']}{note})"
+
+    if answer["verdict"] == "pending":
+        roles = "; ".join(
+            f"{role}: {why(o['verdict'], o['rule'], 'policy')}"
+            for role, o in answer["roles"].items()
+        )
+        return f"waits for the role: {roles}"
+    line = why(answer["verdict"], answer["rule"], answer["reason"])
+    if answer.get("snat"):
+        line += f", from {answer['snat']} (SNAT)"
+    return line
 
 
 def _apply(args: argparse.Namespace, cfg: Config) -> None:
@@ -135,15 +250,68 @@ def _apply(args: argparse.Namespace, cfg: Config) -> None:
     print(f"{args.file}: applied, {answer['rules']} rules")
 
 
+def _save(args: argparse.Namespace, cfg: Config) -> None:
+    if args.file is None:
+        _saved(_call(cfg, "POST", "save"))
+        return
+    text = _call(cfg, "GET", "ruleset?full=1&format=rules")["text"]
+    try:
+        args.file.write_text(text, "utf-8")
+    except OSError as e:
+        raise _failed(f"{args.file}: cannot write: {e}") from None
+    print(f"written to {args.file}")
+
+
+def _rule_body(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = {"rule": " ".join(args.rule)}
+    if args.comment is not None:
+        body["comment"] = args.comment
+    if args.persist:
+        body["persist"] = True
+    return body
+
+
 def _add(args: argparse.Namespace, cfg: Config) -> None:
-    rule = " ".join(args.rule)
-    answer = _call(cfg, "POST", "rules", {"chain": args.chain, "rule": rule}, ok=201)
+    body = {"chain": args.chain, **_rule_body(args)}
+    if args.after is not None:
+        body["after"] = args.after
+    answer = _call(cfg, "POST", "rules", body, ok=201)
     print(f"handle {answer['handle']}")
+    _saved(answer)
+
+
+def _insert(args: argparse.Namespace, cfg: Config) -> None:
+    body = {"chain": args.chain, **_rule_body(args)}
+    if args.before is not None:
+        body["before"] = args.before
+    else:
+        body["index"] = 0
+    answer = _call(cfg, "POST", "rules", body, ok=201)
+    print(f"handle {answer['handle']}")
+    _saved(answer)
+
+
+def _replace(args: argparse.Namespace, cfg: Config) -> None:
+    answer = _call(cfg, "PUT", f"rules/{args.handle}", _rule_body(args))
+    print(f"replaced handle {args.handle}")
+    _saved(answer)
 
 
 def _delete(args: argparse.Namespace, cfg: Config) -> None:
-    _call(cfg, "DELETE", f"rules/{args.handle}")
+    answer = _call(cfg, "DELETE", f"rules/{args.handle}" + ("?persist=1" if args.persist else ""))
     print(f"deleted handle {args.handle}")
+    _saved(answer)
+
+
+def _element(args: argparse.Namespace, cfg: Config) -> None:
+    body: dict[str, Any] = {args.operation: args.elements}
+    if args.persist:
+        body["persist"] = True
+    answer = _call(cfg, "POST", f"sets/{quote(args.set, safe='')}/elements", body)
+    done = answer["added"] if args.operation == "add" else answer["deleted"]
+    verb = "added" if args.operation == "add" else "deleted"
+    print(f"{verb} {done} of {len(args.elements)}; set {answer['set']} has {answer['size']}")
+    _saved(answer)
 
 
 def _reset(args: argparse.Namespace, cfg: Config) -> None:
@@ -171,6 +339,11 @@ def _conntrack_kill(args: argparse.Namespace, cfg: Config) -> None:
     print(f"killed {args.id}")
 
 
+def _conntrack_flush(args: argparse.Namespace, cfg: Config) -> None:
+    answer = _call(cfg, "POST", "conntrack/flush", {"address": args.address})
+    print(f"closed {answer['flushed']} connections")
+
+
 def _bans_list(args: argparse.Namespace, cfg: Config) -> None:
     bans = _call(cfg, "GET", "bans")["bans"]
     if args.json:
@@ -185,6 +358,8 @@ def _bans_add(args: argparse.Namespace, cfg: Config) -> None:
     body: dict[str, Any] = {"address": args.address}
     if args.for_s is not None:
         body["for_s"] = args.for_s
+    if args.close:
+        body["close"] = True
     answer = _call(cfg, "POST", "bans", body, ok=201)
     print(f"banned {answer['banned']}")
 
@@ -192,3 +367,18 @@ def _bans_add(args: argparse.Namespace, cfg: Config) -> None:
 def _bans_remove(args: argparse.Namespace, cfg: Config) -> None:
     _call(cfg, "DELETE", "bans/" + quote(args.address, safe=""))
     print(f"unbanned {args.address}")
+
+
+def _dnat_list(args: argparse.Namespace, cfg: Config) -> None:
+    pools = _call(cfg, "GET", "dnat")["dnat"]
+    if args.json:
+        print(json.dumps(pools, indent=2))
+        return
+    for pool in pools:
+        print(f"{pool['listener']}: {pool['target']}")
+        for server in pool["servers"]:
+            backup = " backup" if server["backup"] else ""
+            error = f" ({server['last_error']})" if server["last_error"] else ""
+            print(
+                f"  {server['address']}{backup} {server['state']} active={server['active']}{error}"
+            )

@@ -69,12 +69,17 @@ class AdminService(MultiService):
         self._json_log: tuple[Any, IO[str]] | None = None
         # Decided from the address each listener bound, whatever its string says.
         check = None if self.settings.allow_remote else loopback_only
+        # Both behind the firewall too: bans, rules (listener admin, metrics) and caps.
         if self.settings.listen:
-            site = adminapi.admin_site(service, self.token, reactor)
+            site = service.firewalled(
+                adminapi.admin_site(service, self.token, reactor), "admin", "http"
+            )
             for description in self.settings.listen:
                 service.listen("admin", description, site, parent=self, check=check)
         if self.settings.metrics:
-            site = adminapi.metrics_site(service.metrics.registry)
+            site = service.firewalled(
+                adminapi.metrics_site(service.metrics.registry), "metrics", "http"
+            )
             for description in self.settings.metrics:
                 service.listen("metrics", description, site, parent=self, check=check)
 

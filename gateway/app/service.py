@@ -26,9 +26,11 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 import gateway
+from firewall.backends import DnatBackends
 from firewall.dnat import DnatFactory
 from firewall.engine import Firewall
 from firewall.outbound import FirewalledReactor
+from firewall.persist import BanStore
 from firewall.ruleset import RulesError
 from firewall.wrapper import FirewallFactory, wrap
 from gateway import logs, passwords
@@ -37,7 +39,7 @@ from gateway.config import Config, ConfigError
 from gateway.core.gateway import Gateway
 from gateway.daemon import Listener, StartupError, release, where, with_backlog, within_deadline
 from gateway.directory.memory import AgentDirectory
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import FirewallCollector, GatewayMetrics
 from gateway.plugins import parts
 from gateway.routing.remote import LocalPlans, RemotePlans
 from gateway.routing.rules import RuleSet
@@ -89,11 +91,18 @@ class GatewayService(MultiService):
         fw_settings = config.sections["firewall"]
         self.firewall = Firewall(reactor)
         self.firewall.proxy_header_timeout_s = fw_settings.proxy_header_timeout_s
+        self.firewall.log_connections = fw_settings.log_connections
         try:
             self.firewall.load_file(fw_settings.rules)
         except RulesError as e:
             raise StartupError(str(e)) from None
+        self.bans = BanStore(
+            self.firewall, fw_settings.bans_file or config.data_dir / "firewall.bans", reactor
+        )
+        self.bans.load()
         self.outbound = FirewalledReactor(reactor, self.firewall)
+        self.dnat = DnatBackends(self.firewall, self.outbound)
+        self.metrics.watch(FirewallCollector(self.firewall))
         self._checks = DeferredSemaphore(PASSWORD_CHECKS)
         self.gateway = Gateway(
             config,
@@ -129,7 +138,9 @@ class GatewayService(MultiService):
 
     # -- building -------------------------------------------------------------
 
-    def _wrap(self, factory: Any, kind: str, protocol: str | None = None) -> FirewallFactory:
+    def _wrap(
+        self, factory: Any, kind: str, protocol: str | None = None, per_read: bool = False
+    ) -> FirewallFactory:
         settings = self.config.sections["firewall"]
         return wrap(
             factory,
@@ -137,8 +148,16 @@ class GatewayService(MultiService):
             max_connections=settings.max_connections,
             max_connections_per_address=settings.max_connections_per_address,
             firewall=self.firewall,
+            per_read=per_read,
             **({"protocol": protocol} if protocol else {}),
         )
+
+    def firewalled(self, factory: Any, kind: str, protocol: str) -> FirewallFactory:
+        """``factory`` behind the firewall as listener ``kind`` (the admin and metrics
+        listeners: ``protocol`` http, each read counted as one message)."""
+        wrapped = self._wrap(factory, kind, protocol, per_read=True)
+        self.firewalls[kind] = wrapped
+        return wrapped
 
     def _add_protocol_listeners(self, found) -> None:
         builders = {
@@ -155,7 +174,7 @@ class GatewayService(MultiService):
     def _add_dnat_listeners(self) -> None:
         for name, endpoints in self.config.sections["firewall"].dnat.items():
             factory = self._wrap(
-                DnatFactory(name, self.firewall, self.outbound), name, protocol="tcp"
+                DnatFactory(name, self.firewall, self.outbound, self.dnat), name, protocol="tcp"
             )
             for description in endpoints:
                 self.listen(f"dnat.{name}", description, factory, parent=self.listeners)
@@ -290,6 +309,7 @@ class GatewayService(MultiService):
             lambda f: self._log.failure("restoring open conversations failed", f)
         )
         self.firewall.start(self.config.sections["firewall"].sweep_interval_s)
+        self.dnat.start()
         super().startService()
         # What startup built (modules, classes, configuration: some 70,000 objects)
         # lives as long as the process: kept out of the cyclic collector, whose full
@@ -316,6 +336,8 @@ class GatewayService(MultiService):
         self._log.info("imgateway stopped")
         self.admin.close_json_log()
         self.firewall.stop()
+        self.dnat.stop()
+        self.bans.flush()
 
 
 __all__ = ["GatewayService", "StartupError"]

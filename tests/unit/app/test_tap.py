@@ -42,8 +42,9 @@ def test_make_service_binds_the_configured_listeners(tmp_path):
     # The JSON-IM listener, and the admin API and metrics listeners of the defaults.
     assert set(servers) == {(7171, "127.0.0.1"), (7071, "127.0.0.1"), (9464, "127.0.0.1")}
     assert isinstance(servers[7171, "127.0.0.1"].wrappedFactory, JsonImFactory)
-    assert isinstance(servers[7071, "127.0.0.1"], Site)
-    assert isinstance(servers[9464, "127.0.0.1"], Site)
+    # Behind the firewall too.
+    assert isinstance(servers[7071, "127.0.0.1"].wrappedFactory, Site)
+    assert isinstance(servers[9464, "127.0.0.1"].wrappedFactory, Site)
 
 
 def test_bad_config_is_one_line_and_exit(tmp_path, capsys):

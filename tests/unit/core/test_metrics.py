@@ -10,9 +10,11 @@ import pytest
 from core_helpers import make_harness
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet.task import Clock
 
+from firewall.engine import Firewall
 from gateway.core import events as ev
-from gateway.metrics import LiveStateCollector
+from gateway.metrics import FirewallCollector, LiveStateCollector
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -98,7 +100,9 @@ def test_lapsed_offers_are_counted(h):
 def test_each_gateway_has_its_own_registry():
     one, two = make_harness(), make_harness()
     assert one.gateway.metrics.registry is not two.gateway.metrics.registry
-    one.gateway.metrics.firewall_connections.labels("jsonim", "drop").inc()
+    firewall = Firewall(Clock())
+    firewall.stats.verdict("jsonim", "drop")
+    one.gateway.metrics.watch(FirewallCollector(firewall))
     text = generate_latest(one.gateway.metrics.registry).decode()
     assert 'imgateway_firewall_connections_total{listener="jsonim",verdict="drop"} 1.0' in text
     assert (
@@ -109,6 +113,8 @@ def test_each_gateway_has_its_own_registry():
 
 def test_the_grafana_dashboard_uses_only_metrics_we_export(h):
     dashboard = json.loads((REPO / "etc" / "grafana-imgateway.json").read_text())
+    # The service adds the firewall's figures to the gateway's own.
+    h.gateway.metrics.watch(FirewallCollector(Firewall(Clock())))
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
     exported = {
         family.name + suffix

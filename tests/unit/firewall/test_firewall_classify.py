@@ -91,8 +91,10 @@ def test_counters_follow_their_rules_across_apply_add_and_delete():
     handle = fw.add_rule("input", "ip saddr 10.0.0.1 drop")  # same text, new counter
     fw.admit("jsonim", "jsonim", "10.0.0.1")
     fw.admit("jsonim", "jsonim", "10.0.0.3")
-    assert [(r["handle"], r["connections"]) for r in fw.listing()] == [(3, 1), (4, 2), (5, 0)]
+    # The unchanged rule keeps its handle (1) and counter across the apply.
+    # Handles are never reused: the new rule's is after every one handed out before.
+    assert [(r["handle"], r["connections"]) for r in fw.listing()] == [(3, 1), (1, 2), (5, 0)]
     assert handle == 5
     fw.delete_rule(3)
     fw.admit("jsonim", "jsonim", "10.0.0.1")
-    assert [(r["handle"], r["connections"]) for r in fw.listing()] == [(4, 3), (5, 0)]
+    assert [(r["handle"], r["connections"]) for r in fw.listing()] == [(1, 3), (5, 0)]

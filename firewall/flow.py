@@ -1,0 +1,150 @@
+"""The per-connection values of the firewall: a rule's counter, a decision, the flow of
+an accepted connection and its rule-limit memory, and the two per-connection log lines
+(the summary of a connection that ended; a refusal's is the engine's)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple
+
+import attrs
+from twisted.logger import Logger, LogLevel
+
+from firewall.addrset import IP
+from firewall.common import TokenBucket
+from firewall.conntrack import Entry
+from firewall.ruleset import Rule
+
+REFUSAL = "firewall {verdict} address={address} listener={listener} rule={rule}"
+CLOSE = (
+    "firewall close address={address} listener={listener} duration={duration:.3f}s"
+    " bytes_in={bytes_in} bytes_out={bytes_out} verdict={verdict} rule={rule}"
+    " role={role} end={end}"
+)
+_now = time.time
+
+
+class FastLogger(Logger):
+    """A Logger for the per-connection paths: ``emit`` without Twisted's check that the
+    level is a LogLevel (a scan of the constants on every event, the larger part of a
+    log call's cost). Callers here pass LogLevel constants only (``info``, ``error``)."""
+
+    def emit(self, level: LogLevel, format: str | None = None, **kwargs: Any) -> None:
+        """Send one event to the observer, as ``Logger.emit`` does."""
+        kwargs.update(
+            log_logger=self,
+            log_level=level,
+            log_namespace=self.namespace,
+            log_source=self.source,
+            log_format=format,
+            log_time=time.time(),  # the event's timestamp, as Logger.emit sets it
+        )
+        self.observer(kwargs)
+
+
+@attrs.define
+class Counter:
+    """What one rule has matched: connections, and the messages and bytes they carried."""
+
+    connections: int = 0
+    messages: int = 0
+    bytes: int = 0
+
+    def describe(self) -> str:
+        """As ``fw list`` prints it."""
+        return f"connections {self.connections} messages {self.messages} bytes {self.bytes}"
+
+
+class Decision(NamedTuple):
+    """Whether a new connection may go on: verdict accept, drop or reject.
+
+    ``taken`` holds the rule limits a walk that stopped at a role rule has already
+    taken (handle -> under the rate), so that the walk with the role takes none twice.
+    """
+
+    verdict: str
+    handle: int | None
+    reason: str
+    pending_role: bool = False
+    taken: dict[int, bool] | None = None
+
+
+ACCEPT_BY_POLICY = Decision("accept", None, "")
+
+
+@attrs.define(eq=False)
+class Flow:
+    """One accepted connection as limits see it."""
+
+    key: int | None
+    listener: str
+    protocol: str
+    host: str | None
+    ip: IP | None
+    handle: int | None
+    messages: TokenBucket | None = None
+    violations: int = 0
+    role: str | None = None
+    pending_role: bool = False
+    taken: dict[int, bool] | None = None
+    # What finally became of it (a refusal once its role was known, a message flood).
+    verdict: str = "accept"
+    refused_by: str | None = None
+
+
+class LimitMemory:
+    """A rule-limit check for one connection that remembers what it took: a walk that
+    stops at a role rule is walked again with the role, and a limit counts once.
+    ``peek`` answers without taking (the speculative walks for every role)."""
+
+    __slots__ = ("_fw", "peeked", "taken")
+
+    def __init__(self, fw: Any, taken: dict[int, bool] | None = None) -> None:
+        # fw: the Firewall whose rule buckets are taken from
+        self._fw = fw
+        self.taken: dict[int, bool] = dict(taken or {})
+        self.peeked = False
+
+    def __call__(self, handle: int, rule: Rule, key: int | None) -> bool:
+        under = self.taken.get(handle)
+        if under is None:
+            under = self.taken[handle] = self._fw._under_limit(handle, rule, key)
+        return under
+
+    def peek(self, handle: int, rule: Rule, key: int | None) -> bool:
+        """Whether the rule's limit would let this connection through, taking nothing."""
+        under = self.taken.get(handle)
+        if under is not None:
+            return under
+        self.peeked = True
+        return self._fw.would_be_under(handle, rule, key)
+
+
+def ended(log: Logger, flow: Flow, entry: Entry | None, end: str, now: float) -> None:
+    """The summary line of a connection that ended (see Firewall.ended), made in one
+    step as Logger.info would make it: it runs for every connection."""
+    if entry is not None:
+        if entry.ended_by is not None:
+            end = entry.ended_by
+        duration, bytes_in, bytes_out = now - entry.started, entry.bytes_in, entry.bytes_out
+    else:
+        duration = bytes_in = bytes_out = 0
+    log.observer(
+        {
+            "log_logger": log,
+            "log_level": LogLevel.info,
+            "log_namespace": log.namespace,
+            "log_source": log.source,
+            "log_format": CLOSE,
+            "log_time": _now(),
+            "address": flow.host if flow.host is not None else "-",
+            "listener": flow.listener,
+            "duration": duration,
+            "bytes_in": bytes_in,
+            "bytes_out": bytes_out,
+            "verdict": flow.verdict,
+            "rule": flow.refused_by or (flow.handle if flow.handle is not None else "-"),
+            "role": flow.role or "-",
+            "end": end,
+        }
+    )
