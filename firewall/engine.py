@@ -258,7 +258,8 @@ class Firewall:
 
     # -- decisions ---------------------------------------------------------------
 
-    def _under_limit(self, handle: int, rule: Rule, key: int | None) -> bool:
+    def take_limit(self, handle: int, rule: Rule, key: int | None) -> bool:
+        """Take one from a rule's limit for this address key; False if over its rate."""
         assert rule.limit is not None
         bucket_key = (handle, -1 if key is None else key)
         bucket = self._rule_buckets.get(bucket_key)
@@ -331,7 +332,7 @@ class Firewall:
                     taken = limits.taken
             else:
                 verdict = self._input.walk(
-                    ip, self._under_limit, key=key, listener=listener, protocol=protocol
+                    ip, self.take_limit, key=key, listener=listener, protocol=protocol
                 )
         if verdict.logs or verdict.log:
             self._log_rules(verdict, listener, host)
@@ -633,7 +634,7 @@ class Firewall:
         """
         ip, key = self._parse(host)
         verdict = self._chains["output"].evaluate(
-            ip, self._under_limit, key=key, listener="output", protocol="tcp", port=port
+            ip, self.take_limit, key=key, listener="output", protocol="tcp", port=port
         )
         self._log_rules(verdict, "output", host)
         if verdict.verdict in ("drop", "reject"):

@@ -108,7 +108,7 @@ class LimitMemory:
     def __call__(self, handle: int, rule: Rule, key: int | None) -> bool:
         under = self.taken.get(handle)
         if under is None:
-            under = self.taken[handle] = self._fw._under_limit(handle, rule, key)
+            under = self.taken[handle] = self._fw.take_limit(handle, rule, key)
         return under
 
     def peek(self, handle: int, rule: Rule, key: int | None) -> bool:

@@ -10,11 +10,12 @@ make one write) and read at start, skipping the bans that expired meanwhile.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from firewall.addrset import AddressError
@@ -50,8 +51,15 @@ class BanStore:
 
     _log = Logger(observer=log_observer)
 
-    def __init__(self, firewall: Any, path: Path, reactor: Any) -> None:
-        self._fw, self.path, self._reactor = firewall, Path(path), reactor
+    def __init__(
+        self,
+        firewall: Any,
+        path: Path,
+        clock: Any,
+        run: Callable[..., Deferred] = maybeDeferred,
+    ) -> None:
+        # ``run(function, *args)`` writes: the gateway gives its thread pool's runner.
+        self._fw, self.path, self._clock, self._run = firewall, Path(path), clock, run
         self._pending: IDelayedCall | None = None
         firewall.on_bans_changed.append(self.changed)
 
@@ -66,7 +74,7 @@ class BanStore:
                 "firewall bans not restored from {path}: {error}", path=str(self.path), error=str(e)
             )
             return 0
-        now = self._reactor.seconds()
+        now = self._clock.seconds()
         restored = 0
         for number, line in enumerate(text.splitlines(), 1):
             line = line.strip()
@@ -104,14 +112,11 @@ class BanStore:
     def changed(self) -> None:
         """The bans changed: write them a moment from now."""
         if self._pending is None or not self._pending.active():
-            self._pending = self._reactor.callLater(BANS_DELAY_S, self._write_later)
+            self._pending = self._clock.callLater(BANS_DELAY_S, self._write_later)
 
     def _write_later(self) -> None:
         self._pending = None
-        text = self.text()
-        d = deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), write_atomically, self.path, text
-        )
+        d = self._run(write_atomically, self.path, self.text())
         d.addErrback(
             lambda f: self._log.error(
                 "firewall bans not written to {path}: {error}",

@@ -97,7 +97,10 @@ class GatewayService(MultiService):
         except RulesError as e:
             raise StartupError(str(e)) from None
         self.bans = BanStore(
-            self.firewall, fw_settings.bans_file or config.data_dir / "firewall.bans", reactor
+            self.firewall,
+            fw_settings.bans_file or config.data_dir / "firewall.bans",
+            reactor,
+            lambda f, *a: deferToThreadPool(reactor, reactor.getThreadPool(), f, *a),
         )
         self.bans.load()
         self.outbound = FirewalledReactor(reactor, self.firewall)
