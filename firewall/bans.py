@@ -39,16 +39,15 @@ class BanTable:
         self._clock = clock
         # group_key() -> expiry (None: until lifted)
         self.keys: dict[int, float | None] = {}
-        self._nets: dict[NetKey, float | None] = {}
+        # net_key() -> expiry; empty unless a network is banned (read per connection)
+        self.networks: dict[NetKey, float | None] = {}
         self._prefixes = PrefixSet()
-        # Whether any network is banned (read on every connection: a plain attribute).
-        self.networks = False
 
     def __len__(self) -> int:
-        return len(self.keys) + len(self._nets)
+        return len(self.keys) + len(self.networks)
 
     def __bool__(self) -> bool:
-        return bool(self.keys or self._nets)
+        return bool(self.keys or self.networks)
 
     def ban_key(self, key: int, until: float | None) -> None:
         """Ban an address key until ``until`` (None: until lifted)."""
@@ -56,9 +55,8 @@ class BanTable:
 
     def ban_network(self, net: IPNetwork, until: float | None) -> None:
         """Ban every address of a network."""
-        self._nets[net_key(net)] = until
+        self.networks[net_key(net)] = until
         self._prefixes.add(net)
-        self.networks = True
 
     def lift_key(self, key: int) -> bool:
         """Lift an address ban; False if there was none."""
@@ -66,17 +64,16 @@ class BanTable:
 
     def lift_network(self, net: IPNetwork) -> bool:
         """Lift a network ban (exactly this network); False if there was none."""
-        if self._nets.pop(net_key(net), "none") == "none":
+        if self.networks.pop(net_key(net), "none") == "none":
             return False
         self._prefixes.discard(net)
-        self.networks = bool(self._nets)
         return True
 
     def banned(self, ip: IP | None, key: int | None) -> bool:
         """Whether this address (and its key) is banned now."""
         if key is not None and key in self.keys and self._live_key(key):
             return True
-        if self._nets and ip is not None and self._prefixes.has(ip):
+        if self.networks and ip is not None and self._prefixes.has(ip):
             return self._live_network(ip)
         return False
 
@@ -93,8 +90,8 @@ class BanTable:
         live = False
         for length in range(bits, -1, -1):
             key = (bits, length, value >> (bits - length))
-            if key in self._nets:
-                until = self._nets[key]
+            if key in self.networks:
+                until = self.networks[key]
                 if until is not None and now >= until:
                     self.lift_network(_network(key))
                 else:
@@ -106,14 +103,14 @@ class BanTable:
         now = self._clock.seconds()
         for key in [k for k, until in self.keys.items() if until is not None and now >= until]:
             del self.keys[key]
-        for nk in [k for k, until in self._nets.items() if until is not None and now >= until]:
+        for nk in [k for k, until in self.networks.items() if until is not None and now >= until]:
             self.lift_network(_network(nk))
 
     def entries(self, ipv6_prefix: int) -> Iterator[tuple[str, float | None]]:
         """Every ban as (address or network text, expiry), addresses first."""
         for key, until in sorted(self.keys.items()):
             yield key_text(key, ipv6_prefix), until
-        for nk, until in sorted(self._nets.items()):
+        for nk, until in sorted(self.networks.items()):
             yield network_text(_network(nk)), until
 
     def as_json(self, ipv6_prefix: int) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from firewall.common import TokenBucket, log_observer
 from firewall.conntrack import Conntrack, Entry
 from firewall.flow import (
     ACCEPT_BY_POLICY,
+    LIMIT_NAMES,
     REFUSAL,
     Counter,
     Decision,
@@ -58,11 +59,10 @@ class Firewall:
         self._clock = clock
         self.counters: dict[int, Counter] = {}
         self.bans = BanTable(clock)
-        self._ban_keys = self.bans.keys
+        self._ban_keys, self._ban_networks = self.bans.keys, self.bans.networks
         self.stats = FirewallStats()
         self._accepted = self.stats.accepted
-        # The last address admit accepted, as it read it: open_flow follows at once.
-        self._admitted: tuple[str | None, IP | None, int | None] = (None, None, None)
+        self._refused = {"drop": self.stats.dropped, "reject": self.stats.rejected}
         self._concurrent: dict[int, int] = {}
         self._connect_buckets: dict[int, TokenBucket] = {}
         self._rule_buckets: dict[tuple[int, int], TokenBucket] = {}
@@ -282,6 +282,16 @@ class Firewall:
         bucket = self._connect_buckets.get(key)
         return bucket is None or bucket.peek()
 
+    def _read(self, host: str | None) -> tuple[IP | None, int | None]:
+        # _parse, with IPv4 text read without calls (once per connection).
+        if host is not None and ":" not in host:
+            try:
+                key = int.from_bytes(_inet_pton(_AF_INET, host), "big")
+            except (OSError, ValueError):
+                return None, None
+            return (32, key), key
+        return self._parse(host)
+
     def _parse(self, host: str | None) -> tuple[IP | None, int | None]:
         if host is None:
             return None, None
@@ -317,7 +327,7 @@ class Firewall:
                 ip = key = None
         else:
             ip, key = self._parse(host)
-        if (key in self._ban_keys or self.bans.networks) and self.bans.banned(ip, key):
+        if (key in self._ban_keys or self._ban_networks) and self.bans.banned(ip, key):
             return self._refuse("drop", None, "banned", listener, host)
         taken = None
         verdict = self._input.quick(ip)
@@ -356,8 +366,6 @@ class Firewall:
                 if not bucket.consume():
                     self.violation(key, host, listener, "connections")
                     return self._refuse("drop", None, "limit connections", listener, host)
-        self._accepted[listener] += 1
-        self._admitted = (host, ip, key)
         if verdict.pending:
             return Decision("accept", handle, "", True, taken)
         if handle is None:
@@ -422,18 +430,10 @@ class Firewall:
     ) -> Decision:
         if handle is not None:
             (counter if counter is not None else self.counters[handle]).connections += 1
-        self.refused(verdict, listener, address, handle if handle is not None else why)
-        return Decision(verdict, handle, why)
-
-    def refused(self, verdict: str, listener: str, address: Any, rule: int | str) -> None:
-        """Count and log one refusal (``drop`` or ``reject``) in the one line fail2ban
-        reads: ``firewall drop address=… listener=… rule=…``; ``rule`` is the handle or
-        why (``banned``, ``limit concurrent``, ``max-connections``, ``proxy-header``…)."""
-        key = (listener, verdict)
-        refused = self.stats.refused
-        refused[key] = refused.get(key, 0) + 1
-        if type(rule) is str:
-            rule = rule.replace(" ", "-")
+            rule: int | str = handle
+        else:
+            rule = why.replace(" ", "-")
+        self._refused[verdict][listener] += 1
         # The one line per refusal, as Logger.info would make it, in one step: this runs
         # for every connection a flood or a block list refuses.
         log = self._log
@@ -451,13 +451,19 @@ class Firewall:
                 "rule": rule,
             }
         )
+        return Decision(verdict, handle, why)
+
+    def refused(self, verdict: str, listener: str, address: Any, why: str) -> None:
+        """Count and log one refusal (``drop`` or ``reject``) decided outside the chain,
+        in the one line fail2ban reads: ``firewall drop address=… listener=… rule=WHY``
+        (``max-connections``, ``proxy-header``, ``limit-messages``…)."""
+        self._refuse(verdict, None, why, listener, address)
 
     def open_flow(self, listener: str, protocol: str, host: str | None, decision: Decision) -> Flow:
-        """Start counting a connection ``admit`` accepted against its address."""
-        if host is not None and host == self._admitted[0]:
-            ip, key = self._admitted[1], self._admitted[2]  # read by admit just before
-        else:
-            ip, key = self._parse(host)
+        """Start counting a connection ``admit`` accepted (and counted here, as accepted,
+        for metrics) against its address."""
+        self._accepted[listener] += 1
+        ip, key = self._read(host)
         if key is not None:
             self._concurrent[key] = self._concurrent.get(key, 0) + 1
         rate = self._ruleset.limits.messages
@@ -556,7 +562,7 @@ class Firewall:
             "firewall limit address={address} listener={listener} limit={what} violations={count}",
             address=host,
             listener=listener,
-            what=_LIMIT_NAMES.get(what, what),
+            what=LIMIT_NAMES.get(what, what),
             count=count,
         )
         if limits.ban_after is not None and count >= limits.ban_after:
@@ -689,13 +695,3 @@ class Firewall:
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
         self._sweeper = None
-
-
-# How limit log lines name the limits (as before the metrics' shorter names).
-_LIMIT_NAMES = {
-    "concurrent": "concurrent-connections",
-    "connections": "connection-rate",
-    "messages": "message-rate",
-}
-
-TextFilter = Callable[[str], str]

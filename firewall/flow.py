@@ -22,6 +22,12 @@ CLOSE = (
     " role={role} end={end}"
 )
 _now = time.time
+# How limit log lines name the limits (the metrics say concurrent, connections, messages).
+LIMIT_NAMES = {
+    "concurrent": "concurrent-connections",
+    "connections": "connection-rate",
+    "messages": "message-rate",
+}
 
 
 class FastLogger(Logger):

@@ -67,6 +67,27 @@ def _reject_hook(protocol: IProtocol | None) -> Any:
     return protocol.firewall_reject if IFirewalledProtocol.providedBy(protocol) else None
 
 
+# (wrapper class, transport's declaration) -> the wrapper's declaration: made once, as
+# zope.interface shares one among instances that declare the same (a wrapper provides
+# what its transport provides: ISSLTransport over TLS, and so on).
+_PROVIDES: dict[tuple[type, Any], Any] = {}
+_MAX_PROVIDES = 256
+
+
+def provide_like(wrapper: Any, transport: Any) -> None:
+    """Make ``wrapper`` provide what ``transport`` provides (``directlyProvides``),
+    reusing the declaration made for the first wrapper over such a transport."""
+    spec = providedBy(transport)
+    key = (type(wrapper), spec)
+    declared = _PROVIDES.get(key)
+    if declared is not None:
+        wrapper.__provides__ = declared
+        return
+    directlyProvides(wrapper, spec)
+    if len(_PROVIDES) < _MAX_PROVIDES:
+        _PROVIDES[key] = wrapper.__provides__
+
+
 class _Refused(Protocol):
     """Stands in for a dropped connection and resets it as soon as it is made."""
 
@@ -223,7 +244,7 @@ class _Tracked(ProtocolWrapper):
 
     def makeConnection(self, transport) -> None:
         """Connect the wrapped protocol now, or wait for a trusted proxy's header."""
-        directlyProvides(self, providedBy(transport))
+        provide_like(self, transport)
         Protocol.makeConnection(self, transport)
         if self._awaiting_header:
             fw = self.factory.firewall
