@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from types import SimpleNamespace
+from urllib.parse import parse_qs
 
 import pytest
 from twisted.internet.address import IPv4Address
@@ -24,7 +25,9 @@ RULES = "chain input { policy accept; ip saddr 192.0.2.0/24 drop; }\n"
 
 
 def call(resource, method: str, path: str, body=None):
+    path, _, query = path.partition("?")
     request = DummyRequest([p.encode() for p in path.split("/")])
+    request.args = {k.encode(): [v.encode() for v in vs] for k, vs in parse_qs(query).items()}
     request.method = method.encode()
     request.content = io.BytesIO(b"" if body is None else json.dumps(body).encode())
     out = resource.render(request)
@@ -204,3 +207,64 @@ def test_cli_add_delete_conntrack_bans(client, capsys):
     assert "10.0.0.3 expires in 30s" in capsys.readouterr().out
     assert admin.main(["fw", "bans", "remove", "10.0.0.3"]) == 0
     assert client.calls[-1] == ("DELETE", "/v1/fw/bans/10.0.0.3", None)
+
+
+def test_trace_insert_replace_elements_save_and_flush(fw, tmp_path):
+    listeners = [("jsonim", "jsonim", 7070), ("desk", "tcp", 5280)]
+    resource = api.FirewallResource(fw, listeners=lambda: listeners)
+    status, answer = call(resource, "POST", "trace", {"address": "192.0.2.9", "port": 7070})
+    assert (status, answer["verdict"], answer["listener"]) == (200, "drop", "jsonim")
+    assert answer["rule"] == {"handle": 1, "rule": "ip saddr 192.0.2.0/24 drop"}
+    assert call(resource, "POST", "trace", {"address": "192.0.2.9", "port": 1})[0] == 404
+    assert call(resource, "POST", "trace", {"address": "x"})[0] == 400
+    assert call(resource, "POST", "trace", {"address": "10.0.0.1", "role": "boss"})[0] == 400
+    body = {"rule": "ip saddr 10.0.0.1 drop", "index": 0, "comment": "first"}
+    assert call(resource, "POST", "rules", body) == (201, {"handle": 2})
+    assert [r["handle"] for r in fw.listing()] == [2, 1]
+    assert call(resource, "PUT", "rules/2", {"rule": "ip saddr 10.0.0.2 drop"}) == (
+        200,
+        {"replaced": 2},
+    )
+    assert fw.listing()[0]["comment"] == "first"
+    assert call(resource, "PUT", "rules/9", {"rule": "drop"})[0] == 404
+    # Nothing changes when it could not be written.
+    assert call(resource, "POST", "rules", {"rule": "drop", "persist": True})[0] == 409
+    assert [r["handle"] for r in fw.listing()] == [2, 1]
+    fw.rules_file = tmp_path / "fw.rules"
+    elements = {"add": ["198.51.100.7"], "delete": ["192.0.2.0/24"], "persist": True}
+    status, answer = call(resource, "POST", "sets/none/elements", elements)
+    assert status == 404
+    fw.apply("set bad { type addr; elements = { 192.0.2.0/24 } }\n" + RULES)
+    status, answer = call(resource, "POST", "sets/bad/elements", elements)
+    assert (status, answer["size"], answer["saved"]) == (200, 1, str(fw.rules_file))
+    assert "elements = { 198.51.100.7 }" in fw.rules_file.read_text()
+    assert call(resource, "GET", "sets/bad")[1]["elements"] == ["198.51.100.7"]
+    assert call(resource, "POST", "save") == (200, {"saved": str(fw.rules_file)})
+    saved = call(resource, "GET", "ruleset?full=1&format=rules")[1]["text"]
+    assert "ip saddr 192.0.2.0/24 drop handle" in saved
+    assert call(resource, "POST", "conntrack/flush", {"address": "10.0.0.0/8"}) == (
+        200,
+        {"flushed": 0},
+    )
+    assert call(resource, "POST", "conntrack/flush", {"address": "nope"})[0] == 400
+    assert call(resource, "GET", "dnat") == (200, {"dnat": []})
+
+
+def test_cli_trace_elements_bans_and_dnat(client, fw, capsys):
+    assert admin.main(["fw", "check", "192.0.2.1", "--listener", "jsonim"]) == 0
+    assert capsys.readouterr().out == "drop (rule 1: ip saddr 192.0.2.0/24 drop)\n"
+    assert admin.main(["fw", "trace", "198.51.100.1", "--listener", "jsonim"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "bans: not banned",
+        "index: 1 rules cannot match the address",
+        "policy: accept",
+        "limits: under every limit",
+        "accept (policy)",
+    ]
+    assert admin.main(["fw", "insert", "--before", "1", "--comment", "c", "drop"]) == 0
+    assert client.calls[-1][2] == {"chain": "input", "rule": "drop", "comment": "c", "before": 1}
+    assert admin.main(["fw", "bans", "add", "10.9.0.0/16", "--close"]) == 0
+    assert client.calls[-1][2] == {"address": "10.9.0.0/16", "close": True}
+    assert admin.main(["fw", "dnat", "list"]) == 0
+    assert admin.main(["fw", "element", "add", "missing", "10.0.0.1"]) == 1
+    assert "no set named" in capsys.readouterr().err
