@@ -445,6 +445,7 @@ class Firewall:
                 "log_source": log.source,
                 "log_format": REFUSAL,
                 "log_time": _now(),
+                "log_safe": True,  # addresses it parsed, names, handles: nothing to escape
                 "verdict": verdict,
                 "address": address if address is not None else "-",
                 "listener": listener,

@@ -16,11 +16,9 @@ from firewall.conntrack import Entry
 from firewall.ruleset import Rule
 
 REFUSAL = "firewall {verdict} address={address} listener={listener} rule={rule}"
-CLOSE = (
-    "firewall close address={address} listener={listener} duration={duration:.3f}s"
-    " bytes_in={bytes_in} bytes_out={bytes_out} verdict={verdict} rule={rule}"
-    " role={role} end={end}"
-)
+# The summary's counts go in as one field made here: formatting eleven fields costs
+# Twisted's formatter three times as much, on a line written for every connection.
+CLOSE = "firewall close address={address} listener={listener} {summary}"
 _now = time.time
 # How limit log lines name the limits (the metrics say concurrent, connections, messages).
 LIMIT_NAMES = {
@@ -135,6 +133,7 @@ def ended(log: Logger, flow: Flow, entry: Entry | None, end: str, now: float) ->
         duration, bytes_in, bytes_out = now - entry.started, entry.bytes_in, entry.bytes_out
     else:
         duration = bytes_in = bytes_out = 0
+    rule = flow.refused_by or (flow.handle if flow.handle is not None else "-")
     log.observer(
         {
             "log_logger": log,
@@ -143,14 +142,15 @@ def ended(log: Logger, flow: Flow, entry: Entry | None, end: str, now: float) ->
             "log_source": log.source,
             "log_format": CLOSE,
             "log_time": _now(),
+            # Every value here is the firewall's own (addresses it parsed, names from
+            # the configuration, counts): the log observer need not escape them.
+            "log_safe": True,
             "address": flow.host if flow.host is not None else "-",
             "listener": flow.listener,
+            "summary": f"duration={duration:.3f}s bytes_in={bytes_in} bytes_out={bytes_out}"
+            f" verdict={flow.verdict} rule={rule} role={flow.role or '-'} end={end}",
             "duration": duration,
             "bytes_in": bytes_in,
             "bytes_out": bytes_out,
-            "verdict": flow.verdict,
-            "rule": flow.refused_by or (flow.handle if flow.handle is not None else "-"),
-            "role": flow.role or "-",
-            "end": end,
         }
     )
