@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from twisted.internet.task import Clock
-from twisted.logger import Logger, formatEvent, globalLogPublisher
+from twisted.logger import Logger, LogLevel, formatEvent, globalLogPublisher
 
 from firewall.common import TokenBucket, log_escape, log_observer
 
@@ -99,3 +99,14 @@ def test_the_product_log_observer_escapes_every_text_value() -> None:
         globalLogPublisher.removeObserver(events.append)
     (event,) = [e for e in events if e.get("log_format", "").startswith("opened for")]
     assert formatEvent(event) == "opened for x\\naddress\\x3d6.6.6.6 y user=a\\x20b rule=3"
+
+
+def test_the_firewalls_own_lines_pass_as_they_are() -> None:
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        event = {"log_format": "x {v}", "log_safe": True, "v": "a=b", "log_level": LogLevel.info}
+        log_observer(event)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert [e["v"] for e in events if e.get("log_format") == "x {v}"] == ["a=b"]
