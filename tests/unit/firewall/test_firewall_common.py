@@ -105,8 +105,15 @@ def test_the_firewalls_own_lines_pass_as_they_are() -> None:
     events: list[dict] = []
     globalLogPublisher.addObserver(events.append)
     try:
-        event = {"log_format": "x {v}", "log_safe": True, "v": "a=b", "log_level": LogLevel.info}
-        log_observer(event)
+        log_observer(
+            {
+                "log_format": "x {v}",
+                "log_safe": True,
+                "v": "a=b",
+                "log_level": LogLevel.info,
+                "log_namespace": "firewall.engine.Firewall",
+            }
+        )
     finally:
         globalLogPublisher.removeObserver(events.append)
     assert [e["v"] for e in events if e.get("log_format") == "x {v}"] == ["a=b"]
