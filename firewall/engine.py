@@ -48,6 +48,8 @@ from firewall.translate import Translator
 SWEEP_INTERVAL_S = 1.0
 
 _inet_pton, _AF_INET, _now = socket.inet_pton, socket.AF_INET, time.time
+# Decision's fields in order, without NamedTuple's argument handling (per connection).
+_new = tuple.__new__
 
 
 class Firewall:
@@ -62,7 +64,7 @@ class Firewall:
         self._ban_keys, self._ban_networks = self.bans.keys, self.bans.networks
         self.stats = FirewallStats()
         self._accepted = self.stats.accepted
-        self._refused = {"drop": self.stats.dropped, "reject": self.stats.rejected}
+        self._dropped, self._rejected = self.stats.dropped, self.stats.rejected
         self._concurrent: dict[int, int] = {}
         self._connect_buckets: dict[int, TokenBucket] = {}
         self._rule_buckets: dict[tuple[int, int], TokenBucket] = {}
@@ -111,6 +113,7 @@ class Firewall:
             else:
                 same = by_text.get((chain, rule.text))
                 counters[handle] = same.pop(0) if same else Counter()
+            counters[handle].decision = None  # made again for this rule set
         # The compiled outcomes hold the same Counter objects as ``counters``.
         compiled = {
             "input": CompiledChain(rs.chains["input"], rs.sets, counters=counters),
@@ -240,21 +243,7 @@ class Firewall:
 
     def listing(self) -> list[dict[str, Any]]:
         """The rules in order with handles and counters, as the admin API shows them."""
-        out = []
-        for chain, handle, rule in self._ruleset.rules():
-            c = self.counters.get(handle) or Counter()
-            row = {
-                "chain": chain,
-                "handle": handle,
-                "rule": rule.text,
-                "connections": c.connections,
-                "messages": c.messages,
-                "bytes": c.bytes,
-            }
-            if rule.comment is not None:
-                row["comment"] = rule.comment
-            out.append(row)
-        return out
+        return render.listing(render.snapshot(self._ruleset, self.counters, full=False))
 
     # -- decisions ---------------------------------------------------------------
 
@@ -371,8 +360,13 @@ class Firewall:
         if handle is None:
             return ACCEPT_BY_POLICY
         counter = verdict.counter
-        (counter if counter is not None else self.counters[handle]).connections += 1
-        return Decision("accept", handle, "")
+        if counter is None:
+            counter = self.counters[handle]
+        counter.connections += 1
+        decision = counter.decision
+        if decision is None:
+            decision = counter.decision = _new(Decision, ("accept", handle, "", False, None))
+        return decision
 
     def _whatever_the_role(
         self,
@@ -429,11 +423,13 @@ class Firewall:
         counter: Counter | None = None,
     ) -> Decision:
         if handle is not None:
-            (counter if counter is not None else self.counters[handle]).connections += 1
+            if counter is None:
+                counter = self.counters[handle]
+            counter.connections += 1
             rule: int | str = handle
         else:
             rule = why.replace(" ", "-")
-        self._refused[verdict][listener] += 1
+        (self._dropped if verdict == "drop" else self._rejected)[listener] += 1
         # The one line per refusal, as Logger.info would make it, in one step: this runs
         # for every connection a flood or a block list refuses.
         log = self._log
@@ -452,7 +448,12 @@ class Firewall:
                 "rule": rule,
             }
         )
-        return Decision(verdict, handle, why)
+        if counter is None:
+            return _new(Decision, (verdict, handle, why, False, None))
+        decision = counter.decision
+        if decision is None or decision.verdict != verdict:
+            decision = counter.decision = _new(Decision, (verdict, handle, why, False, None))
+        return decision
 
     def refused(self, verdict: str, listener: str, address: Any, why: str) -> None:
         """Count and log one refusal (``drop`` or ``reject``) decided outside the chain,

@@ -53,6 +53,9 @@ class Counter:
     connections: int = 0
     messages: int = 0
     bytes: int = 0
+    # The rule's decision, made once and handed out for every connection it decides
+    # (a NamedTuple costs more to make than the rest of a refusal).
+    decision: Any = attrs.field(default=None, eq=False, repr=False)
 
     def describe(self) -> str:
         """As ``fw list`` prints it."""
