@@ -102,19 +102,24 @@ def _escaping(observer: Any) -> Any:
         if event.get("log_safe"):
             observer(event)  # every value is the product's own (the firewall's lines)
             return
-        tokens = None
         changed = None
+        tokens = None
         for key, value in event.items():
             if type(value) is not str or key.startswith("log_"):
+                continue
+            # Most values are plain words: checked here without a call.
+            plain = value.isprintable() and "\\" not in value and "=" not in value
+            if plain and " " not in value:
                 continue
             if tokens is None:
                 fmt = event.get("log_format")
                 tokens = _token_fields(fmt) if isinstance(fmt, str) else frozenset()
-            safe = log_escape(value, key in tokens)
-            if safe is not value:
-                if changed is None:
-                    changed = {}
-                changed[key] = safe
+            token = key in tokens
+            if plain and not token:
+                continue
+            if changed is None:
+                changed = {}
+            changed[key] = log_escape(value, token)
         if changed:
             event = {**event, **changed}
         observer(event)
