@@ -26,6 +26,9 @@ def keep_handles(new: Ruleset, running: Ruleset) -> Ruleset:
     """``new`` (just parsed) with the running handles on its unchanged rules: a rule of
     the same chain and text (the n-th of its kind to the n-th) keeps its handle, unless
     the file names handles itself; the others keep the fresh numbers parsing gave."""
+    if not any(chain.rules for chain in running.chains.values()):
+        new.next_handle = max(new.next_handle, running.next_handle)
+        return new
     given = {rule.handle for _, _, rule in new.rules() if rule.handle is not None}
     old: dict[tuple[str, str], list[int]] = {}
     for chain, handle, rule in running.rules():

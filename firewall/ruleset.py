@@ -230,7 +230,7 @@ def parse(text: str, source: str = "rules", first_handle: int = 1) -> Ruleset:
     rs = Ruleset(source=source, next_handle=first_handle)
     seen: set[str] = set()
     pending_sets: list[tuple[Token, str]] = []
-    first_tokens: list[Token] = []
+    met: list[tuple[Chain, Rule, Token]] = []
     while p.peek() is not None:
         head = p.next()
         kind = head.text
@@ -261,9 +261,7 @@ def parse(text: str, source: str = "rules", first_handle: int = 1) -> Ruleset:
                 for tok_set in (rule.saddr_set, rule.daddr_set):
                     if tok_set is not None:
                         pending_sets.append((statement[0], tok_set))
-                # (its place in the file, rule): numbered by _number below
-                chain.rules.append((len(first_tokens), rule))
-                first_tokens.append(statement[0])
+                met.append((chain, rule, statement[0]))  # numbered by _number below
         elif kind in ("limits", "nat", "translate", "proxy", "conntrack"):
             if kind in seen:
                 raise p.fail(f"{kind!r} defined twice", head)
@@ -285,42 +283,31 @@ def parse(text: str, source: str = "rules", first_handle: int = 1) -> Ruleset:
     for token, name in pending_sets:
         if name not in rs.sets:
             raise p.fail(f"no set named {name!r}", token)
-    _number(p, rs, first_tokens, first_handle)
+    _number(p, rs, met, first_handle)
     return rs
 
 
-def _number(p: _Parser, rs: Ruleset, first_tokens: list[Token], first_handle: int) -> None:
-    """Give every rule its handle, in file order: the one the file names (``handle N``),
-    else the next free number from ``first_handle``."""
-    by_rule = {
-        id(rule): token for rule, token in zip(_in_file_order(rs), first_tokens, strict=True)
-    }
+def _number(p: _Parser, rs: Ruleset, met: list[tuple[Chain, Rule, Token]], first: int) -> None:
+    """Give every rule its handle, in file order (``met``, as parsing met them): the one
+    the file names (``handle N``), else the next free number from ``first``."""
     given: dict[int, Token] = {}
-    for chain in rs.chains.values():
-        for _, rule in chain.rules:
-            if rule.handle is not None:
-                if rule.handle in given:
-                    raise p.fail(f"handle {rule.handle} given twice", by_rule[id(rule)])
-                given[rule.handle] = by_rule[id(rule)]
-    handles: dict[int, int] = {}
-    number = first_handle
-    for rule in _in_file_order(rs):
+    for _, rule, token in met:
         if rule.handle is not None:
-            handles[id(rule)] = rule.handle
-            continue
-        while number in given:
-            number += 1
-        handles[id(rule)] = number
-        number += 1
+            if rule.handle in given:
+                raise p.fail(f"handle {rule.handle} given twice", token)
+            given[rule.handle] = token
     for chain in rs.chains.values():
-        chain.rules = [(handles[id(rule)], rule) for _, rule in chain.rules]
+        chain.rules = []
+    number = first
+    for chain, rule, _ in met:
+        handle = rule.handle
+        if handle is None:
+            while number in given:
+                number += 1
+            handle = number
+            number += 1
+        chain.rules.append((handle, rule))
     rs.next_handle = max([number, *(h + 1 for h in given)])
-
-
-def _in_file_order(rs: Ruleset) -> list[Rule]:
-    # Parsing appends (order, rule) with the order it met the rule in the file.
-    rules = [(order, rule) for chain in rs.chains.values() for order, rule in chain.rules]
-    return [rule for _, rule in sorted(rules, key=lambda pair: pair[0])]
 
 
 def _set_body(p: _Parser, statements: list[list[Token]]) -> PrefixSet:
