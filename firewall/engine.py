@@ -39,8 +39,8 @@ from firewall.flow import (
     FastLogger,
     Flow,
     LimitMemory,
+    SummaryLines,
 )
-from firewall.flow import ended as log_ended
 from firewall.ruleset import Rule, RulesError, Ruleset
 from firewall.stats import FirewallStats
 from firewall.translate import Translator
@@ -80,6 +80,7 @@ class Firewall:
         # Called after each change of the bans (they are written to a file).
         self.on_bans_changed: list[Callable[[], None]] = []
         self._sweeper: LoopingCall | None = None
+        self._summaries = SummaryLines(clock)
         self._install(ruleset or Ruleset())
 
     @property
@@ -153,10 +154,6 @@ class Firewall:
             count=sum(1 for _ in rs.rules()),
         )
         return rs
-
-    def replace(self, rs: Ruleset, fresh: int | None = None) -> None:
-        """Swap in an edited copy of the running rules (:mod:`firewall.edit`)."""
-        self._install(rs, fresh)
 
     def snapshot(self, *, full: bool = False) -> render.Snapshot:
         """The running rules as a listing sees them (take it on the reactor thread)."""
@@ -489,9 +486,8 @@ class Firewall:
         firewall's words): duration, bytes each way, verdict, rule, role and why it
         ended (``client``: the peer closed or was lost; ``local``: the gateway closed
         it; ``idle-timeout``, ``killed``, ``flushed``, ``banned``; a refusal's rule)."""
-        if not self.log_connections:
-            return
-        log_ended(self._log, flow, entry, end, self._clock.seconds())
+        if self.log_connections:
+            self._summaries.add(self._log, flow, entry, end)
 
     def role_known(self, flow: Flow, role: str) -> Decision:
         """Run the input chain again now that the connection's role is known.
@@ -693,7 +689,8 @@ class Firewall:
         self._sweeper.start(interval_s, now=False)
 
     def stop(self) -> None:
-        """Stop sweeping."""
+        """Stop sweeping; write the summary lines still waiting."""
         if self._sweeper is not None and self._sweeper.running:
             self._sweeper.stop()
         self._sweeper = None
+        self._summaries.flush()

@@ -155,11 +155,19 @@ class Summary:
     __repr__ = __str__
 
 
-def ended(log: Logger, flow: Flow, entry: Entry | None, end: str, now: float) -> None:
-    """The summary line of a connection that ended (see Firewall.ended), made in one
-    step as Logger.info would make it: it runs for every connection."""
-    log.observer(
-        {
+class SummaryLines:
+    """The summary lines of connections that ended, written at the end of the reactor
+    turn they ended in: when many connections end at once, the traffic of the others
+    read in that turn is handled before the lines are formatted and written."""
+
+    def __init__(self, clock: Any) -> None:
+        self._clock = clock
+        self._pending: list[tuple[Logger, dict]] = []
+
+    def add(self, log: Logger, flow: Flow, entry: Entry | None, end: str) -> None:
+        """One connection ended (its line is timed now)."""
+        now = self._clock.seconds()
+        event = {
             "log_logger": log,
             "log_level": LogLevel.info,
             "log_namespace": log.namespace,
@@ -173,4 +181,12 @@ def ended(log: Logger, flow: Flow, entry: Entry | None, end: str, now: float) ->
             "listener": flow.listener,
             "summary": Summary(flow, entry, end, now),
         }
-    )
+        self._pending.append((log, event))
+        if len(self._pending) == 1:
+            self._clock.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        """Write the lines waiting (also when the gateway stops)."""
+        pending, self._pending = self._pending, []
+        for log, event in pending:
+            log.observer(event)

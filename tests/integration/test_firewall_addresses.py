@@ -9,7 +9,7 @@ from __future__ import annotations
 import fw_site
 import harness
 import pytest
-from fw_site import Client, closed_silently, dial, dropped
+from fw_site import Client, dropped
 from jsonim_client import answer_interview, hello_agent, hello_customer
 
 from firewall import proxyproto
@@ -70,8 +70,7 @@ def test_the_per_address_cap_counts_one_client_once_in_either_form(site):
     for client in held:
         hello_customer(client)
     # The same client through the dual-stack listener: its socket shows ::ffff:127.0.0.51.
-    sock = dial(site.dual_port, "127.0.0.51")
-    assert closed_silently(sock) == b""
+    assert dropped(site.dual_port, "127.0.0.51")
     site.wait_for_log(
         r"firewall drop address=127\.0\.0\.51 listener=jsonim rule=max-connections", 10, mark
     )
