@@ -74,7 +74,7 @@ class Firewall:
         # Seconds a trusted proxy has to send its PROXY header.
         self.proxy_header_timeout_s = 10.0
         # One summary line per connection that ends (firewall.log_connections).
-        self.log_connections = True
+        self.log_connections = False
         # Called with the new rule set after each install (DNAT backends follow it).
         self.on_install: list[Callable[[Ruleset], None]] = []
         # Called after each change of the bans (they are written to a file).

@@ -155,10 +155,14 @@ class Summary:
     __repr__ = __str__
 
 
+# Summary lines written per reactor turn at most (writing one costs some 30 µs).
+LINES_PER_TURN = 100
+
+
 class SummaryLines:
-    """The summary lines of connections that ended, written at the end of the reactor
-    turn they ended in: when many connections end at once, the traffic of the others
-    read in that turn is handled before the lines are formatted and written."""
+    """The summary lines of connections that ended, written after the reactor turn
+    they ended in, LINES_PER_TURN a turn: when thousands of connections end at once,
+    the others' traffic is not held up while their lines are formatted and written."""
 
     def __init__(self, clock: Any) -> None:
         self._clock = clock
@@ -183,10 +187,18 @@ class SummaryLines:
         }
         self._pending.append((log, event))
         if len(self._pending) == 1:
-            self._clock.callLater(0, self.flush)
+            self._clock.callLater(0, self._write)
+
+    def _write(self) -> None:
+        batch = self._pending[:LINES_PER_TURN]
+        del self._pending[:LINES_PER_TURN]
+        if self._pending:
+            self._clock.callLater(0, self._write)
+        for log, event in batch:
+            log.observer(event)
 
     def flush(self) -> None:
-        """Write the lines waiting (also when the gateway stops)."""
+        """Write every line waiting now (the gateway stops)."""
         pending, self._pending = self._pending, []
         for log, event in pending:
             log.observer(event)

@@ -22,7 +22,7 @@ class FirewallSettings:
     dnat: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
     proxy_header_timeout_s: float = 10.0
     sweep_interval_s: float = 1.0
-    log_connections: bool = True
+    log_connections: bool = False
     # Where bans are kept across restarts (None: DATA_DIR/firewall.bans).
     bans_file: Path | None = None
 
@@ -36,7 +36,7 @@ def parse(section: Any) -> FirewallSettings:
     rules = section.text("rules", "")
     timeout = section.number("proxy_header_timeout_s", 10, low=0.1, high=3600)
     sweep = section.number("sweep_interval_s", 1, low=0.01, high=3600)
-    log_connections = section.get("log_connections", bool, True)
+    log_connections = section.get("log_connections", bool, False)
     bans_file = section.text("bans_file", "")
     dnat_table = section.table_of("dnat")
     dnat: dict[str, tuple[str, ...]] = {}

@@ -32,7 +32,7 @@ limits { concurrent 5; }
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("firewall-tools")
-    config, rules = fw_site.write_config(root, RULES)
+    config, rules = fw_site.write_config(root, RULES, "log_connections = true\n")
     gateway = harness.start_gateway(root / "cwd", config)
     gateway.rules = rules
     gateway.root = root

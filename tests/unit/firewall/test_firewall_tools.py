@@ -10,7 +10,7 @@ from twisted.internet.interfaces import IHostnameResolver
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import Logger
+from twisted.logger import Logger, formatEvent
 from zope.interface import implementer
 
 from firewall import edit, render, trace
@@ -291,3 +291,37 @@ def test_a_host_name_is_resolved_before_the_output_chain_and_snat_judge_it():
         (True, "Connection was refused by other side: db.lan:5432 refused by the firewall."),
         (False, "DNS lookup failed: none.lan: no address."),
     ]
+
+
+def test_summary_lines_are_written_after_the_turn_a_hundred_a_turn():
+    clock = Clock()
+    fw = Firewall(clock)
+    lines: list[dict] = []
+    fw._log = Logger(observer=lines.append)
+    fw.log_connections = True
+    for i in range(250):
+        host = f"10.0.{i // 256}.{i % 256}"
+        flow = fw.open_flow("irc", "irc", host, fw.admit("irc", "irc", host))
+        fw.close_flow(flow)
+        fw.ended(flow, None, "client")
+    assert lines == []
+
+    def next_turn() -> None:
+        # A real reactor runs what a call schedules for "now" in its next turn.
+        (call,) = clock.getDelayedCalls()
+        func, args, kw = call.func, call.args, call.kw
+        call.cancel()
+        func(*args, **kw)
+
+    next_turn()
+    assert len(lines) == 100
+    assert formatEvent(lines[0]) == (
+        "firewall close address=10.0.0.0 listener=irc duration=0.000s bytes_in=0 bytes_out=0"
+        " verdict=accept rule=- role=- end=client"
+    )
+    next_turn()
+    assert len(lines) == 200
+    fw.stop()  # the gateway stops: the rest at once
+    assert len(lines) == 250
+    clock.advance(0)
+    assert len(lines) == 250
