@@ -165,7 +165,7 @@ class LiveStateCollector(Collector):
         agents = GaugeMetricFamily(
             "imgateway_agents", "Logged-in agents by state", labels=["state"]
         )
-        by_agent_state = Tally(a.state for a in self._directory.candidates())
+        by_agent_state = Tally(a.state for a in self._directory)
         for state in AGENT_STATES:
             agents.add_metric([state], by_agent_state.get(state, 0))
         yield agents

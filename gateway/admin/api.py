@@ -27,7 +27,7 @@ from gateway import logs
 from gateway.admin import firewall_api, supervisor, views
 from gateway.admin.settings import TOKEN_FILE
 from gateway.core.errors import BadRequest, GatewayError, NotAllowed, Unavailable
-from gateway.directory.memory import STATUSES
+from gateway.directory.records import STATUSES
 
 if TYPE_CHECKING:
     from gateway.app.service import GatewayService
@@ -188,9 +188,9 @@ class ApiEndpoints(Resource):
         gw = self._gateway
         match method, path:
             case "GET", ["summary"]:
-                return views.summary_view(gw, self._service.directory, now)
+                return views.summary_view(gw, gw.agents, now)
             case "GET", ["agents"]:
-                return views.agents_view(self._service.directory.candidates(), now)
+                return views.agents_view(self._gateway.agents, now)
             case "POST", ["agents", name, "state"]:
                 status = _body(request).get("status")
                 if status not in STATUSES:
@@ -223,7 +223,7 @@ class ApiEndpoints(Resource):
         raise ApiError(405 if _known(path) else 404, f"no {method} /v1/{'/'.join(path)}")
 
     def _agent(self, name: str) -> None:
-        if self._service.directory.get(name) is None:
+        if self._gateway.agents.get(name) is None:
             raise ApiError(404, f"agent {name} is not logged in")
 
     def _conversation(self, cid: str) -> None:

@@ -43,7 +43,7 @@ class AdminService(MultiService):
         service.metrics.watch(
             LiveStateCollector(
                 service.gateway,
-                service.directory,
+                service.gateway.agents,
                 reactor,
                 connections=self.connections,
                 reactor=reactor,

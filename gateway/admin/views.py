@@ -75,14 +75,14 @@ def conversations_view(conversations: Iterable[Conversation], now: float) -> lis
     return [conversation_view(c, now) for c in ordered]
 
 
-def summary_view(gateway: Any, directory: Any, now: float) -> dict[str, Any]:
+def summary_view(gateway: Any, agents: Any, now: float) -> dict[str, Any]:
     """Everything the supervisor page shows, in one object."""
     return {
         "server": gateway.config.name,
         "time": now,
         "shutting_down": gateway.shutting_down,
         "queues": queues_view(gateway.queues, now),
-        "agents": agents_view(directory.candidates(), now),
+        "agents": agents_view(agents, now),
         "conversations": conversations_view(gateway.conversations.values(), now),
     }
 

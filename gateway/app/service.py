@@ -35,7 +35,7 @@ from gateway.admin.service import AdminService
 from gateway.config import Config, ConfigError
 from gateway.core.gateway import Gateway
 from gateway.daemon import Listener, StartupError, release, where, with_backlog, within_deadline
-from gateway.directory.memory import AgentDirectory
+from gateway.directory.memory import MemoryDirectory
 from gateway.metrics import GatewayMetrics
 from gateway.plugins import parts
 from gateway.routing.remote import LocalPlans, RemotePlans
@@ -81,7 +81,7 @@ class GatewayService(MultiService):
         self._reactor = reactor
         self._endpoints = _FirewallFirst(reactor)
         self.store = open_store(config, reactor)
-        self.directory = AgentDirectory()
+        self.directory = MemoryDirectory()
         self.metrics = GatewayMetrics()
         # The firewall first: outbound connections (upstreams, the routing server, DNAT)
         # go through ``self.outbound``, a reactor whose connectTCP it filters and SNATs.

@@ -9,23 +9,24 @@ accepted conversation back to the gateway core.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from gateway import logs
 from gateway.core import events as ev
+from gateway.core.agents import LiveAgent
+from gateway.core.context import Core
 from gateway.core.conversation import CONNECTED, ENDED, OFFERED, QUEUED, Conversation, PendingOffer
 from gateway.core.errors import NotAllowed
-from gateway.directory.memory import AVAILABLE, AWAY, AgentState
+from gateway.core.ports import IDispatch, IRelay
+from gateway.directory.records import AVAILABLE, AWAY, AgentPresence
 from gateway.routing.engine import Engine, Task
 from gateway.routing.plan import FALLBACK, Customer, Plan, Target
-
-if TYPE_CHECKING:
-    from gateway.core.gateway import AgentSession, Gateway
 
 WAIT_TIMEOUT = "We are sorry, no agent could take your conversation in time."
 NO_AGENTS = "We are sorry, no agents are available right now. Please try again later."
@@ -38,21 +39,38 @@ SET_AWAY = "You missed {n} offers in a row, so you were set away. Set yourself a
 STICKY_MEMORY = 100_000
 
 
+@implementer(IDispatch)
 class Dispatcher:
     """Runs routing plans against the gateway's live agents."""
 
     _log = Logger(observer=logs.observer)
 
-    def __init__(self, gateway: Gateway, plans: Any) -> None:
-        self._gw = gateway
-        self._config = gateway.config
-        self._clock = gateway._clock
+    def __init__(self, core: Core, plans: Any) -> None:
+        self._core = core
+        self._config = core.config
+        self._clock = core.clock
+        self._queues = core.queues
         self.plans = plans
         self.engine = Engine(self._config.queue_for_topic)
         self.offers: dict[str, PendingOffer] = {}
         self._recent: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._matching = False
         self._changed_queues: set[str] = set()
+        self.relay: IRelay = None
+        # The engine is fed from the directory: this node's agents and, in a
+        # cluster, everyone's.
+        core.directory.watch(self._presence_changed)
+
+    def _presence_changed(self, name: str, presence: AgentPresence | None) -> None:
+        if presence is None:
+            known = self.engine.agent(name)
+            if known is not None:
+                self.engine.agent_left(known)
+            return
+        self.engine.agent_changed(presence)
+        if presence.node != self._core.node:
+            # Another node's agent changed: it may take what waits here.
+            self.match()
 
     # -- entering the queue -----------------------------------------------
 
@@ -80,7 +98,7 @@ class Dispatcher:
 
     def _planned(self, plan: Plan, conv: Conversation, started: float | None = None) -> None:
         if started is not None:
-            metrics = self._gw.metrics
+            metrics = self._core.metrics
             metrics.decision_seconds.observe(max(0.0, self._clock.seconds() - started))
             metrics.decisions.labels(plan.source).inc()
         conv.routing = False
@@ -106,8 +124,8 @@ class Dispatcher:
         conv.task = task
         if plan.requires and not self.engine.any_compatible(plan.requires):
             if plan.fallback == "close":
-                self._gw._system_line(conv, NOT_COMPATIBLE)
-                self._gw._end(conv, "no_agents")
+                self.relay.system_line(conv, NOT_COMPATIBLE)
+                self.relay.end(conv, "no_agents")
                 return
             if plan.fallback == "translate":
                 # The gateway renders what the agent's software lacks as plain text.
@@ -164,11 +182,11 @@ class Dispatcher:
 
     def _place(self, conv: Conversation, queue_name: str) -> None:
         """Put the conversation in a queue, honouring its hours and limits."""
-        queue = self._gw.queues[queue_name]
+        queue = self._queues[queue_name]
         now = self._clock.seconds()
         if not queue.config.hours.is_open(now):
-            self._gw._system_line(conv, CLOSED)
-            self._gw._end(conv, "closed")
+            self.relay.system_line(conv, CLOSED)
+            self.relay.end(conv, "closed")
             return
         if len(queue) >= queue.config.max_waiting and conv not in queue:
             overflow = queue.config.overflow
@@ -181,15 +199,15 @@ class Dispatcher:
                 )
                 self._move_to_queue(conv, overflow)
                 return
-            self._gw._system_line(conv, QUEUE_FULL)
-            self._gw._end(conv, "no_agents")
+            self.relay.system_line(conv, QUEUE_FULL)
+            self.relay.end(conv, "no_agents")
             return
-        if self._config.when_no_agents == "end" and not len(self._gw._directory):
-            self._gw._system_line(conv, NO_AGENTS)
-            self._gw._end(conv, "no_agents")
+        if self._config.when_no_agents == "end" and not len(self._core.view):
+            self.relay.system_line(conv, NO_AGENTS)
+            self.relay.end(conv, "no_agents")
             return
-        self._gw._write(
-            self._gw._store.update_conversation(
+        self._core.write(
+            self._core.store.update_conversation(
                 conv.id,
                 state=QUEUED,
                 queue=queue_name,
@@ -199,7 +217,7 @@ class Dispatcher:
             )
         )
         if conv.queue is not None and conv.queue != queue_name:
-            self._gw.queues[conv.queue].remove(conv)
+            self._queues[conv.queue].remove(conv)
             self._changed_queues.add(conv.queue)
         conv.queue = queue_name
         conv.state = QUEUED
@@ -208,7 +226,7 @@ class Dispatcher:
         conv.task.arrival = conv.arrival
         queue.add(conv)
         self._changed_queues.add(queue_name)
-        self._gw._restart_timer(conv, queue.config.max_wait_s, self._wait_timed_out)
+        self.relay.start_timer(conv, queue.config.max_wait_s, self._wait_timed_out)
         self._log.info(
             "conversation {conversation} queued in {queue} (rule {rule}, priority {priority})",
             conversation=conv.id,
@@ -264,19 +282,14 @@ class Dispatcher:
     def _wait_timed_out(self, conv: Conversation) -> None:
         if not conv.waiting:
             return
-        overflow = self._gw.queues[conv.queue].config.overflow
+        overflow = self._queues[conv.queue].config.overflow
         if overflow is not None and overflow != conv.queue:
             self._move_to_queue(conv, overflow)
             return
-        self._gw._system_line(conv, WAIT_TIMEOUT)
-        self._gw._end(conv, "no_agents")
+        self.relay.system_line(conv, WAIT_TIMEOUT)
+        self.relay.end(conv, "no_agents")
 
     # -- matching and offers ----------------------------------------------
-
-    def agent_changed(self, agent: AgentState) -> None:
-        """Tell the engine, and offer what can be offered now."""
-        self.engine.agent_changed(agent)
-        self.match()
 
     def match(self) -> None:
         """Turn every possible match into offers, then update queue positions."""
@@ -284,25 +297,26 @@ class Dispatcher:
             return
         self._matching = True
         try:
+            local = self._core.local
             for task, agents in self.engine.matches():
-                for agent in agents:
-                    self._offer(task.owner, agent)
-                for agent in agents:
-                    self.engine.agent_changed(agent)
+                for presence in agents:
+                    agent = local.get(presence.name)
+                    if agent is not None:
+                        self._offer(task.owner, agent)
         finally:
             self._matching = False
         self._send_positions()
 
-    def _offer(self, conv: Conversation, agent: AgentState) -> None:
+    def _offer(self, conv: Conversation, agent: LiveAgent) -> None:
         timeout = self._config.offer_timeout_s
-        offer = PendingOffer(id=self._gw._ids.offer(), conversation=conv, agent=agent.name)
+        offer = PendingOffer(id=self._core.ids.offer(), conversation=conv, agent=agent.name)
         offer.timer = self._clock.callLater(timeout, self._offer_lapsed, offer)
         self.offers[offer.id] = offer
-        agent.offers.add(offer.id)
+        agent.offered(offer.id)
         conv.offers[offer.id] = offer
         conv.task.ringing.add(agent.name)
         conv.state = OFFERED
-        self._gw.metrics.offers.inc()
+        self._core.metrics.offers.inc()
         plan = conv.task.plan
         self._log.info(
             "offered {conversation} to {agent} (rule {rule}, target {step}, {strategy},"
@@ -323,7 +337,7 @@ class Dispatcher:
             topic=conv.topic,
             identity={k: v for k, v in conv.answers.items() if k != "topic"},
         )
-        self._gw._deliver(agent, ev.Offer(offer.id, conv.id, round(timeout), card))
+        self.relay.deliver(agent, ev.Offer(offer.id, conv.id, round(timeout), card))
 
     def _take_offer(self, offer: PendingOffer) -> None:
         """Forget an offer: the agent's room and the conversation's ring are freed."""
@@ -335,10 +349,9 @@ class Dispatcher:
         conv.offers.pop(offer.id, None)
         if conv.task is not None:
             conv.task.ringing.discard(offer.agent)
-        agent = self._gw._directory.get(offer.agent)
-        if agent is not None and offer.id in agent.offers:
-            agent.offers.discard(offer.id)
-            self.engine.agent_changed(agent)
+        agent = self._core.local.get(offer.agent)
+        if agent is not None:
+            agent.unoffered(offer.id)
 
     def _ring_over(self, conv: Conversation) -> None:
         """No offer rings any more: match the conversation again."""
@@ -352,7 +365,7 @@ class Dispatcher:
                 return
             self.engine.retry(task)
 
-    def pending(self, session: AgentSession, offer_id: str) -> PendingOffer:
+    def pending(self, session: Any, offer_id: str) -> PendingOffer:
         """The agent's own live offer, or NotAllowed."""
         offer = self.offers.get(offer_id)
         if offer is None or offer.agent != session.name:
@@ -360,28 +373,29 @@ class Dispatcher:
         return offer
 
     def _revoke(self, offer: PendingOffer, reason: str) -> None:
-        agent = self._gw._directory.get(offer.agent)
+        agent = self._core.local.get(offer.agent)
         if agent is not None:
-            self._gw._deliver(agent, ev.Revoked(offer.id, reason))
+            self.relay.deliver(agent, ev.Revoked(offer.id, reason))
 
     def _offer_lapsed(self, offer: PendingOffer) -> None:
         offer.timer = None
         conv = offer.conversation
-        self._gw.metrics.timeouts.inc()
+        self._core.metrics.timeouts.inc()
         self._take_offer(offer)
         self._revoke(offer, "timeout")
         conv.task.exclude.add(offer.agent)
         self._log.info(
             "offer of {conversation} to {agent} timed out", conversation=conv.id, agent=offer.agent
         )
-        agent = self._gw._directory.get(offer.agent)
+        agent = self._core.local.get(offer.agent)
         if agent is not None:
-            agent.lapses += 1
-            if agent.lapses >= self._config.max_lapsed_offers and agent.status == AVAILABLE:
-                agent.status = AWAY
+            lapses = agent.lapses + 1
+            if lapses >= self._config.max_lapsed_offers and agent.status == AVAILABLE:
+                agent.change(lapses=lapses, status=AWAY)
                 self._log.info("agent {agent} set away after lapsed offers", agent=agent.name)
-                self._gw._deliver(agent, ev.Notice(SET_AWAY.format(n=agent.lapses)))
-                self.engine.agent_changed(agent)
+                self.relay.deliver(agent, ev.Notice(SET_AWAY.format(n=lapses)))
+            else:
+                agent.change(lapses=lapses)
         conv.lapsed.add(offer.agent)
         if not conv.offers and not self._others_could_take(conv):
             # Nobody else can: ring the agents who did not answer again.
@@ -394,13 +408,13 @@ class Dispatcher:
         task = conv.task
         if task.pool is None:
             return False
-        directory = self._gw._directory
+        view = self._core.view
         return any(
-            name not in task.exclude and (a := directory.get(name)) is not None and a.has_room
+            name not in task.exclude and (a := view.get(name)) is not None and a.has_room
             for name in task.pool.members
         )
 
-    def accept(self, session: AgentSession, offer_id: str) -> Conversation:
+    def accept(self, session: Any, offer_id: str) -> Conversation:
         """The agent takes the conversation; other rings are revoked (taken)."""
         offer = self.pending(session, offer_id)
         conv = offer.conversation
@@ -408,24 +422,26 @@ class Dispatcher:
         for other in list(conv.offers.values()):
             self._take_offer(other)
             self._revoke(other, "taken")
-        agent = session.state
-        agent.lapses = 0
+        agent = session.agent
+        if agent.lapses:
+            agent.change(lapses=0)
         self.withdraw(conv)
-        self._gw.queues[conv.queue].active += 1
+        self._queues[conv.queue].active += 1
         conv.connected_at = self._clock.seconds()
-        self._gw.metrics.accepts.inc()
+        self._core.metrics.accepts.inc()
         if conv.arrival is not None:
             waited = max(0.0, conv.connected_at - conv.arrival[0])
-            self._gw.metrics.wait_seconds.labels(conv.queue).observe(waited)
+            self._core.metrics.wait_seconds.labels(conv.queue).observe(waited)
         return conv
 
-    def reject(self, session: AgentSession, offer_id: str) -> None:
+    def reject(self, session: Any, offer_id: str) -> None:
         """The agent declines: never offered this conversation again."""
         offer = self.pending(session, offer_id)
         conv = offer.conversation
         self._take_offer(offer)
-        self._gw.metrics.rejects.inc()
-        session.state.lapses = 0
+        self._core.metrics.rejects.inc()
+        if session.agent.lapses:
+            session.agent.change(lapses=0)
         conv.task.exclude.add(session.name)
         conv.declined.add(session.name)
         if conv.target_agent == session.name:
@@ -442,14 +458,14 @@ class Dispatcher:
         self._cancel_step(conv)
         if conv.task is not None:
             self.engine.remove(conv.task)
-        if conv.queue is not None and conv in self._gw.queues[conv.queue]:
-            self._gw.queues[conv.queue].remove(conv)
+        if conv.queue is not None and conv in self._queues[conv.queue]:
+            self._queues[conv.queue].remove(conv)
             self._changed_queues.add(conv.queue)
         conv.last_sent_position = None
 
-    def agent_left(self, agent: AgentState) -> None:
+    def agent_left(self, agent: LiveAgent) -> None:
         """A logged-out agent's rings end; its conversations are the core's to requeue."""
-        self.engine.agent_left(agent)
+        self.engine.agent_left(agent.presence)
         for offer_id in list(agent.offers):
             offer = self.offers.get(offer_id)
             if offer is not None:
@@ -459,9 +475,9 @@ class Dispatcher:
     def _send_positions(self) -> None:
         changed, self._changed_queues = self._changed_queues, set()
         for name in changed:
-            queue = self._gw.queues[name]
+            queue = self._queues[name]
             for position, conv in enumerate(queue.in_order(), 1):
                 current = (position, queue.eta(position))
                 if conv.last_sent_position != current and conv.state != CONNECTED:
                     conv.last_sent_position = current
-                    self._gw._deliver(conv.customer, ev.Queued(*current))
+                    self.relay.deliver(conv.customer, ev.Queued(*current))

@@ -31,22 +31,6 @@ class IRouter(Interface):
         for a :class:`gateway.routing.plan.Customer`."""
 
 
-class IAgentDirectory(Interface):
-    """The pool of logged-in agents and their live state."""
-
-    def get(name):
-        """The :class:`gateway.directory.memory.AgentState` named ``name``, or None."""
-
-    def add(state):
-        """Register a logged-in agent's state."""
-
-    def remove(name):
-        """Forget a logged-out agent."""
-
-    def candidates():
-        """Every logged-in agent's state, in no particular order."""
-
-
 class IStore(Interface):
     """Durable records: agents, conversations and their transcripts.
 
@@ -92,10 +76,102 @@ class IStore(Interface):
         """Finish pending writes and release the database; returns a Deferred."""
 
 
+class IDelivery(Interface):
+    """How an event reaches a party: in this process, or (in a cluster) on another node."""
+
+    def deliver(session, event):
+        """Render ``event`` to the party of ``session``; a broken party does not raise."""
+
+
 class ISession(Interface):
-    """What an adapter holds for one authenticated or anonymous party."""
+    """What an adapter holds for one connected party."""
 
     id = Attribute("The session id, e.g. 's-3f9c…'.")
 
     def disconnected():
         """The party's connection is gone."""
+
+
+class ICustomerSession(ISession):
+    """A customer's session: the conversation it carries, and what the customer does."""
+
+    conversation = Attribute("The customer's conversation (None once gone).")
+    resume_token = Attribute("A token to take the conversation back after a drop, or None.")
+
+    def say(text):
+        """Store a customer line; a Deferred firing with its message id once committed."""
+
+    def typing(state):
+        """Relay a typing notification (active, paused) to the agent, if one is there."""
+
+    def identify(client):
+        """The customer's IM software became known after arrival (a ClientInfo)."""
+
+    def end():
+        """The customer ends the conversation."""
+
+
+class IAgentSession(ISession):
+    """A logged-in agent's session."""
+
+    name = Attribute("The agent's account name (never shown to customers).")
+    agent = Attribute("The live agent (gateway.core.agents.LiveAgent).")
+
+    def set_presence(status):
+        """available, away or offline; only available agents get offers."""
+
+    def accept(offer):
+        """Take an offered conversation."""
+
+    def reject(offer):
+        """Decline an offered conversation."""
+
+    def say(conversation, text):
+        """Store an agent line; a Deferred firing with its message id once committed."""
+
+    def typing(conversation, state):
+        """Relay a typing notification to the customer."""
+
+    def transfer(conversation, *, queue=None, agent=None):
+        """Hand the conversation to a queue or a named colleague."""
+
+    def end(conversation):
+        """The agent ends a conversation."""
+
+
+class IGateway(Interface):
+    """The core as protocol adapters and in-process bots see it."""
+
+    config = Attribute("The gateway's configuration (gateway.config.Config).")
+    queues = Attribute("Queues by name.")
+
+    def customer_arrived(
+        party,
+        *,
+        protocol,
+        client,
+        answers,
+        features=frozenset(),
+        key=None,
+        resume=None,
+        resume_key=None,
+    ):
+        """A customer connected: an ICustomerSession (its conversation opened or resumed)."""
+
+    def agent_login(party, *, protocol, name, password, client, features=frozenset(), address=None):
+        """Authenticate an agent by password; a Deferred firing with its IAgentSession."""
+
+    def agent_attach(party, *, protocol, address, client, features=frozenset()):
+        """Log in an agent an attached IM server authenticated, by its IM address."""
+
+    def agent_credentials(name):
+        """A Deferred firing with an agent's stored SCRAM keys (JSON text), or None."""
+
+    def agent_authenticated(party, *, protocol, name, client, features=frozenset()):
+        """Log in an agent whose adapter verified it against agent_credentials()."""
+
+    def agent_join(party, record, *, protocol="internal", client=None):
+        """Log in an agent that runs inside the gateway (a bot); its IAgentSession."""
+
+    def auth_failed(protocol, user, address):
+        """Log one fail2ban-friendly line for a failed agent login, and count it."""

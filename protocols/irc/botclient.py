@@ -31,7 +31,7 @@ from protocols.irc.settings import IrcSettings
 from protocols.tcp import no_delay
 
 if TYPE_CHECKING:
-    from gateway.core.gateway import Gateway
+    from gateway.core.interfaces import IGateway as Gateway
 
 # Lines waiting for their turn to be sent; beyond this the oldest are dropped.
 MAX_QUEUED_LINES = 2000

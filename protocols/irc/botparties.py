@@ -28,7 +28,7 @@ from protocols.irc.desk import AgentDesk
 from protocols.irc.settings import IrcSettings
 
 if TYPE_CHECKING:
-    from gateway.core.gateway import Gateway
+    from gateway.core.interfaces import IGateway as Gateway
 
 # Messages kept from a sender while its role is looked up.
 MAX_PENDING = 8

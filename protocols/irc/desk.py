@@ -106,7 +106,7 @@ class AgentDesk:
     def _status(self, args: tuple[str, ...]) -> None:
         chats = ", ".join(sorted(self.conversation_of)) or "none"
         offers = ", ".join(self.offers) or "none"
-        status = self.session.state.status
+        status = self.session.agent.status
         self.notify(f"You are {status}; conversations: {chats}; offers: {offers}.")
 
     def _away(self, args: tuple[str, ...]) -> None:

@@ -35,7 +35,9 @@ from protocols.irc.settings import IrcSettings
 from protocols.tcp import firewall_message_hook, no_delay
 
 if TYPE_CHECKING:
-    from gateway.core.gateway import AgentSession, CustomerSession, Gateway
+    from gateway.core.interfaces import IAgentSession as AgentSession
+    from gateway.core.interfaces import ICustomerSession as CustomerSession
+    from gateway.core.interfaces import IGateway as Gateway
 
 PROTOCOL = "irc"
 # Stands in the pacing queue for a line that was too long (the framer never yields b"").

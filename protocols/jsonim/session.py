@@ -29,7 +29,9 @@ from protocols.jsonim.interfaces import IFrameLink
 from protocols.jsonim.settings import JsonImSettings
 
 if TYPE_CHECKING:
-    from gateway.core.gateway import AgentSession, CustomerSession, Gateway
+    from gateway.core.interfaces import IAgentSession as AgentSession
+    from gateway.core.interfaces import ICustomerSession as CustomerSession
+    from gateway.core.interfaces import IGateway as Gateway
 
 PROTOCOL = "jsonim"
 VERSION = "jsonim/1"

@@ -581,7 +581,7 @@ class Hub:
         return conversation
 
     def _status(self, party: AgentParty) -> str:
-        lines = [f"You are {party.session.state.status}."]
+        lines = [f"You are {party.session.agent.status}."]
         chats = ", ".join(f"{a}@{self.domain}" for a in party.chats) or "none"
         lines.append(f"Chats: {chats}")
         lines.append(f"Offers: {', '.join(party.offers) or 'none'}")

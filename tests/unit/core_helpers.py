@@ -14,7 +14,7 @@ from gateway.core import events as ev
 from gateway.core.gateway import Gateway
 from gateway.core.ids import IdFactory
 from gateway.core.interfaces import IParty, IRouter
-from gateway.directory.memory import AgentDirectory
+from gateway.directory.memory import MemoryDirectory
 from gateway.routing.rules import RuleSet
 from gateway.store.records import AgentRecord
 from gateway.store.writer import MemoryStore
@@ -81,7 +81,7 @@ class Harness:
     gateway: Gateway
     clock: Clock
     store: MemoryStore
-    directory: AgentDirectory
+    directory: object
 
     def customer(self, answers=None, protocol="jsonim", client=("acme", "2.3.1")):
         party = FakeParty()
@@ -144,7 +144,7 @@ def make_harness(
                 capacity=2,
             )
         )
-    directory = AgentDirectory()
+    directory = MemoryDirectory()
     gateway = Gateway(
         cfg,
         store=store,
@@ -154,7 +154,8 @@ def make_harness(
         verify_password=verify,
         ids=CountingIds(),
     )
-    return Harness(gateway=gateway, clock=clock, store=store, directory=directory)
+    # The agents logged in here, by name (LiveAgent: .session, .status, .load...).
+    return Harness(gateway=gateway, clock=clock, store=store, directory=gateway.core.local)
 
 
 def result_of(d):

@@ -10,7 +10,15 @@ from zope.interface.verify import verifyObject
 
 from gateway.core import events as ev
 from gateway.core.errors import AuthFailed, BadRequest, InternalError, NotAllowed, Unavailable
-from gateway.core.interfaces import IAgentDirectory, IRouter, IStore
+from gateway.core.interfaces import (
+    IAgentSession,
+    ICustomerSession,
+    IDelivery,
+    IGateway,
+    IRouter,
+    IStore,
+)
+from gateway.directory.interfaces import IAgentDirectory
 from gateway.store.records import AgentRecord
 from gateway.store.sqlite import StoreBusy
 from gateway.store.writer import MemoryStore
@@ -19,8 +27,14 @@ from gateway.store.writer import MemoryStore
 def test_interfaces_are_provided():
     h = make_harness()
     verifyObject(IStore, h.store)
-    verifyObject(IAgentDirectory, h.directory)
+    verifyObject(IAgentDirectory, h.gateway.core.directory)
     verifyObject(IRouter, h.gateway.dispatcher.plans)
+    verifyObject(IGateway, h.gateway)
+    verifyObject(IDelivery, h.gateway.core.delivery)
+    _party, customer = h.customer()
+    verifyObject(ICustomerSession, customer)
+    _party, agent = h.agent("anna")
+    verifyObject(IAgentSession, agent)
 
 
 def test_interview_asks_each_field_then_queues():
@@ -121,7 +135,7 @@ def test_whole_conversation_from_offer_to_end():
         cust_s.end()
     with pytest.raises(NotAllowed):
         result_of(cust_s.say("hello?"))
-    assert anna_s.state.load == 0
+    assert anna_s.agent.load == 0
 
 
 def connect(h, agent_party, agent_session, name="Dana"):
@@ -200,7 +214,7 @@ def test_customer_leaving_revokes_the_offer():
     offer = anna.last(ev.Offer)
     cust_s.disconnected()
     assert anna.last(ev.Revoked) == ev.Revoked(offer.offer, "customer_left")
-    assert anna_s.state.load == 0
+    assert anna_s.agent.load == 0
     assert h.gateway.conversations == {}
 
 
@@ -219,7 +233,7 @@ def test_customer_leaving_in_each_state_ends_it():
 def test_capacity_and_queue_positions():
     h = make_harness()
     anna, anna_s = h.agent("anna")
-    anna_s.state.capacity = 1
+    anna_s.agent.change(capacity=1)
     _c1, s1 = connect(h, anna, anna_s)
     c2, s2 = h.queued_customer("Two")
     c3, s3 = h.queued_customer("Three")

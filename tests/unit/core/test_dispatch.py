@@ -178,7 +178,7 @@ def test_wrap_up_holds_offers():
     _, one = h.queued_customer()
     anna_s.accept(anna.last(ev.Offer).offer)
     anna_s.end(one.conversation.id)
-    assert anna_s.state.state == "wrap_up"
+    assert anna_s.agent.state == "wrap_up"
     _, two = h.queued_customer()
     assert offered(anna) == [one.conversation.id]
     h.clock.advance(10)
@@ -193,9 +193,9 @@ def test_lapsed_offers_set_the_agent_away():
     bob_s.set_presence("away")
     _, cust = h.queued_customer()
     h.clock.advance(20)
-    assert anna_s.state.status == "available" and anna_s.state.lapses == 1
+    assert anna_s.agent.status == "available" and anna_s.agent.lapses == 1
     h.clock.advance(20)  # rung again (nobody else), lapses again
-    assert anna_s.state.status == "away"
+    assert anna_s.agent.status == "away"
     assert "set away" in anna.last(ev.Notice).text
     bob_s.set_presence("available")
     assert offered(bob) == [cust.conversation.id]
@@ -406,7 +406,7 @@ def test_redirect_hosting_hands_over_addresses_and_steps_out():
     assert party.last(ev.Ended).reason == "agent"
     assert "xmpp:dana@example.org" in anna.last(ev.Notice).text
     assert result_of(h.store.get_conversation(conv.id)).end_reason == "redirected"
-    assert anna_s.state.load == 0
+    assert anna_s.agent.load == 0
     # A JSON-IM customer has no address on that network: relayed as usual.
     json_party, _ = h.customer({"name": "Eve", "topic": "other"})
     anna_s.accept(anna.last(ev.Offer).offer)

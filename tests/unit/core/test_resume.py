@@ -368,12 +368,10 @@ def test_irc_customer_back_with_the_same_nick_and_ident_resumes():
 
 
 def test_xmpp_customer_back_from_the_same_bare_jid_resumes():
-    import attrs
     from xmpp_helpers import SUPPORT, make_hub
 
-    h = make_hub()
+    h = make_hub({"resume_grace_s": GRACE})
     gateway = h.core.gateway
-    gateway.config = attrs.evolve(gateway.config, resume_grace_s=GRACE)
     h.message("dana@example.org/phone", "hello")
     (conv_id,) = gateway.conversations
     h.receive(f"<presence from='dana@example.org/phone' to='{SUPPORT}' type='unavailable'/>")
