@@ -38,7 +38,7 @@ from gateway.directory.memory import AgentDirectory
 from gateway.metrics import GatewayMetrics
 from gateway.routing.remote import LocalPlans, RemotePlans
 from gateway.routing.rules import RuleSet
-from gateway.store.writer import open_store
+from gateway.store import open_store
 from protocols.irc import bot as irc_bot
 from protocols.irc import server as irc_server
 from protocols.jsonim.protocol import JsonImFactory

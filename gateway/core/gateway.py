@@ -37,15 +37,16 @@ from gateway.core.errors import (
 )
 from gateway.core.holding import Holding
 from gateway.core.ids import IdFactory
-from gateway.core.interfaces import IRouter, IStore
+from gateway.core.interfaces import IRouter
 from gateway.core.interview import Interview
 from gateway.core.resume import Holds
 from gateway.core.throttle import LoginThrottle
 from gateway.directory import memory as agent_states
 from gateway.directory.memory import AgentDirectory, AgentState
 from gateway.metrics import GatewayMetrics
+from gateway.store.errors import StoreBusy
+from gateway.store.interfaces import IStore
 from gateway.store.records import AgentRecord, ConversationRecord, StoredMessage
-from gateway.store.sqlite import StoreBusy
 
 TYPING_STATES = ("active", "paused")
 

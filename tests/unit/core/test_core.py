@@ -10,10 +10,11 @@ from zope.interface.verify import verifyObject
 
 from gateway.core import events as ev
 from gateway.core.errors import AuthFailed, BadRequest, InternalError, NotAllowed, Unavailable
-from gateway.core.interfaces import IAgentDirectory, IRouter, IStore
+from gateway.core.interfaces import IAgentDirectory, IRouter
+from gateway.store.errors import StoreBusy
+from gateway.store.interfaces import IStore
+from gateway.store.memory import MemoryStore
 from gateway.store.records import AgentRecord
-from gateway.store.sqlite import StoreBusy
-from gateway.store.writer import MemoryStore
 
 
 def test_interfaces_are_provided():
