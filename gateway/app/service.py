@@ -40,7 +40,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.plugins import parts
 from gateway.routing.remote import LocalPlans, RemotePlans
 from gateway.routing.rules import RuleSet
-from gateway.store.writer import open_store
+from gateway.store import open_store
 
 # Password checks (scrypt) running at once.
 PASSWORD_CHECKS = 2

@@ -15,10 +15,11 @@ from gateway.config import Config
 from gateway.core.agents import LocalAgents
 from gateway.core.conversation import Queue
 from gateway.core.ids import IdFactory
-from gateway.core.interfaces import IDelivery, IStore
+from gateway.core.interfaces import IDelivery
 from gateway.directory.interfaces import IAgentDirectory
 from gateway.directory.view import DirectoryView
 from gateway.metrics import GatewayMetrics
+from gateway.store.interfaces import IStore
 
 _log = Logger(observer=logs.observer, namespace="gateway.core")
 

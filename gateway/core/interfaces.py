@@ -31,51 +31,6 @@ class IRouter(Interface):
         for a :class:`gateway.routing.plan.Customer`."""
 
 
-class IStore(Interface):
-    """Durable records: agents, conversations and their transcripts.
-
-    Writes are applied in the order they are made; each Deferred fires only
-    once its write is committed to disk.
-    """
-
-    def open_conversation(record):
-        """Record a new :class:`gateway.store.records.ConversationRecord`."""
-
-    def update_conversation(conversation, **changes):
-        """Change columns of a conversation (``state``, ``agent``, ``queue``,
-        ``topic``, ``ended``, ``end_reason``)."""
-
-    def append(message):
-        """Append a :class:`gateway.store.records.StoredMessage`; the Deferred fires
-        when it is committed."""
-
-    def get_agent(name):
-        """Deferred firing with the :class:`gateway.store.records.AgentRecord` or None."""
-
-    def scram_credentials(name):
-        """Deferred firing with an agent's SCRAM keys as stored (JSON text), or None."""
-
-    def find_agent(address):
-        """Deferred firing with the AgentRecord known by an IM address
-        (``xmpp:anna@corp.example``), or None."""
-
-    def transcript(conversation):
-        """Deferred firing with the list of StoredMessage of a conversation."""
-
-    def recent_conversations(limit):
-        """Deferred firing with the newest ConversationRecords, newest first."""
-
-    def set_resume(conversation, token_hash, key):
-        """Record how a conversation's customer may resume it (see gateway.core.resume)."""
-
-    def open_conversations():
-        """Deferred firing with (ConversationRecord, token hash, key) for every
-        conversation not ended, oldest first: what a restart finds."""
-
-    def close():
-        """Finish pending writes and release the database; returns a Deferred."""
-
-
 class IDelivery(Interface):
     """How an event reaches a party: in this process, or (in a cluster) on another node."""
 

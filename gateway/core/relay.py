@@ -24,8 +24,8 @@ from gateway.core.errors import BadRequest, GatewayError, InternalError, NotAllo
 from gateway.core.interview import Interview
 from gateway.core.ports import IDesk, IDispatch, IHolding, IRelay
 from gateway.core.sessions import CustomerSession
+from gateway.store.errors import StoreBusy
 from gateway.store.records import ConversationRecord, StoredMessage
-from gateway.store.sqlite import StoreBusy
 
 TYPING_STATES = ("active", "paused")
 ANSWER_TIMEOUT = "This conversation was closed because we did not hear from you."

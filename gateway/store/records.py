@@ -60,3 +60,26 @@ class StoredMessage:
     text: str
     ts: float
     agent: str | None = None
+
+
+# Columns of a conversation that may change after it is opened.
+CONVERSATION_CHANGES = frozenset(
+    {
+        "state",
+        "agent",
+        "queue",
+        "topic",
+        "identity",
+        "ended",
+        "end_reason",
+        "client_name",
+        "client_version",
+    }
+)
+
+
+def check_conversation_changes(changes: Mapping[str, object]) -> None:
+    """Raise ValueError unless every key of ``changes`` is a column that may change."""
+    unknown = sorted(set(changes) - CONVERSATION_CHANGES)
+    if unknown:
+        raise ValueError(f"conversation columns that cannot be changed: {', '.join(unknown)}")

@@ -16,8 +16,8 @@ from gateway.core.ids import IdFactory
 from gateway.core.interfaces import IParty, IRouter
 from gateway.directory.memory import MemoryDirectory
 from gateway.routing.rules import RuleSet
+from gateway.store.memory import MemoryStore
 from gateway.store.records import AgentRecord
-from gateway.store.writer import MemoryStore
 
 
 @implementer(IParty)

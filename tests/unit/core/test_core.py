@@ -16,12 +16,12 @@ from gateway.core.interfaces import (
     IDelivery,
     IGateway,
     IRouter,
-    IStore,
 )
 from gateway.directory.interfaces import IAgentDirectory
+from gateway.store.errors import StoreBusy
+from gateway.store.interfaces import IStore
+from gateway.store.memory import MemoryStore
 from gateway.store.records import AgentRecord
-from gateway.store.sqlite import StoreBusy
-from gateway.store.writer import MemoryStore
 
 
 def test_interfaces_are_provided():
