@@ -3,7 +3,7 @@
 A :class:`RuleSet` is validated and precompiled once, at load, so that
 :meth:`RuleSet.classify` is a short loop over ready-made predicates with no I/O:
 the gateway calls it for every conversation, and falls back to it whenever the
-routing server is down or late. README.md ("Routing rules") documents the format.
+routing server is down or late. docs/routing.md ("Routing rules") documents the format.
 """
 
 from __future__ import annotations
