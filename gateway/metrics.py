@@ -18,9 +18,8 @@ from prometheus_client.registry import Collector
 from twisted.internet.threads import blockingCallFromThread
 from twisted.python.threadable import isInIOThread
 
-from gateway.core.conversation import CONNECTED, INTERVIEW, OFFERED, QUEUED
-
-CONVERSATION_STATES = (INTERVIEW, QUEUED, OFFERED, CONNECTED)
+# A conversation's live states (gateway.core.conversation), always reported, 0 or not.
+CONVERSATION_STATES = ("interview", "queued", "offered", "connected")
 AGENT_STATES = ("available", "away", "offline", "full", "wrap_up")
 _WAIT_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 3600)
 _HANDLE_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)

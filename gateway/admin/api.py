@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote
 
 from prometheus_client.twisted import MetricsResource
@@ -25,15 +25,13 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from gateway import logs
 from gateway.admin import firewall_api, supervisor, views
+from gateway.admin.interfaces import IAdministered
 from gateway.admin.settings import TOKEN_FILE
 from gateway.core.errors import BadRequest, GatewayError, NotAllowed, Unavailable
 from gateway.directory.records import STATUSES
 
-if TYPE_CHECKING:
-    from gateway.app.service import GatewayService
-
 # Mount point under /v1 -> builder of the resource served there ("fw": the firewall).
-ADMIN_RESOURCES: dict[str, Callable[[GatewayService], Resource]] = {"fw": firewall_api.resource}
+ADMIN_RESOURCES: dict[str, Callable[[IAdministered], Resource]] = {"fw": firewall_api.resource}
 
 COOKIE = b"imgateway_admin"
 MAX_BODY = 64 * 1024
@@ -157,7 +155,7 @@ class ApiEndpoints(Resource):
     isLeaf = True  # noqa: N815 (Twisted's name)
     _log = Logger(observer=logs.observer)
 
-    def __init__(self, service: GatewayService, clock: Any) -> None:
+    def __init__(self, service: IAdministered, clock: Any) -> None:
         super().__init__()
         self._service = service
         self._clock = clock
@@ -416,10 +414,10 @@ class AdminRoot(Resource):
 
 
 def admin_resource(
-    service: GatewayService,
+    service: IAdministered,
     token: str,
     clock: Any,
-    resources: Mapping[str, Callable[[GatewayService], Resource]] | None = None,
+    resources: Mapping[str, Callable[[IAdministered], Resource]] | None = None,
 ) -> AdminRoot:
     """The admin listener's resource tree for ``service`` (mounts: ADMIN_RESOURCES)."""
     auth = AdminAuth(token, lambda host: service.gateway.auth_failed("admin", "-", host))
@@ -429,10 +427,10 @@ def admin_resource(
 
 
 def admin_site(
-    service: GatewayService,
+    service: IAdministered,
     token: str,
     clock: Any,
-    resources: Mapping[str, Callable[[GatewayService], Resource]] | None = None,
+    resources: Mapping[str, Callable[[IAdministered], Resource]] | None = None,
 ) -> Site:
     """A Site serving :func:`admin_resource`, without access log lines per request."""
     site = Site(admin_resource(service, token, clock, resources))

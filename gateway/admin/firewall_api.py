@@ -191,7 +191,7 @@ class FirewallResource(Resource):
 
 def resource(service: Any) -> FirewallResource:
     """The ``/v1/fw`` resource of a running gateway (``ADMIN_RESOURCES["fw"]``)."""
-    reactor = service._reactor
+    reactor = service.reactor
 
     def in_thread(function: Callable[..., Any], *args: Any) -> Deferred:
         return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)

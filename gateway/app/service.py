@@ -23,6 +23,7 @@ from twisted.internet.defer import Deferred, DeferredSemaphore, inlineCallbacks
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from zope.interface import implementer
 
 import gateway
 from firewall.dnat import DnatFactory
@@ -31,6 +32,7 @@ from firewall.outbound import FirewalledReactor
 from firewall.ruleset import RulesError
 from firewall.wrapper import FirewallFactory, wrap
 from gateway import logs, passwords
+from gateway.admin.interfaces import IAdministered
 from gateway.admin.service import AdminService
 from gateway.config import Config, ConfigError
 from gateway.core.gateway import Gateway
@@ -70,6 +72,7 @@ class _FirewallFirst:
         return getattr(self._reactor, name)
 
 
+@implementer(IAdministered)
 class GatewayService(MultiService):
     """Runs one gateway: binds its listeners, opens its store, serves its core."""
 
@@ -78,7 +81,7 @@ class GatewayService(MultiService):
     def __init__(self, config: Config, reactor) -> None:
         super().__init__()
         self.config = config
-        self._reactor = reactor
+        self.reactor = self._reactor = reactor
         self._endpoints = _FirewallFirst(reactor)
         self.store = open_store(config, reactor)
         self.directory = MemoryDirectory()

@@ -31,12 +31,13 @@ from gateway.core.dispatch import Dispatcher
 from gateway.core.errors import AuthFailed, BadRequest, NotAllowed, Unavailable
 from gateway.core.holding import Holder
 from gateway.core.ids import IdFactory
-from gateway.core.interfaces import IDelivery, IGateway, IRouter
+from gateway.core.interfaces import IDelivery, IGateway
 from gateway.core.relay import Relay
 from gateway.core.sessions import AgentSession, CustomerSession
 from gateway.core.throttle import LoginThrottle
 from gateway.directory.interfaces import IAgentDirectory
 from gateway.metrics import GatewayMetrics
+from gateway.routing.interfaces import IRouter
 from gateway.store.interfaces import IStore
 from gateway.store.records import AgentRecord
 

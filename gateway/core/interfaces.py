@@ -18,19 +18,6 @@ class IParty(Interface):
         """Close the party's connection; ``reason`` is a short text for logs and the party."""
 
 
-class IRouter(Interface):
-    """Classifies a conversation into a routing plan (see gateway.routing.plan).
-
-    Local rules, the enterprise routing server's client, and a fallback
-    combination of both provide it; the gateway's matching engine then runs the
-    plan against its live agents.
-    """
-
-    def plan(customer):
-        """Return a Deferred firing with a :class:`gateway.routing.plan.Plan`
-        for a :class:`gateway.routing.plan.Customer`."""
-
-
 class IDelivery(Interface):
     """How an event reaches a party: in this process, or (in a cluster) on another node."""
 

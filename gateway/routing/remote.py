@@ -36,7 +36,7 @@ from zope.interface import implementer
 
 import gateway
 from gateway import logs
-from gateway.core.interfaces import IRouter
+from gateway.routing.interfaces import IRouter
 from gateway.routing.plan import FALLBACK, LOCAL, REMOTE, Customer, Plan
 from gateway.routing.rules import RuleSet
 from gateway.routing.wire import WireError, customer_to_json, plan_from_json

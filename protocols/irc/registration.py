@@ -6,18 +6,15 @@ import base64
 import binascii
 import re
 import time
-from typing import TYPE_CHECKING
 
 from twisted.python.failure import Failure
 
 from gateway.core.errors import GatewayError
 from gateway.core.events import ClientInfo
 from protocols.irc import numerics as rpl
+from protocols.irc.interfaces import Connection
 from protocols.irc.message import Message
 from protocols.tcp import firewall_role
-
-if TYPE_CHECKING:
-    from protocols.irc.server import IrcConnection
 
 NICK_PATTERN = re.compile(r"^[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]{0,29}$")
 NICKLEN = 30
@@ -29,9 +26,9 @@ PLAINTEXT_AUTH = "Agents log in over TLS only"
 
 
 class RegistrationCommands:
-    """CAP, PASS, NICK, USER and AUTHENTICATE for :class:`IrcConnection`."""
+    """CAP, PASS, NICK, USER and AUTHENTICATE for :class:`protocols.irc.server.IrcConnection`."""
 
-    def init_registration(self: IrcConnection) -> None:
+    def init_registration(self: Connection) -> None:
         """The registration state of a new connection."""
         self.cap_version = 0
         self.password: str | None = None
@@ -42,13 +39,13 @@ class RegistrationCommands:
 
     # -- CAP ---------------------------------------------------------------
 
-    def _offered_caps(self: IrcConnection) -> list[str]:
+    def _offered_caps(self: Connection) -> list[str]:
         caps = ["message-tags"]
         if self.is_tls() or self.settings.allow_plaintext_auth:
             caps.append("sasl=PLAIN" if self.cap_version >= 302 else "sasl")
         return caps
 
-    def irc_CAP(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_CAP(self: Connection, message: Message) -> None:  # noqa: N802
         """CAP LS [302] | LIST | REQ :caps | END."""
         sub = message.param(0).upper()
         target = self.nick or "*"
@@ -83,7 +80,7 @@ class RegistrationCommands:
 
     # -- SASL PLAIN ------------------------------------------------------------
 
-    def irc_AUTHENTICATE(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_AUTHENTICATE(self: Connection, message: Message) -> None:  # noqa: N802
         """AUTHENTICATE PLAIN, then the base64 credentials in 400-byte chunks."""
         if not self.need(message, 1):
             return
@@ -118,7 +115,7 @@ class RegistrationCommands:
             return  # more to come
         self._sasl_plain(self._sasl_buffer)
 
-    def _sasl_plain(self: IrcConnection, encoded: str) -> None:
+    def _sasl_plain(self: Connection, encoded: str) -> None:
         try:
             decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
             _authzid, authcid, password = decoded.split("\x00")
@@ -127,11 +124,11 @@ class RegistrationCommands:
             return
         self._agent_login(authcid, password, sasl=True)
 
-    def _sasl_reset(self: IrcConnection) -> None:
+    def _sasl_reset(self: Connection) -> None:
         self._sasl_mechanism = None
         self._sasl_buffer = ""
 
-    def _sasl_failed(self: IrcConnection) -> None:
+    def _sasl_failed(self: Connection) -> None:
         self._sasl_reset()
         self._sasl_attempts += 1
         self.reply(rpl.ERR_SASLFAIL, "SASL authentication failed")
@@ -140,7 +137,7 @@ class RegistrationCommands:
 
     # -- agent login, shared by SASL and PASS -----------------------------------
 
-    def _agent_login(self: IrcConnection, name: str, password: str, *, sasl: bool) -> None:
+    def _agent_login(self: Connection, name: str, password: str, *, sasl: bool) -> None:
         if not (self.is_tls() or self.settings.allow_plaintext_auth):
             self.notice_from_service(PLAINTEXT_AUTH)
             if sasl:
@@ -166,7 +163,7 @@ class RegistrationCommands:
             return
         d.addCallbacks(self._logged_in, self._login_failed, (sasl,), None, (sasl, name))
 
-    def _logged_in(self: IrcConnection, session, sasl: bool) -> None:
+    def _logged_in(self: Connection, session, sasl: bool) -> None:
         self.logging_in = False
         if self.closing:
             session.disconnected()
@@ -182,7 +179,7 @@ class RegistrationCommands:
             self.reply(rpl.RPL_SASLSUCCESS, "SASL authentication successful")
         self.try_register()
 
-    def _login_failed(self: IrcConnection, failure: Failure, sasl: bool, name: str) -> None:
+    def _login_failed(self: Connection, failure: Failure, sasl: bool, name: str) -> None:
         self.logging_in = False
         if failure.check(GatewayError):
             self._log.info("IRC {peer}: login of {agent} refused", peer=self.peer, agent=name)
@@ -193,7 +190,7 @@ class RegistrationCommands:
             )
             self._login_refused("internal error", sasl)
 
-    def _login_refused(self: IrcConnection, text: str, sasl: bool) -> None:
+    def _login_refused(self: Connection, text: str, sasl: bool) -> None:
         if self.closing:
             return
         if sasl:
@@ -204,7 +201,7 @@ class RegistrationCommands:
 
     # -- PASS, NICK, USER ---------------------------------------------------------
 
-    def irc_PASS(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_PASS(self: Connection, message: Message) -> None:  # noqa: N802
         """PASS [name:]password: an agent's login, checked when registration completes."""
         if self.registered:
             self.reply(rpl.ERR_ALREADYREGISTRED, "You may not reregister")
@@ -212,7 +209,7 @@ class RegistrationCommands:
         if self.need(message, 1):
             self.password = message.params[0]
 
-    def irc_USER(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_USER(self: Connection, message: Message) -> None:  # noqa: N802
         """USER user mode unused :realname."""
         if self.registered or self.user is not None:
             self.reply(rpl.ERR_ALREADYREGISTRED, "You may not reregister")
@@ -226,7 +223,7 @@ class RegistrationCommands:
         self.realname = message.params[3][:100]
         self.try_register()
 
-    def irc_NICK(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_NICK(self: Connection, message: Message) -> None:  # noqa: N802
         """NICK nick: set or change the nick (431, 432, 433 when it cannot be)."""
         if not message.params or not message.params[0]:
             self.reply(rpl.ERR_NONICKNAMEGIVEN, "No nickname given")
@@ -255,7 +252,7 @@ class RegistrationCommands:
         for other in seen:
             other.send_from(old_mask, "NICK", nick)
 
-    def nick_taken(self: IrcConnection, nick: str) -> bool:
+    def nick_taken(self: Connection, nick: str) -> bool:
         """Whether ``nick`` is the service's or another client's in this role's nick space."""
         lower = nick.lower()
         if lower == self.service.lower():
@@ -265,7 +262,7 @@ class RegistrationCommands:
 
     # -- completing registration ------------------------------------------------
 
-    def try_register(self: IrcConnection) -> None:
+    def try_register(self: Connection) -> None:
         """Finish registration once NICK, USER, CAP END and any login are done."""
         if self.registered or self.closing or self.logging_in or self.cap_negotiating:
             return
@@ -294,7 +291,7 @@ class RegistrationCommands:
         self._welcome()
         self.chat_registered()
 
-    def _welcome(self: IrcConnection) -> None:
+    def _welcome(self: Connection) -> None:
         s, f = self.settings, self.factory
         created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(f.created))
         self.reply(rpl.RPL_WELCOME, f"Welcome to the {s.network} IRC Network {self.hostmask()}")
@@ -321,7 +318,7 @@ class RegistrationCommands:
         self.send_lusers()
         self.send_motd()
 
-    def send_lusers(self: IrcConnection) -> None:
+    def send_lusers(self: Connection) -> None:
         """The LUSERS replies 251, 252, 254, 255, 265, 266."""
         n = str(self.factory.user_count())
         self.reply(rpl.RPL_LUSERCLIENT, f"There are {n} users and 0 invisible on 1 servers")
@@ -331,7 +328,7 @@ class RegistrationCommands:
         self.reply(rpl.RPL_LOCALUSERS, n, n, f"Current local users {n}, max {n}")
         self.reply(rpl.RPL_GLOBALUSERS, n, n, f"Current global users {n}, max {n}")
 
-    def send_motd(self: IrcConnection) -> None:
+    def send_motd(self: Connection) -> None:
         """The MOTD replies (375, 372…, 376), or 422 when there is none."""
         lines = [line for line in self.settings.motd.splitlines() if line.strip()]
         if not lines:
@@ -342,10 +339,10 @@ class RegistrationCommands:
             self.reply(rpl.RPL_MOTD, f"- {line}")
         self.reply(rpl.RPL_ENDOFMOTD, "End of /MOTD command.")
 
-    def irc_LUSERS(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_LUSERS(self: Connection, message: Message) -> None:  # noqa: N802
         """LUSERS."""
         self.send_lusers()
 
-    def irc_MOTD(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_MOTD(self: Connection, message: Message) -> None:  # noqa: N802
         """MOTD."""
         self.send_motd()

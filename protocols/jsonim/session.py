@@ -413,7 +413,7 @@ class JsonImSession:
                 "max_frame": self._config.max_frame,
                 "heartbeat_s": _seconds(self._config.heartbeat_s),
                 "features": [f for f in SERVER_FEATURES if f in features],
-                # Proposed extension (README, "Resuming"): hello {"resume": ...} within
+                # Proposed extension (docs/jsonim.md, "Resume"): hello {"resume": ...} within
                 # the grace period takes this conversation back after a drop.
                 **_resume_field(session),
             }

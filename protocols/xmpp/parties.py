@@ -7,23 +7,21 @@ never write to a transport themselves.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall
 from zope.interface import implementer
 
 from firewall.common import TokenBucket
 from gateway.core.interfaces import IParty
-
-if TYPE_CHECKING:
-    from protocols.xmpp.hub import Hub
+from protocols.xmpp.interfaces import PartyHost
 
 
 @implementer(IParty)
 class CustomerParty:
     """A customer writing from ``jid`` (full JID) to the support address."""
 
-    def __init__(self, hub: Hub, jid: str, bare: str, bucket: TokenBucket) -> None:
+    def __init__(self, hub: PartyHost, jid: str, bare: str, bucket: TokenBucket) -> None:
         self.hub = hub
         self.jid = jid
         self.bare = bare
@@ -50,7 +48,7 @@ class CustomerParty:
 class AgentParty:
     """An agent whose account is on the attached server (``xmpp:bare``)."""
 
-    def __init__(self, hub: Hub, jid: str, bare: str) -> None:
+    def __init__(self, hub: PartyHost, jid: str, bare: str) -> None:
         self.hub = hub
         self.jid = jid
         self.bare = bare

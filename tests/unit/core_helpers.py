@@ -13,8 +13,9 @@ from gateway import config as gwconfig
 from gateway.core import events as ev
 from gateway.core.gateway import Gateway
 from gateway.core.ids import IdFactory
-from gateway.core.interfaces import IParty, IRouter
+from gateway.core.interfaces import IParty
 from gateway.directory.memory import MemoryDirectory
+from gateway.routing.interfaces import IRouter
 from gateway.routing.rules import RuleSet
 from gateway.store.memory import MemoryStore
 from gateway.store.records import AgentRecord

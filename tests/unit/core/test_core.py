@@ -15,9 +15,9 @@ from gateway.core.interfaces import (
     ICustomerSession,
     IDelivery,
     IGateway,
-    IRouter,
 )
 from gateway.directory.interfaces import IAgentDirectory
+from gateway.routing.interfaces import IRouter
 from gateway.store.errors import StoreBusy
 from gateway.store.interfaces import IStore
 from gateway.store.memory import MemoryStore
