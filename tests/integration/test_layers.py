@@ -7,13 +7,13 @@ import-linter has no contract for (circles, module size) are checked directly.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import grimp
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,61 +82,68 @@ def test_a_violating_import_breaks_its_contract(tmp_path, module, line, contract
     assert contract in broken
 
 
-def _cycles(graph) -> list[list[str]]:
-    """Strongly connected components of more than one module (Tarjan)."""
-    edges = {m: graph.find_modules_directly_imported_by(m) for m in graph.modules}
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
+# Run in a fresh interpreter on ``sys.argv[1]``'s tree: the packages this process has
+# imported already (the installed wheel) would otherwise be the ones analysed.
+_CYCLES = """
+import json, sys
+import grimp
+sys.setrecursionlimit(10_000)
+# Imports under TYPE_CHECKING count: a circle for the type checker is a circle.
+graph = grimp.build_graph(*sys.argv[2:], include_external_packages=False, cache_dir=None)
+edges = {m: graph.find_modules_directly_imported_by(m) for m in graph.modules}
+index, low, stack, on_stack, found = {}, {}, [], set(), []
 
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in edges[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
+def visit(v):
+    index[v] = low[v] = len(index)
+    stack.append(v)
+    on_stack.add(v)
+    for w in edges[v]:
+        if w not in index:
+            visit(w)
+            low[v] = min(low[v], low[w])
+        elif w in on_stack:
+            low[v] = min(low[v], index[w])
+    if low[v] == index[v]:
+        component = []
+        while True:
+            w = stack.pop()
+            on_stack.discard(w)
+            component.append(w)
+            if w == v:
+                break
+        if len(component) > 1:
+            found.append(sorted(component))
 
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
-    for module in sorted(edges):
-        if module not in index:
-            visit(module)
-    return found
+for module in sorted(edges):
+    if module not in index:
+        visit(module)
+print(json.dumps(found))
+"""
 
 
-def graph_of(root: Path):
-    sys.path.insert(0, str(root))
-    try:
-        # Imports under TYPE_CHECKING count: a circle for the type checker is a circle.
-        return grimp.build_graph(*PACKAGES, include_external_packages=False, cache_dir=None)
-    finally:
-        sys.path.remove(str(root))
+def cycles_in(root: Path) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan) in ``root``."""
+    result = subprocess.run(
+        [sys.executable, "-c", _CYCLES, str(root), *PACKAGES],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(result.stdout)
 
 
 def test_no_two_modules_import_each_other_in_a_circle():
-    assert _cycles(graph_of(REPO)) == []
+    assert cycles_in(REPO) == []
 
 
 def test_a_circle_is_found(tmp_path):
     root = copy_tree(tmp_path)
     path = root / "gateway" / "core" / "ids.py"
     path.write_text(path.read_text() + "\nimport gateway.core.gateway\n")
-    assert any("gateway.core.ids" in c for c in _cycles(graph_of(root)))
+    assert any("gateway.core.ids" in c for c in cycles_in(root))
 
 
 def test_no_source_file_is_over_700_lines():
