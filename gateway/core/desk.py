@@ -51,8 +51,11 @@ class Desk:
         core = self._core
         old = core.local.get(record.name)
         if old is not None:
-            # The newest login wins, as with an XMPP resource conflict.
-            old.session.party.close("logged in from another connection")
+            # The newest login wins, as with an XMPP resource conflict; the older
+            # connection is told why before it closes.
+            why = f"logged in from another connection ({protocol})"
+            self.relay.deliver(old, ev.Notice(f"You are logged out: {why}."))
+            old.session.party.close(why)
             self.gone(old.session)
         session = AgentSession(self, self.relay, party, core.ids.session())
         presence = AgentPresence(

@@ -245,8 +245,13 @@ class Dispatcher:
 
     def _enter_step(self, conv: Conversation) -> None:
         task = conv.task
-        self.engine.add(task)
         self._cancel_step(conv)
+        if conv.customer.gone:
+            # Nobody to talk to: it keeps its place in line, unoffered, until the
+            # customer is back (the holder requeues it then).
+            self.engine.remove(task)
+            return
+        self.engine.add(task)
         timeout = task.target.timeout_s
         if timeout is not None and task.step + 1 < len(task.plan.targets):
             conv.step_timer = self._clock.callLater(timeout, self._escalate, conv)
@@ -462,6 +467,18 @@ class Dispatcher:
             self._queues[conv.queue].remove(conv)
             self._changed_queues.add(conv.queue)
         conv.last_sent_position = None
+
+    def set_aside(self, conv: Conversation) -> None:
+        """Its customer is away: offers revoked, matched no more until requeued; it keeps
+        its place in line."""
+        for offer in list(conv.offers.values()):
+            self._take_offer(offer)
+            self._revoke(offer, "customer_left")
+        self._cancel_step(conv)
+        if conv.task is not None:
+            self.engine.remove(conv.task)
+        if conv.state == OFFERED:
+            conv.state = QUEUED
 
     def agent_left(self, agent: LiveAgent) -> None:
         """A logged-out agent's rings end; its conversations are the core's to requeue."""

@@ -141,6 +141,7 @@ class Gateway:
         key: str | None = None,
         resume: str | None = None,
         resume_key: str | None = None,
+        opening: str | None = None,
     ) -> CustomerSession:
         """A customer connected: open a conversation and start the interview.
 
@@ -149,11 +150,15 @@ class Gateway:
         is held (see gateway.core.resume) takes it back instead, found by the ``resume``
         token it was given or else by ``resume_key`` (default: ``key``), an address
         that names the same person (IRC: nick and ident, not just the ident).
+        ``opening``, the line that brought the customer, is kept (stored, and given
+        to the agent) without answering an interview question.
         """
         if self.core.shutting_down:
             raise Unavailable("the service is shutting down")
         resumed = self.holder.resume(party, token=resume, key=resume_key or key)
         if resumed is not None:
+            if opening:
+                self.relay.opening_line(resumed, opening)
             return resumed
         return self.relay.open(
             party,
@@ -162,6 +167,7 @@ class Gateway:
             answers=answers,
             key=key,
             resume_key=resume_key,
+            opening=opening,
         )
 
     def agent_login(

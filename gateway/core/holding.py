@@ -51,6 +51,9 @@ class Holder:
         self.holds.add(hold)
         if conv.state == CONNECTED and conv.agent is not None:
             self.relay.deliver(conv.agent, ev.Notice(resume.AWAY.format(alias=conv.alias)))
+        elif conv.waiting:
+            # No agent is offered a customer who is not there.
+            self.dispatcher.set_aside(conv)
         self._log.info(
             "conversation {conversation} held for {grace}s: its customer dropped",
             conversation=conv.id,
@@ -106,11 +109,15 @@ class Holder:
             session=session.id,
         )
         relay.system_line(conv, resume.RESUMED)
+        connected = conv.state == CONNECTED and conv.agent is not None
+        if connected:
+            # Who they talk with first, so that what the agent wrote meanwhile comes
+            # from the agent's alias, after the reconnection notice.
+            relay.deliver(session, ev.Connected(conv.id, conv.agent.alias))
         for event in hold.missed:
             if not isinstance(event, ev.Queued | ev.Connected):
                 relay.deliver(session, event)
-        if conv.state == CONNECTED and conv.agent is not None:
-            relay.deliver(session, ev.Connected(conv.id, conv.agent.alias))
+        if connected:
             relay.deliver(conv.agent, ev.Notice(resume.BACK.format(alias=conv.alias)))
         elif conv.state == INTERVIEW and not hold.missed:
             # The question they had not answered yet.
@@ -123,6 +130,9 @@ class Holder:
             if position:
                 conv.last_sent_position = (position, queue.eta(position))
                 relay.deliver(session, ev.Queued(*conv.last_sent_position))
+            if conv.task is not None:
+                # Offered again now that the customer is there.
+                self.dispatcher.requeue(conv)
         return session
 
     def new_resume_token(self, conv: Conversation, session: Any) -> None:

@@ -18,6 +18,13 @@ class IParty(Interface):
         """Close the party's connection; ``reason`` is a short text for logs and the party."""
 
 
+class IPartyLimits(Interface):
+    """A party whose wire has limits a message must fit (optional beside IParty)."""
+
+    def refuses(event):
+        """Why ``event`` (a Message) cannot reach this party (a short text), or None."""
+
+
 class IDelivery(Interface):
     """How an event reaches a party: in this process, or (in a cluster) on another node."""
 
@@ -36,6 +43,12 @@ class ISession(Interface):
 
 class ICustomerSession(ISession):
     """A customer's session: the conversation it carries, and what the customer does."""
+
+    def disconnected(quit=False):
+        """The customer's connection is gone: ``quit`` when the customer left on purpose
+        (IRC QUIT, XMPP unavailable presence, a closed stream): the conversation ends at
+        once; otherwise the connection was lost and the conversation is held for a
+        resume, not offered to agents meanwhile."""
 
     conversation = Attribute("The customer's conversation (None once gone).")
     resume_token = Attribute("A token to take the conversation back after a drop, or None.")
@@ -61,6 +74,9 @@ class IAgentSession(ISession):
 
     def set_presence(status):
         """available, away or offline; only available agents get offers."""
+
+    def identify(client):
+        """The agent's IM software became known after login (a ClientInfo)."""
 
     def accept(offer):
         """Take an offered conversation."""
@@ -97,8 +113,12 @@ class IGateway(Interface):
         key=None,
         resume=None,
         resume_key=None,
+        opening=None,
     ):
-        """A customer connected: an ICustomerSession (its conversation opened or resumed)."""
+        """A customer connected: an ICustomerSession (its conversation opened or resumed).
+
+        ``opening`` is the line that brought the customer (an XMPP or IRC message): it
+        is stored and given to the agent, but answers no interview question."""
 
     def agent_login(party, *, protocol, name, password, client, features=frozenset(), address=None):
         """Authenticate an agent by password; a Deferred firing with its IAgentSession."""

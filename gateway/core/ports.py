@@ -57,6 +57,10 @@ class IDispatch(Interface):
     def withdraw(conv, reason="customer_left"):
         """The conversation stops waiting: out of queue and engine, its offers revoked."""
 
+    def set_aside(conv):
+        """Its customer is away: offers revoked, not matched until requeued; the
+        conversation keeps its place in line."""
+
     def accept(session, offer_id):
         """The agent takes the offered conversation; returns it."""
 

@@ -19,8 +19,9 @@ from gateway import logs
 from gateway.core import events as ev
 from gateway.core.agents import LiveAgent
 from gateway.core.context import Core
-from gateway.core.conversation import CONNECTED, ENDED, INTERVIEW, Conversation
+from gateway.core.conversation import CONNECTED, ENDED, INTERVIEW, QUEUED, Conversation
 from gateway.core.errors import BadRequest, GatewayError, InternalError, NotAllowed, Unavailable
+from gateway.core.interfaces import IPartyLimits
 from gateway.core.interview import Interview
 from gateway.core.ports import IDesk, IDispatch, IHolding, IRelay
 from gateway.core.sessions import CustomerSession
@@ -66,6 +67,7 @@ class Relay:
         answers: Mapping[str, str],
         key: str | None,
         resume_key: str | None,
+        opening: str | None = None,
     ) -> CustomerSession:
         """A new customer: a conversation opened, the interview started."""
         core = self._core
@@ -110,6 +112,8 @@ class Relay:
         )
         conv.resume_key = resume_key or key
         self.holding.new_resume_token(conv, session)
+        if opening:
+            self.opening_line(session, opening)
         # The greeting announces questions; skip it when hello answered them all.
         if self._config.greeting and not conv.interview.done:
             self.system_line(conv, self._config.greeting)
@@ -145,6 +149,10 @@ class Relay:
             return fail(e)
         msg_id = self._core.ids.message()
         ts = self._clock.seconds()
+        if conv.state == CONNECTED:
+            refused = self._refused_by(conv.agent, ev.Message(conv.id, ev.CUSTOMER, msg_id, text, ts))
+            if refused:
+                return fail(BadRequest(f"not sent: {refused}"))
         entry = StoredMessage(id=msg_id, conversation=conv.id, sender=ev.CUSTOMER, text=text, ts=ts)
         acked = self._append(entry)
         if _refused(acked):
@@ -159,6 +167,36 @@ class Relay:
         # order of appends, so the transcript's order is the order delivered.
         self._customer_said(None, conv, entry)
         return self._acked(acked, entry, delivered=conv.state == CONNECTED)
+
+    def opening_line(self, session: CustomerSession, text: str) -> None:
+        """The line that brought the customer (XMPP, IRC): kept for the agent.
+
+        During the interview it is stored and remembered without answering a
+        question; otherwise it is said as any line.
+        """
+        conv = session.conversation
+        if conv is None or conv.state == ENDED:
+            return
+        if conv.state != INTERVIEW:
+            self._core.write(self.customer_says(session, text).addErrback(self._opening_lost, conv))
+            return
+        entry = StoredMessage(
+            id=self._core.ids.message(),
+            conversation=conv.id,
+            sender=ev.CUSTOMER,
+            text=text,
+            ts=self._clock.seconds(),
+        )
+        conv.remember(ev.HistoryEntry(ev.CUSTOMER, text, entry.ts))
+        self._core.metrics.count_message(conv.protocol, ev.CUSTOMER)
+        self._core.write(self._append(entry))
+
+    def _opening_lost(self, failure: Failure, conv: Conversation) -> None:
+        self._log.warn(
+            "the opening line of {conversation} was not kept: {why}",
+            conversation=conv.id,
+            why=failure.getErrorMessage(),
+        )
 
     def _customer_said(self, _: object, conv: Conversation, entry: StoredMessage) -> None:
         conv.remember(ev.HistoryEntry(ev.CUSTOMER, entry.text, entry.ts))
@@ -179,9 +217,10 @@ class Relay:
             self.deliver(conv.agent, ev.Typing(conv.id, state))
 
     def customer_identified(self, session: CustomerSession, client: ev.ClientInfo) -> None:
-        """The customer's IM software became known after arrival."""
+        """The customer's IM software became known after arrival: taken until an offer
+        goes out (the agent's card then shows what the router knew)."""
         conv = session.conversation
-        if conv is None or conv.state == ENDED or conv.client == client:
+        if conv is None or conv.state not in (INTERVIEW, QUEUED) or conv.client == client:
             return
         conv.client = client
         self._core.write(
@@ -194,12 +233,17 @@ class Relay:
         """The customer ends the conversation."""
         self.end(self._live_conversation(session), "customer")
 
-    def customer_gone(self, session: CustomerSession) -> None:
-        """The customer's connection is gone: held for resuming, or ended."""
+    def customer_gone(self, session: CustomerSession, *, quit: bool = False) -> None:
+        """The customer's connection is gone: held for resuming, or ended (at once when
+        the customer quit)."""
+        if session.gone:
+            return
         session.gone = True
         self.customers.discard(session)
         conv = session.conversation
-        if conv is not None and conv.state != ENDED and not self.holding.hold(conv):
+        if conv is None or conv.state == ENDED or conv.customer is not session:
+            return
+        if quit or not self.holding.hold(conv):
             self.end(conv, "customer")
 
     # -- the interview -----------------------------------------------------------
@@ -238,6 +282,9 @@ class Relay:
             text = text_filter(text)
         msg_id = self._core.ids.message()
         ts = self._clock.seconds()
+        refused = self._refused_by(conv.customer, ev.Message(conv.id, ev.AGENT, msg_id, text, ts))
+        if refused:
+            return fail(BadRequest(f"not sent: {refused}"))
         entry = StoredMessage(
             id=msg_id, conversation=conv.id, sender=ev.AGENT, text=text, ts=ts, agent=session.name
         )
@@ -289,6 +336,14 @@ class Relay:
         self.dispatcher.match()
 
     # -- plumbing -------------------------------------------------------------------
+
+    def _refused_by(self, target: Any, event: ev.Message) -> str | None:
+        """Why the recipient's wire cannot carry ``event`` (its limits), or None."""
+        session = target.session if isinstance(target, LiveAgent) else target
+        party = getattr(session, "party", None)
+        if session is None or session.gone or not IPartyLimits.providedBy(party):
+            return None
+        return party.refuses(event)
 
     def deliver(self, target: Any, event: Any) -> None:
         """Hand an event to a customer session or a live agent, if still connected."""

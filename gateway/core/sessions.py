@@ -46,9 +46,9 @@ class CustomerSession:
         """The customer ends the conversation."""
         self._relay.customer_ends(self)
 
-    def disconnected(self) -> None:
-        """The customer's connection is gone."""
-        self._relay.customer_gone(self)
+    def disconnected(self, quit: bool = False) -> None:
+        """The customer's connection is gone; ``quit``: the customer left on purpose."""
+        self._relay.customer_gone(self, quit=quit)
 
 
 @implementer(IAgentSession)
@@ -71,6 +71,10 @@ class AgentSession:
     def set_presence(self, status: str) -> None:
         """available, away or offline; only available agents get offers."""
         self._desk.presence(self, status)
+
+    def identify(self, client: ev.ClientInfo) -> None:
+        """The agent's IM software became known after login (XEP-0092, CTCP VERSION)."""
+        self.agent.change(client_name=client.name, client_version=client.version)
 
     def accept(self, offer: str) -> None:
         """Take an offered conversation."""

@@ -304,7 +304,8 @@ def test_second_login_replaces_the_first_and_requeues():
     anna, anna_s = h.agent("anna")
     _cust, cust_s = connect(h, anna, anna_s)
     anna2, _anna2_s = h.agent("anna")
-    assert anna.closed == "logged in from another connection"
+    assert anna.closed == "logged in from another connection (jsonim)"
+    assert anna.last(ev.Notice).text == "You are logged out: logged in from another connection (jsonim)."
     assert anna2.last(ev.Offer).conversation == cust_s.conversation.id
 
 
@@ -521,3 +522,61 @@ def test_message_ids_are_unique_per_process_and_across_processes():
     ids = [first.message() for _ in range(1000)] + [second.message() for _ in range(1000)]
     assert len(set(ids)) == 2000
     assert all(i.startswith("g-") and len(i) == 22 for i in ids)
+
+
+def test_the_opening_line_is_stored_and_given_to_the_agent_but_answers_nothing():
+    h = make_harness()
+    agent, agent_s = h.agent("anna")
+    party = FakeParty()
+    session = h.gateway.customer_arrived(
+        party,
+        protocol="xmpp",
+        client=ev.ClientInfo("Gajim", "1.8"),
+        answers={},
+        opening="hello, I have a billing question",
+    )
+    conv_id = session.conversation.id
+    stored = h.store.messages[conv_id]
+    assert (stored[0].sender, stored[0].text) == ("customer", "hello, I have a billing question")
+    # The interview still asks the first question: the opening line answered nothing.
+    assert party.last(ev.Prompt).field == "name"
+    result_of(session.say("Dana"))
+    result_of(session.say("billing"))
+    agent_s.accept(agent.last(ev.Offer).offer)
+    history = agent.last(ev.Connected).history
+    assert history[0] == ev.HistoryEntry("customer", "hello, I have a billing question", 0.0)
+    assert session.conversation.answers["name"] == "Dana"
+
+
+class _Narrow(FakeParty):
+    """A party whose wire carries at most 10 characters of text."""
+
+    def refuses(self, event):
+        return "at most 10 characters" if len(event.text) > 10 else None
+
+
+def test_a_line_the_recipient_cannot_carry_is_refused_to_the_sender():
+    from zope.interface import directlyProvides
+
+    from gateway.core.interfaces import IPartyLimits
+
+    h = make_harness()
+    agent = _Narrow()
+    directlyProvides(agent, IPartyLimits)
+    results = []
+    h.gateway.agent_login(
+        agent, protocol="jsonim", name="anna", password="secret", client=ev.ClientInfo()
+    ).addBoth(results.append)
+    agent_s = results[0]
+    agent_s.set_presence("available")
+    _, customer_s = h.queued_customer()
+    agent_s.accept(agent.last(ev.Offer).offer)
+    conv_id = customer_s.conversation.id
+    before = len(h.store.messages[conv_id])
+    d = customer_s.say("far too long for it")
+    failure = []
+    d.addErrback(failure.append)
+    assert isinstance(failure[0].value, BadRequest)
+    assert failure[0].value.text == "not sent: at most 10 characters"
+    assert len(h.store.messages[conv_id]) == before
+    assert result_of(customer_s.say("short")).startswith("g-")
