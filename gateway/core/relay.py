@@ -150,7 +150,9 @@ class Relay:
         msg_id = self._core.ids.message()
         ts = self._clock.seconds()
         if conv.state == CONNECTED:
-            refused = self._refused_by(conv.agent, ev.Message(conv.id, ev.CUSTOMER, msg_id, text, ts))
+            refused = self._refused_by(
+                conv.agent, ev.Message(conv.id, ev.CUSTOMER, msg_id, text, ts)
+            )
             if refused:
                 return fail(BadRequest(f"not sent: {refused}"))
         entry = StoredMessage(id=msg_id, conversation=conv.id, sender=ev.CUSTOMER, text=text, ts=ts)

@@ -117,6 +117,8 @@ class ClientStream(Protocol):
         self._busy = False
         self._local: str | None = None
         self._agent: AgentParty | None = None
+        # The client closed its stream itself (</stream:stream>): it left on purpose.
+        self._closed_by_client = False
         self.bare: str | None = None
         self.full: str | None = None
         self._peer = "unknown"
@@ -168,7 +170,10 @@ class ClientStream(Protocol):
         elif self.bare is not None:
             customer = hub.customers.get(self.bare)
             if customer is not None:
-                hub.drop_customer(customer, "disconnected")
+                if self._closed_by_client:
+                    hub.drop_customer(customer, "closed its stream", quit=True)
+                else:
+                    hub.drop_customer(customer, "connection lost")
 
     # -- the stream ------------------------------------------------------------
 
@@ -244,6 +249,7 @@ class ClientStream(Protocol):
             self._bound_stanza(element)
 
     def _stream_end(self) -> None:
+        self._closed_by_client = True
         self._close()
 
     # -- TLS and SASL ------------------------------------------------------------
@@ -444,6 +450,7 @@ class ClientStream(Protocol):
         self._idle = self._clock.callLater(self._settings.ping_s, self._keepalive)
         if self._agent is not None:
             self._agent.jid = full
+            self._server.hub.agent_bound(self._agent)
         answer = stanzas.result(element)
         answer.uri = answer.defaultUri = ns.CLIENT
         answer.attributes.pop("from", None)
@@ -464,6 +471,10 @@ class ClientStream(Protocol):
                 if self._agent is not None:
                     element["to"] = self._server.hub.support
                     self._server.hub.stanza_received(element)
+                elif kind is None:
+                    # A customer's initial presence: the support contact is online.
+                    hub = self._server.hub
+                    self.send_stanza(stanzas.presence(hub.support, self.full))
                 return
             if element.name == "iq":
                 self._own_iq(element, kind)

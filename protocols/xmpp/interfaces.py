@@ -11,8 +11,8 @@ class PartyHost(Protocol):
     def deliver_to_customer(self, party: Any, event: object) -> None:
         """Render an event for a customer."""
 
-    def drop_customer(self, party: Any, reason: str) -> None:
-        """The customer is gone."""
+    def drop_customer(self, party: Any, reason: str, quit: bool = False) -> None:
+        """The customer is gone (``quit``: it left on purpose)."""
 
     def deliver_to_agent(self, party: Any, event: object) -> None:
         """Render an event for an agent."""

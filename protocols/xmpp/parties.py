@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall
 from zope.interface import implementer
 
 from firewall.common import TokenBucket
@@ -27,9 +26,8 @@ class CustomerParty:
         self.bare = bare
         self.bucket = bucket
         self.session: Any = None
-        self.version_query: str | None = None
-        self.version_timer: IDelayedCall | None = None
-        self.disco_query: str | None = None
+        # What is asked of its client (protocols.xmpp.identify).
+        self.inquiry: Any = None
         # The client said (XEP-0030) that it fills in XEP-0004 forms.
         self.forms = False
         self.closed = False
@@ -58,6 +56,7 @@ class AgentParty:
         # Customer alias (the translated local part) -> conversation id, and back.
         self.chats: dict[str, str] = {}
         self.closed = False
+        self.inquiry: Any = None
         # The direct listener closes the agent's connection when the core logs it out.
         self.on_close: Callable[[str], None] | None = None
 

@@ -32,6 +32,20 @@ AGENT_END_TEXTS = {
 }
 
 
+def is_live_only(event: object) -> bool:
+    """Whether the line for ``event`` is the gateway's own, meaningless later: such lines
+    carry XEP-0334 hints so that no server keeps them for a client that is offline
+    (where a stale "The agent has ended the conversation" would wait for it)."""
+    return not (isinstance(event, ev.Message) and event.sender != ev.SYSTEM)
+
+
+def hinted(message: domish.Element) -> domish.Element:
+    """Add XEP-0334 ``<no-store/>`` and ``<no-permanent-store/>`` to a message."""
+    message.addElement((ns.HINTS, "no-store"))
+    message.addElement((ns.HINTS, "no-permanent-store"))
+    return message
+
+
 def prompt(event: ev.Prompt) -> str:
     """An interview question; choices as numbered lines to answer by number or name."""
     numbered = [f"{i}. {choice.label}" for i, choice in enumerate(event.choices, 1)]
@@ -103,7 +117,8 @@ def offer(event: ev.Offer, customer_address: str) -> str:
         lines.append(f"Topic: {card.topic}")
     lines += [f"{key}: {value}" for key, value in sorted(card.identity.items())]
     lines.append(
-        f"Reply /accept {event.offer} or /reject {event.offer} (expires in {event.expires_in_s} s)."
+        f"Reply accept {event.offer} or reject {event.offer} (expires in {event.expires_in_s} s;"
+        " commands work with or without a leading / or !)."
     )
     return "\n".join(lines)
 

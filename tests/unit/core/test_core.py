@@ -305,7 +305,10 @@ def test_second_login_replaces_the_first_and_requeues():
     _cust, cust_s = connect(h, anna, anna_s)
     anna2, _anna2_s = h.agent("anna")
     assert anna.closed == "logged in from another connection (jsonim)"
-    assert anna.last(ev.Notice).text == "You are logged out: logged in from another connection (jsonim)."
+    assert (
+        anna.last(ev.Notice).text
+        == "You are logged out: logged in from another connection (jsonim)."
+    )
     assert anna2.last(ev.Offer).conversation == cust_s.conversation.id
 
 

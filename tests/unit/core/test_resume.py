@@ -197,7 +197,10 @@ def test_what_the_agent_wrote_meanwhile_follows_the_reconnection_notice():
     result_of(agent_s.say(conv_id, "Still there?"))
     party = FakeParty()
     h.gateway.customer_arrived(
-        party, protocol="jsonim", client=ev.ClientInfo("a", "1"), answers={},
+        party,
+        protocol="jsonim",
+        client=ev.ClientInfo("a", "1"),
+        answers={},
         resume=customer_s.resume_token,
     )
     kinds = [(type(e).__name__, getattr(e, "text", "")) for e in party.events]
@@ -214,8 +217,12 @@ def test_the_line_a_returning_customer_opens_with_reaches_the_agent():
     conv_id = customer_s.conversation.id
     customer_s.disconnected()
     h.gateway.customer_arrived(
-        FakeParty(), protocol="jsonim", client=ev.ClientInfo("a", "1"), answers={},
-        resume=customer_s.resume_token, opening="I am back, sorry",
+        FakeParty(),
+        protocol="jsonim",
+        client=ev.ClientInfo("a", "1"),
+        answers={},
+        resume=customer_s.resume_token,
+        opening="I am back, sorry",
     )
     assert agent.last(ev.Message).text == "I am back, sorry"
     assert [m.text for m in h.store.messages[conv_id]][-1] == "I am back, sorry"
