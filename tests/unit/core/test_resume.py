@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from core_helpers import FakeParty, make_harness, result_of
 
-from gateway.core.errors import NotAllowed
-
 from gateway.core import events as ev
 from gateway.core import resume
+from gateway.core.errors import NotAllowed
 from gateway.store.records import ConversationRecord, StoredMessage
 
 GRACE = 120.0

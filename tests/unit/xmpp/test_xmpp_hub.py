@@ -94,10 +94,11 @@ def _node_query(h, jid=DANA):
     (iq,) = [
         s
         for s in h.to(jid)
-        if s.name == "iq"
-        and s.firstChildElement().getAttribute("node", "").endswith("#" + EXODUS_VER)
-        or s.name == "iq"
-        and "#" in s.firstChildElement().getAttribute("node", "")
+        if (
+            s.name == "iq"
+            and s.firstChildElement().getAttribute("node", "").endswith("#" + EXODUS_VER)
+        )
+        or (s.name == "iq" and "#" in s.firstChildElement().getAttribute("node", ""))
     ]
     return iq
 
@@ -114,9 +115,10 @@ def test_caps_name_the_client_when_the_version_is_not_answered():
     )
     iq = _node_query(h)
     assert iq.firstChildElement()["node"] == f"http://code.google.com/p/exodus#{EXODUS_VER}"
+    node = iq.firstChildElement()["node"]
     h.receive(
         f"<iq from='{DANA}' to='{SUPPORT}' type='result' id='{iq['id']}'>"
-        f"<query xmlns='http://jabber.org/protocol/disco#info' node='{iq.firstChildElement()['node']}'>"
+        f"<query xmlns='http://jabber.org/protocol/disco#info' node='{node}'>"
         f"{EXODUS_INFO}</query></iq>"
     )
     assert conversation(h).client == ev.ClientInfo("Exodus 0.9.1", "")
@@ -438,9 +440,8 @@ def test_the_opening_line_is_kept_for_the_agent():
     agent_party, agent = h.core.agent("anna")
     h.message(DANA, "hello, I have a billing question")
     conv = conversation(h)
-    assert [m.text for m in h.core.store.messages[conv.id]][0] == (
-        "hello, I have a billing question"
-    )
+    first = h.core.store.messages[conv.id][0]
+    assert first.text == "hello, I have a billing question"
     h.message(DANA, "Dana")
     h.message(DANA, "1")
     agent.accept(agent_party.last(ev.Offer).offer)
@@ -462,7 +463,7 @@ def test_a_new_customer_is_asked_for_its_presence_and_probed():
 
 def test_going_offline_ends_and_a_bounce_holds():
     h = make_hub(core_changes={"resume_grace_s": 60.0})
-    agent_party, agent = h.core.agent("anna")
+    agent_party, _ = h.core.agent("anna")
     h.message(DANA, "hello")
     conv = conversation(h)
     h.receive(
