@@ -445,7 +445,12 @@ def test_xmpp_customer_back_from_the_same_bare_jid_resumes():
     gateway = h.core.gateway
     h.message("dana@example.org/phone", "hello")
     (conv_id,) = gateway.conversations
-    h.receive(f"<presence from='dana@example.org/phone' to='{SUPPORT}' type='unavailable'/>")
+    # A message bounced: the client is gone, it may come back (going offline would
+    # be leaving, and end the conversation).
+    h.receive(
+        f"<message from='dana@example.org/phone' to='{SUPPORT}' type='error'><error type='cancel'>"
+        "<recipient-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    )
     assert conv_id in gateway.conversations
     h.message("dana@example.org/laptop", "back again")
     assert list(gateway.conversations) == [conv_id]
