@@ -314,7 +314,15 @@ class BotProtocol(Protocol):
         self.factory.directory.renamed(old, new)
 
     def _on_QUIT(self, message: Message) -> None:  # noqa: N802
-        self.factory.directory.gone(_nick_of(message.prefix))
+        # A KILL reaches the channels' members as a QUIT ("Killed (...)") too.
+        self.factory.directory.quit(_nick_of(message.prefix), message.param(0))
+
+    def _on_KILL(self, message: Message) -> None:  # noqa: N802
+        # Where the server tells the bot of a KILL itself: the user did not choose it,
+        # but it is gone for good.
+        victim = message.param(0)
+        if victim.lower() != self.nick.lower():
+            self.factory.directory.gone(victim, quit=True)
 
     def _on_401(self, message: Message) -> None:
         self.factory.directory.gone(message.param(1))
@@ -333,7 +341,10 @@ class BotProtocol(Protocol):
         if target.lower() != self.nick.lower():
             return  # channel talk is not for us
         account = message.tags.get("account") if "account-tag" in self.caps else None
-        self.factory.directory.received(sender, account, message.param(1), notice=notice)
+        userhost = (message.prefix or "").partition("!")[2]
+        self.factory.directory.received(
+            sender, account, message.param(1), notice=notice, userhost=userhost
+        )
 
 
 def _nick_of(prefix: str | None) -> str:

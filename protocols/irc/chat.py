@@ -37,7 +37,9 @@ class ChatCommands:
         self.customer_over = True  # no live conversation (none yet, or it ended)
         self.agent_alias: str | None = None  # the customer's view of its agent
         self._asked_version = False
+        self._version_answered = False
         self._version_timer: IDelayedCall | None = None
+        self.quitting = False  # the client sent QUIT: it leaves, it did not drop
         self.desk: AgentDesk | None = None  # an agent's offers and conversations
         self._held: list[Any] | None = []  # events before registration
 
@@ -69,12 +71,15 @@ class ChatCommands:
         return "customer" if self.agent is not None else "agent"
 
     def chat_connection_lost(self: Connection) -> None:
-        """Tell the core the party is gone."""
+        """Tell the core the party is gone (a customer's QUIT ends its conversation)."""
         self._held = None
         for session in (self.customer, self.agent):
             if session is not None:
                 try:
-                    session.disconnected()
+                    if session is self.customer:
+                        session.disconnected(quit=self.quitting)
+                    else:
+                        session.disconnected()
                 except Exception:
                     self._log.failure("IRC {peer}: ending the session failed", peer=self.peer)
         self.customer = self.agent = None
@@ -100,6 +105,14 @@ class ChatCommands:
             self._start_conversation()
 
     # -- lines out ----------------------------------------------------------
+
+    def refuses(self: Connection, event: object) -> str | None:
+        """IPartyLimits: a message needing more than ``irc.max_message_lines`` lines."""
+        lines = split_text(getattr(event, "text", ""), self.settings.max_line - 100)
+        limit = self.settings.max_message_lines
+        if len(lines) > limit:
+            return f"too long for the recipient (more than {limit} IRC lines)"
+        return None
 
     def say_from(self: Connection, prefix: str, text: str, *, notice: bool = False) -> None:
         """PRIVMSG (or NOTICE) ``text`` from ``prefix`` to this client, cut to fit."""
@@ -262,11 +275,14 @@ class ChatCommands:
 
     def _version_late(self: Connection) -> None:
         self._version_timer = None
-        self._log.debug("IRC {peer}: no CTCP VERSION reply in time", peer=self.peer)
+        self._log.info("IRC {peer}: no CTCP VERSION reply in time", peer=self.peer)
 
     def _version_reply(self: Connection, argument: str) -> None:
-        if self._version_timer is None:
-            return  # not asked, or too late: routing went ahead without it
+        # irssi queues CTCP replies behind its own commands (seconds, more on a busy
+        # network): a late reply still counts until the offer goes out (the core's call).
+        if not self._asked_version or self._version_answered:
+            return
+        self._version_answered = True
         self.chat_cancel_timers()
         self.client = ctcp.client_info(argument)
         self._log.info(
@@ -282,13 +298,14 @@ class ChatCommands:
 
     def _customer_says(self: Connection, text: str) -> None:
         if self.customer_over:
-            self._start_conversation()
+            self._start_conversation(opening=text)
             return
         d = self.customer.say(text)
         d.addErrback(self._request_failed)
 
-    def _start_conversation(self: Connection) -> None:
-        """The first message opens a conversation (it only knocks; the interview follows)."""
+    def _start_conversation(self: Connection, opening: str | None = None) -> None:
+        """The first message opens a conversation: kept for the agent, it answers no
+        question; the interview follows."""
         old, self.customer = self.customer, None
         if old is not None:
             old.disconnected()  # ended already; the core forgets it
@@ -305,6 +322,7 @@ class ChatCommands:
                 key=f"irc:{self.user}@{self.peer.rsplit(':', 1)[0]}",
                 # Resuming after a drop takes the same nick as well (gateway.core.resume).
                 resume_key=f"irc:{self.nick.lower()}!{self.user}@{self.peer.rsplit(':', 1)[0]}",
+                opening=opening,
             )
         except GatewayError as e:
             self.customer_over = True

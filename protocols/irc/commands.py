@@ -1,8 +1,9 @@
 """Agent commands written to the service nick: ``/accept``, ``/reject``, ``/transfer``…
 
 Clients differ in what reaches the server: ``/msg Support /accept`` keeps the
-slash, ``/msg Support accept`` does not, and a bare ``/accept o-1`` typed in a
-client arrives as the raw command ``ACCEPT o-1``. All three mean the same.
+slash, ``/msg Support accept`` does not, ``/msg Support !accept`` has a bang, and a
+bare ``/accept o-1`` typed in a client arrives as the raw command ``ACCEPT o-1``.
+All four mean the same.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def parse(text: str) -> Command | None:
     words = text.strip().split()
     if not words:
         return None
-    name = words[0].lstrip("/").lower()
+    name = words[0].lstrip("/!").lower()
     if name not in COMMANDS:
         return None
     return Command(name, tuple(words[1:]))

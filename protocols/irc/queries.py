@@ -109,7 +109,8 @@ class QueryCommands:
             self.reply(rpl.RPL_ENDOFNAMES, name[:50] or "*", "End of /NAMES list.")
 
     def _names(self: Connection, channel: Channel) -> None:
-        nicks = channel.visible_nicks(self, self.service)
+        userhost = "userhost-in-names" in self.caps
+        nicks = channel.visible_nicks(self, self.service, self.settings.gateway_host, userhost)
         chunk: list[str] = []
         for nick in nicks:
             chunk.append(nick)

@@ -18,11 +18,15 @@ from protocols.tcp import firewall_role
 
 NICK_PATTERN = re.compile(r"^[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]{0,29}$")
 NICKLEN = 30
-SUPPORTED_CAPS = ("message-tags", "sasl")
+SUPPORTED_CAPS = ("message-tags", "multi-prefix", "userhost-in-names", "sasl")
 MAX_SASL_ATTEMPTS = 3
 # AUTHENTICATE carries 400 bytes of base64 a line; PLAIN needs little more.
 MAX_SASL_BYTES = 1600
-PLAINTEXT_AUTH = "Agents log in over TLS only"
+PLAINTEXT_AUTH = "Agents log in over TLS only: connect to the TLS port"
+SERVER_PASSWORD = "This server needs a password (PASS)"
+# RPL_ISUPPORT tokens a line carries at most: with the nick and the trailing text,
+# 15 parameters (RFC 2812's limit).
+ISUPPORT_PER_LINE = 13
 
 
 class RegistrationCommands:
@@ -32,6 +36,7 @@ class RegistrationCommands:
         """The registration state of a new connection."""
         self.cap_version = 0
         self.password: str | None = None
+        self.server_password_given = False
         self.logging_in = False
         self._sasl_mechanism: str | None = None
         self._sasl_buffer = ""
@@ -40,10 +45,14 @@ class RegistrationCommands:
     # -- CAP ---------------------------------------------------------------
 
     def _offered_caps(self: Connection) -> list[str]:
-        caps = ["message-tags"]
-        if self.is_tls() or self.settings.allow_plaintext_auth:
+        caps = ["message-tags", "multi-prefix", "userhost-in-names"]
+        # Not offered where it would be refused: a client would send the password first.
+        if self._may_log_in():
             caps.append("sasl=PLAIN" if self.cap_version >= 302 else "sasl")
         return caps
+
+    def _may_log_in(self: Connection) -> bool:
+        return self.is_tls() or self.settings.allow_plaintext_auth
 
     def irc_CAP(self: Connection, message: Message) -> None:  # noqa: N802
         """CAP LS [302] | LIST | REQ :caps | END."""
@@ -63,6 +72,8 @@ class RegistrationCommands:
             wanted = message.param(1).split()
             offered = {c.split("=")[0] for c in self._offered_caps()}
             names = [w.lstrip("-") for w in wanted]
+            if "sasl" in names and not self._may_log_in():
+                self.notice_from_service(PLAINTEXT_AUTH)
             if wanted and all(n in offered for n in names):
                 for w in wanted:
                     if w.startswith("-"):
@@ -85,6 +96,11 @@ class RegistrationCommands:
         if not self.need(message, 1):
             return
         arg = message.params[0]
+        if not self._may_log_in():
+            # One clear answer: not "failed", which reads as a wrong password.
+            self.reply(rpl.ERR_SASLFAIL, PLAINTEXT_AUTH)
+            self.quit(PLAINTEXT_AUTH)
+            return
         if "sasl" not in self.caps:
             self.reply(rpl.ERR_SASLFAIL, "SASL authentication failed")
             return
@@ -138,13 +154,9 @@ class RegistrationCommands:
     # -- agent login, shared by SASL and PASS -----------------------------------
 
     def _agent_login(self: Connection, name: str, password: str, *, sasl: bool) -> None:
-        if not (self.is_tls() or self.settings.allow_plaintext_auth):
-            self.notice_from_service(PLAINTEXT_AUTH)
-            if sasl:
-                self._sasl_failed()
-            else:
-                self.reply(rpl.ERR_PASSWDMISMATCH, "Password incorrect")
-                self.quit(PLAINTEXT_AUTH)
+        if not self._may_log_in():
+            # The password may well be right: say why it is refused, once.
+            self.quit(PLAINTEXT_AUTH)
             return
         self.logging_in = True
         try:
@@ -202,7 +214,8 @@ class RegistrationCommands:
     # -- PASS, NICK, USER ---------------------------------------------------------
 
     def irc_PASS(self: Connection, message: Message) -> None:  # noqa: N802
-        """PASS [name:]password: an agent's login, checked when registration completes."""
+        """PASS password: the server password (``irc.password``), or an agent's login
+        (``name:password``), checked when registration completes."""
         if self.registered:
             self.reply(rpl.ERR_ALREADYREGISTRED, "You may not reregister")
             return
@@ -214,8 +227,7 @@ class RegistrationCommands:
         if self.registered or self.user is not None:
             self.reply(rpl.ERR_ALREADYREGISTRED, "You may not reregister")
             return
-        if len(message.params) < 4 or not message.params[0]:
-            # The real name may be empty; the user name may not.
+        if len(message.params) < 4 or not message.params[0] or not message.params[3]:
             self.reply(rpl.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
             return
         user = "".join(ch for ch in message.params[0] if ch.isalnum() or ch in "-_.")[:10]
@@ -237,6 +249,10 @@ class RegistrationCommands:
         if self.nick_taken(nick):
             self.reply(rpl.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
             return
+        if self.nick_reserved(nick):
+            # The customer's agent goes by this name here: it stays the agent's.
+            self.reply(rpl.ERR_NICKNAMEINUSE, nick, "Nickname is reserved")
+            return
         if not self.registered:
             self.nick = nick
             self.try_register()
@@ -251,6 +267,11 @@ class RegistrationCommands:
             seen.update(channel.audience(self))
         for other in seen:
             other.send_from(old_mask, "NICK", nick)
+
+    def nick_reserved(self: Connection, nick: str) -> bool:
+        """Whether ``nick`` is the alias this customer sees its agent by."""
+        alias = self.agent_alias
+        return self.agent is None and alias is not None and alias.lower() == nick.lower()
 
     def nick_taken(self: Connection, nick: str) -> bool:
         """Whether ``nick`` is the service's or another client's in this role's nick space."""
@@ -268,12 +289,19 @@ class RegistrationCommands:
             return
         if self.nick is None or self.user is None:
             return
+        server_password = self.settings.password
+        if self.password is not None and server_password and self.password == server_password:
+            self.password, self.server_password_given = None, True
         if self.agent is None and self.password is not None:
             name, sep, password = self.password.partition(":")
             if not sep:
                 name, password = self.user, self.password
             self.password = None
             self._agent_login(name, password, sasl=False)
+            return
+        if server_password and self.agent is None and not self.server_password_given:
+            self.reply(rpl.ERR_PASSWDMISMATCH, "Password incorrect")
+            self.quit(SERVER_PASSWORD)
             return
         if self.nick_taken(self.nick):
             # The nick was free in the nick space known at NICK time, not in this one.
@@ -298,6 +326,13 @@ class RegistrationCommands:
         self.reply(rpl.RPL_YOURHOST, f"Your host is {self.server}, running version {f.version}")
         self.reply(rpl.RPL_CREATED, f"This server was created {created}")
         self.reply(rpl.RPL_MYINFO, self.server, f.version, "iw", "nt")
+        self.send_isupport()
+        self.send_lusers()
+        self.send_motd()
+
+    def send_isupport(self: Connection) -> None:
+        """RPL_ISUPPORT, in lines of at most 15 parameters."""
+        s = self.settings
         isupport = [
             "AWAYLEN=200",
             "CASEMAPPING=ascii",
@@ -314,13 +349,22 @@ class RegistrationCommands:
             "TARGMAX=PRIVMSG:1,NOTICE:1,JOIN:2,PART:2,NAMES:1,WHOIS:1",
             "TOPICLEN=300",
         ]
-        self.reply(rpl.RPL_ISUPPORT, *isupport, "are supported by this server")
-        self.send_lusers()
-        self.send_motd()
+        lines = -(-len(isupport) // ISUPPORT_PER_LINE)
+        per_line = -(-len(isupport) // lines)
+        for i in range(0, len(isupport), per_line):
+            tokens = isupport[i : i + per_line]
+            self.reply(rpl.RPL_ISUPPORT, *tokens, "are supported by this server")
 
     def send_lusers(self: Connection) -> None:
-        """The LUSERS replies 251, 252, 254, 255, 265, 266."""
-        n = str(self.factory.user_count())
+        """The LUSERS replies 251, 252, 254, 255, 265, 266.
+
+        An agent gets the listener's counts; a customer only what it can see (itself,
+        the service and its agent): how many people are connected is not its business.
+        """
+        if self.agent is not None:
+            n = str(self.factory.user_count())
+        else:
+            n = str(2 + (self.agent_alias is not None))
         self.reply(rpl.RPL_LUSERCLIENT, f"There are {n} users and 0 invisible on 1 servers")
         self.reply(rpl.RPL_LUSEROP, "0", "operator(s) online")
         self.reply(rpl.RPL_LUSERCHANNELS, str(len(self.factory.channels)), "channels formed")

@@ -23,11 +23,12 @@ from firewall.common import TokenBucket, describe_address
 from firewall.interfaces import IFirewalledProtocol
 from gateway import __version__, logs
 from gateway.core.events import ClientInfo
-from gateway.core.interfaces import IParty
+from gateway.core.interfaces import IParty, IPartyLimits
 from protocols.irc import numerics as rpl
 from protocols.irc.channels import Channel, make_channels
 from protocols.irc.chat import ChatCommands
 from protocols.irc.framing import TOO_LONG, LineFramer
+from protocols.irc.info import InfoCommands
 from protocols.irc.message import Message, ParseError, decode, parse, serialise
 from protocols.irc.queries import QueryCommands
 from protocols.irc.registration import RegistrationCommands
@@ -48,8 +49,8 @@ _BEFORE_REGISTRATION = frozenset(
 )
 
 
-@implementer(IParty, IFirewalledProtocol)
-class IrcConnection(RegistrationCommands, QueryCommands, ChatCommands, Protocol):
+@implementer(IParty, IPartyLimits, IFirewalledProtocol)
+class IrcConnection(RegistrationCommands, QueryCommands, InfoCommands, ChatCommands, Protocol):
     """One IRC client: a customer, or an agent once logged in with SASL or PASS."""
 
     _log = Logger(observer=logs.observer)
@@ -290,7 +291,8 @@ class IrcConnection(RegistrationCommands, QueryCommands, ChatCommands, Protocol)
         self._awaiting_pong = False
 
     def irc_QUIT(self, message: Message) -> None:  # noqa: N802
-        """QUIT [:reason] -> ERROR, then close."""
+        """QUIT [:reason] -> ERROR, then close; a customer who quits is not held."""
+        self.quitting = True
         reason = message.param(0)
         self.quit(f"Quit: {reason}" if reason else "Quit")
 
