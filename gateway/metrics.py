@@ -12,7 +12,7 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from twisted.internet.threads import blockingCallFromThread
@@ -79,6 +79,13 @@ class GatewayMetrics:
         )
         self.auth_failures = Counter(
             "imgateway_auth_failures", "Failed agent logins, by protocol", ["protocol"], registry=r
+        )
+        # For upstream links (the XMPP component, the IRC bot): 1 while attached.
+        self.upstream_up = Gauge(
+            "imgateway_upstream_up",
+            "Upstream links attached (1) or not (0), by upstream",
+            ["upstream"],
+            registry=r,
         )
 
         # Labelled children looked up once: labels() costs a lock and a dict per call.

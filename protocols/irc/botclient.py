@@ -365,6 +365,11 @@ class BotFactory(Factory):
         # Connections lost before registration, in a row (for the reconnection backoff).
         self.failures = 0
         self.directory = BotDirectory(gateway, settings, clock=clock, link=self)
+        metrics = getattr(gateway, "metrics", None)
+        # imgateway_upstream_up{upstream="irc-bot"}: 1 while registered on the network.
+        self.up_gauge = metrics.upstream_up.labels("irc-bot") if metrics is not None else None
+        if self.up_gauge is not None:
+            self.up_gauge.set(0)
 
     def buildProtocol(self, addr: Any) -> BotProtocol:
         """The connection to the network."""
@@ -377,6 +382,8 @@ class BotFactory(Factory):
     def registered(self, protocol: BotProtocol) -> None:
         """The bot is on the network."""
         self.failures = 0
+        if self.up_gauge is not None:
+            self.up_gauge.set(1)
         self._log.info(
             "IRC bot: on {host} as {nick}, joining {channel}",
             host=self.settings.bot.host,
@@ -390,6 +397,8 @@ class BotFactory(Factory):
             self.protocol_instance = None
         if not protocol.registered:
             self.failures += 1
+        if self.up_gauge is not None:
+            self.up_gauge.set(0)
         self._log.info("IRC bot: disconnected from {host}", host=self.settings.bot.host)
         self.directory.link_lost()
 

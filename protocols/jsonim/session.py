@@ -22,9 +22,9 @@ from zope.interface import implementer
 from firewall.common import TokenBucket
 from gateway import __version__, logs
 from gateway.core.errors import AuthFailed, BadRequest, GatewayError, NotAllowed, Unavailable
-from gateway.core.events import ClientInfo, Typing
-from gateway.core.interfaces import IParty
-from protocols.jsonim.codec import DecodeError, decode, error_frame, event_frame
+from gateway.core.events import ClientInfo, Connected, Typing
+from gateway.core.interfaces import IParty, IPartyLimits
+from protocols.jsonim.codec import DecodeError, decode, encode, error_frame, event_frame
 from protocols.jsonim.interfaces import IFrameLink
 from protocols.jsonim.settings import JsonImSettings
 
@@ -116,7 +116,13 @@ def _credentials(frame: dict[str, Any]) -> tuple[str, str]:
     raise AuthFailed("auth with a string user and password is required")
 
 
-@implementer(IParty)
+# A message frame's fields besides its text, at most, in bytes (ids, timestamps).
+_FRAME_OVERHEAD = 400
+# What one character of text may become in a frame: a \uXXXX escape.
+_WORST_CHAR = 6
+
+
+@implementer(IParty, IPartyLimits)
 class JsonImSession:
     """One JSON-IM/1 session; the party the core talks to for its customer or agent.
 
@@ -191,6 +197,18 @@ class JsonImSession:
 
     # -- IParty --------------------------------------------------------------
 
+    def refuses(self, event: object) -> str | None:
+        """IPartyLimits: a message whose frame would be over this session's max_frame
+        (stated in its welcome)."""
+        limit = self._config.max_frame
+        text = getattr(event, "text", "")
+        if len(text) * _WORST_CHAR + _FRAME_OVERHEAD <= limit:
+            return None  # fits however it is escaped: no need to encode it twice
+        frame = event_frame(event, agent=self._state == _AGENT)
+        if len(encode(frame)) - 1 <= limit:
+            return None
+        return f"too long for the recipient (a JSON-IM frame is at most {limit} bytes)"
+
     def deliver(self, event: object) -> None:
         """Render a neutral event to the party (see :mod:`gateway.core.events`)."""
         if self._held is not None:
@@ -205,7 +223,21 @@ class JsonImSession:
                 "JSON-IM {peer}: cannot render {event!r}", peer=self._peer, event=event
             )
             return
+        if type(event) is Connected and event.history:
+            frame = self._fitted(event, frame)
         self._link.send(frame)
+
+    def _fitted(self, event: Connected, frame: dict[str, Any]) -> dict[str, Any]:
+        """``connected`` within max_frame: the oldest history lines left out (they are
+        in the transcript) until it fits."""
+        history = list(event.history)
+        limit = self._config.max_frame
+        while history and len(encode(frame)) - 1 > limit:
+            history.pop(0)
+            frame = event_frame(
+                Connected(event.conversation, event.peer_alias, tuple(history)), agent=True
+            )
+        return frame
 
     def close(self, reason: str) -> None:
         """Close the connection once what was sent has gone out."""

@@ -18,6 +18,7 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, ISSLTransport
 from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.xish import domish
@@ -26,6 +27,7 @@ from zope.interface import implementer
 from firewall.common import TokenBucket, describe_address
 from firewall.interfaces import IFirewalledProtocol
 from gateway import logs
+from gateway.daemon import StartupError
 from gateway.core.errors import GatewayError
 from protocols.tcp import firewall_message_hook, firewall_role, no_delay
 from protocols.xmpp import ns, stanzas
@@ -625,6 +627,22 @@ def starttls_factory(gateway: Any, config: Any, reactor: Any) -> ClientFactory:
     return ClientFactory(_server(gateway, config, reactor), direct_tls=False)
 
 
-def direct_tls_factory(gateway: Any, config: Any, reactor: Any) -> ClientFactory:
-    """The ``xmpps`` listener (XEP-0368): its endpoint is ``ssl:``, TLS from the first byte."""
-    return ClientFactory(_server(gateway, config, reactor), direct_tls=True)
+def direct_tls_factory(gateway: Any, config: Any, reactor: Any) -> Any:
+    """The ``xmpps`` listener (XEP-0368): TLS from the first byte.
+
+    Its endpoints are ``tcp:`` ones, TLS made here from ``xmpp.tls_cert``/``tls_key``
+    (the certificate given once, for STARTTLS and direct TLS alike), or ``ssl:`` ones
+    carrying their own keys.
+    """
+    server = _server(gateway, config, reactor)
+    factory = ClientFactory(server, direct_tls=True)
+    endpoints = config.listeners.get("xmpps", [])
+    plain = [e for e in endpoints if not e.startswith("ssl:")]
+    if not plain:
+        return factory
+    if server.tls is None or len(plain) != len(endpoints):
+        raise StartupError(
+            "listeners.xmpps: use ssl: endpoints, or tcp: ones with xmpp.tls_cert and tls_key"
+            " (not both kinds)"
+        )
+    return TLSMemoryBIOFactory(server.tls, False, factory)
