@@ -23,6 +23,7 @@ def agent_view(agent: Any, now: float) -> dict[str, Any]:
         "state": agent.state,
         "status": agent.status,
         "protocol": agent.protocol,
+        "client": {"name": agent.client_name, "version": agent.client_version},
         "bot": agent.bot,
         "capacity": agent.capacity,
         "load": agent.load,

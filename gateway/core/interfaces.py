@@ -44,11 +44,12 @@ class ISession(Interface):
 class ICustomerSession(ISession):
     """A customer's session: the conversation it carries, and what the customer does."""
 
-    def disconnected(quit=False):
+    def disconnected(quit=False, undelivered=()):
         """The customer's connection is gone: ``quit`` when the customer left on purpose
         (IRC QUIT, XMPP unavailable presence, a closed stream): the conversation ends at
         once; otherwise the connection was lost and the conversation is held for a
-        resume, not offered to agents meanwhile."""
+        resume, not offered to agents meanwhile. ``undelivered``: events the wire
+        bounced (an XMPP error), delivered again on resume before later ones."""
 
     conversation = Attribute("The customer's conversation (None once gone).")
     resume_token = Attribute("A token to take the conversation back after a drop, or None.")

@@ -235,9 +235,11 @@ class Relay:
         """The customer ends the conversation."""
         self.end(self._live_conversation(session), "customer")
 
-    def customer_gone(self, session: CustomerSession, *, quit: bool = False) -> None:
+    def customer_gone(
+        self, session: CustomerSession, *, quit: bool = False, undelivered: tuple = ()
+    ) -> None:
         """The customer's connection is gone: held for resuming, or ended (at once when
-        the customer quit)."""
+        the customer quit). ``undelivered`` events are kept for the resume first."""
         if session.gone:
             return
         session.gone = True
@@ -247,6 +249,9 @@ class Relay:
             return
         if quit or not self.holding.hold(conv):
             self.end(conv, "customer")
+            return
+        for event in undelivered:
+            self.holding.keep_for_absent(session, event)
 
     # -- the interview -----------------------------------------------------------
 

@@ -46,9 +46,10 @@ class CustomerSession:
         """The customer ends the conversation."""
         self._relay.customer_ends(self)
 
-    def disconnected(self, quit: bool = False) -> None:
-        """The customer's connection is gone; ``quit``: the customer left on purpose."""
-        self._relay.customer_gone(self, quit=quit)
+    def disconnected(self, quit: bool = False, undelivered: tuple = ()) -> None:
+        """The customer's connection is gone; ``quit``: the customer left on purpose.
+        ``undelivered``: events its wire bounced, kept (first) for a resume."""
+        self._relay.customer_gone(self, quit=quit, undelivered=undelivered)
 
 
 @implementer(IAgentSession)

@@ -18,8 +18,8 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, ISSLTransport
 from twisted.internet.protocol import Protocol, ServerFactory
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.words.xish import domish
 from zope.interface import implementer
@@ -27,8 +27,8 @@ from zope.interface import implementer
 from firewall.common import TokenBucket, describe_address
 from firewall.interfaces import IFirewalledProtocol
 from gateway import logs
-from gateway.daemon import StartupError
 from gateway.core.errors import GatewayError
+from gateway.daemon import StartupError
 from protocols.tcp import firewall_message_hook, firewall_role, no_delay
 from protocols.xmpp import ns, stanzas
 from protocols.xmpp.auth import AgentAuth

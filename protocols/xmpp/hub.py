@@ -34,6 +34,8 @@ FEATURES = frozenset({"typing"})
 # Stanzas kept per sender while the store says whether it is an agent.
 MAX_WAITING_STANZAS = 16
 MAX_LOOKUPS = 1000
+# Messages to a customer remembered by stanza id, for bounces.
+MAX_SENT_KEPT = 64
 AWAY_SHOWS = frozenset({"away", "xa", "dnd"})
 # Gateway notices to agents (present in newer cores); none matches when absent.
 _NOTICE = getattr(ev, "Notice", ())
@@ -72,6 +74,7 @@ class Hub:
         self.agents: dict[str, AgentParty] = {}
         self._lookups: dict[str, list[domish.Element]] = {}
         self.identifier = Identifier(self.send, self.support, clock, settings.version_timeout_s)
+        self._serial = 0
 
     # -- the link --------------------------------------------------------------
 
@@ -172,8 +175,15 @@ class Hub:
             return
         error = stanzas.child(stanza, stanza.uri, "error")
         conditions = {e.name for e in error.elements()} if error is not None else set()
-        if conditions & GONE_CONDITIONS and sender.full in (party.jid, party.bare):
-            self.drop_customer(party, "unreachable (" + ", ".join(sorted(conditions)) + ")")
+        if not conditions & GONE_CONDITIONS or sender.full not in (party.jid, party.bare):
+            return
+        # What bounced, and what was sent after it, did not arrive: kept for a resume.
+        ids = list(party.sent)
+        bounced = stanza.getAttribute("id")
+        lost = [party.sent[i] for i in ids[ids.index(bounced) :]] if bounced in ids else []
+        self.drop_customer(
+            party, "unreachable (" + ", ".join(sorted(conditions)) + ")", undelivered=lost
+        )
 
     # -- who is this? ----------------------------------------------------------
 
@@ -346,6 +356,11 @@ class Hub:
         line = render.customer_line(event)
         if line is not None:
             message = stanzas.message(self.support, party.jid, line)
+            self._serial += 1
+            message["id"] = f"m-{self._serial}"
+            party.sent[message["id"]] = event
+            while len(party.sent) > MAX_SENT_KEPT:
+                party.sent.popitem(last=False)
             if isinstance(event, ev.Prompt) and event.choices and party.forms:
                 message.addChild(render.prompt_form(event))
             if render.is_live_only(event):
@@ -354,7 +369,9 @@ class Hub:
         if isinstance(event, ev.Ended):
             self._forget_customer(party)
 
-    def drop_customer(self, party: CustomerParty, reason: str, quit: bool = False) -> None:
+    def drop_customer(
+        self, party: CustomerParty, reason: str, quit: bool = False, undelivered: list = ()
+    ) -> None:
         """The customer is gone: ``quit`` when it left (offline, a closed stream), else
         its connection was lost (a bounce, a broken stream) and it may come back."""
         if party.closed:
@@ -363,7 +380,7 @@ class Hub:
         self._log.info(
             "XMPP: customer {session} left: {reason}", session=party.session.id, reason=reason
         )
-        party.session.disconnected(quit=quit)
+        party.session.disconnected(quit=quit, undelivered=tuple(undelivered))
 
     def _forget_customer(self, party: CustomerParty) -> None:
         party.closed = True

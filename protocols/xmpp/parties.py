@@ -6,6 +6,7 @@ never write to a transport themselves.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,8 @@ class CustomerParty:
         self.session: Any = None
         # What is asked of its client (protocols.xmpp.identify).
         self.inquiry: Any = None
+        # Messages sent lately, by stanza id: what a bounce names is kept for a resume.
+        self.sent: OrderedDict[str, object] = OrderedDict()
         # The client said (XEP-0030) that it fills in XEP-0004 forms.
         self.forms = False
         self.closed = False

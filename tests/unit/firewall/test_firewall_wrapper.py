@@ -145,7 +145,7 @@ def test_refused_connections_are_not_counted() -> None:
 
 
 def test_ipv6_addresses_are_counted_apart() -> None:
-    firewall, inner, _ = make(per_address=1)
+    firewall, _inner, _ = make(per_address=1)
     open_connection(firewall, IPv6Address("TCP", "::1", 1))
     assert open_connection(firewall, IPv6Address("TCP", "::1", 2))[1].disconnecting
     assert not open_connection(firewall, IPv6Address("TCP", "::2", 1))[1].disconnecting
@@ -153,7 +153,7 @@ def test_ipv6_addresses_are_counted_apart() -> None:
 
 
 def test_unix_peers_have_only_the_total_limit() -> None:
-    firewall, inner, logged = make(total=3, per_address=1)
+    firewall, _inner, logged = make(total=3, per_address=1)
     for _ in range(3):
         assert not open_connection(firewall, UNIXAddress(None))[1].disconnecting
     _, refused = open_connection(firewall, UNIXAddress(None))

@@ -495,3 +495,27 @@ def test_the_gateways_own_lines_are_not_for_offline_storage():
     agent.say(conversation(h).id, "Hello Dana")
     (line,) = h.to(DANA)
     assert [e for e in line.elements() if e.uri == ns.HINTS] == []
+
+
+def test_a_bounced_line_is_delivered_again_on_resume_after_the_reconnection_notice():
+    h = make_hub(core_changes={"resume_grace_s": 60.0})
+    agent_party, agent = h.core.agent("anna")
+    through_interview(h)
+    agent.accept(agent_party.last(ev.Offer).offer)
+    conv = conversation(h)
+    h.take()
+    agent.say(conv.id, "Your refund is on its way")
+    (line,) = h.to(DANA)
+    h.receive(
+        f"<message from='{DANA}' to='{SUPPORT}' type='error' id='{line['id']}'>"
+        "<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+        "</error></message>"
+    )
+    assert conv.customer.gone and "lost the connection" in agent_party.last(ev.Notice).text
+    h.message("dana@example.org/laptop", "sorry, I was cut off")
+    assert h.bodies("dana@example.org/laptop") == [
+        "Welcome back. Your conversation continues.",
+        "You are now chatting with Anna A..",
+        "Your refund is on its way",
+    ]
+    assert agent_party.last(ev.Message).text == "sorry, I was cut off"
