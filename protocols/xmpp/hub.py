@@ -300,8 +300,9 @@ class Hub:
     ) -> None:
         if stanza.name == "presence":
             self.identifier.presence(stanza, sender)
-            if kind == "unavailable" and sender.full in (party.jid, party.bare):
-                # Going offline is how an XMPP user leaves.
+            # Going offline is how an XMPP user leaves. (An unavailable presence from
+            # the bare JID is Prosody's receipt for a subscription request, not that.)
+            if kind == "unavailable" and sender.full == party.jid:
                 self.drop_customer(party, "went offline", quit=True)
             elif kind == "subscribe":
                 self._approve(to, sender)
