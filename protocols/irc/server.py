@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 PROTOCOL = "irc"
 # Stands in the pacing queue for a line that was too long (the framer never yields b"").
 _OVERLONG = b""
+# Lines kept while an agent's password is checked (handled in order after it).
+MAX_LINES_DURING_LOGIN = 32
 # Commands a client may send before it is registered.
 _BEFORE_REGISTRATION = frozenset(
     {"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT", "AUTHENTICATE"}
@@ -82,6 +84,7 @@ class IrcConnection(RegistrationCommands, QueryCommands, InfoCommands, ChatComma
             self.settings.lines_per_second, self.settings.line_burst, self.clock
         )
         self._lag: deque[bytes] = deque()
+        self._during_login: deque[bytes] = deque()
         self._lag_timer: IDelayedCall | None = None
         self._registration_timer: IDelayedCall | None = None
         self._ping_timer: IDelayedCall | None = None
@@ -169,6 +172,13 @@ class IrcConnection(RegistrationCommands, QueryCommands, InfoCommands, ChatComma
     # -- dispatch --------------------------------------------------------------
 
     def _handle(self, raw: bytes) -> None:
+        if self.logging_in:
+            # One command at a time: what follows a login waits for its answer.
+            if len(self._during_login) >= MAX_LINES_DURING_LOGIN:
+                self.quit("Excess Flood")
+            else:
+                self._during_login.append(raw)
+            return
         self._seen()
         if raw is _OVERLONG:
             self.reply(rpl.ERR_INPUTTOOLONG, "Input line was too long")
@@ -199,6 +209,11 @@ class IrcConnection(RegistrationCommands, QueryCommands, InfoCommands, ChatComma
             return True
         self.reply(rpl.ERR_NEEDMOREPARAMS, message.command, "Not enough parameters")
         return False
+
+    def login_answered(self) -> None:
+        """The login was answered: handle the lines that waited for it."""
+        while self._during_login and not self.closing and not self.logging_in:
+            self._handle(self._during_login.popleft())
 
     # -- lines out -------------------------------------------------------------
 
