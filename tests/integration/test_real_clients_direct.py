@@ -125,7 +125,7 @@ def test_jsonim_recipient_frame_limit_is_honoured(site):
 
 
 def test_xmpps_takes_its_certificate_from_tls_cert_once(site):
-    _, _, tls_port, cert, clients = site
+    _, _, tls_port, cert, _ = site
     context = ssl.create_default_context(cafile=cert)
     import socket
 
