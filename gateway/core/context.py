@@ -14,6 +14,7 @@ from gateway import logs
 from gateway.config import Config
 from gateway.core.agents import LocalAgents
 from gateway.core.conversation import Queue
+from gateway.core.hooks import IDeskHooks, NoDesk
 from gateway.core.ids import IdFactory
 from gateway.core.interfaces import IDelivery
 from gateway.directory.interfaces import IAgentDirectory
@@ -45,6 +46,8 @@ class Core:
     local: LocalAgents = attrs.field(init=False, factory=LocalAgents)
     view: DirectoryView = attrs.field(init=False)
     shutting_down: bool = attrs.field(init=False, default=False)
+    # The service desk, told of what happens (gateway.core.hooks); none by default.
+    hooks: IDeskHooks = attrs.field(init=False, factory=NoDesk)
 
     def __attrs_post_init__(self) -> None:
         self.queues = {name: Queue(q) for name, q in self.config.queues.items()}

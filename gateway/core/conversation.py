@@ -72,6 +72,10 @@ class Conversation:
     # resume by instead (gateway.core.resume).
     resume_hash: str | None = None
     resume_key: str | None = None
+    # The customer's verified identity (an XMPP account, a site's signed id...), and
+    # their earlier conversations the desk found by it (gateway.desk.history).
+    customer_id: str | None = None
+    past: tuple = ()
 
     @property
     def answers(self) -> dict[str, str]:

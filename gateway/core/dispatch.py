@@ -12,7 +12,7 @@ from collections import OrderedDict
 from typing import Any
 
 import attrs
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -84,7 +84,9 @@ class Dispatcher:
         )
         conv.routing = True
         started = self._clock.seconds()
-        d = maybeDeferred(self.plans.plan, customer)
+        # The desk may first look the customer up (their history, for the offer).
+        d = self._core.hooks.before_route(conv) or succeed(None)
+        d.addCallback(lambda _: self.plans.plan(customer))
         d.addCallback(self._planned, conv, started)
         d.addErrback(self._plan_failed, conv, started)
 
@@ -336,6 +338,7 @@ class Dispatcher:
             client=conv.client,
             topic=conv.topic,
             identity={k: v for k, v in conv.answers.items() if k != "topic"},
+            history=conv.past,
         )
         self.relay.deliver(agent, ev.Offer(offer.id, conv.id, round(timeout), card))
 

@@ -87,6 +87,8 @@ class Gateway:
         self.desk = Desk(core)
         self.dispatcher = Dispatcher(core, plans)
         self.holder = Holder(core)
+        # The service desk's agent actions (gateway.desk), once one is attached.
+        self.service_desk: Any = None
         for part in (self.relay, self.desk, self.dispatcher, self.holder):
             part.relay, part.desk = self.relay, self.desk
             part.dispatcher, part.holding = self.dispatcher, self.holder
@@ -141,6 +143,7 @@ class Gateway:
         key: str | None = None,
         resume: str | None = None,
         resume_key: str | None = None,
+        verified: str | None = None,
     ) -> CustomerSession:
         """A customer connected: open a conversation and start the interview.
 
@@ -149,6 +152,9 @@ class Gateway:
         is held (see gateway.core.resume) takes it back instead, found by the ``resume``
         token it was given or else by ``resume_key`` (default: ``key``), an address
         that names the same person (IRC: nick and ident, not just the ident).
+        ``verified`` is an identity the adapter has verified (an XMPP account's bare
+        JID, an IRC services account, a JSON-IM customer token or site-signed id):
+        the service desk recognises a returning customer by it.
         """
         if self.core.shutting_down:
             raise Unavailable("the service is shutting down")
@@ -162,6 +168,7 @@ class Gateway:
             answers=answers,
             key=key,
             resume_key=resume_key,
+            verified=verified,
         )
 
     def agent_login(

@@ -86,6 +86,9 @@ class IGateway(Interface):
 
     config = Attribute("The gateway's configuration (gateway.config.Config).")
     queues = Attribute("Queues by name.")
+    service_desk = Attribute(
+        "The service desk's actions (gateway.desk.interfaces.IServiceDesk), or None."
+    )
 
     def customer_arrived(
         party,
@@ -97,6 +100,7 @@ class IGateway(Interface):
         key=None,
         resume=None,
         resume_key=None,
+        verified=None,
     ):
         """A customer connected: an ICustomerSession (its conversation opened or resumed)."""
 

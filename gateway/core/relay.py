@@ -66,6 +66,7 @@ class Relay:
         answers: Mapping[str, str],
         key: str | None,
         resume_key: str | None,
+        verified: str | None = None,
     ) -> CustomerSession:
         """A new customer: a conversation opened, the interview started."""
         core = self._core
@@ -109,7 +110,9 @@ class Relay:
             version=client.version,
         )
         conv.resume_key = resume_key or key
+        conv.customer_id = verified
         self.holding.new_resume_token(conv, session)
+        core.hooks.opened(conv)
         # The greeting announces questions; skip it when hello answered them all.
         if self._config.greeting and not conv.interview.done:
             self.system_line(conv, self._config.greeting)
@@ -166,9 +169,11 @@ class Relay:
         if conv.state == INTERVIEW:
             self._next_question(conv, conv.interview.answer(entry.text))
         elif conv.state == CONNECTED:
-            self.deliver(
-                conv.agent, ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts)
-            )
+            event = ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts)
+            self.deliver(conv.agent, event)
+            self._core.hooks.relayed(conv, event)
+        elif not conv.waiting:
+            self._core.hooks.customer_line(conv, entry)
 
     def customer_typing(self, session: CustomerSession, state: str) -> None:
         """Relay the customer's typing to the agent."""
@@ -232,7 +237,9 @@ class Relay:
         try:
             conv = self.agent_conversation(session.agent, conversation)
         except GatewayError as e:
-            return fail(e)
+            # A supervisor or colleague beside the agent: the desk's business.
+            taken = self._core.hooks.says(session, conversation, text)
+            return fail(e) if taken is None else taken
         text_filter = self._core.text_filter
         if text_filter is not None:
             text = text_filter(text)
@@ -247,7 +254,9 @@ class Relay:
         # As the customer's: delivered now, acknowledged after the commit.
         conv.remember(ev.HistoryEntry(ev.AGENT, text, ts))
         self._core.metrics.count_message(session.agent.protocol, ev.AGENT)
-        self.deliver(conv.customer, ev.Message(conv.id, ev.AGENT, msg_id, text, ts))
+        event = ev.Message(conv.id, ev.AGENT, msg_id, text, ts)
+        self.deliver(conv.customer, event)
+        self._core.hooks.relayed(conv, event)
         return self._acked(acked, entry, delivered=True)
 
     def agent_typing(self, session: Any, conversation: str, state: str) -> None:
@@ -261,7 +270,7 @@ class Relay:
 
     def end(self, conv: Conversation, reason: str) -> None:
         """End a conversation in any state, telling whoever is still there."""
-        if conv.state == ENDED:
+        if conv.state == ENDED or self._core.hooks.ending(conv, reason):
             return
         previous = conv.state
         conv.state = ENDED
@@ -286,6 +295,7 @@ class Relay:
             reason=reason,
             state=previous,
         )
+        self._core.hooks.ended(conv, reason)
         self.dispatcher.match()
 
     # -- plumbing -------------------------------------------------------------------

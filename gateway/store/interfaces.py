@@ -10,7 +10,7 @@ store's own, engine-neutral (gateway.store.errors).
 
 from __future__ import annotations
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 
 class IStore(Interface):
@@ -179,3 +179,13 @@ class IEngine(Interface):
 
     def purge_ended_before(ts):
         """Delete conversations that ended before ``ts`` and their messages; the count."""
+
+    # Any other statement: what other rooms keep (the service desk, gateway.desk.sql).
+
+    placeholder = Attribute("The parameter mark this engine's statements use: '?' or '%s'.")
+
+    def execute(statement, params=()):
+        """Run a statement that returns no rows; the number of rows it changed."""
+
+    def fetch(statement, params=()):
+        """Run a query; its rows as tuples."""
