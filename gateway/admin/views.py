@@ -22,6 +22,7 @@ def agent_view(agent: Any, now: float) -> dict[str, Any]:
         "alias": agent.alias,
         "state": agent.state,
         "status": agent.status,
+        "reason": agent.reason or None,
         "protocol": agent.protocol,
         "bot": agent.bot,
         "capacity": agent.capacity,

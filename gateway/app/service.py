@@ -37,6 +37,7 @@ from gateway.admin.service import AdminService
 from gateway.config import Config, ConfigError
 from gateway.core.gateway import Gateway
 from gateway.daemon import Listener, StartupError, release, where, with_backlog, within_deadline
+from gateway.desk.service import ServiceDesk
 from gateway.directory.memory import MemoryDirectory
 from gateway.metrics import GatewayMetrics
 from gateway.plugins import parts
@@ -107,6 +108,11 @@ class GatewayService(MultiService):
             metrics=self.metrics,
             text_filter=self.firewall.translate_text,
         )
+        try:
+            # The service desk, in the same database (its writes in the store's order).
+            self.desk = ServiceDesk(self.gateway, self.store).attach()
+        except ConfigError as e:
+            raise StartupError(str(e)) from None
         found = parts()
         # Bound listening ports: (listener kind, endpoint string, port).
         self.ports: list[tuple[str, str, Any]] = []
@@ -270,6 +276,9 @@ class GatewayService(MultiService):
                 f"gateway.data_dir: cannot open the database in {self.config.data_dir}: {e}"
             ) from None
         self.admin.prepare()
+        self.desk.start().addErrback(
+            lambda f: self._log.failure("starting the service desk failed", f)
+        )
         # What a kill or crash left open: held for resuming, or marked interrupted.
         self.gateway.restore().addErrback(
             lambda f: self._log.failure("restoring open conversations failed", f)
@@ -292,6 +301,7 @@ class GatewayService(MultiService):
             self._previous_hup = None
         yield self.listeners.stopService()
         self.ports.clear()
+        self.desk.stop()
         self.gateway.shutdown()
         yield super().stopService()
         plans = self.gateway.dispatcher.plans

@@ -52,6 +52,8 @@ class AgentPresence:
     wrapping_up: bool = False
     # Offers let lapse in a row; at agents.max_lapsed_offers the agent is set away.
     lapses: int = 0
+    # Why the agent is away (a code of [desk] away_reasons), "" otherwise.
+    reason: str = ""
     node: str = ""
     # What the agent's IM software can show: plain text always, plus its features.
     capabilities: frozenset[str] = attrs.field(init=False, repr=False)
