@@ -14,9 +14,10 @@ from gateway import logs
 from gateway.config import Config
 from gateway.core.agents import LocalAgents
 from gateway.core.conversation import Queue
-from gateway.core.hooks import IDeskHooks, NoDesk
+from gateway.core.hooks import NoDesk
 from gateway.core.ids import IdFactory
 from gateway.core.interfaces import IDelivery
+from gateway.core.ports import IDeskHooks
 from gateway.directory.interfaces import IAgentDirectory
 from gateway.directory.view import DirectoryView
 from gateway.metrics import GatewayMetrics

@@ -146,9 +146,7 @@ class Desk:
         if self._redirect(conv, agent):
             return
         relay.deliver(conv.customer, ev.Connected(conv.id, agent.alias))
-        relay.deliver(
-            agent, ev.Connected(conv.id, conv.alias, tuple(conv.history), past=conv.past)
-        )
+        relay.deliver(agent, ev.Connected(conv.id, conv.alias, tuple(conv.history), past=conv.past))
         self.holding.tell_if_away(conv)
         self.dispatcher.match()
 

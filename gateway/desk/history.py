@@ -117,9 +117,7 @@ class History:
 
         def check(customer: str | None) -> Deferred:
             if customer != conv.customer_id:
-                raise NotAllowed(
-                    f"{earlier[:64]} is not an earlier conversation of this customer"
-                )
+                raise NotAllowed(f"{earlier[:64]} is not an earlier conversation of this customer")
             return ctx.core.store.transcript(earlier).addCallback(with_case)
 
         def with_case(messages: list) -> Deferred:

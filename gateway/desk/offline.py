@@ -121,7 +121,9 @@ class Offline:
         ctx.metrics.offline_messages.labels(conv.queue or "-").inc()
         self.tasks[message.id] = message
         self._log.info(
-            "conversation {conversation}: message {task} left", conversation=conv.id, task=message.id
+            "conversation {conversation}: message {task} left",
+            conversation=conv.id,
+            task=message.id,
         )
         ctx.relay.system_line(conv, self._settings.thanks)
         ctx.relay.end(conv, self._reasons.pop(conv.id, "closed"))
@@ -215,11 +217,7 @@ class Offline:
     def mine(self, session: Any) -> Deferred:
         """The task the agent has (the message left), if any."""
         return maybeDeferred(
-            lambda: {
-                "tasks": [
-                    m.to_json() for m in self.tasks.values() if m.agent == session.name
-                ]
-            }
+            lambda: {"tasks": [m.to_json() for m in self.tasks.values() if m.agent == session.name]}
         )
 
     def release(self, session: Any, task: str) -> Deferred:
@@ -259,9 +257,8 @@ class Offline:
                 if conv.customer_id == message.customer and conv.state != LEAVING_MESSAGE:
                     self._deliver(conv, message, session.agent.alias)
                     break
-        return d.addCallback(
-            lambda _: {"task": message.id, "state": message.state, "reply_path": bool(message.customer)}
-        )
+        result = {"task": message.id, "state": message.state, "reply_path": bool(message.customer)}
+        return d.addCallback(lambda _: result)
 
     # -- the customer returns ------------------------------------------------------------
 

@@ -124,7 +124,8 @@ class Rooms:
         self.record(conv, f"{name} is now in it as {role}")
         if participant.visible and not was_visible:
             ctx.relay.system_line(conv, JOINED_VISIBLY[role].format(alias=participant.agent.alias))
-        ctx.relay.deliver(participant.agent, ev.Notice(f"You are in {conv.alias}'s chat as {role}."))
+        notice = ev.Notice(f"You are in {conv.alias}'s chat as {role}.")
+        ctx.relay.deliver(participant.agent, notice)
 
     def leave(self, conv: Conversation, name: str, reason: str = "agent") -> Participant:
         """Agent ``name`` leaves the conversation (it is told: ``ended``)."""

@@ -293,4 +293,3 @@ class ServiceDesk:
     def release(self, session: Any, task: str) -> Deferred:
         """Give a message back."""
         return self.offline.release(session, task)
-

@@ -475,9 +475,9 @@ def csat_report(engine: Any, since: float, until: float) -> list[dict[str, Any]]
         until,
     )
     for queue, agent, score in rows:
+        scores = {str(s): 0 for s in range(1, 6)}
         entry = out.setdefault(
-            (queue, agent),
-            {"queue": queue, "agent": agent, "count": 0, "scores": {str(s): 0 for s in range(1, 6)}},
+            (queue, agent), {"queue": queue, "agent": agent, "count": 0, "scores": scores}
         )
         entry["count"] += 1
         entry["scores"][str(score)] += 1
@@ -487,9 +487,7 @@ def csat_report(engine: Any, since: float, until: float) -> list[dict[str, Any]]
     return sorted(out.values(), key=lambda e: (e["queue"] or "", e["agent"] or ""))
 
 
-def states_report(
-    engine: Any, since: float, until: float, now: float
-) -> list[dict[str, Any]]:
+def states_report(engine: Any, since: float, until: float, now: float) -> list[dict[str, Any]]:
     """Seconds each agent spent in each status and reason within [since, until)."""
     rows = _rows(
         engine,

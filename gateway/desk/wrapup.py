@@ -75,9 +75,7 @@ class WrapUps:
             codes=settings.codes(conv.queue),
             required=settings.required(conv.queue),
         )
-        pending.timer = ctx.core.clock.callLater(
-            settings.wrap_up_timeout_s, self._expired, pending
-        )
+        pending.timer = ctx.core.clock.callLater(settings.wrap_up_timeout_s, self._expired, pending)
         self._pending[(agent.name, conv.id)] = pending
         if pending.required and not agent.wrapping_up:
             # Held here: the core does not start its own wrap-up timer then.

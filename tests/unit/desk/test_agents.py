@@ -35,7 +35,7 @@ def test_canned_responses_fill_in_the_customer(tmp_path):
 
 def test_away_with_a_reason_and_the_states_report(tmp_path):
     h = make_desk(tmp_path)
-    aparty, anna = h.agent("anna")
+    _, anna = h.agent("anna")
     h.clock.advance(100)
     result_of(h.desk.away(anna, "break"))
     assert h.directory.get("anna").presence.reason == "break"
@@ -59,7 +59,7 @@ def test_away_with_a_reason_and_the_states_report(tmp_path):
 
 def test_lapsed_offers_are_a_reason_of_their_own(tmp_path):
     h = make_desk(tmp_path)
-    aparty, anna = h.agent("anna")
+    h.agent("anna")
     for _ in range(3):
         h.customer_as(None)
         h.clock.advance(h.gateway.config.offer_timeout_s)
@@ -70,20 +70,20 @@ def test_lapsed_offers_are_a_reason_of_their_own(tmp_path):
 def test_desk_settings_are_checked(tmp_path):
     site = tmp_path / "site.toml"
     site.write_text('[desk]\naway_reasons = ["Break"]\n')
-    with pytest.raises(ConfigError, match="desk.away_reasons\\[0\\]"):
+    with pytest.raises(ConfigError, match=r"desk\.away_reasons\[0\]"):
         gwconfig.load(site)
     site.write_text('[desk.offline]\nreply = "no reply here"\n')
     with pytest.raises(ConfigError, match="must contain \\{reply\\}"):
         gwconfig.load(site)
-    site.write_text('[desk]\ndispositions = []\ndisposition_required = true\n')
+    site.write_text("[desk]\ndispositions = []\ndisposition_required = true\n")
     with pytest.raises(ConfigError, match="needs disposition codes"):
         gwconfig.load(site)
     site.write_text('[queues.general]\nholidays = ["2025-02-30"]\n')
-    with pytest.raises(ConfigError, match="queues.general.holidays\\[0\\]: .* does not exist"):
+    with pytest.raises(ConfigError, match=r"queues\.general\.holidays\[0\]: .* does not exist"):
         gwconfig.load(site)
-    site.write_text('[desk.queues.sales]\ncsat = true\n')
+    site.write_text("[desk.queues.sales]\ncsat = true\n")
     cfg = gwconfig.load(site)
-    with pytest.raises(ConfigError, match="desk.queues.sales: names no queue"):
+    with pytest.raises(ConfigError, match=r"desk\.queues\.sales: names no queue"):
         cfg.sections["desk"].check_queues(cfg.queues, str(site))
 
 

@@ -72,8 +72,8 @@ def test_consult_needs_a_logged_in_colleague_and_the_agent(h):
 
 
 def test_a_consultation_ends_when_its_agent_transfers(h):
-    _, _, aparty, anna, conv = h.connected("anna")
-    bparty, bob = h.agent("bob", available=False)
+    _, _, _, anna, conv = h.connected("anna")
+    bparty, _ = h.agent("bob", available=False)
     result_of(h.desk.consult(anna, conv, "bob"))
     anna.transfer(conv, queue="general")
     assert bparty.last(ev.Ended).conversation == conv

@@ -15,7 +15,7 @@ DANA = "xmpp:dana@example.org"
 
 def test_a_returning_customer_comes_with_a_summary_and_transcripts(tmp_path):
     h = make_desk(tmp_path)
-    cparty, customer, aparty, anna, first = h.connected("anna", verified=DANA)
+    _, customer, aparty, anna, first = h.connected("anna", verified=DANA)
     assert aparty.last(ev.Offer).customer.history == ()
     result_of(customer.say("where is my parcel?"))
     anna.end(first)
@@ -28,7 +28,7 @@ def test_a_returning_customer_comes_with_a_summary_and_transcripts(tmp_path):
     anna.reject(offer.offer)
     stranger.end()
 
-    _, again = h.customer_as(DANA, {"name": "Dana", "topic": "tech"})
+    h.customer_as(DANA, {"name": "Dana", "topic": "tech"})
     offer = aparty.last(ev.Offer)
     [past] = offer.customer.history
     assert (past.conversation, past.topic, past.disposition, past.agent_alias) == (
@@ -99,7 +99,7 @@ def test_a_task_goes_to_another_agent_when_released_or_lapsed(tmp_path):
     assert cparty.last(ev.Prompt).field == "offline_message"
     result_of(customer.say("nobody came"))
     aparty, anna = h.agent("anna")
-    bparty, bob = h.agent("bob")
+    bparty, _ = h.agent("bob")
     task = aparty.last(ev.Task).task
     assert not bparty.of(ev.Task)
     result_of(h.desk.release(anna, task))

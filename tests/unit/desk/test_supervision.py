@@ -76,7 +76,7 @@ def test_only_supervisors_monitor(h):
 
 
 def test_the_page_whispers_and_writes(h):
-    cparty, customer, aparty, anna, conv = h.connected("anna")
+    cparty, _, aparty, _, conv = h.connected("anna")
     before = len(cparty.events)
     result_of(h.desk.supervision.page_whisper(conv, "check the contract"))
     assert aparty.last(ev.Message).private

@@ -15,7 +15,7 @@ from gateway.desk.settings import QueueDesk
 
 def test_a_required_disposition_holds_the_agent_until_given(tmp_path):
     h = make_desk(tmp_path, desk={"queues": {"general": QueueDesk(disposition_required=True)}})
-    cparty, customer, aparty, anna, conv = h.connected("anna")
+    _, _, aparty, anna, conv = h.connected("anna")
     result_of(anna.say(conv, "Done"))
     anna.end(conv)
     events = [type(e).__name__ for e in aparty.events[-2:]]

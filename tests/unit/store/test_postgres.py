@@ -174,7 +174,7 @@ surveys_score_check CHECK (((score >= 1) AND (score <= 5)))
 wrapups_conversation_fkey FOREIGN KEY (conversation) REFERENCES conversations(id) ON DELETE CASCADE
 wrapups_pkey PRIMARY KEY (conversation, agent)
 versions 1 2 3 4 5 6
-"""
+"""  # noqa: E501 (the constraints as PostgreSQL prints them)
 
 
 def _schema(dsn: str) -> str:
