@@ -118,6 +118,7 @@ def transcript_json(record: ConversationRecord, messages: Sequence[StoredMessage
                 "agent": m.agent,
                 "text": m.text,
                 "ts": iso(m.ts),
+                "audience": m.audience,
             }
             for m in messages
         ],
@@ -141,5 +142,7 @@ def transcript_text(record: ConversationRecord, messages: Sequence[StoredMessage
     lines = [_one_line(header)]
     for m in messages:
         who = f"agent {m.agent}" if m.sender == "agent" and m.agent else m.sender
+        if m.audience != "all":
+            who += f" (to {m.audience} only)"
         lines.append(f"[{iso(m.ts)}] {_one_line(who)}: {_one_line(m.text)}")
     return "\n".join(lines) + "\n"

@@ -47,6 +47,12 @@ class Roles:
 
         d.addCallbacks(found, failed)
 
+    def refresh(self, name: str) -> None:
+        """The role of ``name`` changed: look it up again if it is logged in here."""
+        agent = self._ctx.core.local.get(name)
+        if agent is not None:
+            self.logged_in(agent)
+
     def logged_out(self, agent: LiveAgent) -> None:
         """Forget the role of an agent that left."""
         self._roles.pop(agent.name, None)

@@ -24,6 +24,8 @@ from gateway import __version__, logs
 from gateway.core.errors import AuthFailed, BadRequest, GatewayError, NotAllowed, Unavailable
 from gateway.core.events import ClientInfo, Typing
 from gateway.core.interfaces import IParty
+from gateway.desk import identity
+from protocols.jsonim import deskframes
 from protocols.jsonim.codec import DecodeError, decode, error_frame, event_frame
 from protocols.jsonim.interfaces import IFrameLink
 from protocols.jsonim.settings import JsonImSettings
@@ -39,8 +41,8 @@ SERVER_FEATURES = ("typing",)
 TYPING_STATES = ("active", "paused")
 # Frames an agent may send while its login is checked; later ones are refused.
 MAX_FRAMES_DURING_LOGIN = 16
-_RATE_LIMITED = frozenset({"message", "typing"})
-_AGENT_ONLY = frozenset({"accept", "reject", "presence", "transfer"})
+_RATE_LIMITED = frozenset({"message", "typing"}) | deskframes.LINES
+_AGENT_ONLY = frozenset({"accept", "reject", "presence", "transfer"}) | deskframes.FRAME_TYPES
 
 _HELLO, _LOGIN, _CUSTOMER, _AGENT = "hello", "login", "customer", "agent"
 
@@ -147,6 +149,8 @@ class JsonImSession:
         self._bucket = TokenBucket(config.messages_per_second, config.message_burst, clock)
         self._bad_frames = 0
         self._peer = link.peer
+        # The customer token given in welcome (gateway.desk.identity), if a customer.
+        self._customer_token: str | None = None
         # Until welcome is sent, the core's events wait here (None: sent directly).
         self._held: list[object] | None = None
         self._close_when_welcomed = False
@@ -302,6 +306,7 @@ class JsonImSession:
         features: frozenset[str],
     ) -> None:
         answers = _answers(frame)
+        verified = self._verified_identity(frame)
         self._cancel_hello_timer()
         # The core may deliver a prompt before it returns the session that welcome
         # names: hold such events so that welcome goes first.
@@ -313,6 +318,7 @@ class JsonImSession:
                 client=client,
                 answers=answers,
                 features=features,
+                **({"verified": verified} if verified else {}),
                 **_resume_token(frame),
             )
         except BaseException:
@@ -327,6 +333,25 @@ class JsonImSession:
             version=client.version,
         )
         self._welcome(session, features)
+
+    def _verified_identity(self, frame: dict[str, Any]) -> str | None:
+        """The customer's identity: a site-signed id, else the customer token (proposed
+        additions, docs/desk.md); a signed id that does not verify is refused."""
+        signed = frame.get("verified")
+        if signed is not None:
+            settings = self._gateway.config.sections.get("desk")
+            secret = settings.identity_secret if settings is not None else ""
+            if not isinstance(signed, dict):
+                raise BadRequest("verified must be an object with id and hmac")
+            found = identity.site_identity(secret, signed.get("id"), signed.get("hmac"))
+            if found is None:
+                raise AuthFailed("the customer identity does not verify")
+            return found
+        if self.service_desk() is None:
+            return None
+        token = frame.get("customer_token")
+        self._customer_token = token if identity.usable_token(token) else identity.new_token()
+        return identity.token_identity(self._customer_token)
 
     def _agent_hello(
         self,
@@ -416,6 +441,7 @@ class JsonImSession:
                 # Proposed extension (docs/jsonim.md, "Resume"): hello {"resume": ...} within
                 # the grace period takes this conversation back after a drop.
                 **_resume_field(session),
+                **({"customer_token": self._customer_token} if self._customer_token else {}),
             }
         )
         for event in held:
@@ -439,7 +465,8 @@ class JsonImSession:
     # -- agent frames ----------------------------------------------------------
 
     def _agent_presence(self, frame: dict[str, Any], frame_id: str | None) -> None:
-        self._session.set_presence(_string(frame, "status"))
+        if not deskframes.away(self, frame, frame_id):
+            self._session.set_presence(_string(frame, "status"))
 
     def _agent_accept(self, frame: dict[str, Any], frame_id: str | None) -> None:
         self._session.accept(_string(frame, "offer"))
@@ -448,6 +475,9 @@ class JsonImSession:
         self._session.reject(_string(frame, "offer"))
 
     def _agent_message(self, frame: dict[str, Any], frame_id: str | None) -> None:
+        if frame.get("private") is True:
+            deskframes.private_message(self, frame, frame_id)
+            return
         conversation = _string(frame, "conversation")
         self._acknowledge(self._session.say(conversation, _text(frame)), frame_id)
 
@@ -455,6 +485,8 @@ class JsonImSession:
         self._session.typing(_string(frame, "conversation"), _typing_state(frame))
 
     def _agent_transfer(self, frame: dict[str, Any], frame_id: str | None) -> None:
+        if deskframes.transfer(self, frame, frame_id):
+            return
         conversation = _string(frame, "conversation")
         to = frame.get("to")
         if not isinstance(to, dict) or ("queue" in to) == ("agent" in to):
@@ -465,6 +497,38 @@ class JsonImSession:
 
     def _agent_end(self, frame: dict[str, Any], frame_id: str | None) -> None:
         self._session.end(_string(frame, "conversation"))
+
+    def _agent_desk(self, frame: dict[str, Any], frame_id: str | None) -> None:
+        deskframes.handle(self, frame, frame_id)
+
+    # -- what the desk's frames use (protocols.jsonim.deskframes.DeskLink) -----
+
+    def agent_session(self) -> Any:
+        """The agent's session."""
+        return self._session
+
+    def service_desk(self) -> Any:
+        """The gateway's service desk, or None."""
+        return getattr(self._gateway, "service_desk", None)
+
+    def answer(self, d: Deferred, frame_id: str | None, of: str, quiet: bool = False) -> None:
+        """``result`` with what ``d`` fires with (unless ``quiet``), or ``error``."""
+
+        def done(result: dict) -> None:
+            if not quiet:
+                frame = {"type": "result", "of": of, **result}
+                self._send(frame if frame_id is None else {**frame, "id": frame_id})
+
+        d.addCallbacks(done, self._request_failed, errbackArgs=(frame_id,))
+
+    def acknowledge(self, d: Deferred, frame_id: str | None, extra: dict | None = None) -> None:
+        """``ack`` with the message id ``d`` fires with (or (id, extra fields)), or ``error``."""
+
+        def done(result: Any) -> None:
+            msg, more = result if isinstance(result, tuple) else (result, extra or {})
+            self._ack(msg, frame_id, more)
+
+        d.addCallbacks(done, self._request_failed, errbackArgs=(frame_id,))
 
     # -- both roles ------------------------------------------------------------
 
@@ -483,11 +547,11 @@ class JsonImSession:
             errbackArgs=(frame_id,),
         )
 
-    def _ack(self, msg: str, frame_id: str | None) -> None:
+    def _ack(self, msg: str, frame_id: str | None, extra: dict | None = None) -> None:
         if frame_id is None:
-            self._send({"type": "ack", "msg": msg})
+            self._send({"type": "ack", "msg": msg, **(extra or {})})
         else:
-            self._send({"type": "ack", "id": frame_id, "msg": msg})
+            self._send({"type": "ack", "id": frame_id, "msg": msg, **(extra or {})})
 
     def _request_failed(self, failure: Failure, frame_id: str | None) -> None:
         if failure.check(GatewayError):
@@ -576,6 +640,8 @@ _AGENT_HANDLERS: dict[str, _Handler] = {
     "end": JsonImSession._agent_end,
     "ping": JsonImSession._ping,
     "pong": JsonImSession._pong,
+    # The service desk's (proposed additions, docs/desk.md).
+    **dict.fromkeys(deskframes.FRAME_TYPES, JsonImSession._agent_desk),
 }
 
 
