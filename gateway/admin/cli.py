@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway import config as config_module
-from gateway.admin import firewall_cli
+from gateway.admin import firewall_cli, teams_cli
 from gateway.admin.live import Failed as LiveFailed
 from gateway.admin.live import add_commands as add_live_commands
 from gateway.config import Config, ConfigError
@@ -181,6 +181,9 @@ def _parser() -> argparse.ArgumentParser:
     # Commands on the running gateway, through its admin API (gateway.admin.live).
     add_live_commands(commands, actions, common)
     firewall_cli.add_commands(commands, common)  # fw …: the firewall (firewall/cli.py)
+    teams_cli.add_commands(  # team …: teams and the queues they serve
+        commands, common, teams_cli.CliHelpers(_database, _transaction, _Failed, _Usage)
+    )
     return parser
 
 

@@ -38,6 +38,7 @@ from gateway.config import Config, ConfigError
 from gateway.core.gateway import Gateway
 from gateway.daemon import Listener, StartupError, release, where, with_backlog, within_deadline
 from gateway.directory.memory import MemoryDirectory
+from gateway.directory.teams import Teams
 from gateway.metrics import GatewayMetrics
 from gateway.plugins import parts
 from gateway.routing.remote import LocalPlans, RemotePlans
@@ -250,9 +251,23 @@ class GatewayService(MultiService):
         self._log.info("routing rules reloaded from {source}", source=rules.source)
         return True
 
+    def reload_teams(self) -> Deferred:
+        """Read teams and the queues they serve from the database; fires with the Teams."""
+
+        def loaded(records: list) -> Teams:
+            teams = Teams.of(records)
+            self.gateway.set_teams(teams)
+            return teams
+
+        return self.store.teams().addCallback(loaded)
+
+    def _reload_teams_logged(self) -> None:
+        self.reload_teams().addErrback(lambda f: self._log.failure("loading teams failed", f))
+
     def _hangup(self, signum, frame) -> None:
         # Signal handlers must not touch the reactor's state directly.
         self._reactor.callFromThread(self.reload_rules)
+        self._reactor.callFromThread(self._reload_teams_logged)
         self._reactor.callFromThread(self.firewall.reload_in_thread, self._reactor)
 
     def startService(self) -> None:
@@ -270,6 +285,8 @@ class GatewayService(MultiService):
                 f"gateway.data_dir: cannot open the database in {self.config.data_dir}: {e}"
             ) from None
         self.admin.prepare()
+        # Teams first: the writer answers in order, so the restore below routes with them.
+        self._reload_teams_logged()
         # What a kill or crash left open: held for resuming, or marked interrupted.
         self.gateway.restore().addErrback(
             lambda f: self._log.failure("restoring open conversations failed", f)

@@ -71,6 +71,7 @@ class Desk:
             addresses=tuple(record.addresses),
             features=frozenset(features),
             node=core.node,
+            teams=core.teams.teams_of(record.name),
         )
         agent = LiveAgent(presence, session, core.publish)
         session.agent = agent

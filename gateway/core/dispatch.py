@@ -51,7 +51,7 @@ class Dispatcher:
         self._clock = core.clock
         self._queues = core.queues
         self.plans = plans
-        self.engine = Engine(self._config.queue_for_topic)
+        self.engine = Engine(self._config.queue_for_topic, self._serves)
         self.offers: dict[str, PendingOffer] = {}
         self._recent: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._matching = False
@@ -60,6 +60,19 @@ class Dispatcher:
         # The engine is fed from the directory: this node's agents and, in a
         # cluster, everyone's.
         core.directory.watch(self._presence_changed)
+
+    def _serves(self, queue: str, agent: AgentPresence) -> bool:
+        """Queues own agents: the teams serving ``queue`` and its skills admit ``agent``."""
+        if not self._core.teams.serves(agent.teams, queue):
+            return False
+        config = self._queues[queue].config if queue in self._queues else None
+        skills = config.skills if config is not None else {}
+        return all(agent.skills.get(s, -1) >= level for s, level in skills.items())
+
+    def teams_changed(self) -> None:
+        """Teams or their queues changed: who may serve which queue is worked out again."""
+        self.engine.membership_changed()
+        self.match()
 
     def _presence_changed(self, name: str, presence: AgentPresence | None) -> None:
         if presence is None:

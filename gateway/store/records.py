@@ -28,6 +28,18 @@ class AgentRecord:
 
 
 @attrs.frozen
+class TeamRecord:
+    """A team of agents and the queues it serves (see gateway.directory.teams)."""
+
+    name: str
+    description: str = ""
+    created: float = 0.0
+    # Agent names, and queue names, each sorted.
+    members: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class ConversationRecord:
     """One customer's case as stored."""
 
