@@ -25,6 +25,7 @@ from gateway.admin import firewall_cli, teams_cli
 from gateway.admin.live import Failed as LiveFailed
 from gateway.admin.live import add_commands as add_live_commands
 from gateway.config import Config, ConfigError
+from gateway.core.events import Decision
 from gateway.passwords import hash_password, scram_credentials
 from gateway.plugins import adapters
 from gateway.store import engine_for
@@ -370,6 +371,8 @@ def _transcript(args: argparse.Namespace, cfg: Config) -> None:
     if record.ended is not None:
         header += f", ended {_iso(record.ended)} ({record.end_reason or '-'})"
     print(_clean(header))
+    if record.routing:
+        print(_clean(f"routing: {Decision.from_dict(record.routing).text()}"))
     for m in messages:
         print(f"[{_iso(m.ts)}] {_clean(_sender(m))}: {_clean(m.text)}")
 
@@ -525,6 +528,7 @@ def _conversation_json(record: ConversationRecord) -> dict[str, Any]:
         "agent": record.agent,
         "ended": None if record.ended is None else _iso(record.ended),
         "end_reason": record.end_reason,
+        "routing": None if record.routing is None else dict(record.routing),
     }
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.core.conversation import Conversation, Queue
+from gateway.core.events import Decision
 from gateway.directory.teams import NO_TEAMS, Teams
 from gateway.metrics import oldest_wait
 from gateway.store.records import ConversationRecord, StoredMessage
@@ -91,6 +92,7 @@ def conversation_view(conv: Conversation, now: float) -> dict[str, Any]:
         "waited_s": round(max(0.0, now - conv.arrival[0]), 1)
         if conv.arrival is not None and conv.waiting
         else None,
+        "routing": conv.decision.to_dict() if conv.decision is not None else None,
     }
 
 
@@ -134,6 +136,7 @@ def transcript_json(record: ConversationRecord, messages: Sequence[StoredMessage
             "started": iso(record.started),
             "ended": iso(record.ended),
             "end_reason": record.end_reason,
+            "routing": None if record.routing is None else dict(record.routing),
         },
         "messages": [
             {
@@ -163,6 +166,8 @@ def transcript_text(record: ConversationRecord, messages: Sequence[StoredMessage
     if record.ended is not None:
         header += f", ended {iso(record.ended)} ({record.end_reason or '-'})"
     lines = [_one_line(header)]
+    if record.routing:
+        lines.append(_one_line(f"routing: {Decision.from_dict(record.routing).text()}"))
     for m in messages:
         who = f"agent {m.agent}" if m.sender == "agent" and m.agent else m.sender
         lines.append(f"[{iso(m.ts)}] {_one_line(who)}: {_one_line(m.text)}")

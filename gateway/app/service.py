@@ -267,8 +267,8 @@ class GatewayService(MultiService):
     def _hangup(self, signum, frame) -> None:
         # Signal handlers must not touch the reactor's state directly.
         self._reactor.callFromThread(self.reload_rules)
-        self._reactor.callFromThread(self._reload_teams_logged)
         self._reactor.callFromThread(self.firewall.reload_in_thread, self._reactor)
+        self._reactor.callFromThread(self._reload_teams_logged)
 
     def startService(self) -> None:
         """Open the store, then let the core serve."""

@@ -219,6 +219,7 @@ class Dispatcher:
             self.relay.system_line(conv, NO_AGENTS)
             self.relay.end(conv, "no_agents")
             return
+        conv.decision = self._decision(conv, queue_name)
         self._core.write(
             self._core.store.update_conversation(
                 conv.id,
@@ -227,6 +228,7 @@ class Dispatcher:
                 topic=conv.topic,
                 identity=dict(conv.answers),
                 agent=None,
+                routing=conv.decision.to_dict(),
             )
         )
         if conv.queue is not None and conv.queue != queue_name:
@@ -320,9 +322,27 @@ class Dispatcher:
             self._matching = False
         self._send_positions()
 
+    @staticmethod
+    def _decision(conv: Conversation, queue: str | None) -> ev.Decision:
+        """Why the conversation waits where it does (its plan, at its current target)."""
+        task = conv.task
+        plan = task.plan
+        return ev.Decision(
+            rule=plan.rule,
+            target=task.step + 1,
+            strategy=task.target.strategy,
+            compatibility=plan.compatibility,
+            source=plan.source,
+            reason=plan.reason,
+            queue=queue,
+        )
+
     def _offer(self, conv: Conversation, agent: LiveAgent) -> None:
         timeout = self._config.offer_timeout_s
-        offer = PendingOffer(id=self._core.ids.offer(), conversation=conv, agent=agent.name)
+        decision = self._decision(conv, conv.queue)
+        offer = PendingOffer(
+            id=self._core.ids.offer(), conversation=conv, agent=agent.name, decision=decision
+        )
         offer.timer = self._clock.callLater(timeout, self._offer_lapsed, offer)
         self.offers[offer.id] = offer
         agent.offered(offer.id)
@@ -350,7 +370,7 @@ class Dispatcher:
             topic=conv.topic,
             identity={k: v for k, v in conv.answers.items() if k != "topic"},
         )
-        self.relay.deliver(agent, ev.Offer(offer.id, conv.id, round(timeout), card))
+        self.relay.deliver(agent, ev.Offer(offer.id, conv.id, round(timeout), card, decision))
 
     def _take_offer(self, offer: PendingOffer) -> None:
         """Forget an offer: the agent's room and the conversation's ring are freed."""
@@ -439,6 +459,7 @@ class Dispatcher:
         if agent.lapses:
             agent.change(lapses=0)
         self.withdraw(conv)
+        conv.decision = offer.decision
         self._queues[conv.queue].active += 1
         conv.connected_at = self._clock.seconds()
         self._core.metrics.accepts.inc()

@@ -138,6 +138,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # Teams and the queues they serve (gateway.store.teams, gateway.directory.teams).
     teams.migration("DOUBLE PRECISION"),
+    (
+        # The routing decision behind a conversation's agent (rule, target, strategy,
+        # compatibility entry, source, reason, queue), as JSON; NULL before any offer.
+        "ALTER TABLE conversations ADD COLUMN routing TEXT",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -56,6 +56,9 @@ class ConversationRecord:
     agent: str | None = None
     ended: float | None = None
     end_reason: str | None = None
+    # The routing decision behind its current or last agent (gateway.core.events.Decision
+    # as a dict): rule, target, strategy, compatibility, source, reason, queue.
+    routing: Mapping[str, object] | None = None
 
 
 @attrs.frozen
@@ -86,6 +89,7 @@ CONVERSATION_CHANGES = frozenset(
         "end_reason",
         "client_name",
         "client_version",
+        "routing",
     }
 )
 

@@ -197,6 +197,8 @@ def _offer(event: events.Offer, agent: bool) -> dict[str, Any]:
             "topic": card.topic,
             "identity": dict(card.identity),
         },
+        # Proposed addition (docs/jsonim.md, "Routing in offers"): why this agent.
+        **({"routing": event.routing.to_dict()} if event.routing is not None else {}),
     }
 
 
