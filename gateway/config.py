@@ -69,6 +69,8 @@ class QueueConfig:
     # relay: the gateway hosts the conversation; redirect: after routing, the customer
     # is given the agent's public address and the IM server hosts the rest.
     hosting: str = "relay"
+    # Skill -> minimum level an agent needs to serve this queue (beside its teams).
+    skills: Mapping[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -321,6 +323,7 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
             hours=_hours(q),
             overflow=q.text("overflow", "") or None,
             hosting=q.text("hosting", "relay", check=_one_of(("relay", "redirect"))),
+            skills=_queue_skills(q),
         )
         q.done()
     qs.done()
@@ -401,6 +404,16 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
         log_file=log_file,
         shutdown_deadline_s=shutdown_deadline_s,
     )
+
+
+def _queue_skills(q: Reader) -> dict[str, int]:
+    table = q.get("skills", dict, {})
+    for skill, level in table.items():
+        if _valid_name(skill):
+            raise q.fail(f"skills.{skill}", f"{_valid_name(skill)} for a skill")
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 5:
+            raise q.fail(f"skills.{skill}", f"must be a level from 0 to 5, not {level!r}")
+    return dict(table)
 
 
 def _hours(q: Reader) -> Hours:

@@ -204,7 +204,13 @@ class ApiEndpoints(Resource):
                 gw.logout_agent(name)
                 return {"ok": True, "agent": name}
             case "GET", ["queues"]:
-                return views.queues_view(gw.queues, now)
+                return views.queues_view(gw.queues, now, gw.teams)
+            case "GET", ["teams"]:
+                return views.teams_view(gw.teams, gw.agents)
+            case "POST", ["teams", "reload"]:
+                return self._service.reload_teams().addCallback(
+                    lambda teams: {"ok": True, "teams": list(teams.names)}
+                )
             case "GET", ["conversations"]:
                 return views.conversations_view(gw.conversations.values(), now)
             case "GET", ["conversations", cid, "transcript"]:
@@ -295,7 +301,7 @@ def _status_of(error: GatewayError) -> int:
     return 500
 
 
-_RESOURCES = ("summary", "agents", "queues", "conversations")
+_RESOURCES = ("summary", "agents", "queues", "teams", "conversations")
 
 
 def _known(path: list[str]) -> bool:

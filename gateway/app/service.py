@@ -39,6 +39,7 @@ from gateway.core.gateway import Gateway
 from gateway.daemon import Listener, StartupError, release, where, with_backlog, within_deadline
 from gateway.desk.service import ServiceDesk
 from gateway.directory.memory import MemoryDirectory
+from gateway.directory.teams import Teams
 from gateway.metrics import GatewayMetrics
 from gateway.plugins import parts
 from gateway.routing.remote import LocalPlans, RemotePlans
@@ -256,10 +257,24 @@ class GatewayService(MultiService):
         self._log.info("routing rules reloaded from {source}", source=rules.source)
         return True
 
+    def reload_teams(self) -> Deferred:
+        """Read teams and the queues they serve from the database; fires with the Teams."""
+
+        def loaded(records: list) -> Teams:
+            teams = Teams.of(records)
+            self.gateway.set_teams(teams)
+            return teams
+
+        return self.store.teams().addCallback(loaded)
+
+    def _reload_teams_logged(self) -> None:
+        self.reload_teams().addErrback(lambda f: self._log.failure("loading teams failed", f))
+
     def _hangup(self, signum, frame) -> None:
         # Signal handlers must not touch the reactor's state directly.
         self._reactor.callFromThread(self.reload_rules)
         self._reactor.callFromThread(self.firewall.reload_in_thread, self._reactor)
+        self._reactor.callFromThread(self._reload_teams_logged)
 
     def startService(self) -> None:
         """Open the store, then let the core serve."""
@@ -276,6 +291,8 @@ class GatewayService(MultiService):
                 f"gateway.data_dir: cannot open the database in {self.config.data_dir}: {e}"
             ) from None
         self.admin.prepare()
+        # Teams first: the writer answers in order, so the restore below routes with them.
+        self._reload_teams_logged()
         self.desk.start().addErrback(
             lambda f: self._log.failure("starting the service desk failed", f)
         )

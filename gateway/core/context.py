@@ -19,6 +19,7 @@ from gateway.core.ids import IdFactory
 from gateway.core.interfaces import IDelivery
 from gateway.core.ports import IDeskHooks
 from gateway.directory.interfaces import IAgentDirectory
+from gateway.directory.teams import NO_TEAMS, Teams
 from gateway.directory.view import DirectoryView
 from gateway.metrics import GatewayMetrics
 from gateway.store.interfaces import IStore
@@ -46,6 +47,8 @@ class Core:
     # Agents logged in on this node, and every node's agents as this node knows them.
     local: LocalAgents = attrs.field(init=False, factory=LocalAgents)
     view: DirectoryView = attrs.field(init=False)
+    # Who serves which queue (gateway.directory.teams); replaced whole on a reload.
+    teams: Teams = attrs.field(init=False, default=NO_TEAMS)
     shutting_down: bool = attrs.field(init=False, default=False)
     # The service desk, told of what happens (gateway.core.hooks); none by default.
     hooks: IDeskHooks = attrs.field(init=False, factory=NoDesk)

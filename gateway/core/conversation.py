@@ -33,6 +33,8 @@ class PendingOffer:
     conversation: Conversation
     agent: str
     timer: Any = None
+    # Why this agent (gateway.core.events.Decision).
+    decision: Any = None
 
 
 @attrs.define(eq=False)
@@ -72,6 +74,8 @@ class Conversation:
     # resume by instead (gateway.core.resume).
     resume_hash: str | None = None
     resume_key: str | None = None
+    # The routing decision behind the current (or last) offer or agent.
+    decision: Any = None
     # The customer's verified identity (an XMPP account, a site's signed id...), and
     # their earlier conversations the desk found by it (gateway.desk.history).
     customer_id: str | None = None

@@ -71,6 +71,7 @@ class Desk:
             addresses=tuple(record.addresses),
             features=frozenset(features),
             node=core.node,
+            teams=core.teams.teams_of(record.name),
         )
         agent = LiveAgent(presence, session, core.publish)
         session.agent = agent
@@ -139,8 +140,11 @@ class Desk:
         agent.joined(conv.id, conv.protocol)
         relay = self.relay
         relay.cancel_timer(conv)
+        routing = conv.decision.to_dict() if conv.decision is not None else None
         self._core.write(
-            self._core.store.update_conversation(conv.id, state=CONNECTED, agent=agent.name)
+            self._core.store.update_conversation(
+                conv.id, state=CONNECTED, agent=agent.name, routing=routing
+            )
         )
         self._log.info("{agent} accepted {conversation}", agent=agent.name, conversation=conv.id)
         if self._redirect(conv, agent):

@@ -51,7 +51,7 @@ class Dispatcher:
         self._clock = core.clock
         self._queues = core.queues
         self.plans = plans
-        self.engine = Engine(self._config.queue_for_topic)
+        self.engine = Engine(self._config.queue_for_topic, self._serves)
         self.offers: dict[str, PendingOffer] = {}
         self._recent: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._matching = False
@@ -60,6 +60,19 @@ class Dispatcher:
         # The engine is fed from the directory: this node's agents and, in a
         # cluster, everyone's.
         core.directory.watch(self._presence_changed)
+
+    def _serves(self, queue: str, agent: AgentPresence) -> bool:
+        """Queues own agents: the teams serving ``queue`` and its skills admit ``agent``."""
+        if not self._core.teams.serves(agent.teams, queue):
+            return False
+        config = self._queues[queue].config if queue in self._queues else None
+        skills = config.skills if config is not None else {}
+        return all(agent.skills.get(s, -1) >= level for s, level in skills.items())
+
+    def teams_changed(self) -> None:
+        """Teams or their queues changed: who may serve which queue is worked out again."""
+        self.engine.membership_changed()
+        self.match()
 
     def _presence_changed(self, name: str, presence: AgentPresence | None) -> None:
         if presence is None:
@@ -208,6 +221,7 @@ class Dispatcher:
             self.relay.system_line(conv, NO_AGENTS)
             self.relay.end(conv, "no_agents")
             return
+        conv.decision = self._decision(conv, queue_name)
         self._core.write(
             self._core.store.update_conversation(
                 conv.id,
@@ -216,6 +230,7 @@ class Dispatcher:
                 topic=conv.topic,
                 identity=dict(conv.answers),
                 agent=None,
+                routing=conv.decision.to_dict(),
             )
         )
         if conv.queue is not None and conv.queue != queue_name:
@@ -309,9 +324,27 @@ class Dispatcher:
             self._matching = False
         self._send_positions()
 
+    @staticmethod
+    def _decision(conv: Conversation, queue: str | None) -> ev.Decision:
+        """Why the conversation waits where it does (its plan, at its current target)."""
+        task = conv.task
+        plan = task.plan
+        return ev.Decision(
+            rule=plan.rule,
+            target=task.step + 1,
+            strategy=task.target.strategy,
+            compatibility=plan.compatibility,
+            source=plan.source,
+            reason=plan.reason,
+            queue=queue,
+        )
+
     def _offer(self, conv: Conversation, agent: LiveAgent) -> None:
         timeout = self._config.offer_timeout_s
-        offer = PendingOffer(id=self._core.ids.offer(), conversation=conv, agent=agent.name)
+        decision = self._decision(conv, conv.queue)
+        offer = PendingOffer(
+            id=self._core.ids.offer(), conversation=conv, agent=agent.name, decision=decision
+        )
         offer.timer = self._clock.callLater(timeout, self._offer_lapsed, offer)
         self.offers[offer.id] = offer
         agent.offered(offer.id)
@@ -340,7 +373,7 @@ class Dispatcher:
             identity={k: v for k, v in conv.answers.items() if k != "topic"},
             history=conv.past,
         )
-        self.relay.deliver(agent, ev.Offer(offer.id, conv.id, round(timeout), card))
+        self.relay.deliver(agent, ev.Offer(offer.id, conv.id, round(timeout), card, decision))
 
     def _take_offer(self, offer: PendingOffer) -> None:
         """Forget an offer: the agent's room and the conversation's ring are freed."""
@@ -429,6 +462,7 @@ class Dispatcher:
         if agent.lapses:
             agent.change(lapses=0)
         self.withdraw(conv)
+        conv.decision = offer.decision
         self._queues[conv.queue].active += 1
         conv.connected_at = self._clock.seconds()
         self._core.metrics.accepts.inc()

@@ -143,13 +143,47 @@ class Ended:
 
 
 @attrs.frozen
+class Decision:
+    """Why routing offered a conversation to an agent: the rule and which target of its
+    workflow (1-based) with what strategy, the compatibility entry, where the plan came
+    from (``local``, ``remote`` or ``fallback``) and its reason, and the queue."""
+
+    rule: str
+    target: int
+    strategy: str
+    compatibility: str
+    source: str
+    reason: str
+    queue: str | None = None
+
+    def text(self) -> str:
+        """One line, as transcripts and plain-text offers show it."""
+        where = f" in {self.queue}" if self.queue else ""
+        return (
+            f"rule {self.rule}, target {self.target} ({self.strategy}){where};"
+            f" compatibility {self.compatibility}; {self.source}: {self.reason}"
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        """The decision as JSON-ready values (stored with the conversation)."""
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Decision:
+        """A decision from :meth:`to_dict`'s values (unknown keys ignored)."""
+        names = {f.name for f in attrs.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@attrs.frozen
 class Offer:
-    """An agent is offered a conversation."""
+    """An agent is offered a conversation; ``routing`` says why it is this agent."""
 
     offer: str
     conversation: str
     expires_in_s: int
     customer: CustomerCard
+    routing: Decision | None = None
 
 
 @attrs.frozen

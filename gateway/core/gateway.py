@@ -36,6 +36,7 @@ from gateway.core.relay import Relay
 from gateway.core.sessions import AgentSession, CustomerSession
 from gateway.core.throttle import LoginThrottle
 from gateway.directory.interfaces import IAgentDirectory
+from gateway.directory.teams import Teams
 from gateway.metrics import GatewayMetrics
 from gateway.routing.interfaces import IRouter
 from gateway.store.interfaces import IStore
@@ -125,6 +126,23 @@ class Gateway:
     def shutting_down(self) -> bool:
         """True once shutdown() began: newcomers are refused."""
         return self.core.shutting_down
+
+    @property
+    def teams(self) -> Teams:
+        """Who serves which queue (gateway.directory.teams)."""
+        return self.core.teams
+
+    def set_teams(self, teams: Teams) -> None:
+        """Teams were (re)loaded: agents' memberships and the queues they serve change."""
+        self.core.teams = teams
+        for agent in self.core.local:
+            mine = teams.teams_of(agent.name)
+            if agent.presence.teams != mine:
+                agent.change(teams=mine)
+        self._log.info(
+            "teams: {count} ({names})", count=len(teams), names=", ".join(teams.names) or "none"
+        )
+        self.dispatcher.teams_changed()
 
     def restore(self) -> Deferred:
         """Take back what the store says was open when the gateway last stopped."""

@@ -22,7 +22,7 @@ AGENT_COLUMNS = (
 )
 CONVERSATION_COLUMNS = (
     "id, customer_alias, protocol, client_name, client_version, queue, topic,"
-    " identity, state, agent, started, ended, end_reason"
+    " identity, state, agent, started, ended, end_reason, routing"
 )
 MESSAGE_COLUMNS = "id, conversation, sender, agent, text, ts"
 
@@ -65,7 +65,7 @@ class Queries:
         # Conversations.
         self.insert_conversation = q(
             f"INSERT INTO conversations ({CONVERSATION_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         self.get_conversation = q(f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?")
         # rowid: SQLite's own; a column of that name on PostgreSQL (its migration 1).
@@ -170,7 +170,12 @@ def conversation_values(record: ConversationRecord) -> tuple:
         record.started,
         record.ended,
         record.end_reason,
+        _optional_json(record.routing),
     )
+
+
+def _optional_json(value: Mapping[str, Any] | None) -> str | None:
+    return None if value is None else to_json(value)
 
 
 def conversation_record(row: Sequence[Any]) -> ConversationRecord:
@@ -189,6 +194,7 @@ def conversation_record(row: Sequence[Any]) -> ConversationRecord:
         started,
         ended,
         end_reason,
+        routing,
     ) = row
     return ConversationRecord(
         id=id_,
@@ -204,12 +210,16 @@ def conversation_record(row: Sequence[Any]) -> ConversationRecord:
         agent=agent,
         ended=ended,
         end_reason=end_reason,
+        routing=None if routing is None else json.loads(routing),
     )
 
 
 def change_values(changes: Mapping[str, Any]) -> dict[str, Any]:
-    """A conversation's changes as column values (identity as JSON text)."""
-    return {k: to_json(v) if k == "identity" else v for k, v in changes.items()}
+    """A conversation's changes as column values (identity and routing as JSON text)."""
+    return {
+        k: (to_json(v) if k == "identity" else _optional_json(v) if k == "routing" else v)
+        for k, v in changes.items()
+    }
 
 
 def message_values(message: StoredMessage) -> tuple:

@@ -20,7 +20,7 @@ from typing import Any
 
 from zope.interface import implementer
 
-from gateway.store import sql
+from gateway.store import sql, teams
 from gateway.store.errors import (
     AddressTaken,
     AgentExists,
@@ -37,6 +37,7 @@ from gateway.store.records import (
     AgentRecord,
     ConversationRecord,
     StoredMessage,
+    TeamRecord,
     check_conversation_changes,
 )
 
@@ -125,6 +126,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             customer_key TEXT
         )
         """,
+    ),
+    # Teams and the queues they serve (gateway.store.teams, gateway.directory.teams).
+    teams.migration("REAL"),
+    (
+        # The routing decision behind a conversation's agent (rule, target, strategy,
+        # compatibility entry, source, reason, queue), as JSON; NULL before any offer.
+        "ALTER TABLE conversations ADD COLUMN routing TEXT",
     ),
     (
         # The service desk (gateway.desk): who saw each line, supervisors, the agents
@@ -241,6 +249,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _SQL = sql.Queries("?")
+_TEAMS = teams.TeamQueries("?")
 
 
 def _error(e: sqlite3.Error) -> DatabaseError:
@@ -571,6 +580,44 @@ class SqliteEngine:
     def transcript(self, conversation: str) -> list[StoredMessage]:
         """The messages of a conversation, in the order they were stored."""
         return sql.messages(self._execute(_SQL.transcript, (conversation,)).fetchall())
+
+    # Teams (the statements are gateway.store.teams').
+
+    def add_team(self, team: TeamRecord) -> None:
+        """Create a team with its members and queues; TeamExists, UnknownAgent."""
+        teams.add_team(self._execute, _TEAMS, team)
+
+    def remove_team(self, name: str) -> bool:
+        """Remove a team and its memberships; False if there was none of that name."""
+        return teams.remove_team(self._execute, _TEAMS, name)
+
+    def describe_team(self, name: str, description: str) -> None:
+        """Change a team's description; UnknownTeam."""
+        teams.describe_team(self._execute, _TEAMS, name, description)
+
+    def get_team(self, name: str) -> TeamRecord | None:
+        """The team ``name`` with its members and queues, or None."""
+        return teams.get_team(self._execute, _TEAMS, name)
+
+    def list_teams(self) -> list[TeamRecord]:
+        """Every team, by name, with its members and queues."""
+        return teams.list_teams(self._execute, _TEAMS)
+
+    def add_team_members(self, team: str, agents: Sequence[str]) -> None:
+        """Put agents in a team; UnknownTeam, UnknownAgent."""
+        teams.add_members(self._execute, _TEAMS, team, agents)
+
+    def remove_team_members(self, team: str, agents: Sequence[str]) -> int:
+        """Take agents out of a team; how many were in it. UnknownTeam."""
+        return teams.remove_members(self._execute, _TEAMS, team, agents)
+
+    def add_team_queues(self, team: str, queues: Sequence[str]) -> None:
+        """The team serves these queues too; UnknownTeam."""
+        teams.add_queues(self._execute, _TEAMS, team, queues)
+
+    def remove_team_queues(self, team: str, queues: Sequence[str]) -> int:
+        """The team no longer serves these queues; how many it served. UnknownTeam."""
+        return teams.remove_queues(self._execute, _TEAMS, team, queues)
 
     # Any other statement (the service desk's, gateway.desk.sql), with ``?`` marks.
 

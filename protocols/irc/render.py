@@ -71,16 +71,17 @@ def for_agent(event: object, alias_of: dict[str, str]) -> list[Said]:
     if _NOTICE is not None and isinstance(event, _NOTICE):
         return [Said(SERVICE, event.text, notice=True)]
     match event:
-        case ev.Offer(offer=offer, expires_in_s=expires, customer=card):
+        case ev.Offer(offer=offer, expires_in_s=expires, customer=card) as event:
             details = [f"{card.protocol}, {card.client.name} {card.client.version}".rstrip()]
             if card.topic:
                 details.append(f"topic {card.topic}")
             details += [f"{k}: {v}" for k, v in sorted(card.identity.items())]
+            routing = f" Routing: {event.routing.text()}" if event.routing is not None else ""
             return [
                 Said(
                     SERVICE,
                     f"Offer {offer}: {card.alias} ({'; '.join(details)}), "
-                    f"expires in {expires}s. Reply: accept {offer} | reject {offer}",
+                    f"expires in {expires}s. Reply: accept {offer} | reject {offer}.{routing}",
                     notice=True,
                 )
             ]

@@ -227,6 +227,8 @@ def _offer(event: events.Offer, agent: bool) -> dict[str, Any]:
         "conversation": event.conversation,
         "expires_in_s": event.expires_in_s,
         "customer": _card(event.customer),
+        # Proposed addition (docs/jsonim.md, "Routing in offers"): why this agent.
+        **({"routing": event.routing.to_dict()} if event.routing is not None else {}),
     }
 
 

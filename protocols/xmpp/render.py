@@ -102,6 +102,8 @@ def offer(event: ev.Offer, customer_address: str) -> str:
     if card.topic:
         lines.append(f"Topic: {card.topic}")
     lines += [f"{key}: {value}" for key, value in sorted(card.identity.items())]
+    if event.routing is not None:
+        lines.append(f"Routing: {event.routing.text()}")
     lines.append(
         f"Reply /accept {event.offer} or /reject {event.offer} (expires in {event.expires_in_s} s)."
     )

@@ -563,9 +563,11 @@ def walk(site):
 
 def test_the_quick_start_walk_through(walk):
     assert walk["conversation"] in walk["listing"]
-    header, *lines = walk["transcript"].splitlines()
+    header, routing, *lines = walk["transcript"].splitlines()
     assert header.startswith(f"conversation {walk['conversation']}: "), header
     assert header.endswith("(agent)"), header  # the agent ended it
+    # The routing decision behind the agent: the packaged rules' default workflow.
+    assert routing.startswith("routing: rule default, target 1 (longest_idle)"), routing
     said = [line.split("] ", 1)[1] for line in lines if "] system: " not in line]
     assert said == walk["lines"], walk["transcript"]
 

@@ -373,6 +373,7 @@ def test_conversations_json(run: _Run) -> None:
         "agent": "anna",
         "ended": "2026-11-29T10:05:00.000Z",
         "end_reason": "customer",
+        "routing": None,
     }
 
 
