@@ -15,6 +15,7 @@ out; every error is ``{"error": "…"}``. Reports take ``since`` and ``until`` (
 | ``GET holidays`` / ``POST holidays {"queue", "spec", "name"?}`` / ``DELETE holidays/ID`` | |
 | ``GET roles`` / ``PUT roles/AGENT {"role": "supervisor" or null}`` | desk roles |
 | ``GET reports/dispositions`` / ``reports/csat`` / ``reports/states`` | per queue, agent |
+| ``GET teams/NAME`` | a team's agents (state, reason, load), queues, live conversations |
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ from gateway import logs
 from gateway.core.errors import BadRequest, GatewayError, NotAllowed, Unavailable
 from gateway.desk import canned as canned_module
 from gateway.desk.records import OFFLINE_STATES, Canned
-from gateway.desk.supervision import ROLE_NAMES
+from gateway.desk.supervision import ROLE_NAMES, live_view
 
 MAX_BODY = 64 * 1024
 WEEK_S = 7 * 86400
 MAX_LIMIT = 10_000
-RESOURCES = ("conversations", "offline", "canned", "holidays", "roles", "reports")
+RESOURCES = ("conversations", "offline", "canned", "holidays", "roles", "reports", "teams")
 # What the supervisor page may do with its cookie (and its header): its own actions.
 PAGE_ACTIONS = ("whisper", "say")
 PAGE_HEADER = b"x-imgateway-page"
@@ -205,6 +206,8 @@ class DeskResource(Resource):
                 d.addCallback(lambda found: self._found(found, f"no agent {agent!r}"))
                 # A supervisor logged in now is one at once.
                 return d.addCallback(lambda ok: (desk.roles.refresh(agent), ok)[1])
+            case "GET", ["teams", name]:
+                return self._team(name, now)
             case "GET", ["reports", kind]:
                 return self._report(desk, kind, request, now)
         raise _Error(404 if method in ("GET", "POST", "PUT", "DELETE") else 405, "no such endpoint")
@@ -269,6 +272,43 @@ class DeskResource(Resource):
             }
 
         return self._service.store.transcript(conv.id).addCallback(lines)
+
+    def _team(self, name: str, now: float) -> dict:
+        gateway = self._service.gateway
+        team = gateway.teams.get(name)
+        if team is None:
+            raise _Error(404, f"no team {name[:64]!r}")
+        presence = {a.name: a for a in gateway.agents}
+        agents = []
+        for member in sorted(team.members):
+            a = presence.get(member)
+            agents.append(
+                {
+                    "name": member,
+                    "state": a.state if a is not None else "offline",
+                    "reason": (a.reason or None) if a is not None else None,
+                    "load": a.load if a is not None else 0,
+                    "conversations": sorted(a.conversations) if a is not None else [],
+                }
+            )
+        conversations = [
+            c
+            for c in gateway.conversations.values()
+            if c.queue in team.queues or (c.agent is not None and c.agent.name in team.members)
+        ]
+        return {
+            "name": team.name,
+            "description": team.description,
+            "agents": agents,
+            "queues": [
+                {"name": q, "depth": len(gateway.queues[q]), "active": gateway.queues[q].active}
+                for q in sorted(team.queues)
+                if q in gateway.queues
+            ],
+            "conversations": [
+                live_view(c, now) for c in sorted(conversations, key=lambda c: (c.started, c.id))
+            ],
+        }
 
     def _report(self, desk: Any, kind: str, request: Request, now: float) -> Deferred:
         since = moment(_arg(request, "since"), now - WEEK_S)

@@ -26,6 +26,12 @@ class IServiceDesk(Interface):
     def live(session):
         """The live conversations this supervisor may monitor."""
 
+    def team(session):
+        """The supervisor's teams: their agents (state, reason, load) and queues."""
+
+    def set_state(session, agent, status):
+        """Set an agent of the supervisor's teams available, away or offline."""
+
     def whisper(session, conversation, text):
         """A private line to the other agents in the conversation (never the customer)."""
 

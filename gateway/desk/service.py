@@ -40,7 +40,7 @@ from gateway.desk.states import States
 from gateway.desk.store import DeskStore, Runner
 from gateway.desk.supervision import Roles, Supervision
 from gateway.desk.survey import Surveys
-from gateway.desk.teams import Everyone
+from gateway.desk.teams import TeamDesk, TeamScope
 from gateway.desk.wrapup import WrapUps
 from gateway.directory.records import AVAILABLE
 
@@ -58,7 +58,7 @@ class ServiceDesk:
         self.settings.check_queues(config.queues, source)
         self.gateway = gateway
         self.store = DeskStore(runner)
-        self.teams = teams if teams is not None else Everyone()
+        self.teams = teams if teams is not None else TeamScope(gateway.core)
         ctx = self.ctx = DeskContext(
             core=gateway.core,
             relay=gateway.relay,
@@ -71,6 +71,7 @@ class ServiceDesk:
         self.rooms = Rooms(ctx)
         self.roles = Roles(ctx)
         self.supervision = Supervision(ctx, self.rooms, self.roles, self.teams)
+        self.team_desk = TeamDesk(ctx, self.roles, self.teams)
         self.consults = Consults(ctx, self.rooms)
         self.wrapups = WrapUps(ctx)
         self.wrapups.in_room = self._in_room
@@ -205,6 +206,14 @@ class ServiceDesk:
     def live(self, session: Any) -> Deferred:
         """The live conversations this supervisor may monitor."""
         return self.supervision.live(session)
+
+    def team(self, session: Any) -> Deferred:
+        """The supervisor's teams: their agents and queues."""
+        return self.team_desk.view(session)
+
+    def set_state(self, session: Any, agent: str, status: str) -> Deferred:
+        """A supervisor sets an agent of its teams available, away or offline."""
+        return self.team_desk.set_state(session, agent, status)
 
     def whisper(self, session: Any, conversation: str, text: str) -> Deferred:
         """A private line to the other agents in the conversation."""

@@ -70,6 +70,14 @@ def _live(link: DeskLink, desk: Any, session: Any, frame: dict) -> Deferred:
     return desk.live(session)
 
 
+def _team(link: DeskLink, desk: Any, session: Any, frame: dict) -> Deferred:
+    return desk.team(session)
+
+
+def _agent_state(link: DeskLink, desk: Any, session: Any, frame: dict) -> Deferred:
+    return desk.set_state(session, _string(frame, "agent"), _string(frame, "status"))
+
+
 def _consult(link: DeskLink, desk: Any, session: Any, frame: dict) -> Deferred:
     conversation = _string(frame, "conversation")
     return desk.consult(session, conversation, _string(frame, "agent"), _optional(frame, "text"))
@@ -128,6 +136,8 @@ REQUESTS: dict[str, _Request] = {
     "barge": _barge,
     "leave": _leave,
     "live": _live,
+    "team": _team,
+    "agent_state": _agent_state,
     "consult": _consult,
     "conference": _conference,
     "wrap_up": _wrap_up,

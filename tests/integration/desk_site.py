@@ -15,7 +15,15 @@ import re
 from pathlib import Path
 
 import harness
-from jsonim_client import JsonImClient, answer_interview, hello_agent, hello_customer
+from jsonim_client import (
+    JsonImClient,
+    answer_interview,
+    hello_agent,
+    hello_customer,
+    set_presence,
+)
+
+__all__ = ["hello_customer", "set_presence"]
 
 PASSWORDS = {name: f"{name}-Secret-1" for name in ("anna", "bob", "carl", "sue")}
 ALIASES = {"anna": "Anna", "bob": "Bob", "carl": "Carl", "sue": "Sue"}

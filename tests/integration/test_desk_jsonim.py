@@ -369,3 +369,49 @@ def test_not_ready_reasons_in_the_supervisor_view_and_reports(site):
     assert status == 200, report
     assert {r["reason"] for r in report["rows"] if r["agent"] == "bob"} >= {"training"}
     assert "training" in harness.admin(config, "report", "states").stdout
+
+
+def test_a_supervisor_sees_and_acts_on_its_teams_and_team_canned_responses(site):
+    gateway, config, call, _ = site
+    harness.admin(config, "team", "add", "desk-a", "--member", "anna", "--member", "sue")
+    harness.admin(
+        config, "canned", "add", "policy", "--team", "desk-a", "--text", "{customer}: 30 days."
+    )
+    # The CLI cannot tell a gateway on a port the system chose: reload it here.
+    assert call("POST", "/v1/teams/reload")[0] == 200
+    anna = agent(gateway, "anna")
+    mo = customer(gateway, "Mo", "billing")
+    ours = take(anna, mo)
+    desk_site.set_presence(anna, "away")
+    bob = agent(gateway, "bob")
+    ned = customer(gateway, "Ned", "billing")
+    theirs = take(bob, ned)
+
+    sue = agent(gateway, "sue", status="away")
+    assert [c["id"] for c in request(sue, {"type": "live"})["conversations"]] == [ours]
+    assert refused(sue, {"type": "monitor", "conversation": theirs})["code"] == "not_allowed"
+    view = request(sue, {"type": "team"})
+    assert view["teams"] == ["desk-a"]
+    assert [a["name"] for a in view["agents"]] == ["anna", "sue"]
+    request(sue, {"type": "agent_state", "agent": "anna", "status": "available"})
+    anna.expect("message", text="A supervisor set you available.")
+    assert refused(sue, {"type": "agent_state", "agent": "bob", "status": "away"})["code"] == (
+        "not_allowed"
+    )
+    status, team = call("GET", "/v1/desk/teams/desk-a")
+    assert status == 200, team
+    assert [c["id"] for c in team["conversations"]] == [ours]
+    assert {a["name"]: a["state"] for a in team["agents"]}["anna"] == "available"
+
+    names = [c["name"] for c in request(anna, {"type": "canned_list"})["responses"]]
+    assert "policy" in names
+    assert "policy" not in [c["name"] for c in request(bob, {"type": "canned_list"})["responses"]]
+    anna.send({"type": "canned", "conversation": ours, "name": "policy", "id": "p"})
+    assert anna.expect("ack", id="p")["text"] == "Mo: 30 days."
+    for client in (mo, ned):
+        client.send({"type": "end"})
+        client.expect("ended")
+    for client in (anna, bob, sue, mo, ned):
+        client.hang_up()
+    harness.admin(config, "team", "remove", "desk-a")
+    assert call("POST", "/v1/teams/reload")[0] == 200

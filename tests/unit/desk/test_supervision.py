@@ -83,3 +83,32 @@ def test_the_page_whispers_and_writes(h):
     assert len(cparty.events) == before
     result_of(h.desk.supervision.page_say(conv, "We are on it"))
     assert cparty.last(ev.Message).alias == "Supervisor"
+
+
+def test_a_team_supervisor_supervises_its_teams_only(h):
+    from gateway.directory.teams import Team, Teams
+
+    h.gateway.set_teams(
+        Teams(
+            {
+                "billing": Team("billing", members=frozenset({"anna", "sue"}), queues=frozenset()),
+                "tech": Team("tech", members=frozenset({"bob"}), queues=frozenset()),
+            }
+        )
+    )
+    _, _, _, _, anna_conv = h.connected("anna")
+    _, _, _, bob, bob_conv = h.connected("bob")
+    _, sue = h.agent("sue", available=False)
+    live = [c["id"] for c in result_of(h.desk.live(sue))["conversations"]]
+    assert live == [anna_conv]
+    with pytest.raises(NotAllowed, match="not of your teams"):
+        result_of(h.desk.monitor(sue, bob_conv))
+    result_of(h.desk.monitor(sue, anna_conv))
+    view = result_of(h.desk.team(sue))
+    assert view["teams"] == ["billing"]
+    assert [a["name"] for a in view["agents"]] == ["anna", "sue"]
+    result_of(h.desk.set_state(sue, "anna", "away"))
+    assert h.directory.get("anna").status == "away"
+    with pytest.raises(NotAllowed, match="not an agent of your teams"):
+        result_of(h.desk.set_state(sue, "bob", "away"))
+    assert bob.agent.status == "available"
