@@ -85,7 +85,8 @@ def customer_line(event: object) -> str | None:
     if isinstance(event, ev.Connected):
         return f"You are now chatting with {event.peer_alias}."
     if isinstance(event, ev.Message):
-        return event.text
+        # A second agent's line (a colleague in conference, a supervisor) names them.
+        return f"[{event.alias}] {event.text}" if event.alias else event.text
     if isinstance(event, ev.Ended):
         return END_TEXTS.get(event.reason, END_TEXTS["closed"])
     return None
