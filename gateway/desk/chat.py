@@ -16,7 +16,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail, maybeDeferred
 
 from gateway.core import events as ev
-from gateway.core.errors import BadRequest, Unavailable
+from gateway.core.errors import BadRequest, GatewayError, Unavailable
 
 # name -> (usage, what it does)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -65,10 +65,11 @@ def _chat_and_rest(
 
 
 def _names_a_chat(desk: Any, word: str) -> bool:
+    """Whether ``word`` names a live conversation (its customer alias or id)."""
     try:
         desk.ctx.conversation(word)
-    except Exception:
-        return word.startswith("c-")
+    except GatewayError:
+        return False
     return True
 
 
@@ -189,7 +190,7 @@ def _wrapup(desk, session, words, current) -> Deferred:
     words = list(words)
     chat = current
     if words and (words[0].startswith("c-") or _names_a_chat(desk, words[0])):
-        chat = words.pop(0)
+        chat = words.pop(0)  # a chat that ended is named too: it is the one wrapped up
     code = None
     if words and not words[0].startswith("#"):
         code = words.pop(0)
@@ -287,6 +288,18 @@ def history_text(result: dict) -> str:
         "\n".join([f"Earlier conversations of {result['customer']}:", *rows])
         if rows
         else (f"{result['customer']} has no earlier conversations.")
+    )
+
+
+def past_text(history: Sequence[ev.PastConversation]) -> str | None:
+    """A recognised customer's earlier conversations in one line (None: none)."""
+    if not history:
+        return None
+    last = history[0]
+    return (
+        f"Returning customer: {len(history)} earlier conversation(s); the last on"
+        f" {_day(last.started)}, {last.topic or '-'}, {last.disposition or 'no disposition'},"
+        f" with {last.agent_alias or '-'} ({last.conversation})"
     )
 
 

@@ -83,6 +83,9 @@ def for_agent(event: object, alias_of: dict[str, str]) -> list[Said]:
             if card.topic:
                 details.append(f"topic {card.topic}")
             details += [f"{k}: {v}" for k, v in sorted(card.identity.items())]
+            past = chat.past_text(card.history)
+            if past:
+                details.append(past)
             routing = f" Routing: {event.routing.text()}" if event.routing is not None else ""
             return [
                 Said(

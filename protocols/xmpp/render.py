@@ -9,6 +9,7 @@ from __future__ import annotations
 from twisted.words.xish import domish
 
 from gateway.core import events as ev
+from gateway.desk import chat
 from protocols.xmpp import ns
 from protocols.xmpp.stanzas import xml_text
 
@@ -103,6 +104,9 @@ def offer(event: ev.Offer, customer_address: str) -> str:
     if card.topic:
         lines.append(f"Topic: {card.topic}")
     lines += [f"{key}: {value}" for key, value in sorted(card.identity.items())]
+    past = chat.past_text(card.history)
+    if past:
+        lines.append(past)
     if event.routing is not None:
         lines.append(f"Routing: {event.routing.text()}")
     lines.append(
