@@ -82,9 +82,16 @@ class CustomerSession:
         # back after a drop or a restart; see gateway.core.resume.
         self.resume_token: str | None = None
 
-    def say(self, text: str) -> Deferred[str]:
-        """Store a customer line; fires with its message id once it is committed."""
-        return self._gateway._customer_says(self, text)
+    def say(self, text: str, *, markup: str | None = None) -> Deferred[str]:
+        """Store a customer line; fires with its message id once it is committed.
+
+        ``markup``: the line as formatted (rich_text), ``text`` its plain rendering.
+        """
+        return self._gateway._customer_says(self, text, markup)
+
+    def receipt(self, msg: str, state: str) -> None:
+        """The customer's client has received or shown the agent's message ``msg``."""
+        self._gateway._receipt(self._gateway._live_conversation(self), msg, state, to_agent=True)
 
     def typing(self, state: str) -> None:
         """Relay a typing notification to the agent, if one is connected."""
@@ -130,9 +137,14 @@ class AgentSession:
         """Decline an offered conversation; it is not offered to this agent again."""
         self._gateway._agent_rejects(self, offer)
 
-    def say(self, conversation: str, text: str) -> Deferred[str]:
+    def say(self, conversation: str, text: str, *, markup: str | None = None) -> Deferred[str]:
         """Store an agent line; fires with its message id once it is committed."""
-        return self._gateway._agent_says(self, conversation, text)
+        return self._gateway._agent_says(self, conversation, text, markup)
+
+    def receipt(self, conversation: str, msg: str, state: str) -> None:
+        """The agent's client has received or shown the customer's message ``msg``."""
+        conv = self._gateway._agent_conversation(self, conversation)
+        self._gateway._receipt(conv, msg, state, to_agent=False)
 
     def typing(self, conversation: str, state: str) -> None:
         """Relay a typing notification to the customer."""
@@ -426,7 +438,9 @@ class Gateway(Holding):
             raise NotAllowed("the conversation has ended")
         return conv
 
-    def _customer_says(self, session: CustomerSession, text: str) -> Deferred[str]:
+    def _customer_says(
+        self, session: CustomerSession, text: str, markup: str | None = None
+    ) -> Deferred[str]:
         try:
             conv = self._live_conversation(session)
         except GatewayError as e:
@@ -445,18 +459,28 @@ class Gateway(Holding):
         # Delivered now, acknowledged after the commit: the ack is the durability
         # promise, the other side need not wait for the disk. The store keeps the
         # order of appends, so the transcript's order is the order delivered.
-        self._customer_said(None, conv, entry)
+        self._customer_said(None, conv, entry, markup)
         return self._acked(acked, entry, delivered=conv.state == CONNECTED)
 
-    def _customer_said(self, _: object, conv: Conversation, entry: StoredMessage) -> None:
+    def _customer_said(
+        self, _: object, conv: Conversation, entry: StoredMessage, markup: str | None = None
+    ) -> None:
         conv.remember(ev.HistoryEntry(ev.CUSTOMER, entry.text, entry.ts))
         self.metrics.count_message(conv.protocol, ev.CUSTOMER)
         if conv.state == INTERVIEW:
             self._interview_answer(conv, entry.text)
         elif conv.state == CONNECTED:
             self._deliver(
-                conv.agent, ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts)
+                conv.agent,
+                ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts, markup),
             )
+
+    def _receipt(self, conv: Conversation, msg: str, state: str, *, to_agent: bool) -> None:
+        """Tell the other side of a connected conversation what became of its message."""
+        if state not in ev.RECEIPT_STATES:
+            raise BadRequest(f"state must be one of {', '.join(ev.RECEIPT_STATES)}")
+        if conv.state == CONNECTED:
+            self._deliver(conv.agent if to_agent else conv.customer, ev.Receipt(conv.id, msg, state))
 
     def _customer_typing(self, session: CustomerSession, state: str) -> None:
         conv = self._live_conversation(session)
@@ -572,13 +596,16 @@ class Gateway(Holding):
         self._log.info("agent {agent} is {status}", agent=agent.name, status=status)
         self.dispatcher.agent_changed(agent)
 
-    def _agent_says(self, session: AgentSession, conversation: str, text: str) -> Deferred[str]:
+    def _agent_says(
+        self, session: AgentSession, conversation: str, text: str, markup: str | None = None
+    ) -> Deferred[str]:
         try:
             conv = self._agent_conversation(session, conversation)
         except GatewayError as e:
             return fail(e)
         if self._text_filter is not None:
             text = self._text_filter(text)
+            markup = self._text_filter(markup) if markup is not None else None
         msg_id = self._ids.message()
         ts = self._clock.seconds()
         entry = StoredMessage(
@@ -590,7 +617,7 @@ class Gateway(Holding):
         # As the customer's: delivered now, acknowledged after the commit.
         conv.remember(ev.HistoryEntry(ev.AGENT, text, ts))
         self.metrics.count_message(session.state.protocol, ev.AGENT)
-        self._deliver(conv.customer, ev.Message(conv.id, ev.AGENT, msg_id, text, ts))
+        self._deliver(conv.customer, ev.Message(conv.id, ev.AGENT, msg_id, text, ts, markup))
         return self._acked(acked, entry, delivered=True)
 
     def _agent_typing(self, session: AgentSession, conversation: str, state: str) -> None:
