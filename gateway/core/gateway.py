@@ -480,7 +480,8 @@ class Gateway(Holding):
         if state not in ev.RECEIPT_STATES:
             raise BadRequest(f"state must be one of {', '.join(ev.RECEIPT_STATES)}")
         if conv.state == CONNECTED:
-            self._deliver(conv.agent if to_agent else conv.customer, ev.Receipt(conv.id, msg, state))
+            target = conv.agent if to_agent else conv.customer
+            self._deliver(target, ev.Receipt(conv.id, msg, state))
 
     def _customer_typing(self, session: CustomerSession, state: str) -> None:
         conv = self._live_conversation(session)
