@@ -122,7 +122,7 @@ class WebChatProtocol(WebSocketServerProtocol):
                 code=code,
                 reason=reason,
             )
-            self.sendClose(code, _reason(reason))
+            self._close_with(code, reason)
             return
         factory = self.factory
         self.session = JsonImSession(
@@ -157,7 +157,7 @@ class WebChatProtocol(WebSocketServerProtocol):
             return
         if isBinary:
             session.stop_reading()
-            self.sendClose(UNSUPPORTED_DATA, "JSON-IM frames travel as text messages")
+            self._close_with(UNSUPPORTED_DATA, "JSON-IM frames travel as text messages")
             return
         session.frame_received(payload)
 
@@ -195,8 +195,7 @@ class WebChatProtocol(WebSocketServerProtocol):
             code, reason = GOING_AWAY, "the service is restarting"
         else:
             code, reason = NORMAL, "closed"
-        if self.state == self.STATE_OPEN:
-            self.sendClose(code, _reason(reason))
+        self._close_with(code, reason)
 
     def claim_role(self, role: str) -> bool:
         """Agents only from the console's own origin; then the firewall's role rules."""
@@ -217,7 +216,13 @@ class WebChatProtocol(WebSocketServerProtocol):
         """The firewall refuses this connection: an error frame and a close frame."""
         if self.state == self.STATE_OPEN:
             self.send(error_frame("not_allowed", reason))
-            self.sendClose(POLICY_VIOLATION, _reason(reason))
+            self._close_with(POLICY_VIOLATION, reason)
+
+    def _close_with(self, code: int, reason: str) -> None:
+        # RFC 6455's own codes (1008 policy, 1009 too big, 1013 try later...) say why;
+        # autobahn's sendClose takes application codes only, its close frame call all.
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code=code, reasonUtf8=_reason(reason).encode(), isReply=False)
 
 
 class WebChatFactory(WebSocketServerFactory):
@@ -259,6 +264,7 @@ class WebChatFactory(WebSocketServerFactory):
             perMessageCompressionAccept=lambda offers: None,
             # Origins are this factory's own business (admit).
             allowedOrigins=["*"],
+            allowNullOrigin=True,
         )
 
     def admit(self, origin: str | None, host: str) -> tuple[tuple[int, str] | None, bool]:

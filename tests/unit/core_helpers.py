@@ -125,7 +125,12 @@ class RulePlans:
 
 
 def make_harness(
-    tmp_path=None, store=None, agents=("anna", "bob", "carl"), plans=None, **changes
+    tmp_path=None,
+    store=None,
+    agents=("anna", "bob", "carl"),
+    plans=None,
+    text_filter=None,
+    **changes,
 ) -> Harness:
     # A directory without etc/imgateway.toml: packaged defaults only.
     cfg = gwconfig.load(cwd=Path(tmp_path or "/nonexistent-imgateway"))
@@ -153,6 +158,7 @@ def make_harness(
         clock=clock,
         verify_password=verify,
         ids=CountingIds(),
+        text_filter=text_filter,
     )
     return Harness(gateway=gateway, clock=clock, store=store, directory=directory)
 
