@@ -20,6 +20,8 @@
   var order = [];
   var active = null;
   var offers = {};
+  // Receipts for messages not acknowledged yet (delivery comes before the store's ack).
+  var early = {};
 
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -425,12 +427,16 @@
       if (found) {
         found.entry.msg = f.msg;
         if (found.entry.receipt === 'sending') { found.entry.receipt = 'sent'; }
+        // The customer may have it before the store does: its receipt came first.
+        if (early[f.msg]) { found.entry.receipt = early[f.msg]; delete early[f.msg]; }
         updateOwn(found);
       }
     },
     receipt: function (f) {
       var found = ownEntry('msg', f.msg);
-      if (found && (f.state === 'read' || found.entry.receipt !== 'read')) {
+      if (!found) {
+        if (early[f.msg] !== 'read') { early[f.msg] = f.state === 'read' ? 'read' : 'delivered'; }
+      } else if (f.state === 'read' || found.entry.receipt !== 'read') {
         found.entry.receipt = f.state === 'read' ? 'read' : 'delivered';
         updateOwn(found);
       }

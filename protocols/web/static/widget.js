@@ -40,6 +40,8 @@
   var outbox = [];
   // Agent messages delivered on this connection: the only ones it may send receipts for.
   var receivedHere = {};
+  // Receipts for messages not acknowledged yet (delivery comes before the store's ack).
+  var early = {};
 
   function load() {
     var empty = {resume: null, conversation: null, open: false, log: [], status: ''};
@@ -236,7 +238,8 @@
       state.resume = f.resume || null;
       state.conversation = f.conversation || null;
       setPhase('open');
-      if (!state.status || state.status.indexOf('reconnecting') >= 0) { setStatus(''); }
+      // Where the conversation stands (queued, connected) is told again after welcome.
+      setStatus('');
       save();
       outbox.splice(0).forEach(frame);
     },
@@ -247,6 +250,7 @@
     },
     queued: function (f) {
       setPhase('queued');
+      showChoices([]);
       var minutes = Math.max(1, Math.round(Number(f.eta_s) / 60));
       setStatus('You are number ' + Number(f.position) + ' in the queue (about ' + minutes +
                 ' min).');
@@ -279,12 +283,16 @@
       if (entry) {
         entry.msg = f.msg;
         if (entry.receipt === 'sending') { entry.receipt = 'sent'; }
+        // The agent may have it before the store does: its receipt came first.
+        if (early[f.msg]) { entry.receipt = early[f.msg]; delete early[f.msg]; }
         updateOwn(entry);
       }
     },
     receipt: function (f) {
       var entry = ownEntry('msg', f.msg);
-      if (entry && (f.state === 'read' || entry.receipt !== 'read')) {
+      if (!entry) {
+        if (early[f.msg] !== 'read') { early[f.msg] = f.state === 'read' ? 'read' : 'delivered'; }
+      } else if (f.state === 'read' || entry.receipt !== 'read') {
         entry.receipt = f.state === 'read' ? 'read' : 'delivered';
         updateOwn(entry);
       }
@@ -349,6 +357,7 @@
     }
     add(entry);
     stopTyping();
+    if (answer) { showChoices([]); }
     if (!welcomed || !frame(out)) { outbox.push(out); connect(); }
   }
 
