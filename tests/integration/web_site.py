@@ -201,8 +201,8 @@ const panes = Array.from(document.querySelectorAll('.pane'), (pane) => ({
 }));
 const offers = Array.from(document.querySelectorAll('.offer'), (li) => ({
   offer: li.dataset.offer, conversation: li.dataset.conversation, text: li.textContent,
-  details: Object.fromEntries(Array.from(li.querySelectorAll('dt'),
-                                         (dt) => [dt.textContent, dt.nextElementSibling.textContent])),
+  details: Object.fromEntries(Array.from(
+    li.querySelectorAll('dt'), (dt) => [dt.textContent, dt.nextElementSibling.textContent])),
 }));
 return {phase: document.body.dataset.phase || null, status: q('#status').textContent,
         closeCode: document.body.dataset.closeCode || null,
