@@ -116,7 +116,7 @@ class WebChatProtocol(WebSocketServerProtocol):
         if self._refusal is not None:
             code, reason = self._refusal
             self._log.info(
-                "web {peer}: refused origin {origin}: {code} {reason}",
+                "{peer}: refused origin {origin}: {code} {reason}",
                 peer=self.peer,
                 origin=self.origin or "-",
                 code=code,
@@ -201,7 +201,7 @@ class WebChatProtocol(WebSocketServerProtocol):
         """Agents only from the console's own origin; then the firewall's role rules."""
         if role == "agent" and not self._agent_origin_ok:
             self._log.info(
-                "web {peer}: agent login from origin {origin} refused",
+                "{peer}: agent login from origin {origin} refused",
                 peer=self.peer,
                 origin=self.origin,
             )
