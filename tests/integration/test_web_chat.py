@@ -243,7 +243,9 @@ def test_a_page_of_an_origin_not_allowed_is_told_why(site, tmp_path):
             assert refused["status"] == (
                 f"The chat is not available here (origin not allowed: {other.origin})."
             )
-        site.wait_for_log(rf"web 127\.0\.0\.1:\d+: refused origin {other.origin}: 1008 origin not allowed", 10)
+        site.wait_for_log(
+            rf"web 127\.0\.0\.1:\d+: refused origin {other.origin}: 1008 origin not allowed", 10
+        )
     finally:
         other.close()
 

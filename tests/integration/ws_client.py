@@ -45,6 +45,7 @@ class WsClient(JsonImClient):
         origin: str | None = None,
         path: str = "/ws",
         source: str | None = None,
+        preface: bytes = b"",
     ) -> None:
         self.name = name
         self.sock = socket.create_connection(
@@ -63,12 +64,15 @@ class WsClient(JsonImClient):
         self.close_code: int | None = None
         self.close_reason: str | None = None
         request, accept = handshake_request(path, host=f"127.0.0.1:{port}", origin=origin)
-        self.sock.sendall(request)
+        # ``preface``: what a load balancer sends first (a PROXY header).
+        self.sock.sendall(preface + request)
         response = self._handshake_response()
         if not response.startswith(b"HTTP/1.1 101 "):
             self.sock.close()
             raise HandshakeRefused(response)
         assert f"Sec-WebSocket-Accept: {accept}".encode() in response, response
+        # Frames that came in the same read as the handshake's answer.
+        self._consume(b"")
 
     def _handshake_response(self) -> bytes:
         deadline = time.monotonic() + DEFAULT_TIMEOUT
@@ -127,6 +131,10 @@ class WsClient(JsonImClient):
             self._eof = True
             return True
         self.raw += data
+        self._consume(data)
+        return True
+
+    def _consume(self, data: bytes) -> None:
         frames, self._buffer = read_frames(self._buffer + data)
         for opcode, payload in frames:
             if opcode == TEXT:
@@ -140,4 +148,3 @@ class WsClient(JsonImClient):
                 self._eof = True
             elif opcode == PING:
                 self.sock.sendall(client_frame(payload, PONG))
-        return True
