@@ -16,6 +16,8 @@ import harness
 import pytest
 from browser import chromium
 from jsonim_client import JsonImClient, hello_agent, set_presence
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
 from web_site import (
     CompanySite,
     Console,
@@ -299,3 +301,42 @@ def test_the_demo_page_embeds_the_widget_and_no_byte_names_the_agent(site, tmp_p
     assert "Hi from Anna" in received and '"type":"welcome"' in received
     # The account name (the alias is "Anna") and the agent's address never reach the page.
     assert "anna" not in received and "127.0.0.1" not in received, received
+
+
+_FOCUS = """
+const host = document.querySelector('[data-imgateway-chat]');
+const inner = document.activeElement === host ? host.shadowRoot.activeElement : null;
+return inner ? inner.className || inner.tagName.toLowerCase() : null;
+"""
+_PANEL = """
+const panel = document.querySelector('[data-imgateway-chat]').shadowRoot.querySelector('.panel');
+const box = panel.getBoundingClientRect();
+return [box.width, box.height, window.innerWidth, window.innerHeight];
+"""
+
+
+def test_the_widget_by_keyboard_and_on_a_small_screen(site, tmp_path):
+    with chromium(tmp_path / "profile") as driver, screenshots_on_failure(driver, tmp_path):
+        widget = Widget(driver, site.company.embed("/small.html", site.web))
+        # A phone's screen (headless windows are at least 500 px wide).
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 390, "height": 800, "deviceScaleFactor": 2, "mobile": True},
+        )
+        keys = ActionChains(driver)
+        for _ in range(5):  # the page has no other control
+            if driver.execute_script(_FOCUS) == "launcher":
+                break
+            keys.send_keys(Keys.TAB).perform()
+        assert driver.execute_script(_FOCUS) == "launcher"
+        keys.send_keys(Keys.ENTER).perform()
+        widget.wait("the panel open", lambda s: s["open"])
+        assert driver.execute_script(_FOCUS) == "textarea"
+        width, height, inner_width, inner_height = driver.execute_script(_PANEL)
+        assert (width, height) == (inner_width, inner_height), (width, height)
+        widget.wait("the name question", lambda s: line_with(s["lines"], "What is your name?"))
+        keys.send_keys("Kim", Keys.ENTER).perform()
+        widget.wait("the choices", lambda s: s["choices"])
+        keys.send_keys(Keys.ESCAPE).perform()
+        widget.wait("the panel closed", lambda s: not s["open"])
+        assert driver.execute_script(_FOCUS) == "launcher"

@@ -7,8 +7,12 @@ customer receives names the agent's account, address or internal hosts."""
 
 from __future__ import annotations
 
+import socket
+import ssl
+
 import harness
 import pytest
+from certs import self_signed
 from fw_site import Client
 from jsonim_client import answer_interview, hello_agent, hello_customer
 from web_site import web_port, write_config
@@ -39,6 +43,7 @@ proxy { trusted 127.0.0.70; }
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("web-hostile")
+    key, cert = self_signed(root)
     config = write_config(
         root,
         max_frame=4096,
@@ -48,9 +53,11 @@ def site(tmp_path_factory):
     )
     rules = root / "firewall.rules"
     rules.write_text(RULES)
-    config.write_text(
-        config.read_text() + f'\n[firewall]\nrules = "{rules}"\nmax_connections_per_address = 20\n'
+    tls = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    text = config.read_text().replace(
+        'web = ["tcp:0:interface=127.0.0.1"]', f'web = ["tcp:0:interface=127.0.0.1", "{tls}"]'
     )
+    config.write_text(text + f'\n[firewall]\nrules = "{rules}"\nmax_connections_per_address = 20\n')
     harness.admin(
         config,
         "agent",
@@ -67,6 +74,9 @@ def site(tmp_path_factory):
     )
     gateway = harness.start_gateway(root / "cwd", config, "web-hostile")
     gateway.web = web_port(gateway)
+    listening = r"web listener ssl:\S+ listening on 127\.0\.0\.1:(\d+)"
+    gateway.web_tls = int(gateway.wait_for_log(listening, 10).group(1))
+    gateway.tls = ssl.create_default_context(cafile=str(cert))
     yield gateway
     gateway.stop()
 
@@ -225,3 +235,22 @@ def test_no_byte_the_widget_customer_receives_names_the_agents_internals(site):
     received = bytes(client.raw)
     leaks = [s for s in (b"anna", b"corp.", b"127.0.0.20") if s in received]
     assert not leaks, f"the widget customer received {leaks}: {received!r}"
+
+
+def test_the_web_listener_over_tls(site):
+    client = WsClient(site.web_tls, origin=SHOP, tls=site.tls)
+    welcome = hello_customer(client, client_name="webchat", features=("rich_text",))
+    assert welcome["features"] == ["rich_text"]
+    assert client.sock.version() in ("TLSv1.2", "TLSv1.3")
+    client.close()
+    with site.tls.wrap_socket(
+        socket.create_connection(("127.0.0.1", site.web_tls), timeout=10),
+        server_hostname="localhost",
+    ) as sock:
+        sock.sendall(b"GET /widget.js HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    head = response.split(b"\r\n\r\n", 1)[0].decode().lower()
+    assert head.startswith("http/1.1 200 ")
+    assert "\r\nstrict-transport-security: max-age=31536000\r\n" in head + "\r\n", head

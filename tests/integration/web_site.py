@@ -67,6 +67,7 @@ class CompanySite:
         """A page at ``path`` with the one script tag; its URL."""
         self.pages[path] = (
             "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Acme</title>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             "</head><body><h1>Acme Corp</h1><p>Welcome to our shop.</p>"
             f"<script src='http://127.0.0.1:{gateway_port}/widget.js' "
             f"data-title='{title}' defer></script></body></html>"

@@ -9,6 +9,7 @@ a library would refuse to: bad UTF-8, frames over the limit, binary messages.
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 
 from jsonim_client import DEFAULT_TIMEOUT, JsonImClient
@@ -46,6 +47,7 @@ class WsClient(JsonImClient):
         path: str = "/ws",
         source: str | None = None,
         preface: bytes = b"",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.name = name
         self.sock = socket.create_connection(
@@ -64,8 +66,12 @@ class WsClient(JsonImClient):
         self.close_code: int | None = None
         self.close_reason: str | None = None
         request, accept = handshake_request(path, host=f"127.0.0.1:{port}", origin=origin)
-        # ``preface``: what a load balancer sends first (a PROXY header).
-        self.sock.sendall(preface + request)
+        # ``preface``: what a load balancer sends first (a PROXY header), before TLS.
+        if preface:
+            self.sock.sendall(preface)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="localhost")
+        self.sock.sendall(request)
         response = self._handshake_response()
         if not response.startswith(b"HTTP/1.1 101 "):
             self.sock.close()
@@ -125,7 +131,7 @@ class WsClient(JsonImClient):
             data = self.sock.recv(65536)
         except TimeoutError:
             return False
-        except (ConnectionResetError, BrokenPipeError):
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
             data = b""
         if not data:
             self._eof = True

@@ -96,7 +96,12 @@
   root.append(style, launcher, panel);
   panel.hidden = true;
   ended.hidden = true;
-  document.body.appendChild(host);
+  // A script in <head> without defer runs before there is a body to add to.
+  if (document.body) {
+    document.body.appendChild(host);
+  } else {
+    document.addEventListener('DOMContentLoaded', function () { document.body.appendChild(host); });
+  }
 
   function setPhase(phase) { host.dataset.phase = phase; }
 
