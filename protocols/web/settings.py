@@ -30,7 +30,8 @@ class WebSettings:
     console_origins: tuple[str, ...] = ()
     # Serve the demo page at /demo.
     demo: bool = False
-    # Time allowed for the WebSocket opening handshake, and for an idle HTTP request.
+    # Time allowed for a request's headers (the WebSocket opening handshake too), and
+    # for an idle HTTP connection.
     handshake_timeout_s: float = 10.0
     http_timeout_s: float = 30.0
     # The reasons the console offers for being away.

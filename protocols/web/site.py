@@ -16,13 +16,16 @@ from importlib import resources
 from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 from zope.interface import implementer
 
+from firewall.common import describe_address
 from firewall.interfaces import IFirewalledProtocol
+from gateway import logs
 from protocols.tcp import firewall_message_hook, no_delay
 from protocols.web.settings import WebSettings
 from protocols.web.socket import WebChatFactory
@@ -107,8 +110,9 @@ class SocketResource(WebSocketResource):
     """``/ws``: autobahn takes the connection over from the HTTP channel."""
 
     def render(self, request: Request) -> Any:
-        """Hand the connection to the WebSocket factory; the HTTP idle timeout stops."""
+        """Hand the connection to the WebSocket factory; the HTTP timeouts stop."""
         request.channel.setTimeout(None)
+        request.channel._disarm()
         return super().render(request)
 
 
@@ -152,18 +156,63 @@ class WebRoot(Resource):
 
 @implementer(IFirewalledProtocol)
 class WebChannel(HTTPChannel):
-    """An HTTP connection that reports each request to the firewall and reads no bodies."""
+    """An HTTP connection that reports each request to the firewall and reads no bodies.
+
+    A request's headers must arrive in full within ``request_timeout_s`` of the
+    connection (or of the previous answer): a client sending them a byte at a time
+    would otherwise hold the connection, since every byte restarts the idle timeout.
+    """
+
+    request_timeout_s = 10.0
+    _log = Logger(observer=logs.observer)
 
     def __init__(self) -> None:
         super().__init__()
         self._count_request = firewall_message_hook(None)
         self._refused = False
+        self._deadline: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
-        """Find the firewall's message hook (through a TLS layer too)."""
+        """Find the firewall's message hook (through a TLS layer too); start the deadline."""
         super().connectionMade()
         no_delay(self.transport)
         self._count_request = firewall_message_hook(self.transport)
+        self._arm()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.callLater(self.request_timeout_s, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        self._refused = True
+        if self.transport is None:  # taken over by the WebSocket
+            return
+        self._log.info(
+            "web {peer}: no whole request in {seconds}s; closed",
+            peer=describe_address(self.transport.getPeer()),
+            seconds=self.request_timeout_s,
+        )
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+        )
+        self.transport.loseConnection()
+
+    def requestDone(self, request: Request) -> None:  # noqa: N802 (Twisted's name)
+        """An answer went out: the next request has its own deadline."""
+        super().requestDone(request)
+        if self.transport is not None and not self._refused:
+            self._arm()
+
+    def connectionLost(self, reason: Any) -> None:
+        """Stop the deadline."""
+        self._disarm()
+        super().connectionLost(reason)
 
     def dataReceived(self, data: bytes) -> None:
         """Read nothing more once this connection was refused."""
@@ -172,6 +221,7 @@ class WebChannel(HTTPChannel):
 
     def allHeadersReceived(self) -> None:  # noqa: N802 (Twisted's name)
         """Count the request; refuse one with a body."""
+        self._disarm()
         if not self._count_request(1):
             self._refused = True
             return
@@ -209,6 +259,16 @@ class WebSite(Site):
     noisy = False
     displayTracebacks = False  # noqa: N815 (Twisted's name)
 
+    def __init__(self, resource: Resource, *, request_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(resource, **kwargs)
+        self.request_timeout_s = request_timeout_s
+
+    def buildProtocol(self, addr: Any) -> WebChannel:
+        """A channel with this listener's request deadline."""
+        channel = super().buildProtocol(addr)
+        channel.request_timeout_s = self.request_timeout_s
+        return channel
+
     def log(self, request: Request) -> None:
         """No access log line per request."""
 
@@ -217,4 +277,9 @@ def web_site(
     sockets: WebChatFactory, web: WebSettings, *, server_name: str, clock: IReactorTime
 ) -> WebSite:
     """The factory of a ``web`` listener."""
-    return WebSite(WebRoot(sockets, web, server_name), timeout=web.http_timeout_s, reactor=clock)
+    return WebSite(
+        WebRoot(sockets, web, server_name),
+        request_timeout_s=web.handshake_timeout_s,
+        timeout=web.http_timeout_s,
+        reactor=clock,
+    )

@@ -430,3 +430,36 @@ def test_frames_as_the_widget_sends_them_are_whole_messages():
     assert wire.received() == [{"type": "pong", "id": "split"}]
     assert isinstance(wire.ws, WebChatProtocol)
     assert TEXT == 1
+
+
+def test_request_headers_must_arrive_in_time():
+    site = Site(WebSettings(handshake_timeout_s=5, http_timeout_s=30))
+    slow = site.connect()
+    slow.http(b"GET /widget.css HTTP/1.1\r\nHost: gw")
+    site.clock.advance(4)
+    slow.channel.dataReceived(b".example")  # each byte restarts the idle timeout, not this
+    site.clock.advance(1)
+    assert slow.take().startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert slow.transport.disconnecting
+    # A keep-alive connection's next request has a deadline of its own.
+    wire = site.connect()
+    assert get(wire, "/widget.css")[0] == 200
+    site.clock.advance(4)
+    assert get(wire, "/widget.css")[0] == 200
+    site.clock.advance(4.9)
+    assert not wire.transport.disconnecting
+    site.clock.advance(0.1)
+    assert wire.take().startswith(b"HTTP/1.1 408 ")
+
+
+def test_a_websocket_outlives_the_request_deadline():
+    site = Site(
+        WebSettings(allowed_origins=(SHOP,), handshake_timeout_s=5, http_timeout_s=30),
+        JsonImSettings(heartbeat_s=86400),
+    )
+    wire = site.connect()
+    wire.open()
+    wire.send(hello_customer())
+    site.clock.advance(3600)
+    wire.send({"type": "ping", "id": "late"})
+    assert [f["type"] for f in wire.received()] == ["welcome", "pong"]
