@@ -96,7 +96,7 @@ def test_a_whole_conversation_both_ways(site, tmp_path):
         assert queued["choices"] == []
 
         # The offer with the customer's card.
-        offer = anna.offer()
+        offer = anna.offer(widget.conversation())
         conversation = offer["conversation"]
         assert offer["details"] == {
             "Channel": "web",
@@ -171,8 +171,7 @@ def test_a_whole_conversation_both_ways(site, tmp_path):
         bob.login("bob", PASSWORDS["bob"])
         anna.transfer(conversation, "Agent", "bob")
         anna.wait("Anna's side ended", lambda s: s["panes"][0]["ended"] == "agent")
-        offer = bob.offer()
-        assert offer["conversation"] == conversation
+        offer = bob.offer(conversation)
         pane = bob.accept(offer)
         texts = [x["text"] for x in pane["lines"] if x["history"]]
         assert "My invoice is wrong twice" in texts
@@ -193,6 +192,49 @@ def test_a_whole_conversation_both_ways(site, tmp_path):
     assert "My invoice is wrong twice" in transcript
 
 
+def test_a_network_drop_mid_chat_is_resumed(site, tmp_path, monkeypatch):
+    admin = site.listener_port("admin")
+    monkeypatch.setenv("IMGATEWAY_ADMIN_URL", f"http://127.0.0.1:{admin}")
+    with chromium(tmp_path / "profile") as driver, screenshots_on_failure(driver, tmp_path):
+        anna = Console(driver, site.web)
+        anna.login("anna", PASSWORDS["anna"])
+        mark = len(site.lines)
+        widget = Widget(driver, site.company.embed("/drop.html", site.web))
+        widget.open()
+        widget.wait("the name question", lambda s: line_with(s["lines"], "What is your name?"))
+        port = site.wait_for_log(r"JSON-IM web 127\.0\.0\.1:(\d+): customer session", 10, mark)
+        widget.type("Lee")
+        widget.wait("the choices", lambda s: s["choices"])
+        widget.choose("Billing")
+        offer = anna.offer(widget.conversation())
+        conversation = offer["conversation"]
+        anna.accept(offer)
+        widget.wait("connected", lambda s: s["status"] == "You are chatting with Anna.")
+        # The gateway's side cuts the connection (the firewall's conntrack kill).
+        listing = harness.admin(site.config_path, "fw", "conntrack", "list", "--json").stdout
+        [entry] = [
+            e
+            for e in json.loads(listing)
+            if e["listener"] == "web" and e["original"]["src"] == f"127.0.0.1:{port.group(1)}"
+        ]
+        harness.admin(site.config_path, "fw", "conntrack", "kill", str(entry["id"]))
+        site.wait_for_log(rf"conversation {conversation} held for", 10, mark)
+        anna.type(conversation, "Are you back?")
+        site.wait_for_log(rf"conversation {conversation} resumed by session", 15, mark)
+        line = widget.wait(
+            "Anna's line after the drop", lambda s: line_with(s["lines"], "Are you back?")
+        )
+        assert line["from"] == "agent"
+        widget.wait("connected again", lambda s: s["status"] == "You are chatting with Anna.")
+        widget.type("Yes, here")
+        anna.wait(
+            "the customer again, same conversation",
+            lambda s: line_with(s["panes"][0]["lines"], "Yes, here", "customer"),
+        )
+        widget.end()
+        widget.wait("the end", lambda s: s["ended"])
+
+
 def test_script_tags_in_every_field_are_shown_as_text(site, tmp_path):
     # Under the name field's 80 characters.
     payload = "<script>window.__pwned='{}'</script><img src=x onerror=\"window.__pwned='{}'\">"
@@ -206,7 +248,7 @@ def test_script_tags_in_every_field_are_shown_as_text(site, tmp_path):
         widget.type(name)
         widget.wait("the choices", lambda s: s["choices"])
         widget.choose("Billing")
-        offer = eve.offer()
+        offer = eve.offer(widget.conversation())
         assert offer["details"]["name"] == name
         eve.accept(offer)
         conversation = offer["conversation"]
@@ -288,7 +330,7 @@ def test_the_demo_page_embeds_the_widget_and_no_byte_names_the_agent(site, tmp_p
             widget.type("Dana")
             widget.wait("the choices", lambda s: s["choices"])
             widget.choose("Billing")
-            offer = agent.expect("offer")
+            offer = agent.expect("offer", conversation=widget.conversation())
             agent.send({"type": "accept", "offer": offer["offer"]})
             conversation = offer["conversation"]
             widget.wait("connected", lambda s: s["phase"] == "connected")

@@ -140,9 +140,9 @@ def test_a_jsonim_customer_with_a_console_agent(site, driver, tmp_path):
             cleo = Console(driver, site.web)
             cleo.login("cleo", PASSWORDS["cleo"])
             site.wait_for_log(r"agent cleo is available", 10)
-            hello_customer(customer)  # features: typing only
+            welcome = hello_customer(customer)  # features: typing only
             answer_interview(customer, {"name": "<b>Gus</b>", "topic": "billing"})
-            offer = cleo.offer()
+            offer = cleo.offer(welcome["conversation"])
             assert offer["details"]["Channel"] == "jsonim"
             assert offer["details"]["Client"] == "itest-widget 2.3.1"
             assert offer["details"]["name"] == "<b>Gus</b>"

@@ -112,6 +112,7 @@ const root = host.shadowRoot;
 const text = (sel) => { const n = root.querySelector(sel); return n ? n.textContent : null; };
 return {
   phase: host.dataset.phase || null,
+  conversation: host.dataset.conversation || null,
   closeCode: host.dataset.closeCode || null,
   status: text('.status'),
   typing: text('.typing'),
@@ -178,6 +179,10 @@ class Widget:
     def end(self) -> None:
         """Press End chat."""
         self._root().find_element(By.CSS_SELECTOR, ".end").click()
+
+    def conversation(self) -> str:
+        """The conversation the widget is in, once welcomed."""
+        return self.wait("the conversation's id", lambda s: s["conversation"])
 
     def said(self, text: str) -> dict:
         """Wait for the line this customer wrote with ``text``; that line."""
@@ -255,9 +260,14 @@ class Console:
         )
         Select(self.driver.find_element(By.ID, "presence")).select_by_visible_text(label)
 
-    def offer(self) -> dict:
-        """Wait for an offer; the first shown."""
-        return self.wait("an offer", lambda s: s["offers"][0] if s["offers"] else None)
+    def offer(self, conversation: str | None = None) -> dict:
+        """Wait for an offer (of ``conversation``); the first shown."""
+        return self.wait(
+            f"an offer of {conversation or 'any conversation'}",
+            lambda s: next(
+                (o for o in s["offers"] if conversation in (None, o["conversation"])), None
+            ),
+        )
 
     def accept(self, offer: dict) -> dict:
         """Accept ``offer``; its conversation's pane once open."""

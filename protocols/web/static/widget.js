@@ -242,6 +242,7 @@
       }
       state.resume = f.resume || null;
       state.conversation = f.conversation || null;
+      host.dataset.conversation = state.conversation || '';
       setPhase('open');
       // Where the conversation stands (queued, connected) is told again after welcome.
       setStatus('');
