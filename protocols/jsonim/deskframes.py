@@ -10,27 +10,72 @@ nothing: only agents that send them get them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
-from gateway.core.errors import BadRequest, Unavailable
+from gateway.core.errors import AuthFailed, BadRequest, Unavailable
+from gateway.desk import identity
 
 
-class DeskLink(Protocol):
-    """What the handlers need of the JSON-IM session they serve."""
+@attrs.define
+class DeskLink:
+    """What the handlers need of the JSON-IM session they serve (it makes one per frame)."""
+
+    agent: Any  # the agent's session (gateway.core.interfaces.IAgentSession)
+    desk: Any  # the gateway's service desk (gateway.desk.interfaces.IServiceDesk), or None
+    send: Callable[[dict], None]  # a frame out
+    failed: Callable[[Failure, str | None], None]  # a refused request's ``error`` frame
+    ack: Callable[[str, str | None, dict], None]  # ``ack`` of a stored line
 
     def agent_session(self) -> Any:
-        """The agent's session (gateway.core.interfaces.IAgentSession)."""
+        """The agent's session."""
+        return self.agent
 
     def service_desk(self) -> Any:
-        """The gateway's service desk (gateway.desk.interfaces.IServiceDesk)."""
+        """The gateway's service desk, or None."""
+        return self.desk
 
     def answer(self, d: Deferred, frame_id: str | None, of: str, quiet: bool = False) -> None:
         """Send ``result`` with what ``d`` fires with (unless ``quiet``), or ``error``."""
 
-    def acknowledge(self, d: Deferred, frame_id: str | None, extra: dict | None = None) -> None:
-        """Send ``ack`` with the message id ``d`` fires with, or ``error``."""
+        def done(result: dict) -> None:
+            if not quiet:
+                frame = {"type": "result", "of": of, **result}
+                self.send(frame if frame_id is None else {**frame, "id": frame_id})
+
+        d.addCallbacks(done, self.failed, errbackArgs=(frame_id,))
+
+    def acknowledge(self, d: Deferred, frame_id: str | None) -> None:
+        """Send ``ack`` with the message id ``d`` fires with (or (id, extra fields))."""
+
+        def done(result: Any) -> None:
+            msg, extra = result if isinstance(result, tuple) else (result, {})
+            self.ack(msg, frame_id, extra)
+
+        d.addCallbacks(done, self.failed, errbackArgs=(frame_id,))
+
+
+def customer_identity(gateway: Any, frame: dict[str, Any]) -> tuple[str | None, str | None]:
+    """A customer's identity from hello, and the customer token for welcome: a
+    site-signed ``verified`` id, else the ``customer_token`` (a new one if none)."""
+    desk = getattr(gateway, "service_desk", None)
+    signed = frame.get("verified")
+    if signed is not None:
+        secret = desk.settings.identity_secret if desk is not None else ""
+        if not isinstance(signed, dict):
+            raise BadRequest("verified must be an object with id and hmac")
+        found = identity.site_identity(secret, signed.get("id"), signed.get("hmac"))
+        if found is None:
+            raise AuthFailed("the customer identity does not verify")
+        return found, None
+    if desk is None:
+        return None, None
+    token = frame.get("customer_token")
+    token = token if identity.usable_token(token) else identity.new_token()
+    return identity.token_identity(token), token
 
 
 def _string(frame: dict[str, Any], key: str) -> str:
@@ -182,7 +227,7 @@ def private_message(link: DeskLink, frame: dict[str, Any], frame_id: str | None)
 def away(link: DeskLink, frame: dict[str, Any], frame_id: str | None) -> bool:
     """``presence`` away with a ``reason``; False when the frame has no reason."""
     reason = frame.get("reason")
-    if reason is None or frame.get("status") != "away":
+    if reason is None or frame.get("status") != "away" or link.service_desk() is None:
         return False
     if not isinstance(reason, str):
         raise BadRequest("reason must be a string")
