@@ -14,7 +14,8 @@ composes one part per feature, each in its own module:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
@@ -43,6 +44,24 @@ from gateway.desk.survey import Surveys
 from gateway.desk.teams import TeamDesk, TeamScope
 from gateway.desk.wrapup import WrapUps
 from gateway.directory.records import AVAILABLE
+
+
+def _hook(default: Any = None) -> Callable:
+    """A hook the core calls: the desk's failure is logged and ``default`` returned, so
+    that the core goes on serving (as a broken adapter does not stop delivery)."""
+
+    def wrap(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def guarded(self: ServiceDesk, *args: Any) -> Any:
+            try:
+                return method(self, *args)
+            except Exception:
+                self._log.failure("service desk: the {hook} hook failed", hook=method.__name__)
+                return default
+
+        return guarded
+
+    return wrap
 
 
 @implementer(IDeskHooks, IServiceDesk)
@@ -106,19 +125,23 @@ class ServiceDesk:
 
     # -- IDeskHooks ----------------------------------------------------------------------
 
+    @_hook()
     def opened(self, conv: Conversation) -> None:
         """A recognised customer's history is looked up, and answers waiting delivered."""
         self.history.opened(conv)
         self.offline.opened(conv)
 
+    @_hook()
     def before_route(self, conv: Conversation) -> Deferred:
         """Routing waits for the customer's history."""
         return self.history.before_route(conv)
 
+    @_hook()
     def relayed(self, conv: Conversation, event: Any) -> None:
         """Participants see every line between the customer and the agent."""
         self.rooms.relayed(conv, event)
 
+    @_hook()
     def customer_line(self, conv: Conversation, entry: Any) -> None:
         """A survey answer, a message left, or a line monitors see while it waits."""
         if conv.state == SURVEY:
@@ -128,10 +151,12 @@ class ServiceDesk:
         else:
             self.rooms.customer_line(conv, entry)
 
+    @_hook()
     def says(self, session: Any, conversation: str, text: str) -> Deferred | None:
         """A participant's line."""
         return self.rooms.says(session, conversation, text)
 
+    @_hook(False)
     def ending(self, conv: Conversation, reason: str) -> bool:
         """A message may be left, or the survey asked, before the end."""
         if conv.state in (SURVEY, LEAVING_MESSAGE):
@@ -156,6 +181,7 @@ class ServiceDesk:
         self.rooms.ended(conv, reason)
         self.wrapups.tell(conv.id)
 
+    @_hook()
     def ended(self, conv: Conversation, reason: str) -> None:
         """Everyone beside the agent leaves; wrap-ups are asked for."""
         self.rooms.ended(conv, reason)
@@ -165,6 +191,7 @@ class ServiceDesk:
         self.surveys.forget(conv)
         self.offline.dispatch()
 
+    @_hook()
     def left(self, conv: Conversation, agent: Any) -> None:
         """A wrap-up is due when the conversation ended; consultations end with the agent."""
         finished = conv.state in (ENDED, SURVEY)
@@ -172,10 +199,12 @@ class ServiceDesk:
         if not finished:
             self.rooms.agent_left(conv, agent)
 
+    @_hook(True)
     def wrap_up_over(self, agent: Any) -> bool:
         """Not while a required disposition is due."""
         return self.wrapups.over(agent)
 
+    @_hook()
     def presence(self, agent: Any, status: str) -> None:
         """A login: the agent's role is looked up. Available: it may get a message to answer."""
         session = agent.session.id if agent.session is not None else None
@@ -185,6 +214,7 @@ class ServiceDesk:
         if status == AVAILABLE:
             self.offline.dispatch()
 
+    @_hook()
     def logged_out(self, agent: Any) -> None:
         """The agent leaves every room; its task and wrap-ups go."""
         self._sessions.pop(agent.name, None)

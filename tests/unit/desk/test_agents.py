@@ -101,3 +101,33 @@ def test_holidays_beside_the_weekly_hours(tmp_path):
     assert h.desk.calendar.view(0)["closures"][0]["name"] == "New Year"
     result_of(h.desk.calendar.remove(closure))
     assert queue.config.hours.is_open(0)
+
+
+def test_dated_closures_parse_and_hold_in_the_queues_zone():
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from gateway.hours import Closure, Hours, HoursError
+
+    paris = ZoneInfo("Europe/Paris")
+    hours = Hours.parse(
+        ["mon-fri 08:00-18:00"],
+        "Europe/Paris",
+        ["2025-12-25", "2025-12-24 14:00-24:00", "2025-12-29..2025-12-30"],
+    )
+
+    def at(*when: int) -> float:
+        return dt.datetime(*when, tzinfo=paris).timestamp()
+
+    assert hours.is_open(at(2025, 12, 24, 13, 59))
+    assert not hours.is_open(at(2025, 12, 24, 14, 0))
+    assert not hours.is_open(at(2025, 12, 25, 10, 0))
+    assert hours.is_open(at(2025, 12, 26, 10, 0))
+    assert not hours.is_open(at(2025, 12, 30, 17, 59))
+    assert hours.is_open(at(2025, 12, 31, 9, 0))
+    # Closures alone: open but on those days.
+    only = Hours().with_closures([Closure.parse("2025-12-25")])
+    assert only.is_open(at(2025, 12, 24, 23, 0)) and not only.is_open(at(2025, 12, 25, 12, 0))
+    for bad in ("2025-13-01", "2025-12-26..2025-12-24", "2025-12-24 18:00-08:00", "Xmas"):
+        with pytest.raises(HoursError):
+            Closure.parse(bad)

@@ -112,3 +112,17 @@ def test_a_team_supervisor_supervises_its_teams_only(h):
     with pytest.raises(NotAllowed, match="not an agent of your teams"):
         result_of(h.desk.set_state(sue, "bob", "away"))
     assert bob.agent.status == "available"
+
+
+def test_a_failing_desk_does_not_stop_the_core(h, monkeypatch):
+    cparty, customer, aparty, anna, conv = h.connected("anna")
+
+    def broken(*args):
+        raise RuntimeError("desk bug")
+
+    monkeypatch.setattr(h.desk.rooms, "relayed", broken)
+    monkeypatch.setattr(h.desk.surveys, "applies", broken)
+    result_of(customer.say("still there?"))
+    assert aparty.last(ev.Message).text == "still there?"
+    anna.end(conv)
+    assert cparty.last(ev.Ended).reason == "agent"
