@@ -159,6 +159,8 @@ class Gateway:
         key: str | None = None,
         resume: str | None = None,
         resume_key: str | None = None,
+        verified: Mapping[str, str] | None = None,
+        address: str | None = None,
     ) -> CustomerSession:
         """A customer connected: open a conversation and start the interview.
 
@@ -167,6 +169,11 @@ class Gateway:
         is held (see gateway.core.resume) takes it back instead, found by the ``resume``
         token it was given or else by ``resume_key`` (default: ``key``), an address
         that names the same person (IRC: nick and ident, not just the ident).
+        ``verified`` are identity details the connection proved (an attached IM
+        server's account, a site-signed identity): routing rules trust them as
+        ``account`` where customer claims are not. ``address`` is where the customer
+        can be written to on an IM server that carries conversations itself
+        (component and bot modes); redirect hosting hands only such customers over.
         """
         if self.core.shutting_down:
             raise Unavailable("the service is shutting down")
@@ -180,6 +187,8 @@ class Gateway:
             answers=answers,
             key=key,
             resume_key=resume_key,
+            verified=verified,
+            address=address,
         )
 
     def agent_login(

@@ -24,6 +24,7 @@ from gateway.core.errors import BadRequest, GatewayError, InternalError, NotAllo
 from gateway.core.interview import Interview
 from gateway.core.ports import IDesk, IDispatch, IHolding, IRelay
 from gateway.core.sessions import CustomerSession
+from gateway.routing import translate
 from gateway.store.errors import StoreBusy
 from gateway.store.records import ConversationRecord, StoredMessage
 
@@ -66,8 +67,14 @@ class Relay:
         answers: Mapping[str, str],
         key: str | None,
         resume_key: str | None,
+        verified: Mapping[str, str] | None = None,
+        address: str | None = None,
     ) -> CustomerSession:
-        """A new customer: a conversation opened, the interview started."""
+        """A new customer: a conversation opened, the interview started.
+
+        ``verified``: details the connection proved (gateway.core.interview);
+        ``address``: where the customer can be written to directly, for redirect hosting.
+        """
         core = self._core
         session = CustomerSession(self, party, core.ids.session())
         self.customers.add(session)
@@ -81,7 +88,8 @@ class Relay:
             protocol=protocol,
             client=client,
             started=now,
-            interview=Interview(self._config.fields, answers),
+            interview=Interview(self._config.fields, answers, verified),
+            address=address,
         )
         conv.key = key or (f"email:{answers['email'].casefold()}" if answers.get("email") else None)
         session.conversation = conv
@@ -166,9 +174,7 @@ class Relay:
         if conv.state == INTERVIEW:
             self._next_question(conv, conv.interview.answer(entry.text))
         elif conv.state == CONNECTED:
-            self.deliver(
-                conv.agent, ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts)
-            )
+            self.to_agent(conv, ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts))
 
     def customer_typing(self, session: CustomerSession, state: str) -> None:
         """Relay the customer's typing to the agent."""
@@ -176,7 +182,7 @@ class Relay:
         if state not in TYPING_STATES:
             raise BadRequest(f"typing state must be one of {', '.join(TYPING_STATES)}")
         if conv.state == CONNECTED:
-            self.deliver(conv.agent, ev.Typing(conv.id, state))
+            self.to_agent(conv, ev.Typing(conv.id, state))
 
     def customer_identified(self, session: CustomerSession, client: ev.ClientInfo) -> None:
         """The customer's IM software became known after arrival."""
@@ -289,6 +295,15 @@ class Relay:
         self.dispatcher.match()
 
     # -- plumbing -------------------------------------------------------------------
+
+    def to_agent(self, conv: Conversation, event: Any) -> None:
+        """Deliver a conversation's event to its agent, converted for what the agent's
+        software lacks (the translate fallback, gateway.routing.translate)."""
+        if conv.translated:
+            event = translate.convert(event, conv.translated)
+            if event is None:
+                return
+        self.deliver(conv.agent, event)
 
     def deliver(self, target: Any, event: Any) -> None:
         """Hand an event to a customer session or a live agent, if still connected."""

@@ -193,6 +193,8 @@ class BotCustomer:
                 answers={},
                 features=frozenset(),
                 key=f"irc:{self.nick}",  # the network keeps nicks; a returning customer
+                # The network carries a conversation without us (redirect hosting).
+                address=f"irc:{self.nick}",
             )
         except GatewayError as e:
             self.over = True

@@ -24,6 +24,7 @@ from gateway import __version__, logs
 from gateway.core.errors import AuthFailed, BadRequest, GatewayError, NotAllowed, Unavailable
 from gateway.core.events import ClientInfo, Typing
 from gateway.core.interfaces import IParty
+from protocols.jsonim import identity
 from protocols.jsonim.codec import DecodeError, decode, error_frame, event_frame
 from protocols.jsonim.interfaces import IFrameLink
 from protocols.jsonim.settings import JsonImSettings
@@ -302,6 +303,11 @@ class JsonImSession:
         features: frozenset[str],
     ) -> None:
         answers = _answers(frame)
+        verified = identity.verified(
+            frame.get("identity") or {},
+            frame.get("identity_signature"),
+            self._config.identity_secret,
+        )
         self._cancel_hello_timer()
         # The core may deliver a prompt before it returns the session that welcome
         # names: hold such events so that welcome goes first.
@@ -313,6 +319,7 @@ class JsonImSession:
                 client=client,
                 answers=answers,
                 features=features,
+                **({"verified": verified} if verified else {}),
                 **_resume_token(frame),
             )
         except BaseException:

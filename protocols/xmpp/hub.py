@@ -51,10 +51,15 @@ class Hub:
 
     _log = Logger(observer=logs.observer)
 
-    def __init__(self, gateway, settings: XmppSettings, clock: IReactorTime) -> None:
+    def __init__(
+        self, gateway, settings: XmppSettings, clock: IReactorTime, *, server: bool = False
+    ) -> None:
         self._gateway = gateway
         self.settings = settings
         self._clock = clock
+        # Component mode: customers are accounts of the attached server, which can carry
+        # a conversation without us (redirect hosting) and has authenticated them.
+        self._server = server
         self.domain = settings.domain
         self.support = settings.support_jid
         self._send: Callable[[domish.Element], None] | None = None
@@ -227,6 +232,12 @@ class Hub:
 
     # -- customers -------------------------------------------------------------
 
+    def _server_account(self, bare: str) -> dict:
+        """What the attached server vouches for: the customer's account, where to write."""
+        if not self._server:
+            return {}
+        return {"verified": {"account": f"xmpp:{bare}"}, "address": f"xmpp:{bare}"}
+
     def _new_customer(self, stanza: domish.Element, sender: Jid) -> None:
         if len(self.customers) >= self.settings.max_customers:
             self.send(stanzas.error_reply(stanza, "wait", "resource-constraint"))
@@ -246,6 +257,7 @@ class Hub:
                 answers={},
                 features=FEATURES,
                 key=f"xmpp:{sender.bare}",  # a returning customer, for sticky routing
+                **self._server_account(sender.bare),
             )
         except GatewayError as e:
             self._forget_customer(party)
