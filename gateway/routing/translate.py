@@ -52,7 +52,8 @@ def _plain_message(event: Any) -> Any:
     markup = getattr(event, "markup", None)
     if markup is None:
         return event
-    return attrs.evolve(event, text=markup_to_plain(markup), markup=None)
+    # A message's text is its plain rendering already where the sender's adapter made one.
+    return attrs.evolve(event, text=event.text or markup_to_plain(markup), markup=None)
 
 
 def _without(kind: str) -> Callable[[Any], Any]:

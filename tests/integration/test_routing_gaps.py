@@ -170,7 +170,7 @@ def test_rules_requiring_what_no_agent_protocol_grants_stop_startup(tmp_path):
     rules = tmp_path / "routing.toml"
     rules.write_text(
         '[[compatibility.entries]]\nname = "webchat"\nclient = "webchat*"\n'
-        'requires = ["rich_text"]\nfallback = "wait"\n\n'
+        'requires = ["file_transfer"]\nfallback = "wait"\n\n'
         '[default]\n[[default.targets]]\nstrategy = "longest_idle"\n'
     )
     config = harness.write_config(tmp_path)
@@ -182,6 +182,6 @@ def test_rules_requiring_what_no_agent_protocol_grants_stop_startup(tmp_path):
     assert status not in (None, 0), gateway.log_tail()
     assert len(lines) == 1, lines
     assert lines[0].startswith(
-        f"imgateway: {rules}: compatibility.entries[0].requires[0]: 'rich_text': no agent"
+        f"imgateway: {rules}: compatibility.entries[0].requires[0]: 'file_transfer': no agent"
         " protocol grants it"
     ), lines

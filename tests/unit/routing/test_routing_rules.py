@@ -128,7 +128,7 @@ def test_example_faq_bot_first_on_webchat(example):
         ),
         priority=0,
         service="relay",
-        requires=frozenset({"typing"}),
+        requires=frozenset({"rich_text", "typing"}),
         compatibility="webchat",
         fallback="wait",
         reason="rule faq-bot-first; compatibility webchat",

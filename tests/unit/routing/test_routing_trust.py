@@ -148,7 +148,7 @@ ENTRY = """
 [[compatibility.entries]]
 name = "webchat"
 client = "webchat*"
-requires = ["typing", "rich_text"]
+requires = ["typing", "file_transfer"]
 fallback = "wait"
 
 [default]
@@ -163,17 +163,17 @@ def test_a_requirement_no_agent_protocol_grants_is_refused_naming_the_entry():
     with pytest.raises(ConfigError) as e:
         rules(ENTRY, grantable)
     assert e.value.key == "compatibility.entries[0].requires[1]"
-    assert e.value.problem.startswith("'rich_text': no agent protocol grants it")
+    assert e.value.problem.startswith("'file_transfer': no agent protocol grants it")
     # Without the check (a caller that knows no adapters), it loads as before.
     assert rules(ENTRY).classify(Customer(attributes={"client": "webchat"})).requires == {
         "typing",
-        "rich_text",
+        "file_transfer",
     }
 
 
 def test_an_adapter_that_grants_the_feature_makes_the_entry_valid():
-    web = Adapter(name="web", features=frozenset({"rich_text", "typing", "receipts"}))
-    grantable = grantable_features([*adapters(), web])
+    files = Adapter(name="files", features=frozenset({"file_transfer"}))
+    grantable = grantable_features([*adapters(), files])
     plan = rules(ENTRY, grantable).classify(Customer(attributes={"client": "webchat"}))
     assert plan.compatibility == "webchat"
 
