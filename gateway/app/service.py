@@ -41,13 +41,20 @@ from gateway.desk.service import ServiceDesk
 from gateway.directory.memory import MemoryDirectory
 from gateway.directory.teams import Teams
 from gateway.metrics import GatewayMetrics
-from gateway.plugins import parts
+from gateway.plugins import adapters, parts
+from gateway.routing.features import grantable_features
 from gateway.routing.remote import LocalPlans, RemotePlans
 from gateway.routing.rules import RuleSet
 from gateway.store import open_store
 
 # Password checks (scrypt) running at once.
 PASSWORD_CHECKS = 2
+
+
+def load_rules(config: Config) -> RuleSet:
+    """The routing rules file, checked against the features the protocols can grant."""
+    grantable = grantable_features(adapters())
+    return RuleSet.load(config.rules_file, queues=config.queues, grantable=grantable)
 
 
 class _FirewallFirst:
@@ -193,7 +200,7 @@ class GatewayService(MultiService):
     def _plans(config: Config, reactor):
         """Local rules, or the routing server with the local rules as its fallback."""
         try:
-            rules = RuleSet.load(config.rules_file, queues=config.queues)
+            rules = load_rules(config)
         except ConfigError as e:
             raise StartupError(str(e)) from None
         if not config.remote_url:
@@ -245,7 +252,7 @@ class GatewayService(MultiService):
         A bad file is logged and changes nothing (the running rules stay).
         """
         try:
-            rules = RuleSet.load(self.config.rules_file, queues=self.config.queues)
+            rules = load_rules(self.config)
         except ConfigError as e:
             self._log.error("routing rules not reloaded: {error}", error=str(e))
             return False

@@ -25,7 +25,7 @@ from gateway.directory.records import AVAILABLE, OFFLINE, STATUSES, AgentPresenc
 AGENT_DROPPED = "Your agent was disconnected. We are connecting you with another agent."
 TRANSFERRED = "You are being transferred to another agent. Please stay with us."
 REDIRECTED = "{alias} will continue with you directly at {address}. Please write there."
-REDIRECTING = "Customer {alias} ({address}) will write to you directly; the gateway stepped out."
+REDIRECTING = "Customer {alias} will write to you directly at {address}; the gateway stepped out."
 
 
 @implementer(IDesk)
@@ -155,16 +155,19 @@ class Desk:
         self.dispatcher.match()
 
     def _redirect(self, conv: Conversation, agent: LiveAgent) -> bool:
-        """Redirect hosting: hand each side the other's public address and step out.
+        """Redirect hosting: give the customer the agent's public address and step out.
 
-        Only where the queue asks for it and both sides are on the same IM network
-        (the customer's key is its address there, and the agent has one there too).
+        Only where the queue asks for it and an IM server can carry the conversation:
+        the customer came through one (component or bot mode: ``conv.address``) on
+        which the agent has an address too. The gateway's own listeners cannot: there
+        the customer would be sent to an address that does not exist. The agent is
+        told the customer's alias, never its address: the customer writes first.
         """
         if self._core.queues[conv.queue].config.hosting != "redirect":
             return False
-        prefix = f"{conv.protocol}:"
-        theirs = [a for a in agent.addresses if a.startswith(prefix)]
-        if not theirs or not (conv.key or "").startswith(prefix):
+        scheme = (conv.address or "").partition(":")[0]
+        theirs = [a for a in agent.addresses if scheme and a.startswith(f"{scheme}:")]
+        if not theirs:
             return False
         self._log.info(
             "conversation {conversation} redirected to {agent}'s own address",
@@ -173,7 +176,7 @@ class Desk:
         )
         relay = self.relay
         relay.system_line(conv, REDIRECTED.format(alias=agent.alias, address=theirs[0]))
-        relay.deliver(agent, ev.Notice(REDIRECTING.format(alias=conv.alias, address=conv.key)))
+        relay.deliver(agent, ev.Notice(REDIRECTING.format(alias=conv.alias, address=theirs[0])))
         relay.end(conv, "agent")
         self._core.write(self._core.store.update_conversation(conv.id, end_reason="redirected"))
         return True

@@ -56,6 +56,8 @@ class Dispatcher:
         self._recent: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._matching = False
         self._changed_queues: set[str] = set()
+        # Each agent's status as last seen: a change may change the waits promised.
+        self._statuses: dict[str, str | None] = {}
         self.relay: IRelay = None
         # The engine is fed from the directory: this node's agents and, in a
         # cluster, everyone's.
@@ -75,7 +77,13 @@ class Dispatcher:
         self.match()
 
     def _presence_changed(self, name: str, presence: AgentPresence | None) -> None:
+        status = presence.status if presence is not None else None
+        if self._statuses.get(name) != status:
+            # Who can serve changed: waits promised (or not) are told again.
+            self._statuses[name] = status
+            self._changed_queues.update(self._queues)
         if presence is None:
+            self._statuses.pop(name, None)
             known = self.engine.agent(name)
             if known is not None:
                 self.engine.agent_left(known)
@@ -94,6 +102,7 @@ class Dispatcher:
             client=conv.client.name,
             version=conv.client.version,
             answers=conv.answers,
+            sources=conv.interview.sources,
         )
         conv.routing = True
         started = self._clock.seconds()
@@ -342,6 +351,9 @@ class Dispatcher:
     def _offer(self, conv: Conversation, agent: LiveAgent) -> None:
         timeout = self._config.offer_timeout_s
         decision = self._decision(conv, conv.queue)
+        lacking = conv.task.plan.requires - agent.presence.capabilities
+        if lacking:
+            decision = attrs.evolve(decision, translated=tuple(sorted(lacking)))
         offer = PendingOffer(
             id=self._core.ids.offer(), conversation=conv, agent=agent.name, decision=decision
         )
@@ -463,6 +475,7 @@ class Dispatcher:
             agent.change(lapses=0)
         self.withdraw(conv)
         conv.decision = offer.decision
+        conv.translated = frozenset(offer.decision.translated) if offer.decision else frozenset()
         self._queues[conv.queue].active += 1
         conv.connected_at = self._clock.seconds()
         self._core.metrics.accepts.inc()
@@ -511,10 +524,34 @@ class Dispatcher:
 
     def _send_positions(self) -> None:
         changed, self._changed_queues = self._changed_queues, set()
+        servable: dict[Any, bool] = {}
         for name in changed:
             queue = self._queues[name]
             for position, conv in enumerate(queue.in_order(), 1):
-                current = (position, queue.eta(position))
+                current = (position, self._eta(queue, conv, position, servable))
                 if conv.last_sent_position != current and conv.state != CONNECTED:
                     conv.last_sent_position = current
                     self.relay.deliver(conv.customer, ev.Queued(*current))
+
+    def _eta(self, queue: Any, conv: Conversation, position: int, servable: dict) -> int | None:
+        """The wait to promise at ``position``; None while no logged-in agent can serve
+        the conversation's current target (``servable`` caches the answer per pool)."""
+        pool = conv.task.pool if conv.task is not None else None
+        if pool is None:
+            return None
+        can = servable.get(pool)
+        if can is None:
+            view = self._core.view
+            can = servable[pool] = any(
+                (a := view.get(name)) is not None and a.status == AVAILABLE for name in pool.members
+            )
+        return queue.eta(position) if can else None
+
+    def queued(self, conv: Conversation) -> ev.Queued | None:
+        """Where a waiting conversation stands now (None when it is not in line)."""
+        queue = self._queues.get(conv.queue) if conv.queue is not None else None
+        position = queue.position(conv) if queue is not None else 0
+        if not position:
+            return None
+        conv.last_sent_position = (position, self._eta(queue, conv, position, {}))
+        return ev.Queued(*conv.last_sent_position)

@@ -86,10 +86,14 @@ class Prompt:
 
 @attrs.frozen
 class Queued:
-    """The customer's place in the queue; sent on entry and on every change."""
+    """The customer's place in the queue; sent on entry and on every change.
+
+    ``position`` counts in the order customers are served (priority first); ``eta_s``
+    is None when no logged-in agent can serve the customer: no time is promised.
+    """
 
     position: int
-    eta_s: int
+    eta_s: int | None
 
 
 @attrs.frozen
@@ -170,24 +174,30 @@ class Decision:
     source: str
     reason: str
     queue: str | None = None
+    # Features the customer's side uses that this agent's software lacks: the gateway
+    # converts them (the compatibility table's translate fallback).
+    translated: tuple[str, ...] = ()
 
     def text(self) -> str:
         """One line, as transcripts and plain-text offers show it."""
         where = f" in {self.queue}" if self.queue else ""
+        translated = f"; translated: {', '.join(self.translated)}" if self.translated else ""
         return (
             f"rule {self.rule}, target {self.target} ({self.strategy}){where};"
-            f" compatibility {self.compatibility}; {self.source}: {self.reason}"
+            f" compatibility {self.compatibility}; {self.source}: {self.reason}{translated}"
         )
 
     def to_dict(self) -> dict[str, object]:
         """The decision as JSON-ready values (stored with the conversation)."""
-        return attrs.asdict(self)
+        return {**attrs.asdict(self), "translated": list(self.translated)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Decision:
         """A decision from :meth:`to_dict`'s values (unknown keys ignored)."""
         names = {f.name for f in attrs.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        values["translated"] = tuple(values.get("translated", ()))
+        return cls(**values)
 
 
 @attrs.frozen

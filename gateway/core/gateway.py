@@ -161,7 +161,9 @@ class Gateway:
         key: str | None = None,
         resume: str | None = None,
         resume_key: str | None = None,
-        verified: str | None = None,
+        verified: Mapping[str, str] | None = None,
+        address: str | None = None,
+        customer_id: str | None = None,
     ) -> CustomerSession:
         """A customer connected: open a conversation and start the interview.
 
@@ -170,9 +172,14 @@ class Gateway:
         is held (see gateway.core.resume) takes it back instead, found by the ``resume``
         token it was given or else by ``resume_key`` (default: ``key``), an address
         that names the same person (IRC: nick and ident, not just the ident).
-        ``verified`` is an identity the adapter has verified (an XMPP account's bare
-        JID, an IRC services account, a JSON-IM customer token or site-signed id):
-        the service desk recognises a returning customer by it.
+        ``verified`` are identity details the connection proved (an attached IM
+        server's account, a site-signed identity): routing rules trust them as
+        ``account`` where customer claims are not. ``address`` is where the customer
+        can be written to on an IM server that carries conversations itself
+        (component and bot modes); redirect hosting hands only such customers over.
+        ``customer_id`` is an identity the adapter issued and the customer presented
+        (a JSON-IM customer token); the service desk recognises a returning customer by
+        it, or else by a verified ``account``, ``id`` or ``email``.
         """
         if self.core.shutting_down:
             raise Unavailable("the service is shutting down")
@@ -187,6 +194,8 @@ class Gateway:
             key=key,
             resume_key=resume_key,
             verified=verified,
+            address=address,
+            customer_id=customer_id,
         )
 
     def agent_login(

@@ -110,8 +110,14 @@ class IGateway(Interface):
         resume=None,
         resume_key=None,
         verified=None,
+        address=None,
+        customer_id=None,
     ):
-        """A customer connected: an ICustomerSession (its conversation opened or resumed)."""
+        """A customer connected: an ICustomerSession (its conversation opened or resumed).
+
+        ``verified``: identity details the connection proved (trusted as ``account``);
+        ``address``: where an attached IM server can carry the conversation directly.
+        """
 
     def agent_login(party, *, protocol, name, password, client, features=frozenset(), address=None):
         """Authenticate an agent by password; a Deferred firing with its IAgentSession."""

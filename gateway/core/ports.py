@@ -72,6 +72,9 @@ class IDispatch(Interface):
     def match():
         """Turn every possible match into offers, then update queue positions."""
 
+    def queued(conv):
+        """The Queued event of where a waiting conversation stands now, or None."""
+
 
 class IDesk(Interface):
     """The agents' side of conversations."""

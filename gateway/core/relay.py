@@ -24,11 +24,25 @@ from gateway.core.errors import BadRequest, GatewayError, InternalError, NotAllo
 from gateway.core.interview import Interview
 from gateway.core.ports import IDesk, IDispatch, IHolding, IRelay
 from gateway.core.sessions import CustomerSession
+from gateway.routing import translate
 from gateway.store.errors import StoreBusy
 from gateway.store.records import ConversationRecord, StoredMessage
 
 TYPING_STATES = ("active", "paused")
 ANSWER_TIMEOUT = "This conversation was closed because we did not hear from you."
+
+
+def identity_of(verified: Mapping[str, str] | None) -> str | None:
+    """The identity a returning customer is known by, from what its connection proved:
+    an IM server's account (``xmpp:…``, ``irc:…``), else a site's signed ``id`` or
+    ``email``."""
+    verified = verified or {}
+    if verified.get("account"):
+        return verified["account"]
+    for field in ("id", "email"):
+        if verified.get(field):
+            return f"site-{field}:{verified[field]}"
+    return None
 
 
 def _refused(d: Deferred) -> bool:
@@ -66,9 +80,15 @@ class Relay:
         answers: Mapping[str, str],
         key: str | None,
         resume_key: str | None,
-        verified: str | None = None,
+        verified: Mapping[str, str] | None = None,
+        address: str | None = None,
+        customer_id: str | None = None,
     ) -> CustomerSession:
-        """A new customer: a conversation opened, the interview started."""
+        """A new customer: a conversation opened, the interview started.
+
+        ``verified``: details the connection proved (gateway.core.interview);
+        ``address``: where the customer can be written to directly, for redirect hosting.
+        """
         core = self._core
         session = CustomerSession(self, party, core.ids.session())
         self.customers.add(session)
@@ -82,7 +102,8 @@ class Relay:
             protocol=protocol,
             client=client,
             started=now,
-            interview=Interview(self._config.fields, answers),
+            interview=Interview(self._config.fields, answers, verified),
+            address=address,
         )
         conv.key = key or (f"email:{answers['email'].casefold()}" if answers.get("email") else None)
         session.conversation = conv
@@ -110,7 +131,7 @@ class Relay:
             version=client.version,
         )
         conv.resume_key = resume_key or key
-        conv.customer_id = verified
+        conv.customer_id = identity_of(verified) or customer_id
         self.holding.new_resume_token(conv, session)
         core.hooks.opened(conv)
         # The greeting announces questions; skip it when hello answered them all.
@@ -178,7 +199,7 @@ class Relay:
             self._next_question(conv, conv.interview.answer(entry.text))
         elif conv.state == CONNECTED:
             event = ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts, markup)
-            self.deliver(conv.agent, event)
+            self.to_agent(conv, event)
             self._core.hooks.relayed(conv, event)
         elif not conv.waiting:
             self._core.hooks.customer_line(conv, entry)
@@ -197,8 +218,10 @@ class Relay:
         if state not in ev.RECEIPT_STATES:
             raise BadRequest(f"state must be one of {', '.join(ev.RECEIPT_STATES)}")
         if conv.state == CONNECTED:
-            target = conv.agent if to_agent else conv.customer
-            self.deliver(target, ev.Receipt(conv.id, msg, state))
+            if to_agent:
+                self.to_agent(conv, ev.Receipt(conv.id, msg, state))
+            else:
+                self.deliver(conv.customer, ev.Receipt(conv.id, msg, state))
 
     def customer_typing(self, session: CustomerSession, state: str) -> None:
         """Relay the customer's typing to the agent."""
@@ -206,7 +229,7 @@ class Relay:
         if state not in TYPING_STATES:
             raise BadRequest(f"typing state must be one of {', '.join(TYPING_STATES)}")
         if conv.state == CONNECTED:
-            self.deliver(conv.agent, ev.Typing(conv.id, state))
+            self.to_agent(conv, ev.Typing(conv.id, state))
 
     def customer_identified(self, session: CustomerSession, client: ev.ClientInfo) -> None:
         """The customer's IM software became known after arrival."""
@@ -327,6 +350,15 @@ class Relay:
         self.dispatcher.match()
 
     # -- plumbing -------------------------------------------------------------------
+
+    def to_agent(self, conv: Conversation, event: Any) -> None:
+        """Deliver a conversation's event to its agent, converted for what the agent's
+        software lacks (the translate fallback, gateway.routing.translate)."""
+        if conv.translated:
+            event = translate.convert(event, conv.translated)
+            if event is None:
+                return
+        self.deliver(conv.agent, event)
 
     def deliver(self, target: Any, event: Any) -> None:
         """Hand an event to a customer session or a live agent, if still connected."""

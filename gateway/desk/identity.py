@@ -1,20 +1,19 @@
 """Verified customer identities, by which returning customers are recognised.
 
-Each protocol verifies its own: an XMPP account's bare JID (``xmpp:``), an IRC services
-account (``irc-account:``). JSON-IM has two: a customer token the gateway hands out in
-``welcome`` and the customer's software keeps (``jsonim-token:``, only its SHA-256
-kept), and a site's own customer id, signed with HMAC-SHA256 under ``[desk]
-identity_secret`` as Chatwoot and Intercom do it (``site:``).
+What a customer's connection proved (``verified``: an XMPP account, an IRC services
+account, a site-signed identity's ``id`` or ``email``; see
+gateway.core.relay.identity_of) names them; else, on JSON-IM, a customer token the
+gateway hands out in ``welcome`` and the customer's software keeps and presents in the
+next ``hello`` (``jsonim-token:``; only its SHA-256 is kept), as Chatwoot's widget keeps
+its contact token.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 
 MAX_TOKEN = 256
-MAX_SITE_ID = 128
 
 
 def new_token() -> str:
@@ -30,19 +29,3 @@ def usable_token(token: object) -> bool:
 def token_identity(token: str) -> str:
     """The identity a customer token stands for."""
     return "jsonim-token:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def site_signature(secret: str, customer: str) -> str:
-    """What a site sends beside its customer id: HMAC-SHA256 of the id, hex."""
-    return hmac.new(secret.encode("utf-8"), customer.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def site_identity(secret: str, customer: object, signature: object) -> str | None:
-    """The identity of a site-signed customer id, or None when it does not verify."""
-    if not secret or not isinstance(customer, str) or not isinstance(signature, str):
-        return None
-    if not 0 < len(customer) <= MAX_SITE_ID:
-        return None
-    if not hmac.compare_digest(site_signature(secret, customer), signature.lower()):
-        return None
-    return "site:" + customer

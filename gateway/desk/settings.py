@@ -7,7 +7,6 @@ there are checked against ``[queues]`` when the desk starts (a ConfigError other
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 
@@ -15,7 +14,6 @@ import attrs
 
 from gateway.config import ConfigError, Reader
 
-IDENTITY_SECRET_ENV = "IMGATEWAY_IDENTITY_SECRET"
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 OFFLINE_WHEN = ("closed", "no_agents", "timeout")
 CSAT_AFTER = ("agent", "customer")
@@ -81,7 +79,6 @@ class DeskSettings:
     )
     history_limit: int = 5
     history_wait_s: float = 1.0
-    identity_secret: str = ""
     supervisor_alias: str = "Supervisor"
     reload_s: float = 60.0
     max_canned: int = 4000
@@ -198,7 +195,6 @@ def parse(reader: Reader) -> DeskSettings:
     """Read ``[desk]`` and its tables."""
     d = DeskSettings()
     r = reader
-    secret = os.environ.get(IDENTITY_SECRET_ENV) or r.text("identity_secret", "")
     queues_table = r.table_of("queues")
     queues = {name: _queue(queues_table.table_of(name)) for name in queues_table.table}
     queues_table.done()
@@ -212,7 +208,6 @@ def parse(reader: Reader) -> DeskSettings:
         away_reasons=_codes(r, "away_reasons", d.away_reasons),
         history_limit=r.number("history_limit", d.history_limit, low=0, high=100, integer=True),
         history_wait_s=r.number("history_wait_s", d.history_wait_s, low=0, high=60),
-        identity_secret=secret,
         supervisor_alias=_text(r, "supervisor_alias", d.supervisor_alias),
         reload_s=r.number("reload_s", d.reload_s, low=1, high=86400),
         max_canned=r.number("max_canned", d.max_canned, low=1, high=65536, integer=True),

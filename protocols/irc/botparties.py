@@ -200,7 +200,10 @@ class BotCustomer:
                 answers={},
                 features=frozenset(),
                 key=f"irc:{self.nick}",  # the network keeps nicks; a returning customer
-                **({"verified": f"irc-account:{self.account}"} if self.account else {}),
+                # The network carries a conversation without us (redirect hosting).
+                address=f"irc:{self.nick}",
+                # Their services account: trusted, and how the service desk knows them.
+                **({"verified": {"account": f"irc:{self.account}"}} if self.account else {}),
             )
         except GatewayError as e:
             self.over = True

@@ -49,6 +49,8 @@ def for_customer(event: object, agent_alias: str | None) -> list[Said]:
         case ev.Prompt(text=text):
             # The core's prompt text lists the choices, numbered, one a line.
             return [Said(SERVICE, text)]
+        case ev.Queued(position=position, eta_s=None):
+            return [Said(SERVICE, f"You are number {position} in the queue.")]
         case ev.Queued(position=position, eta_s=eta):
             return [Said(SERVICE, f"You are number {position} in the queue (about {_wait(eta)}).")]
         case ev.Connected():

@@ -146,6 +146,7 @@ def _prompt(event: events.Prompt, agent: bool) -> dict[str, Any]:
 
 
 def _queued(event: events.Queued, agent: bool) -> dict[str, Any]:
+    # eta_s is null while no agent can serve the customer (docs/jsonim.md, "Queue positions").
     return {"type": "queued", "position": event.position, "eta_s": event.eta_s}
 
 

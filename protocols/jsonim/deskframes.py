@@ -16,7 +16,7 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from gateway.core.errors import AuthFailed, BadRequest, Unavailable
+from gateway.core.errors import BadRequest, Unavailable
 from gateway.desk import identity
 
 
@@ -58,20 +58,10 @@ class DeskLink:
         d.addCallbacks(done, self.failed, errbackArgs=(frame_id,))
 
 
-def customer_identity(gateway: Any, frame: dict[str, Any]) -> tuple[str | None, str | None]:
-    """A customer's identity from hello, and the customer token for welcome: a
-    site-signed ``verified`` id, else the ``customer_token`` (a new one if none)."""
-    desk = getattr(gateway, "service_desk", None)
-    signed = frame.get("verified")
-    if signed is not None:
-        secret = desk.settings.identity_secret if desk is not None else ""
-        if not isinstance(signed, dict):
-            raise BadRequest("verified must be an object with id and hmac")
-        found = identity.site_identity(secret, signed.get("id"), signed.get("hmac"))
-        if found is None:
-            raise AuthFailed("the customer identity does not verify")
-        return found, None
-    if desk is None:
+def customer_token(gateway: Any, frame: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The customer's identity by its customer token, and the token for ``welcome``: the
+    one ``hello`` presents, else a new one (none without a service desk)."""
+    if getattr(gateway, "service_desk", None) is None:
         return None, None
     token = frame.get("customer_token")
     token = token if identity.usable_token(token) else identity.new_token()

@@ -24,7 +24,7 @@ from gateway import __version__, logs
 from gateway.core.errors import AuthFailed, BadRequest, GatewayError, NotAllowed, Unavailable
 from gateway.core.events import AGENT, CUSTOMER, ClientInfo, Message, Receipt, Typing
 from gateway.core.interfaces import IParty
-from protocols.jsonim import deskframes
+from protocols.jsonim import deskframes, identity
 from protocols.jsonim.codec import DecodeError, decode, error_frame, event_frame
 from protocols.jsonim.interfaces import IFrameLink
 from protocols.jsonim.markup import to_plain
@@ -335,7 +335,12 @@ class JsonImSession:
         features: frozenset[str],
     ) -> None:
         answers = _answers(frame)
-        verified, self._customer_token = deskframes.customer_identity(self._gateway, frame)
+        verified = identity.verified(
+            frame.get("identity") or {},
+            frame.get("identity_signature"),
+            self._config.identity_secret,
+        )
+        customer_id, self._customer_token = deskframes.customer_token(self._gateway, frame)
         self._cancel_hello_timer()
         # The core may deliver a prompt before it returns the session that welcome
         # names: hold such events so that welcome goes first.
@@ -348,6 +353,7 @@ class JsonImSession:
                 answers=answers,
                 features=features,
                 **({"verified": verified} if verified else {}),
+                **({"customer_id": customer_id} if customer_id else {}),
                 **_resume_token(frame),
             )
         except BaseException:
@@ -553,13 +559,8 @@ class JsonImSession:
         deskframes.handle(self._desk(), frame, frame_id)
 
     def _desk(self) -> deskframes.DeskLink:
-        return deskframes.DeskLink(
-            self._session,
-            getattr(self._gateway, "service_desk", None),
-            self._send,
-            self._request_failed,
-            self._ack,
-        )
+        desk = getattr(self._gateway, "service_desk", None)
+        return deskframes.DeskLink(self._session, desk, self._send, self._request_failed, self._ack)
 
     # -- both roles ------------------------------------------------------------
 

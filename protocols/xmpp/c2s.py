@@ -64,10 +64,7 @@ class ClientServer:
         self.settings = settings
         self.domain = settings.client_domain
         self.clock = clock
-        # Customers here log in anonymously: no identity to recognise them by.
-        self.hub = Hub(
-            gateway, attrs.evolve(settings, domain=self.domain), clock, verified_customers=False
-        )
+        self.hub = Hub(gateway, attrs.evolve(settings, domain=self.domain), clock)
         self.hub.attached(self.route)
         self.auth = AgentAuth(gateway)
         self.tls = ServerTLS(settings.tls_cert, settings.tls_key) if settings.tls_cert else None

@@ -52,14 +52,14 @@ class Hub:
     _log = Logger(observer=logs.observer)
 
     def __init__(
-        self, gateway, settings: XmppSettings, clock: IReactorTime, verified_customers=True
+        self, gateway, settings: XmppSettings, clock: IReactorTime, *, server: bool = False
     ) -> None:
         self._gateway = gateway
-        # Customers are accounts of the attached server (not anonymous): their bare
-        # JID is an identity the service desk recognises them by.
-        self._verified_customers = verified_customers
         self.settings = settings
         self._clock = clock
+        # Component mode: customers are accounts of the attached server, which can carry
+        # a conversation without us (redirect hosting) and has authenticated them.
+        self._server = server
         self.domain = settings.domain
         self.support = settings.support_jid
         self._send: Callable[[domish.Element], None] | None = None
@@ -232,6 +232,12 @@ class Hub:
 
     # -- customers -------------------------------------------------------------
 
+    def _server_account(self, bare: str) -> dict:
+        """What the attached server vouches for: the customer's account, where to write."""
+        if not self._server:
+            return {}
+        return {"verified": {"account": f"xmpp:{bare}"}, "address": f"xmpp:{bare}"}
+
     def _new_customer(self, stanza: domish.Element, sender: Jid) -> None:
         if len(self.customers) >= self.settings.max_customers:
             self.send(stanzas.error_reply(stanza, "wait", "resource-constraint"))
@@ -251,7 +257,7 @@ class Hub:
                 answers={},
                 features=FEATURES,
                 key=f"xmpp:{sender.bare}",  # a returning customer, for sticky routing
-                **({"verified": f"xmpp:{sender.bare}"} if self._verified_customers else {}),
+                **self._server_account(sender.bare),
             )
         except GatewayError as e:
             self._forget_customer(party)

@@ -72,7 +72,9 @@ def form_answer(stanza: domish.Element) -> str | None:
 
 
 def queued(event: ev.Queued) -> str:
-    """The customer's place in line."""
+    """The customer's place in line (no time promised while nobody can serve it)."""
+    if event.eta_s is None:
+        return f"You are number {event.position} in line."
     minutes = max(1, round(event.eta_s / 60))
     return f"You are number {event.position} in line (about {minutes} min)."
 

@@ -46,6 +46,7 @@ listen = ["tcp:0:interface=127.0.0.1"]
 metrics = ["tcp:0:interface=127.0.0.1"]
 
 [jsonim]
+identity_secret = "site-secret-0123456789"
 heartbeat_s = 3600
 messages_per_second = 100.0
 message_burst = 100
@@ -71,7 +72,6 @@ topics = ["refund"]
 topics = ["night"]
 
 [desk]
-identity_secret = "site-secret-0123456789"
 reload_s = 1
 
 [desk.queues.survey]

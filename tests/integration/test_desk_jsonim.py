@@ -201,17 +201,18 @@ def test_a_returning_customer_is_recognised_with_history_and_transcripts(site):
     hana.expect("ended")
     hana.hang_up()
 
-    # A site-signed identity is refused when the signature is wrong...
+    # A signed identity is refused when the signature is wrong...
     liar = gateway.connect("liar")
     liar.send(
         {
             "type": "hello",
             "protocol": "jsonim/1",
             "role": "customer",
-            "verified": {"id": "u-42", "hmac": "00" * 32},
+            "identity": {"id": "u-42"},
+            "identity_signature": "00" * 32,
         }
     )
-    assert liar.expect("error")["code"] == "auth_failed"
+    assert liar.expect("error")["code"] == "bad_request"
     assert liar.closed()
 
     # ...and the same token is the same customer.
@@ -236,14 +237,28 @@ def test_a_returning_customer_is_recognised_with_history_and_transcripts(site):
     again.send({"type": "end"})
     again.expect("ended")
 
-    # A site's signed id works as well.
-    signature = hmac.new(b"site-secret-0123456789", b"u-42", hashlib.sha256).hexdigest()
-    signed = customer(gateway, "Ida", "billing", verified={"id": "u-42", "hmac": signature})
-    assert "customer_token" not in signed.welcome
+    # A site-signed identity names the customer across devices (no token needed).
+    identity = {"id": "u-42", "name": "Ida"}
+    signature = hmac.new(
+        b"site-secret-0123456789",
+        json.dumps(identity, sort_keys=True, separators=(",", ":")).encode(),
+        hashlib.sha256,
+    ).hexdigest()
+    signed = customer(gateway, "Ida", "billing", identity=identity, identity_signature=signature)
     take(bob, signed)
     signed.send({"type": "end"})
     signed.expect("ended")
-    for client in (bob, again, signed):
+    signed.hang_up()
+    again_signed = customer(
+        gateway, "Ida", "billing", identity=identity, identity_signature=signature
+    )
+    offer = bob.expect("offer")
+    assert [p["agent"] for p in offer["customer"]["history"]] == ["Bob"]
+    bob.send({"type": "accept", "offer": offer["offer"]})
+    again_signed.expect("connected")
+    again_signed.send({"type": "end"})
+    again_signed.expect("ended")
+    for client in (bob, again, again_signed):
         client.hang_up()
 
 

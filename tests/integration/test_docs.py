@@ -181,7 +181,7 @@ def clean_env(monkeypatch):
 def _check_site_config(block: Block, work: Path, monkeypatch) -> None:
     from firewall import ruleset
     from gateway import config
-    from gateway.routing.rules import RuleSet
+    from gateway.app.service import load_rules
 
     for name, value in _named_secrets(block.text).items():
         monkeypatch.setenv(name, value)
@@ -190,7 +190,7 @@ def _check_site_config(block: Block, work: Path, monkeypatch) -> None:
     site.write_text(block.text)
     loaded = config.load(site)
     # What startup reads next: the routing rules and the firewall rules files.
-    RuleSet.load(loaded.rules_file, queues=loaded.queues)
+    load_rules(loaded)
     rules = loaded.sections["firewall"].rules
     if rules is not None:
         ruleset.parse(rules.read_text("utf-8"), str(rules))

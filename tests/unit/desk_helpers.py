@@ -105,7 +105,7 @@ class DeskHarness(Harness):
             protocol=protocol,
             client=ev.ClientInfo("acme", "2.3.1"),
             answers=answers or {"name": "Dana", "topic": "billing"},
-            verified=verified,
+            **({"verified": {"account": verified}} if verified else {}),
         )
         return party, session
 

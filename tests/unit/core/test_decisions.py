@@ -61,6 +61,7 @@ def test_the_offer_carries_the_decision_and_the_store_keeps_it():
         "source": "local",
         "reason": "rule billing; compatibility acme",
         "queue": "billing",
+        "translated": [],
     }
     assert anna.of(ev.Offer) == []
     h.clock.advance(30)  # the workflow widens to target 2
