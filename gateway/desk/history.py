@@ -32,17 +32,18 @@ class History:
         self._in_room = in_room
         self._gates: dict[str, Deferred] = {}
 
-    def opened(self, conv: Conversation) -> None:
-        """Record whose conversation this is, and look up their earlier ones."""
+    def opened(self, conv: Conversation) -> Deferred | None:
+        """Record whose conversation this is, and look up their earlier ones (and the
+        answers waiting for them): fires with those answers; None when not recognised."""
         if not conv.customer_id:
-            return
+            return None
         ctx = self._ctx
-        ctx.write(ctx.store.customer_seen(conv.id, conv.customer_id, conv.started))
         gate: Deferred = Deferred()
         self._gates[conv.id] = gate
         timer = ctx.core.clock.callLater(ctx.settings.history_wait_s, self._open_gate, conv.id)
 
-        def found(rows: list) -> None:
+        def found(result: tuple) -> list:
+            rows, answers = result
             conv.past = tuple(
                 ev.PastConversation(
                     conversation=cid,
@@ -53,17 +54,20 @@ class History:
                 )
                 for cid, started, topic, disposition, alias in rows
             )
+            return answers
 
-        def done(result: Any) -> None:
+        def done(result: Any) -> Any:
             if timer.active():
                 timer.cancel()
             self._open_gate(conv.id)
+            return result
 
-        limit = ctx.settings.history_limit
-        d = ctx.store.past(conv.customer_id, conv.id, limit) if limit else succeed([])
+        d = ctx.store.customer_arrived(
+            conv.id, conv.customer_id, conv.started, ctx.settings.history_limit
+        )
         d.addCallback(found)
-        d.addErrback(lambda f: self._log.failure("customer history of {c}", f, c=conv.id))
         d.addBoth(done)
+        return d
 
     def _open_gate(self, conversation: str) -> None:
         gate = self._gates.pop(conversation, None)

@@ -262,19 +262,12 @@ class Offline:
 
     # -- the customer returns ------------------------------------------------------------
 
-    def opened(self, conv: Conversation) -> None:
-        """A recognised customer arrived: the answers waiting for them are delivered."""
-        if not conv.customer_id:
-            return
-
-        def deliver(answers: list) -> None:
-            for message, alias in answers:
-                if conv.state not in ("ended",):
-                    self._deliver(conv, message, alias or "An agent")
-
-        d = self._ctx.store.answers_for(conv.customer_id)
-        d.addCallback(deliver)
-        d.addErrback(lambda f: self._log.failure("answers for {c}", f, c=conv.id))
+    def opened(self, conv: Conversation, answers: list) -> None:
+        """A recognised customer arrived: the answers waiting for them are delivered
+        (``answers``: gateway.desk.sql.answers_for's)."""
+        for message, alias in answers:
+            if conv.state != "ended":
+                self._deliver(conv, message, alias or "An agent")
 
     def _deliver(self, conv: Conversation, message: OfflineMessage, alias: str) -> None:
         ctx = self._ctx

@@ -128,8 +128,10 @@ class ServiceDesk:
     @_hook()
     def opened(self, conv: Conversation) -> None:
         """A recognised customer's history is looked up, and answers waiting delivered."""
-        self.history.opened(conv)
-        self.offline.opened(conv)
+        d = self.history.opened(conv)
+        if d is not None:
+            d.addCallback(lambda answers: self.offline.opened(conv, answers))
+            d.addErrback(lambda f: self._log.failure("a returning customer, {c}", f, c=conv.id))
 
     @_hook()
     def before_route(self, conv: Conversation) -> Deferred:

@@ -152,6 +152,16 @@ def past(engine: Any, customer: str, exclude: str, limit: int) -> list[tuple]:
     )
 
 
+def customer_arrived(
+    engine: Any, conversation: str, customer: str, started: float, limit: int
+) -> tuple[list[tuple], list[tuple[OfflineMessage, str | None]]]:
+    """A recognised customer's new conversation, in one trip to the database: noted, and
+    their earlier conversations (at most ``limit``) and waiting answers read."""
+    customer_seen(engine, conversation, customer, started)
+    earlier = past(engine, customer, conversation, limit) if limit else []
+    return earlier, answers_for(engine, customer)
+
+
 def customer_of(engine: Any, conversation: str) -> str | None:
     """The verified identity of a conversation's customer, or None."""
     rows = _rows(engine, "SELECT customer FROM customer_ids WHERE conversation = ?", conversation)
