@@ -37,15 +37,24 @@ from gateway.admin.service import AdminService
 from gateway.config import Config, ConfigError
 from gateway.core.gateway import Gateway
 from gateway.daemon import Listener, StartupError, release, where, with_backlog, within_deadline
+from gateway.desk.service import ServiceDesk
 from gateway.directory.memory import MemoryDirectory
+from gateway.directory.teams import Teams
 from gateway.metrics import GatewayMetrics
-from gateway.plugins import parts
+from gateway.plugins import adapters, parts
+from gateway.routing.features import grantable_features
 from gateway.routing.remote import LocalPlans, RemotePlans
 from gateway.routing.rules import RuleSet
 from gateway.store import open_store
 
 # Password checks (scrypt) running at once.
 PASSWORD_CHECKS = 2
+
+
+def load_rules(config: Config) -> RuleSet:
+    """The routing rules file, checked against the features the protocols can grant."""
+    grantable = grantable_features(adapters())
+    return RuleSet.load(config.rules_file, queues=config.queues, grantable=grantable)
 
 
 class _FirewallFirst:
@@ -107,6 +116,11 @@ class GatewayService(MultiService):
             metrics=self.metrics,
             text_filter=self.firewall.translate_text,
         )
+        try:
+            # The service desk, in the same database (its writes in the store's order).
+            self.desk = ServiceDesk(self.gateway, self.store).attach()
+        except ConfigError as e:
+            raise StartupError(str(e)) from None
         found = parts()
         # Bound listening ports: (listener kind, endpoint string, port).
         self.ports: list[tuple[str, str, Any]] = []
@@ -186,7 +200,7 @@ class GatewayService(MultiService):
     def _plans(config: Config, reactor):
         """Local rules, or the routing server with the local rules as its fallback."""
         try:
-            rules = RuleSet.load(config.rules_file, queues=config.queues)
+            rules = load_rules(config)
         except ConfigError as e:
             raise StartupError(str(e)) from None
         if not config.remote_url:
@@ -238,7 +252,7 @@ class GatewayService(MultiService):
         A bad file is logged and changes nothing (the running rules stay).
         """
         try:
-            rules = RuleSet.load(self.config.rules_file, queues=self.config.queues)
+            rules = load_rules(self.config)
         except ConfigError as e:
             self._log.error("routing rules not reloaded: {error}", error=str(e))
             return False
@@ -250,10 +264,24 @@ class GatewayService(MultiService):
         self._log.info("routing rules reloaded from {source}", source=rules.source)
         return True
 
+    def reload_teams(self) -> Deferred:
+        """Read teams and the queues they serve from the database; fires with the Teams."""
+
+        def loaded(records: list) -> Teams:
+            teams = Teams.of(records)
+            self.gateway.set_teams(teams)
+            return teams
+
+        return self.store.teams().addCallback(loaded)
+
+    def _reload_teams_logged(self) -> None:
+        self.reload_teams().addErrback(lambda f: self._log.failure("loading teams failed", f))
+
     def _hangup(self, signum, frame) -> None:
         # Signal handlers must not touch the reactor's state directly.
         self._reactor.callFromThread(self.reload_rules)
         self._reactor.callFromThread(self.firewall.reload_in_thread, self._reactor)
+        self._reactor.callFromThread(self._reload_teams_logged)
 
     def startService(self) -> None:
         """Open the store, then let the core serve."""
@@ -270,6 +298,11 @@ class GatewayService(MultiService):
                 f"gateway.data_dir: cannot open the database in {self.config.data_dir}: {e}"
             ) from None
         self.admin.prepare()
+        # Teams first: the writer answers in order, so the restore below routes with them.
+        self._reload_teams_logged()
+        self.desk.start().addErrback(
+            lambda f: self._log.failure("starting the service desk failed", f)
+        )
         # What a kill or crash left open: held for resuming, or marked interrupted.
         self.gateway.restore().addErrback(
             lambda f: self._log.failure("restoring open conversations failed", f)
@@ -292,6 +325,7 @@ class GatewayService(MultiService):
             self._previous_hup = None
         yield self.listeners.stopService()
         self.ports.clear()
+        self.desk.stop()
         self.gateway.shutdown()
         yield super().stopService()
         plans = self.gateway.dispatcher.plans

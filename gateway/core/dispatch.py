@@ -12,7 +12,7 @@ from collections import OrderedDict
 from typing import Any
 
 import attrs
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -51,18 +51,39 @@ class Dispatcher:
         self._clock = core.clock
         self._queues = core.queues
         self.plans = plans
-        self.engine = Engine(self._config.queue_for_topic)
+        self.engine = Engine(self._config.queue_for_topic, self._serves)
         self.offers: dict[str, PendingOffer] = {}
         self._recent: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._matching = False
         self._changed_queues: set[str] = set()
+        # Each agent's status as last seen: a change may change the waits promised.
+        self._statuses: dict[str, str | None] = {}
         self.relay: IRelay = None
         # The engine is fed from the directory: this node's agents and, in a
         # cluster, everyone's.
         core.directory.watch(self._presence_changed)
 
+    def _serves(self, queue: str, agent: AgentPresence) -> bool:
+        """Queues own agents: the teams serving ``queue`` and its skills admit ``agent``."""
+        if not self._core.teams.serves(agent.teams, queue):
+            return False
+        config = self._queues[queue].config if queue in self._queues else None
+        skills = config.skills if config is not None else {}
+        return all(agent.skills.get(s, -1) >= level for s, level in skills.items())
+
+    def teams_changed(self) -> None:
+        """Teams or their queues changed: who may serve which queue is worked out again."""
+        self.engine.membership_changed()
+        self.match()
+
     def _presence_changed(self, name: str, presence: AgentPresence | None) -> None:
+        status = presence.status if presence is not None else None
+        if self._statuses.get(name) != status:
+            # Who can serve changed: waits promised (or not) are told again.
+            self._statuses[name] = status
+            self._changed_queues.update(self._queues)
         if presence is None:
+            self._statuses.pop(name, None)
             known = self.engine.agent(name)
             if known is not None:
                 self.engine.agent_left(known)
@@ -81,10 +102,13 @@ class Dispatcher:
             client=conv.client.name,
             version=conv.client.version,
             answers=conv.answers,
+            sources=conv.interview.sources,
         )
         conv.routing = True
         started = self._clock.seconds()
-        d = maybeDeferred(self.plans.plan, customer)
+        # The desk may first look the customer up (their history, for the offer).
+        d = self._core.hooks.before_route(conv) or succeed(None)
+        d.addCallback(lambda _: self.plans.plan(customer))
         d.addCallback(self._planned, conv, started)
         d.addErrback(self._plan_failed, conv, started)
 
@@ -206,6 +230,7 @@ class Dispatcher:
             self.relay.system_line(conv, NO_AGENTS)
             self.relay.end(conv, "no_agents")
             return
+        conv.decision = self._decision(conv, queue_name)
         self._core.write(
             self._core.store.update_conversation(
                 conv.id,
@@ -214,6 +239,7 @@ class Dispatcher:
                 topic=conv.topic,
                 identity=dict(conv.answers),
                 agent=None,
+                routing=conv.decision.to_dict(),
             )
         )
         if conv.queue is not None and conv.queue != queue_name:
@@ -312,9 +338,30 @@ class Dispatcher:
             self._matching = False
         self._send_positions()
 
+    @staticmethod
+    def _decision(conv: Conversation, queue: str | None) -> ev.Decision:
+        """Why the conversation waits where it does (its plan, at its current target)."""
+        task = conv.task
+        plan = task.plan
+        return ev.Decision(
+            rule=plan.rule,
+            target=task.step + 1,
+            strategy=task.target.strategy,
+            compatibility=plan.compatibility,
+            source=plan.source,
+            reason=plan.reason,
+            queue=queue,
+        )
+
     def _offer(self, conv: Conversation, agent: LiveAgent) -> None:
         timeout = self._config.offer_timeout_s
-        offer = PendingOffer(id=self._core.ids.offer(), conversation=conv, agent=agent.name)
+        decision = self._decision(conv, conv.queue)
+        lacking = conv.task.plan.requires - agent.presence.capabilities
+        if lacking:
+            decision = attrs.evolve(decision, translated=tuple(sorted(lacking)))
+        offer = PendingOffer(
+            id=self._core.ids.offer(), conversation=conv, agent=agent.name, decision=decision
+        )
         offer.timer = self._clock.callLater(timeout, self._offer_lapsed, offer)
         self.offers[offer.id] = offer
         agent.offered(offer.id)
@@ -341,8 +388,9 @@ class Dispatcher:
             client=conv.client,
             topic=conv.topic,
             identity={k: v for k, v in conv.answers.items() if k != "topic"},
+            history=conv.past,
         )
-        self.relay.deliver(agent, ev.Offer(offer.id, conv.id, round(timeout), card))
+        self.relay.deliver(agent, ev.Offer(offer.id, conv.id, round(timeout), card, decision))
 
     def _take_offer(self, offer: PendingOffer) -> None:
         """Forget an offer: the agent's room and the conversation's ring are freed."""
@@ -431,6 +479,8 @@ class Dispatcher:
         if agent.lapses:
             agent.change(lapses=0)
         self.withdraw(conv)
+        conv.decision = offer.decision
+        conv.translated = frozenset(offer.decision.translated) if offer.decision else frozenset()
         self._queues[conv.queue].active += 1
         conv.connected_at = self._clock.seconds()
         self._core.metrics.accepts.inc()
@@ -491,10 +541,34 @@ class Dispatcher:
 
     def _send_positions(self) -> None:
         changed, self._changed_queues = self._changed_queues, set()
+        servable: dict[Any, bool] = {}
         for name in changed:
             queue = self._queues[name]
             for position, conv in enumerate(queue.in_order(), 1):
-                current = (position, queue.eta(position))
+                current = (position, self._eta(queue, conv, position, servable))
                 if conv.last_sent_position != current and conv.state != CONNECTED:
                     conv.last_sent_position = current
                     self.relay.deliver(conv.customer, ev.Queued(*current))
+
+    def _eta(self, queue: Any, conv: Conversation, position: int, servable: dict) -> int | None:
+        """The wait to promise at ``position``; None while no logged-in agent can serve
+        the conversation's current target (``servable`` caches the answer per pool)."""
+        pool = conv.task.pool if conv.task is not None else None
+        if pool is None:
+            return None
+        can = servable.get(pool)
+        if can is None:
+            view = self._core.view
+            can = servable[pool] = any(
+                (a := view.get(name)) is not None and a.status == AVAILABLE for name in pool.members
+            )
+        return queue.eta(position) if can else None
+
+    def queued(self, conv: Conversation) -> ev.Queued | None:
+        """Where a waiting conversation stands now (None when it is not in line)."""
+        queue = self._queues.get(conv.queue) if conv.queue is not None else None
+        position = queue.position(conv) if queue is not None else 0
+        if not position:
+            return None
+        conv.last_sent_position = (position, self._eta(queue, conv, position, {}))
+        return ev.Queued(*conv.last_sent_position)

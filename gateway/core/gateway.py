@@ -36,6 +36,7 @@ from gateway.core.relay import Relay
 from gateway.core.sessions import AgentSession, CustomerSession
 from gateway.core.throttle import LoginThrottle
 from gateway.directory.interfaces import IAgentDirectory
+from gateway.directory.teams import Teams
 from gateway.metrics import GatewayMetrics
 from gateway.routing.interfaces import IRouter
 from gateway.store.interfaces import IStore
@@ -87,6 +88,8 @@ class Gateway:
         self.desk = Desk(core)
         self.dispatcher = Dispatcher(core, plans)
         self.holder = Holder(core)
+        # The service desk's agent actions (gateway.desk), once one is attached.
+        self.service_desk: Any = None
         for part in (self.relay, self.desk, self.dispatcher, self.holder):
             part.relay, part.desk = self.relay, self.desk
             part.dispatcher, part.holding = self.dispatcher, self.holder
@@ -124,6 +127,23 @@ class Gateway:
         """True once shutdown() began: newcomers are refused."""
         return self.core.shutting_down
 
+    @property
+    def teams(self) -> Teams:
+        """Who serves which queue (gateway.directory.teams)."""
+        return self.core.teams
+
+    def set_teams(self, teams: Teams) -> None:
+        """Teams were (re)loaded: agents' memberships and the queues they serve change."""
+        self.core.teams = teams
+        for agent in self.core.local:
+            mine = teams.teams_of(agent.name)
+            if agent.presence.teams != mine:
+                agent.change(teams=mine)
+        self._log.info(
+            "teams: {count} ({names})", count=len(teams), names=", ".join(teams.names) or "none"
+        )
+        self.dispatcher.teams_changed()
+
     def restore(self) -> Deferred:
         """Take back what the store says was open when the gateway last stopped."""
         return self.holder.restore()
@@ -142,6 +162,9 @@ class Gateway:
         resume: str | None = None,
         resume_key: str | None = None,
         opening: str | None = None,
+        verified: Mapping[str, str] | None = None,
+        address: str | None = None,
+        customer_id: str | None = None,
     ) -> CustomerSession:
         """A customer connected: open a conversation and start the interview.
 
@@ -152,6 +175,14 @@ class Gateway:
         that names the same person (IRC: nick and ident, not just the ident).
         ``opening``, the line that brought the customer, is kept (stored, and given
         to the agent) without answering an interview question.
+        ``verified`` are identity details the connection proved (an attached IM
+        server's account, a site-signed identity): routing rules trust them as
+        ``account`` where customer claims are not. ``address`` is where the customer
+        can be written to on an IM server that carries conversations itself
+        (component and bot modes); redirect hosting hands only such customers over.
+        ``customer_id`` is an identity the adapter issued and the customer presented
+        (a JSON-IM customer token); the service desk recognises a returning customer by
+        it, or else by a verified ``account``, ``id`` or ``email``.
         """
         if self.core.shutting_down:
             raise Unavailable("the service is shutting down")
@@ -168,6 +199,9 @@ class Gateway:
             key=key,
             resume_key=resume_key,
             opening=opening,
+            verified=verified,
+            address=address,
+            customer_id=customer_id,
         )
 
     def agent_login(

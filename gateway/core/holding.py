@@ -125,11 +125,9 @@ class Holder:
             if prompt is not None:
                 relay.deliver(session, prompt)
         elif conv.waiting:
-            queue = self._core.queues[conv.queue]
-            position = queue.position(conv)
-            if position:
-                conv.last_sent_position = (position, queue.eta(position))
-                relay.deliver(session, ev.Queued(*conv.last_sent_position))
+            queued = self.dispatcher.queued(conv)
+            if queued is not None:
+                relay.deliver(session, queued)
             if conv.task is not None:
                 # Offered again now that the customer is there.
                 self.dispatcher.requeue(conv)

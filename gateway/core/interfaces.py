@@ -54,8 +54,14 @@ class ICustomerSession(ISession):
     conversation = Attribute("The customer's conversation (None once gone).")
     resume_token = Attribute("A token to take the conversation back after a drop, or None.")
 
-    def say(text):
-        """Store a customer line; a Deferred firing with its message id once committed."""
+    def say(text, *, markup=None):
+        """Store a customer line; a Deferred firing with its message id once committed.
+
+        ``markup``: the line as formatted (rich_text), ``text`` its plain rendering.
+        """
+
+    def receipt(msg, state):
+        """The customer's client has received (delivered) or shown (read) message ``msg``."""
 
     def typing(state):
         """Relay a typing notification (active, paused) to the agent, if one is there."""
@@ -85,8 +91,11 @@ class IAgentSession(ISession):
     def reject(offer):
         """Decline an offered conversation."""
 
-    def say(conversation, text):
+    def say(conversation, text, *, markup=None):
         """Store an agent line; a Deferred firing with its message id once committed."""
+
+    def receipt(conversation, msg, state):
+        """The agent's client has received (delivered) or shown (read) message ``msg``."""
 
     def typing(conversation, state):
         """Relay a typing notification to the customer."""
@@ -103,6 +112,9 @@ class IGateway(Interface):
 
     config = Attribute("The gateway's configuration (gateway.config.Config).")
     queues = Attribute("Queues by name.")
+    service_desk = Attribute(
+        "The service desk's actions (gateway.desk.interfaces.IServiceDesk), or None."
+    )
 
     def customer_arrived(
         party,
@@ -115,11 +127,17 @@ class IGateway(Interface):
         resume=None,
         resume_key=None,
         opening=None,
+        verified=None,
+        address=None,
+        customer_id=None,
     ):
         """A customer connected: an ICustomerSession (its conversation opened or resumed).
 
         ``opening`` is the line that brought the customer (an XMPP or IRC message): it
-        is stored and given to the agent, but answers no interview question."""
+        is stored and given to the agent, but answers no interview question.
+        ``verified``: identity details the connection proved (trusted as ``account``);
+        ``address``: where an attached IM server can carry the conversation directly.
+        """
 
     def agent_login(party, *, protocol, name, password, client, features=frozenset(), address=None):
         """Authenticate an agent by password; a Deferred firing with its IAgentSession."""

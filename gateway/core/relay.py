@@ -25,11 +25,25 @@ from gateway.core.interfaces import IPartyLimits
 from gateway.core.interview import Interview
 from gateway.core.ports import IDesk, IDispatch, IHolding, IRelay
 from gateway.core.sessions import CustomerSession
+from gateway.routing import translate
 from gateway.store.errors import StoreBusy
 from gateway.store.records import ConversationRecord, StoredMessage
 
 TYPING_STATES = ("active", "paused")
 ANSWER_TIMEOUT = "This conversation was closed because we did not hear from you."
+
+
+def identity_of(verified: Mapping[str, str] | None) -> str | None:
+    """The identity a returning customer is known by, from what its connection proved:
+    an IM server's account (``xmpp:…``, ``irc:…``), else a site's signed ``id`` or
+    ``email``."""
+    verified = verified or {}
+    if verified.get("account"):
+        return verified["account"]
+    for field in ("id", "email"):
+        if verified.get(field):
+            return f"site-{field}:{verified[field]}"
+    return None
 
 
 def _refused(d: Deferred) -> bool:
@@ -68,8 +82,15 @@ class Relay:
         key: str | None,
         resume_key: str | None,
         opening: str | None = None,
+        verified: Mapping[str, str] | None = None,
+        address: str | None = None,
+        customer_id: str | None = None,
     ) -> CustomerSession:
-        """A new customer: a conversation opened, the interview started."""
+        """A new customer: a conversation opened, the interview started.
+
+        ``verified``: details the connection proved (gateway.core.interview);
+        ``address``: where the customer can be written to directly, for redirect hosting.
+        """
         core = self._core
         session = CustomerSession(self, party, core.ids.session())
         self.customers.add(session)
@@ -83,7 +104,8 @@ class Relay:
             protocol=protocol,
             client=client,
             started=now,
-            interview=Interview(self._config.fields, answers),
+            interview=Interview(self._config.fields, answers, verified),
+            address=address,
         )
         conv.key = key or (f"email:{answers['email'].casefold()}" if answers.get("email") else None)
         session.conversation = conv
@@ -111,7 +133,9 @@ class Relay:
             version=client.version,
         )
         conv.resume_key = resume_key or key
+        conv.customer_id = identity_of(verified) or customer_id
         self.holding.new_resume_token(conv, session)
+        core.hooks.opened(conv)
         if opening:
             self.opening_line(session, opening)
         # The greeting announces questions; skip it when hello answered them all.
@@ -141,8 +165,14 @@ class Relay:
             raise NotAllowed("the conversation has ended")
         return conv
 
-    def customer_says(self, session: CustomerSession, text: str) -> Deferred[str]:
-        """Store a customer line, then deliver it or take it as an interview answer."""
+    def customer_says(
+        self, session: CustomerSession, text: str, markup: str | None = None
+    ) -> Deferred[str]:
+        """Store a customer line, then deliver it or take it as an interview answer.
+
+        ``markup`` (rich_text) goes to the agent beside ``text``, its plain rendering,
+        which alone is stored and answers the interview.
+        """
         try:
             conv = self._live_conversation(session)
         except GatewayError as e:
@@ -151,7 +181,7 @@ class Relay:
         ts = self._clock.seconds()
         if conv.state == CONNECTED:
             refused = self._refused_by(
-                conv.agent, ev.Message(conv.id, ev.CUSTOMER, msg_id, text, ts)
+                conv.agent, ev.Message(conv.id, ev.CUSTOMER, msg_id, text, ts, markup)
             )
             if refused:
                 return fail(BadRequest(f"not sent: {refused}"))
@@ -167,7 +197,7 @@ class Relay:
         # Delivered now, acknowledged after the commit: the ack is the durability
         # promise, the other side need not wait for the disk. The store keeps the
         # order of appends, so the transcript's order is the order delivered.
-        self._customer_said(None, conv, entry)
+        self._customer_said(None, conv, entry, markup)
         return self._acked(acked, entry, delivered=conv.state == CONNECTED)
 
     def opening_line(self, session: CustomerSession, text: str) -> None:
@@ -200,15 +230,38 @@ class Relay:
             why=failure.getErrorMessage(),
         )
 
-    def _customer_said(self, _: object, conv: Conversation, entry: StoredMessage) -> None:
+    def _customer_said(
+        self, _: object, conv: Conversation, entry: StoredMessage, markup: str | None = None
+    ) -> None:
         conv.remember(ev.HistoryEntry(ev.CUSTOMER, entry.text, entry.ts))
         self._core.metrics.count_message(conv.protocol, ev.CUSTOMER)
         if conv.state == INTERVIEW:
             self._next_question(conv, conv.interview.answer(entry.text))
         elif conv.state == CONNECTED:
-            self.deliver(
-                conv.agent, ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts)
-            )
+            event = ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts, markup)
+            self.to_agent(conv, event)
+            self._core.hooks.relayed(conv, event)
+        elif not conv.waiting:
+            self._core.hooks.customer_line(conv, entry)
+
+    def customer_receipt(self, session: CustomerSession, msg: str, state: str) -> None:
+        """The customer's client has received or shown the agent's message ``msg``."""
+        self._receipt(self._live_conversation(session), msg, state, to_agent=True)
+
+    def agent_receipt(self, session: Any, conversation: str, msg: str, state: str) -> None:
+        """The agent's client has received or shown the customer's message ``msg``."""
+        conv = self.agent_conversation(session.agent, conversation)
+        self._receipt(conv, msg, state, to_agent=False)
+
+    def _receipt(self, conv: Conversation, msg: str, state: str, *, to_agent: bool) -> None:
+        """Tell the other side of a connected conversation what became of its message."""
+        if state not in ev.RECEIPT_STATES:
+            raise BadRequest(f"state must be one of {', '.join(ev.RECEIPT_STATES)}")
+        if conv.state == CONNECTED:
+            if to_agent:
+                self.to_agent(conv, ev.Receipt(conv.id, msg, state))
+            else:
+                self.deliver(conv.customer, ev.Receipt(conv.id, msg, state))
 
     def customer_typing(self, session: CustomerSession, state: str) -> None:
         """Relay the customer's typing to the agent."""
@@ -216,7 +269,7 @@ class Relay:
         if state not in TYPING_STATES:
             raise BadRequest(f"typing state must be one of {', '.join(TYPING_STATES)}")
         if conv.state == CONNECTED:
-            self.deliver(conv.agent, ev.Typing(conv.id, state))
+            self.to_agent(conv, ev.Typing(conv.id, state))
 
     def customer_identified(self, session: CustomerSession, client: ev.ClientInfo) -> None:
         """The customer's IM software became known after arrival: taken until an offer
@@ -278,18 +331,25 @@ class Relay:
             raise NotAllowed(f"not in conversation {conversation}")
         return conv
 
-    def agent_says(self, session: Any, conversation: str, text: str) -> Deferred[str]:
+    def agent_says(
+        self, session: Any, conversation: str, text: str, markup: str | None = None
+    ) -> Deferred[str]:
         """Store an agent line and deliver it to the customer."""
         try:
             conv = self.agent_conversation(session.agent, conversation)
         except GatewayError as e:
-            return fail(e)
+            # A supervisor or colleague beside the agent: the desk's business.
+            taken = self._core.hooks.says(session, conversation, text)
+            return fail(e) if taken is None else taken
         text_filter = self._core.text_filter
         if text_filter is not None:
             text = text_filter(text)
+            markup = text_filter(markup) if markup is not None else None
         msg_id = self._core.ids.message()
         ts = self._clock.seconds()
-        refused = self._refused_by(conv.customer, ev.Message(conv.id, ev.AGENT, msg_id, text, ts))
+        refused = self._refused_by(
+            conv.customer, ev.Message(conv.id, ev.AGENT, msg_id, text, ts, markup)
+        )
         if refused:
             return fail(BadRequest(f"not sent: {refused}"))
         entry = StoredMessage(
@@ -301,7 +361,9 @@ class Relay:
         # As the customer's: delivered now, acknowledged after the commit.
         conv.remember(ev.HistoryEntry(ev.AGENT, text, ts))
         self._core.metrics.count_message(session.agent.protocol, ev.AGENT)
-        self.deliver(conv.customer, ev.Message(conv.id, ev.AGENT, msg_id, text, ts))
+        event = ev.Message(conv.id, ev.AGENT, msg_id, text, ts, markup)
+        self.deliver(conv.customer, event)
+        self._core.hooks.relayed(conv, event)
         return self._acked(acked, entry, delivered=True)
 
     def agent_typing(self, session: Any, conversation: str, state: str) -> None:
@@ -315,7 +377,7 @@ class Relay:
 
     def end(self, conv: Conversation, reason: str) -> None:
         """End a conversation in any state, telling whoever is still there."""
-        if conv.state == ENDED:
+        if conv.state == ENDED or self._core.hooks.ending(conv, reason):
             return
         previous = conv.state
         conv.state = ENDED
@@ -340,6 +402,7 @@ class Relay:
             reason=reason,
             state=previous,
         )
+        self._core.hooks.ended(conv, reason)
         self.dispatcher.match()
 
     # -- plumbing -------------------------------------------------------------------
@@ -351,6 +414,14 @@ class Relay:
         if session is None or session.gone or not IPartyLimits.providedBy(party):
             return None
         return party.refuses(event)
+    def to_agent(self, conv: Conversation, event: Any) -> None:
+        """Deliver a conversation's event to its agent, converted for what the agent's
+        software lacks (the translate fallback, gateway.routing.translate)."""
+        if conv.translated:
+            event = translate.convert(event, conv.translated)
+            if event is None:
+                return
+        self.deliver(conv.agent, event)
 
     def deliver(self, target: Any, event: Any) -> None:
         """Hand an event to a customer session or a live agent, if still connected."""

@@ -15,9 +15,11 @@ import gateway
 from gateway import logs
 from gateway.config import ConfigError
 from gateway.daemon import Listener, StartupError, release, where
+from gateway.plugins import adapters
 from gateway.routerd.api import RouterApi, request_factory
 from gateway.routerd.config import RouterConfig
 from gateway.routerd.rulebook import RuleBook
+from gateway.routing.features import grantable_features
 
 # Seconds a connection may sit idle before the server closes it.
 IDLE_TIMEOUT_S = 60
@@ -47,7 +49,11 @@ class RouterService(MultiService):
         self._previous_hup: Any = None
         self._hup_installed = False
         if book is None:
-            book = RuleBook(media=config.media, queues=config.queues)
+            book = RuleBook(
+                media=config.media,
+                queues=config.queues,
+                grantable=grantable_features(adapters()),
+            )
         self.book = book
         try:
             self.book.load()

@@ -62,25 +62,48 @@ class Plan:
     reason: str = ""
 
 
+# Where an attribute came from (SOURCES), so that rules trust only some: the
+# connection itself (protocol, media), a configured interview question, a verified
+# account (the customer's IM server, a site-signed identity), or a customer's claim.
+CONNECTION = "connection"
+SOURCES = ("interview", "account", "claim")
+
+
 @attrs.frozen
 class Customer:
     """The attributes rules match on, flattened: ``topic``, ``protocol``, ``client``,
     ``version``, ``language``, ``priority`` and ``identity.<field>`` for every
     identity answer. ``media`` is ``chat`` for IM (the routing server also
-    classifies email, voice and tasks)."""
+    classifies email, voice and tasks). ``sources`` says where each attribute came
+    from (``connection`` or one of :data:`SOURCES`); an attribute without a source is
+    taken as given (its sender vouches for it)."""
 
     attributes: Mapping[str, str]
     media: str = "chat"
+    sources: Mapping[str, str] = attrs.field(factory=dict)
 
     @classmethod
     def of(
-        cls, *, protocol: str, client: str, version: str, answers: Mapping[str, str]
+        cls,
+        *,
+        protocol: str,
+        client: str,
+        version: str,
+        answers: Mapping[str, str],
+        sources: Mapping[str, str] | None = None,
     ) -> Customer:
-        """Flatten a conversation's known facts into rule attributes."""
+        """Flatten a conversation's known facts into rule attributes.
+
+        ``sources`` maps each answer's field to where it came from; without it, no
+        attribute has a source.
+        """
         attributes = {"protocol": protocol, "client": client, "version": version}
+        where: dict[str, str] = {}
+        if sources is not None:
+            where = {"protocol": CONNECTION, "client": "claim", "version": "claim"}
         for key, value in answers.items():
-            if key in ("topic", "language", "priority"):
-                attributes[key] = value
-            else:
-                attributes[f"identity.{key}"] = value
-        return cls(attributes=attributes)
+            name = key if key in ("topic", "language", "priority") else f"identity.{key}"
+            attributes[name] = value
+            if sources is not None:
+                where[name] = sources.get(key, "claim")
+        return cls(attributes=attributes, sources=where)

@@ -12,7 +12,16 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.routing.plan import FALLBACKS, REMOTE, STRATEGIES, Customer, Plan, Target
+from gateway.routing.plan import (
+    CONNECTION,
+    FALLBACKS,
+    REMOTE,
+    SOURCES,
+    STRATEGIES,
+    Customer,
+    Plan,
+    Target,
+)
 
 # Bounds on what a peer may send; a classification is small.
 MAX_TEXT = 1024
@@ -108,15 +117,19 @@ def _target_from_json(data: Any, where: str) -> Target:
 
 
 def customer_to_json(customer: Customer) -> dict[str, Any]:
-    """The body of ``POST /v1/classify`` for a customer."""
-    return {"media": customer.media, "attributes": dict(customer.attributes)}
+    """The body of ``POST /v1/classify`` for a customer (``sources`` when known)."""
+    body: dict[str, Any] = {"media": customer.media, "attributes": dict(customer.attributes)}
+    if customer.sources:
+        body["sources"] = dict(customer.sources)
+    return body
 
 
 def customer_from_json(data: Any) -> Customer:
     """The customer in a ``POST /v1/classify`` body; unknown top-level keys are ignored.
 
-    Raises :class:`WireError` unless ``media`` is a string and ``attributes`` an object
-    of strings.
+    Raises :class:`WireError` unless ``media`` is a string, ``attributes`` an object
+    of strings and ``sources``, when given, an object of attribute -> source
+    (``connection``, ``interview``, ``account`` or ``claim``).
     """
     body = _Fields(data, "body")
     media = body.text("media")
@@ -128,7 +141,13 @@ def customer_from_json(data: Any) -> Customer:
             raise WireError(f"attributes: bad attribute name {key!r}")
         if not _is_text(value):
             raise WireError(f"attributes.{key}: must be a string of at most {MAX_TEXT} characters")
-    return Customer(attributes=dict(attributes), media=media)
+    sources = data.get("sources") or {}
+    if not isinstance(sources, Mapping) or len(sources) > MAX_ITEMS:
+        raise WireError("sources: must be an object of attribute -> source")
+    for key, source in sources.items():
+        if source not in (CONNECTION, *SOURCES):
+            raise WireError(f"sources.{key}: must be one of {', '.join((CONNECTION, *SOURCES))}")
+    return Customer(attributes=dict(attributes), media=media, sources=dict(sources))
 
 
 def _is_text(value: Any) -> bool:

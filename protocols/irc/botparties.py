@@ -73,12 +73,13 @@ class BotDirectory:
         if key in self.agents:
             self.agents[key].received(text, notice)
         elif customer is not None:
+            customer.account = customer.account or _account(account)
             customer.received(text, notice)
         elif key in self._pending:
             if len(self._pending[key]) < MAX_PENDING:
                 self._pending[key].append((text, notice))
         elif not notice:
-            self._identities[key] = (account if account and account != "*" else None, userhost)
+            self._identities[key] = (_account(account), userhost)
             self._identify(nick, account, text)
 
     def _identify(self, nick: str, account: str | None, text: str) -> None:
@@ -246,6 +247,10 @@ class BotCustomer:
                 key=f"irc:{self.nick}",  # for sticky routing only
                 resume_key=self.resume_key(),
                 opening=opening,
+                # The network carries a conversation without us (redirect hosting).
+                address=f"irc:{self.nick}",
+                # Their services account: trusted, and how the service desk knows them.
+                **({"verified": {"account": f"irc:{self.account}"}} if self.account else {}),
             )
         except GatewayError as e:
             self.over = True
@@ -320,7 +325,8 @@ class BotAgent:
     def attach(self, session: Any) -> None:
         """The core logged the agent in."""
         self.session = session
-        self.desk = AgentDesk(session, self.notify)
+        desk = getattr(self.directory.gateway, "service_desk", None)
+        self.desk = AgentDesk(session, self.notify, desk)
         session.set_presence("available")
         self.notify(HELP)
 
@@ -386,3 +392,8 @@ class BotAgent:
         session, self.session = self.session, None
         if session is not None:
             session.disconnected()
+
+
+def _account(account: str | None) -> str | None:
+    """A services account from an account-tag (``*``: none), folded."""
+    return account.lower() if account and account != "*" else None
