@@ -414,6 +414,7 @@ class Relay:
         if session is None or session.gone or not IPartyLimits.providedBy(party):
             return None
         return party.refuses(event)
+
     def to_agent(self, conv: Conversation, event: Any) -> None:
         """Deliver a conversation's event to its agent, converted for what the agent's
         software lacks (the translate fallback, gateway.routing.translate)."""

@@ -112,7 +112,8 @@ def test_listener_keeps_the_first_line(site):
     agent.send({"type": "accept", "offer": offer["offer"]})
     connected = agent.expect("connected", conversation=offer["conversation"])
     assert connected["history"][0]["text"] == "hello, I have a billing question"
-    assert offer["customer"]["identity"] == {"name": "Dana"}
+    assert offer["customer"]["identity"]["name"] == "Dana"
+    assert "topic" not in offer["customer"]["identity"]
     agent.send({"type": "end", "conversation": offer["conversation"]})
     customer.close()
     agent.close()

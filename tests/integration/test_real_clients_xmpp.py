@@ -126,7 +126,8 @@ def test_the_first_line_is_kept_and_the_agent_reads_it_first(site):
     assert history[0] == ("customer", "hello, I have a billing question"), history
     # Stored too, and it answered no question: the name is the second line.
     assert "hello, I have a billing question" in transcript(site, offer["conversation"])
-    assert offer["customer"]["identity"] == {"name": "Dana"}
+    assert offer["customer"]["identity"]["name"] == "Dana"
+    assert "topic" not in offer["customer"]["identity"]
     agent.send({"type": "end", "conversation": offer["conversation"]})
     customer.expect("ended", SUPPORT)
     agent.close()
