@@ -1,4 +1,8 @@
-"""An irctest controller for the gateway's IRC listener (irctest's ``BaseServerController``).
+"""An irctest controller for the gateway's IRC listener (irctest's ``BaseServerController``),
+and the runner test_irctest.py starts once per case: ``python irctest_controller.py
+CASE`` runs one irctest case against the gateway; ``--list`` prints every case irctest
+has. A process of its own, because irctest imports limnoria, whose i18n module changes
+string formatting for the whole process (Twisted's log formatting among it).
 
 irctest starts the server under test once per case, on a port it picked, through a
 controller like this one (its own ``irctest/controllers/`` has one per server): here,
@@ -10,9 +14,14 @@ servers they run).
 
 from __future__ import annotations
 
+import importlib
+import io
+import pkgutil
 import socket
+import sys
 import tempfile
 import time
+import unittest
 from pathlib import Path
 
 import harness
@@ -97,3 +106,49 @@ class GatewayController(BaseServerController):
 def get_irctest_controller_class() -> type[GatewayController]:
     """What irctest's runner asks a controller module for."""
     return GatewayController
+
+
+def all_cases() -> list[str]:
+    """Every server case irctest has, by unittest name."""
+    import irctest.server_tests
+
+    loader = unittest.TestLoader()
+    found: list[str] = []
+
+    def walk(suite):
+        for test in suite:
+            if isinstance(test, unittest.TestSuite):
+                walk(test)
+            else:
+                found.append(test.id())
+
+    for info in pkgutil.iter_modules(irctest.server_tests.__path__):
+        module = importlib.import_module(f"irctest.server_tests.{info.name}")
+        walk(loader.loadTestsFromModule(module))
+    return sorted(found)
+
+
+def run_case(case: str) -> int:
+    """Run one case as irctest's runner would, every specification enabled: 0 if it
+    passed, 1 if it failed, 2 if it was skipped."""
+    from irctest.cases import _IrcTestCase
+    from irctest.specifications import Specifications
+
+    _IrcTestCase.controllerClass = GatewayController
+    _IrcTestCase.show_io = False
+    _IrcTestCase.strictTests = True
+    _IrcTestCase.testedSpecifications = frozenset(Specifications)
+    out = io.StringIO()
+    suite = unittest.TestLoader().loadTestsFromName(case)
+    result = unittest.TextTestRunner(stream=out, verbosity=2).run(suite)
+    print(out.getvalue())
+    if result.testsRun != 1 or not result.wasSuccessful():
+        return 1
+    return 2 if result.skipped else 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--list"]:
+        print("\n".join(all_cases()))
+        sys.exit(0)
+    sys.exit(run_case(sys.argv[1]))

@@ -9,17 +9,15 @@ chooses them, by unittest name, with every specification enabled.
 
 from __future__ import annotations
 
-import importlib
-import io
-import pkgutil
-import signal
-import unittest
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-import irctest.server_tests
-import irctest_controller
 import pytest
-from irctest.cases import _IrcTestCase
-from irctest.specifications import Specifications
+
+HERE = Path(__file__).resolve().parent
+RUNNER = HERE / "irctest_controller.py"
 
 # irctest waits without a deadline where a server does not answer; this bounds a case.
 CASE_TIMEOUT_S = 90
@@ -69,20 +67,24 @@ NOT_SUPPORTED = {
 }
 
 
+def _runner(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    # Its own process (see irctest_controller.py); the helpers beside this file on its path.
+    env = dict(os.environ, PYTHONPATH=str(HERE))
+    return subprocess.run(
+        [sys.executable, str(RUNNER), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=HERE,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def _all_cases() -> list[str]:
-    loader = unittest.TestLoader()
-    found: list[str] = []
-
-    def walk(suite):
-        for test in suite:
-            if isinstance(test, unittest.TestSuite):
-                walk(test)
-            else:
-                found.append(test.id())
-
-    for info in pkgutil.iter_modules(irctest.server_tests.__path__):
-        walk(loader.loadTestsFromModule(importlib.import_module(_P + info.name)))
-    return sorted(found)
+    listing = _runner("--list", timeout=60)
+    assert listing.returncode == 0, listing.stdout + listing.stderr
+    return sorted(listing.stdout.split())
 
 
 def _names(entry: str, case: str) -> bool:
@@ -97,28 +99,12 @@ def test_every_irctest_server_case_is_run_or_listed_as_not_supported():
     assert not set(RUN) & set(listed)
 
 
-@pytest.fixture
-def irctest_setup():
-    _IrcTestCase.controllerClass = irctest_controller.GatewayController
-    _IrcTestCase.show_io = False
-    _IrcTestCase.strictTests = True
-    _IrcTestCase.testedSpecifications = frozenset(Specifications)
-
-    def timed_out(signum, frame):
-        raise TimeoutError(f"an irctest case ran over {CASE_TIMEOUT_S}s")
-
-    previous = signal.signal(signal.SIGALRM, timed_out)
-    signal.alarm(CASE_TIMEOUT_S)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
-
-
 @pytest.mark.parametrize("case", RUN, ids=[c.removeprefix(_P) for c in RUN])
-def test_irctest_case(irctest_setup, case):
-    suite = unittest.TestLoader().loadTestsFromName(case)
-    out = io.StringIO()
-    result = unittest.TextTestRunner(stream=out, verbosity=2).run(suite)
-    assert result.testsRun == 1, out.getvalue()
-    assert not result.skipped, out.getvalue()
-    assert result.wasSuccessful(), out.getvalue()
+def test_irctest_case(case):
+    try:
+        run = _runner(case, timeout=CASE_TIMEOUT_S)
+    except subprocess.TimeoutExpired as e:
+        output = f"{e.stdout}\n{e.stderr}"
+        raise AssertionError(f"{case} ran over {CASE_TIMEOUT_S}s:\n{output}") from None
+    status = {0: "passed", 1: "failed", 2: "was skipped"}.get(run.returncode, "crashed")
+    assert run.returncode == 0, f"{case} {status}:\n{run.stdout}\n{run.stderr[-4000:]}"
