@@ -42,6 +42,7 @@ from gateway.directory.teams import Teams
 from gateway.metrics import GatewayMetrics
 from gateway.plugins import adapters, parts
 from gateway.routing.features import grantable_features
+from gateway.routing.feed import EventFeed
 from gateway.routing.remote import LocalPlans, RemotePlans
 from gateway.routing.rules import RuleSet
 from gateway.store import open_store
@@ -105,6 +106,7 @@ class GatewayService(MultiService):
             raise StartupError(str(e)) from None
         self.outbound = FirewalledReactor(reactor, self.firewall)
         self._checks = DeferredSemaphore(PASSWORD_CHECKS)
+        self.feed = self._feed(config, self.outbound)
         self.gateway = Gateway(
             config,
             store=self.store,
@@ -114,7 +116,10 @@ class GatewayService(MultiService):
             verify_password=self._verify_password,
             metrics=self.metrics,
             text_filter=self.firewall.translate_text,
+            events=self.feed,
         )
+        if self.feed is not None:
+            self.feed.snapshot = self.gateway.feed_snapshot
         found = parts()
         # Bound listening ports: (listener kind, endpoint string, port).
         self.ports: list[tuple[str, str, Any]] = []
@@ -205,6 +210,21 @@ class GatewayService(MultiService):
             local=rules,
             reactor=reactor,
             deadline_s=config.remote_deadline_s,
+            gateway=config.name,
+            hold_s=config.offer_timeout_s,
+        )
+
+    def _feed(self, config: Config, reactor: Any) -> EventFeed | None:
+        """The routing server's event feed, when there is a routing server."""
+        if not config.remote_url:
+            return None
+        return EventFeed(
+            config.remote_url,
+            config.remote_token,
+            reactor=reactor,
+            gateway_name=config.name,
+            max_events=config.feed_max_events,
+            registry=self.metrics.registry,
         )
 
     def _verify_password(self, password: str, stored: str | None) -> Deferred[bool]:
@@ -321,6 +341,8 @@ class GatewayService(MultiService):
         plans = self.gateway.dispatcher.plans
         if isinstance(plans, RemotePlans):
             yield plans.close()
+        if self.feed is not None:
+            yield self.feed.close()
         yield self.store.close()
         self._log.info("imgateway stopped")
         self.admin.close_json_log()

@@ -60,6 +60,7 @@ CONFIG = """\
 [router]
 listen = ["{listen}"]
 queues = ["general"]
+max_body = 65536
 
 [logging]
 level = "debug"
