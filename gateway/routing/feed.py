@@ -47,6 +47,31 @@ from gateway.routing.http import (
 )
 from gateway.routing.interfaces import IEventSink
 
+# Every event type the core emits (docs/routing.md, "The event feed", lists each).
+EVENT_TYPES = (
+    "started",
+    "snapshot",
+    "opened",
+    "answered",
+    "routed",
+    "queued",
+    "escalated",
+    "offered",
+    "rejected",
+    "lapsed",
+    "revoked",
+    "accepted",
+    "transferred",
+    "requeued",
+    "redirected",
+    "restored",
+    "ended",
+    "message",
+    "agent_login",
+    "agent_teams",
+    "agent_state",
+    "agent_logout",
+)
 EVENTS_PATH = "/v1/events"
 MAX_REPLY = 4096
 MESSAGE = "message"
