@@ -79,6 +79,8 @@ MESSAGE = "message"
 # a message's text the feed carries when the router asks for texts.
 MAX_BATCH_BYTES = 512 * 1024
 MAX_TEXT = 4096
+# One encoder, made once (json.dumps with separators makes one per call).
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @implementer(IEventSink)
@@ -259,14 +261,14 @@ class EventFeed:
                 event = {"seq": seq, "ts": ts, "type": kind, "conversation": subject}
                 if fields:
                     event.update(fields)
-            part = json.dumps(event, separators=(",", ":")).encode()
+            part = _ENCODE(event).encode()
             if parts and size + len(part) > MAX_BATCH_BYTES:
                 break
             parts.append(part)
             size += len(part) + 1
             last = seq
         stream = {"gateway": self.gateway, "node": self.node, "epoch": self.epoch}
-        head = json.dumps(stream, separators=(",", ":")).encode()[:-1]
+        head = _ENCODE(stream).encode()[:-1]
         return head + b',"events":[' + b",".join(parts) + b"]}", last
 
     def _answered(self, reply: tuple[int, Any], last: int) -> None:
