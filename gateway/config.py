@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from gateway.hours import Hours, HoursError
+from gateway.hours import Closure, Hours, HoursError
 from gateway.plugins import parts
 
 SITE_CONFIG = Path("etc/imgateway.toml")
@@ -426,9 +426,18 @@ def _hours(q: Reader) -> Hours:
         raise q.fail("hours", "must be a list of strings like 'mon-fri 08:00-18:00'")
     zone = q.text("timezone", "UTC")
     try:
-        return Hours.parse(lines, zone)
+        hours = Hours.parse(lines, zone)
     except HoursError as e:
         raise q.fail("hours" if lines else "timezone", str(e)) from None
+    # Dated closures beside the weekly hours (gateway.hours.Closure).
+    holidays = q.get("holidays", list, [])
+    closures = []
+    for i, text in enumerate(holidays):
+        try:
+            closures.append(Closure.parse(text if isinstance(text, str) else ""))
+        except HoursError as e:
+            raise q.fail(f"holidays[{i}]", str(e)) from None
+    return hours.with_closures(closures)
 
 
 def _field(source: str, prefix: str, table: Any) -> FieldConfig:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway import config as config_module
-from gateway.admin import firewall_cli, teams_cli
+from gateway.admin import desk_cli, firewall_cli, teams_cli
 from gateway.admin.live import Failed as LiveFailed
 from gateway.admin.live import add_commands as add_live_commands
 from gateway.config import Config, ConfigError
@@ -181,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
     transcript.set_defaults(run=_transcript)
     # Commands on the running gateway, through its admin API (gateway.admin.live).
     add_live_commands(commands, actions, common)
+    desk_cli.add_commands(commands, actions, common)  # the service desk's (gateway.desk)
     firewall_cli.add_commands(commands, common)  # fw …: the firewall (firewall/cli.py)
     teams_cli.add_commands(  # team …: teams and the queues they serve
         commands, common, teams_cli.CliHelpers(_database, _transaction, _Failed, _Usage)
@@ -478,9 +479,12 @@ def _client(record: ConversationRecord) -> str:
 
 
 def _sender(message: StoredMessage) -> str:
+    who = message.sender
     if message.sender == "agent" and message.agent:
-        return f"agent ({message.agent})"
-    return message.sender
+        who = f"agent ({message.agent})"
+    if message.audience != "all":
+        who += f" (to {message.audience} only)"
+    return who
 
 
 def _skills_text(skills: Mapping[str, int]) -> str:
@@ -539,6 +543,7 @@ def _message_json(message: StoredMessage) -> dict[str, Any]:
         "sender": message.sender,
         "agent": message.agent,
         "text": message.text,
+        "audience": message.audience,
     }
 
 

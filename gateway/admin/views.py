@@ -24,6 +24,7 @@ def agent_view(agent: Any, now: float) -> dict[str, Any]:
         "alias": agent.alias,
         "state": agent.state,
         "status": agent.status,
+        "reason": agent.reason or None,
         "protocol": agent.protocol,
         "bot": agent.bot,
         "capacity": agent.capacity,
@@ -145,6 +146,7 @@ def transcript_json(record: ConversationRecord, messages: Sequence[StoredMessage
                 "agent": m.agent,
                 "text": m.text,
                 "ts": iso(m.ts),
+                "audience": m.audience,
             }
             for m in messages
         ],
@@ -170,5 +172,7 @@ def transcript_text(record: ConversationRecord, messages: Sequence[StoredMessage
         lines.append(_one_line(f"routing: {Decision.from_dict(record.routing).text()}"))
     for m in messages:
         who = f"agent {m.agent}" if m.sender == "agent" and m.agent else m.sender
+        if m.audience != "all":
+            who += f" (to {m.audience} only)"
         lines.append(f"[{iso(m.ts)}] {_one_line(who)}: {_one_line(m.text)}")
     return "\n".join(lines) + "\n"

@@ -37,6 +37,7 @@ from gateway.admin.service import AdminService
 from gateway.config import Config, ConfigError
 from gateway.core.gateway import Gateway
 from gateway.daemon import Listener, StartupError, release, where, with_backlog, within_deadline
+from gateway.desk.service import ServiceDesk
 from gateway.directory.memory import MemoryDirectory
 from gateway.directory.teams import Teams
 from gateway.metrics import GatewayMetrics
@@ -120,6 +121,11 @@ class GatewayService(MultiService):
         )
         if self.feed is not None:
             self.feed.snapshot = self.gateway.feed_snapshot
+        try:
+            # The service desk, in the same database (its writes in the store's order).
+            self.desk = ServiceDesk(self.gateway, self.store).attach()
+        except ConfigError as e:
+            raise StartupError(str(e)) from None
         found = parts()
         # Bound listening ports: (listener kind, endpoint string, port).
         self.ports: list[tuple[str, str, Any]] = []
@@ -314,6 +320,9 @@ class GatewayService(MultiService):
         self.admin.prepare()
         # Teams first: the writer answers in order, so the restore below routes with them.
         self._reload_teams_logged()
+        self.desk.start().addErrback(
+            lambda f: self._log.failure("starting the service desk failed", f)
+        )
         # What a kill or crash left open: held for resuming, or marked interrupted.
         self.gateway.restore().addErrback(
             lambda f: self._log.failure("restoring open conversations failed", f)
@@ -336,6 +345,7 @@ class GatewayService(MultiService):
             self._previous_hup = None
         yield self.listeners.stopService()
         self.ports.clear()
+        self.desk.stop()
         self.gateway.shutdown()
         yield super().stopService()
         plans = self.gateway.dispatcher.plans

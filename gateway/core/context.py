@@ -14,8 +14,10 @@ from gateway import logs
 from gateway.config import Config
 from gateway.core.agents import LocalAgents
 from gateway.core.conversation import Queue
+from gateway.core.hooks import NoDesk
 from gateway.core.ids import IdFactory
 from gateway.core.interfaces import IDelivery
+from gateway.core.ports import IDeskHooks
 from gateway.directory.interfaces import IAgentDirectory
 from gateway.directory.teams import NO_TEAMS, Teams
 from gateway.directory.view import DirectoryView
@@ -52,6 +54,8 @@ class Core:
     # Who serves which queue (gateway.directory.teams); replaced whole on a reload.
     teams: Teams = attrs.field(init=False, default=NO_TEAMS)
     shutting_down: bool = attrs.field(init=False, default=False)
+    # The service desk, told of what happens (gateway.core.hooks); none by default.
+    hooks: IDeskHooks = attrs.field(init=False, factory=NoDesk)
 
     def __attrs_post_init__(self) -> None:
         self.queues = {name: Queue(q) for name, q in self.config.queues.items()}

@@ -82,6 +82,10 @@ class Conversation:
     # The customer's own address on an IM server that can carry the conversation
     # without the gateway (component and bot modes), for redirect hosting; never shown.
     address: str | None = None
+    # The customer's verified identity (an XMPP account, a site's signed id...), and
+    # their earlier conversations the desk found by it (gateway.desk.history).
+    customer_id: str | None = None
+    past: tuple = ()
 
     @property
     def answers(self) -> dict[str, str]:

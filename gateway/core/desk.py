@@ -78,6 +78,7 @@ class Desk:
         core.local.add(agent)
         core.events.emit("agent_login", record.name, self.dispatcher.agent_facts(presence))
         core.publish(presence)
+        core.hooks.presence(agent, agent.status)
         self.reattach(agent)
         self.dispatcher.match()
         self._log.info(
@@ -99,6 +100,7 @@ class Desk:
         core.local.remove(agent)
         agent.retire(status=OFFLINE)
         core.events.emit("agent_logout", agent.name, {"conversations": len(agent.conversations)})
+        core.hooks.logged_out(agent)
         self._log.info("agent {agent} left", agent=agent.name)
         core.write(core.directory.withdraw(agent.name, session.id))
         self.dispatcher.agent_left(agent)
@@ -125,6 +127,7 @@ class Desk:
         else:
             agent.change(status=status)
         self._log.info("agent {agent} is {status}", agent=agent.name, status=status)
+        self._core.hooks.presence(agent, status)
         self.dispatcher.match()
 
     # -- offers ----------------------------------------------------------------------
@@ -149,7 +152,7 @@ class Desk:
         if self._redirect(conv, agent):
             return
         relay.deliver(conv.customer, ev.Connected(conv.id, agent.alias))
-        relay.deliver(agent, ev.Connected(conv.id, conv.alias, tuple(conv.history)))
+        relay.deliver(agent, ev.Connected(conv.id, conv.alias, tuple(conv.history), past=conv.past))
         self.holding.tell_if_away(conv)
         self.dispatcher.match()
 
@@ -242,6 +245,7 @@ class Desk:
             self._core.metrics.handle_seconds.labels(conv.queue).observe(now - conv.connected_at)
             conv.connected_at = None
         self.dispatcher.remember_agent(conv, agent.name)
+        self._core.hooks.left(conv, agent)
         live = agent.session is not None and not agent.session.gone
         if self._config.wrap_up_s and not agent.wrapping_up and live:
             agent.change(wrapping_up=True)
@@ -250,7 +254,7 @@ class Desk:
             self.dispatcher.match()
 
     def _wrapped_up(self, agent: LiveAgent) -> None:
-        if agent.session.gone:
+        if agent.session.gone or not self._core.hooks.wrap_up_over(agent):
             return
         agent.change(wrapping_up=False)
         self.dispatcher.match()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -122,7 +122,9 @@ class Dispatcher:
         request = PlanRequest(
             conversation=conv.id, reason=NEW, queue=self._config.queue_for_topic(conv.topic)
         )
-        d = maybeDeferred(self.plans.plan, customer_of(conv), request)
+        # The desk may first look the customer up (their history, for the offer).
+        d = self._core.hooks.before_route(conv) or succeed(None)
+        d.addCallback(lambda _: self.plans.plan(customer_of(conv), request))
         d.addCallback(self._planned, conv, started)
         d.addErrback(self._plan_failed, conv, started)
 
@@ -457,6 +459,7 @@ class Dispatcher:
             client=conv.client,
             topic=conv.topic,
             identity={k: v for k, v in conv.answers.items() if k != "topic"},
+            history=conv.past,
         )
         self.relay.deliver(agent, ev.Offer(offer.id, conv.id, round(timeout), card, decision))
 

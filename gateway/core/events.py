@@ -41,14 +41,29 @@ class Choice:
 
 
 @attrs.frozen
+class PastConversation:
+    """One earlier conversation of a recognised customer, as an agent is shown it."""
+
+    conversation: str
+    started: float
+    topic: str | None = None
+    disposition: str | None = None
+    agent_alias: str | None = None
+
+
+@attrs.frozen
 class CustomerCard:
-    """What an agent is told about a customer in an offer."""
+    """What an agent is told about a customer in an offer.
+
+    ``history`` summarises a recognised customer's earlier conversations, newest first.
+    """
 
     alias: str
     protocol: str
     client: ClientInfo
     topic: str | None
     identity: Mapping[str, str]
+    history: tuple[PastConversation, ...] = ()
 
 
 @attrs.frozen
@@ -87,16 +102,27 @@ class Connected:
 
     For a customer ``peer_alias`` is the agent's alias and ``history`` is empty;
     for an agent it is the customer's alias and ``history`` what was said before.
+    ``role`` is ``agent`` for the conversation's agent; a supervisor or colleague
+    beside it joins as ``monitor``, ``consult``, ``conference`` or ``barge``, with
+    ``agent_alias`` the agent's. ``past`` summarises a recognised customer's earlier
+    conversations.
     """
 
     conversation: str
     peer_alias: str
     history: tuple[HistoryEntry, ...] = ()
+    role: str = "agent"
+    agent_alias: str | None = None
+    past: tuple[PastConversation, ...] = ()
 
 
 @attrs.frozen
 class Message:
-    """A stored message, delivered to the other side of a conversation."""
+    """A stored message, delivered to the other side of a conversation.
+
+    ``alias`` names the writer when the conversation has more than one agent (a
+    colleague, a supervisor); ``private`` lines reach agents only, never the customer.
+    """
 
     conversation: str
     sender: str
@@ -106,6 +132,8 @@ class Message:
     # The sender's formatting (the markup subset of the rich_text feature), for
     # parties that show it; ``text`` is always its plain rendering.
     markup: str | None = None
+    alias: str | None = None
+    private: bool = False
 
 
 @attrs.frozen
@@ -196,3 +224,30 @@ class Notice:
     """Something the gateway tells an agent outside any conversation."""
 
     text: str
+
+
+@attrs.frozen
+class WrapUp:
+    """The agent's part in a conversation is over: its wrap-up is asked for.
+
+    ``dispositions`` are the codes the queue allows; ``required``: one must be given
+    before the agent gets new offers (at most ``timeout_s``).
+    """
+
+    conversation: str
+    customer_alias: str
+    dispositions: tuple[str, ...]
+    required: bool
+    timeout_s: int
+
+
+@attrs.frozen
+class Task:
+    """Work offered to an agent outside a live conversation: a message a customer left."""
+
+    task: str
+    customer: CustomerCard
+    queue: str | None
+    text: str
+    received: float
+    kind: str = "offline_message"

@@ -91,6 +91,8 @@ class Gateway:
         self.desk = Desk(core)
         self.dispatcher = Dispatcher(core, plans)
         self.holder = Holder(core)
+        # The service desk's agent actions (gateway.desk), once one is attached.
+        self.service_desk: Any = None
         for part in (self.relay, self.desk, self.dispatcher, self.holder):
             part.relay, part.desk = self.relay, self.desk
             part.dispatcher, part.holding = self.dispatcher, self.holder
@@ -189,6 +191,7 @@ class Gateway:
         resume_key: str | None = None,
         verified: Mapping[str, str] | None = None,
         address: str | None = None,
+        customer_id: str | None = None,
     ) -> CustomerSession:
         """A customer connected: open a conversation and start the interview.
 
@@ -202,6 +205,9 @@ class Gateway:
         ``account`` where customer claims are not. ``address`` is where the customer
         can be written to on an IM server that carries conversations itself
         (component and bot modes); redirect hosting hands only such customers over.
+        ``customer_id`` is an identity the adapter issued and the customer presented
+        (a JSON-IM customer token); the service desk recognises a returning customer by
+        it, or else by a verified ``account``, ``id`` or ``email``.
         """
         if self.core.shutting_down:
             raise Unavailable("the service is shutting down")
@@ -217,6 +223,7 @@ class Gateway:
             resume_key=resume_key,
             verified=verified,
             address=address,
+            customer_id=customer_id,
         )
 
     def agent_login(

@@ -95,6 +95,9 @@ class IGateway(Interface):
 
     config = Attribute("The gateway's configuration (gateway.config.Config).")
     queues = Attribute("Queues by name.")
+    service_desk = Attribute(
+        "The service desk's actions (gateway.desk.interfaces.IServiceDesk), or None."
+    )
 
     def customer_arrived(
         party,
@@ -108,6 +111,7 @@ class IGateway(Interface):
         resume_key=None,
         verified=None,
         address=None,
+        customer_id=None,
     ):
         """A customer connected: an ICustomerSession (its conversation opened or resumed).
 

@@ -32,6 +32,19 @@ TYPING_STATES = ("active", "paused")
 ANSWER_TIMEOUT = "This conversation was closed because we did not hear from you."
 
 
+def identity_of(verified: Mapping[str, str] | None) -> str | None:
+    """The identity a returning customer is known by, from what its connection proved:
+    an IM server's account (``xmpp:…``, ``irc:…``), else a site's signed ``id`` or
+    ``email``."""
+    verified = verified or {}
+    if verified.get("account"):
+        return verified["account"]
+    for field in ("id", "email"):
+        if verified.get(field):
+            return f"site-{field}:{verified[field]}"
+    return None
+
+
 def _refused(d: Deferred) -> bool:
     """The store failed an append at once (closed, refused): it was never accepted."""
     return d.called and isinstance(d.result, Failure)
@@ -69,6 +82,7 @@ class Relay:
         resume_key: str | None,
         verified: Mapping[str, str] | None = None,
         address: str | None = None,
+        customer_id: str | None = None,
     ) -> CustomerSession:
         """A new customer: a conversation opened, the interview started.
 
@@ -125,7 +139,9 @@ class Relay:
         )
         for field, source in conv.interview.sources.items():
             events.emit("answered", conv.id, {"field": field, "source": source})
+        conv.customer_id = identity_of(verified) or customer_id
         self.holding.new_resume_token(conv, session)
+        core.hooks.opened(conv)
         # The greeting announces questions; skip it when hello answered them all.
         if self._config.greeting and not conv.interview.done:
             self.system_line(conv, self._config.greeting)
@@ -197,9 +213,11 @@ class Relay:
                 )
             self._next_question(conv, prompt)
         elif conv.state == CONNECTED:
-            self.to_agent(
-                conv, ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts, markup)
-            )
+            event = ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts, markup)
+            self.to_agent(conv, event)
+            self._core.hooks.relayed(conv, event)
+        elif not conv.waiting:
+            self._core.hooks.customer_line(conv, entry)
 
     def customer_receipt(self, session: CustomerSession, msg: str, state: str) -> None:
         """The customer's client has received or shown the agent's message ``msg``."""
@@ -284,7 +302,9 @@ class Relay:
         try:
             conv = self.agent_conversation(session.agent, conversation)
         except GatewayError as e:
-            return fail(e)
+            # A supervisor or colleague beside the agent: the desk's business.
+            taken = self._core.hooks.says(session, conversation, text)
+            return fail(e) if taken is None else taken
         text_filter = self._core.text_filter
         if text_filter is not None:
             text = text_filter(text)
@@ -301,7 +321,9 @@ class Relay:
         self._core.events.message(conv.id, msg_id, ev.AGENT, len(text), ts, text)
         conv.remember(ev.HistoryEntry(ev.AGENT, text, ts))
         self._core.metrics.count_message(session.agent.protocol, ev.AGENT)
-        self.deliver(conv.customer, ev.Message(conv.id, ev.AGENT, msg_id, text, ts, markup))
+        event = ev.Message(conv.id, ev.AGENT, msg_id, text, ts, markup)
+        self.deliver(conv.customer, event)
+        self._core.hooks.relayed(conv, event)
         return self._acked(acked, entry, delivered=True)
 
     def agent_typing(self, session: Any, conversation: str, state: str) -> None:
@@ -315,7 +337,7 @@ class Relay:
 
     def end(self, conv: Conversation, reason: str) -> None:
         """End a conversation in any state, telling whoever is still there."""
-        if conv.state == ENDED:
+        if conv.state == ENDED or self._core.hooks.ending(conv, reason):
             return
         previous = conv.state
         conv.state = ENDED
@@ -345,6 +367,7 @@ class Relay:
             reason=reason,
             state=previous,
         )
+        self._core.hooks.ended(conv, reason)
         self.dispatcher.match()
 
     # -- plumbing -------------------------------------------------------------------

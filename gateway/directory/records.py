@@ -52,6 +52,8 @@ class AgentPresence:
     wrapping_up: bool = False
     # Offers let lapse in a row; at agents.max_lapsed_offers the agent is set away.
     lapses: int = 0
+    # Why the agent is away (a code of [desk] away_reasons), "" otherwise.
+    reason: str = ""
     node: str = ""
     # The teams the agent belongs to (gateway.directory.teams), sorted.
     teams: tuple[str, ...] = ()

@@ -10,7 +10,7 @@ store's own, engine-neutral (gateway.store.errors).
 
 from __future__ import annotations
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 
 class IStore(Interface):
@@ -213,3 +213,13 @@ class IEngine(Interface):
 
     def remove_team_queues(team, queues):
         """The team no longer serves these queues; how many it served. ``UnknownTeam``."""
+
+    # Any other statement: what other rooms keep (the service desk, gateway.desk.sql).
+
+    placeholder = Attribute("The parameter mark this engine's statements use: '?' or '%s'.")
+
+    def execute(statement, params=()):
+        """Run a statement that returns no rows; the number of rows it changed."""
+
+    def fetch(statement, params=()):
+        """Run a query; its rows as tuples."""

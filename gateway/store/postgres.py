@@ -143,6 +143,113 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # compatibility entry, source, reason, queue), as JSON; NULL before any offer.
         "ALTER TABLE conversations ADD COLUMN routing TEXT",
     ),
+    (
+        # The service desk (see gateway.store.sqlite).
+        "ALTER TABLE messages ADD COLUMN audience TEXT NOT NULL DEFAULT 'all'",
+        """
+        CREATE TABLE agent_roles (
+            agent TEXT PRIMARY KEY REFERENCES agents (name) ON DELETE CASCADE,
+            role TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE conversation_parties (
+            conversation TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            agent TEXT NOT NULL,
+            role TEXT NOT NULL,
+            joined DOUBLE PRECISION NOT NULL,
+            left_at DOUBLE PRECISION
+        )
+        """,
+        "CREATE INDEX conversation_parties_conversation ON conversation_parties (conversation)",
+        """
+        CREATE TABLE customer_ids (
+            conversation TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
+            customer TEXT NOT NULL,
+            started DOUBLE PRECISION NOT NULL
+        )
+        """,
+        "CREATE INDEX customer_ids_customer ON customer_ids (customer, started)",
+        """
+        CREATE TABLE wrapups (
+            conversation TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            agent TEXT NOT NULL,
+            queue TEXT,
+            disposition TEXT,
+            tags TEXT NOT NULL DEFAULT '[]',
+            ts DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (conversation, agent)
+        )
+        """,
+        "CREATE INDEX wrapups_ts ON wrapups (ts)",
+        """
+        CREATE TABLE notes (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            conversation TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            agent TEXT NOT NULL,
+            text TEXT NOT NULL,
+            ts DOUBLE PRECISION NOT NULL
+        )
+        """,
+        "CREATE INDEX notes_conversation ON notes (conversation)",
+        """
+        CREATE TABLE offline_messages (
+            id TEXT PRIMARY KEY,
+            conversation TEXT REFERENCES conversations (id) ON DELETE SET NULL,
+            customer TEXT,
+            alias TEXT NOT NULL,
+            protocol TEXT NOT NULL,
+            name TEXT,
+            queue TEXT,
+            text TEXT NOT NULL,
+            received DOUBLE PRECISION NOT NULL,
+            state TEXT NOT NULL,
+            agent TEXT,
+            reply TEXT,
+            replied DOUBLE PRECISION,
+            delivered DOUBLE PRECISION
+        )
+        """,
+        "CREATE INDEX offline_messages_customer ON offline_messages (customer, state)",
+        """
+        CREATE TABLE surveys (
+            conversation TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
+            queue TEXT,
+            agent TEXT,
+            score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+            comment TEXT,
+            ts DOUBLE PRECISION NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE canned (
+            team TEXT NOT NULL DEFAULT '',
+            name TEXT NOT NULL,
+            text TEXT NOT NULL,
+            created DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (team, name)
+        )
+        """,
+        """
+        CREATE TABLE agent_states (
+            agent TEXT NOT NULL,
+            status TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            started DOUBLE PRECISION NOT NULL,
+            ended DOUBLE PRECISION
+        )
+        """,
+        "CREATE INDEX agent_states_started ON agent_states (started)",
+        """
+        CREATE TABLE closures (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            queue TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            created DOUBLE PRECISION NOT NULL
+        )
+        """,
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -480,3 +587,15 @@ class PostgresEngine:
     def remove_team_queues(self, team: str, queues: Sequence[str]) -> int:
         """The team no longer serves these queues; how many it served. UnknownTeam."""
         return teams.remove_queues(self._execute, _TEAMS, team, queues)
+
+    # Any other statement (the service desk's, gateway.desk.sql), with ``%s`` marks.
+
+    placeholder = "%s"
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement that returns no rows; the number of rows it changed."""
+        return self._execute(statement, params).rowcount
+
+    def fetch(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run a query; its rows."""
+        return self._execute(statement, params).fetchall()

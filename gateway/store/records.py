@@ -66,7 +66,9 @@ class StoredMessage:
     """One line of a transcript.
 
     ``sender`` is customer, agent or system; ``agent`` names the agent account
-    for agent lines (never shown to customers).
+    for agent lines (never shown to customers). ``audience`` is who saw it:
+    ``all``, or ``agents`` for a line the customer never saw (a supervisor's
+    whisper, a consultation between agents).
     """
 
     id: str
@@ -75,6 +77,7 @@ class StoredMessage:
     text: str
     ts: float
     agent: str | None = None
+    audience: str = "all"
 
 
 # Columns of a conversation that may change after it is opened.

@@ -98,7 +98,7 @@ class Queries:
             for count in range(ROWS_PER_INSERT + 1)
         )
         self.transcript = q(
-            "SELECT id, conversation, sender, text, ts, agent FROM messages"
+            "SELECT id, conversation, sender, text, ts, agent, audience FROM messages"
             " WHERE conversation = ? ORDER BY seq"
         )
 
@@ -237,8 +237,10 @@ def message_values(message: StoredMessage) -> tuple:
 def messages(rows: Iterable[Sequence[Any]]) -> list[StoredMessage]:
     """StoredMessages from rows of :attr:`Queries.transcript`."""
     return [
-        StoredMessage(id=id_, conversation=conv, sender=sender, text=text, ts=ts, agent=agent)
-        for id_, conv, sender, text, ts, agent in rows
+        StoredMessage(
+            id=id_, conversation=conv, sender=sender, text=text, ts=ts, agent=agent, audience=seen
+        )
+        for id_, conv, sender, text, ts, agent, seen in rows
     ]
 
 

@@ -259,6 +259,9 @@ JSONIM_TYPES = frozenset(
     "hello message typing end presence accept reject transfer ping pong".split()
     + "welcome prompt queued connected ack ended offer revoked error".split()
     + ["receipt"]
+    # The service desk's proposed additions (docs/jsonim.md): agent requests, answers.
+    + "live monitor barge leave team agent_state consult conference wrap_up note".split()
+    + "history canned canned_list tasks task_reply task_release result task".split()
 )
 
 

@@ -415,6 +415,7 @@ def test_transcript_json(run: _Run) -> None:
         "sender": "agent",
         "agent": "anna",
         "text": "Hello!",
+        "audience": "all",
     }
     assert document["messages"][3]["text"] == "line one\nline two\x1b[31m"
 
