@@ -107,6 +107,8 @@ class Config:
     log_format: str = "text"
     log_file: str = ""
     shutdown_deadline_s: float = 10.0
+    # Events the routing server's feed holds while the server is away (then the oldest go).
+    feed_max_events: int = 100_000
 
     def queue_for_topic(self, topic: str | None) -> str:
         """The queue a customer's topic leads to."""
@@ -350,6 +352,7 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
     file_token = rt.text("remote_token", "")
     remote_token = os.environ.get("IMGATEWAY_ROUTER_TOKEN") or file_token
     remote_deadline_s = rt.number("remote_deadline_s", 0.5, low=0.01, high=60)
+    feed_max_events = rt.number("feed_max_events", 100_000, low=100, high=10_000_000, integer=True)
     rt.done()
     for queue in queues.values():
         if queue.overflow is not None and queue.overflow not in queues:
@@ -403,6 +406,7 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
         log_format=log_format,
         log_file=log_file,
         shutdown_deadline_s=shutdown_deadline_s,
+        feed_max_events=feed_max_events,
     )
 
 

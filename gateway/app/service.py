@@ -43,6 +43,7 @@ from gateway.directory.teams import Teams
 from gateway.metrics import GatewayMetrics
 from gateway.plugins import adapters, parts
 from gateway.routing.features import grantable_features
+from gateway.routing.feed import EventFeed
 from gateway.routing.remote import LocalPlans, RemotePlans
 from gateway.routing.rules import RuleSet
 from gateway.store import open_store
@@ -106,6 +107,7 @@ class GatewayService(MultiService):
             raise StartupError(str(e)) from None
         self.outbound = FirewalledReactor(reactor, self.firewall)
         self._checks = DeferredSemaphore(PASSWORD_CHECKS)
+        self.feed = self._feed(config, self.outbound)
         self.gateway = Gateway(
             config,
             store=self.store,
@@ -115,7 +117,10 @@ class GatewayService(MultiService):
             verify_password=self._verify_password,
             metrics=self.metrics,
             text_filter=self.firewall.translate_text,
+            events=self.feed,
         )
+        if self.feed is not None:
+            self.feed.snapshot = self.gateway.feed_snapshot
         try:
             # The service desk, in the same database (its writes in the store's order).
             self.desk = ServiceDesk(self.gateway, self.store).attach()
@@ -211,6 +216,21 @@ class GatewayService(MultiService):
             local=rules,
             reactor=reactor,
             deadline_s=config.remote_deadline_s,
+            gateway=config.name,
+            hold_s=config.offer_timeout_s,
+        )
+
+    def _feed(self, config: Config, reactor: Any) -> EventFeed | None:
+        """The routing server's event feed, when there is a routing server."""
+        if not config.remote_url:
+            return None
+        return EventFeed(
+            config.remote_url,
+            config.remote_token,
+            reactor=reactor,
+            gateway_name=config.name,
+            max_events=config.feed_max_events,
+            registry=self.metrics.registry,
         )
 
     def _verify_password(self, password: str, stored: str | None) -> Deferred[bool]:
@@ -331,6 +351,8 @@ class GatewayService(MultiService):
         plans = self.gateway.dispatcher.plans
         if isinstance(plans, RemotePlans):
             yield plans.close()
+        if self.feed is not None:
+            yield self.feed.close()
         yield self.store.close()
         self._log.info("imgateway stopped")
         self.admin.close_json_log()

@@ -22,6 +22,8 @@ from gateway.directory.interfaces import IAgentDirectory
 from gateway.directory.teams import NO_TEAMS, Teams
 from gateway.directory.view import DirectoryView
 from gateway.metrics import GatewayMetrics
+from gateway.routing.feed import NoEvents
+from gateway.routing.interfaces import IEventSink
 from gateway.store.interfaces import IStore
 
 _log = Logger(observer=logs.observer, namespace="gateway.core")
@@ -43,6 +45,8 @@ class Core:
     text_filter: Callable[[str], str] | None = None
     # This gateway process among the cluster's nodes ("" when it is the only one).
     node: str = ""
+    # Where communication events go: the routing server's feed, or nowhere.
+    events: IEventSink = attrs.field(factory=NoEvents)
     queues: dict[str, Queue] = attrs.field(init=False)
     # Agents logged in on this node, and every node's agents as this node knows them.
     local: LocalAgents = attrs.field(init=False, factory=LocalAgents)
@@ -63,5 +67,6 @@ class Core:
             d.addErrback(lambda f: _log.failure("store write failed", f))
 
     def publish(self, presence: Any) -> None:
-        """Tell the directory of an agent's new presence record."""
+        """Tell the directory of an agent's new presence record (and the event feed)."""
         self.write(self.directory.publish(presence))
+        self.events.agent(presence)

@@ -56,7 +56,8 @@ class Conversation:
     agent: Any = None
     # Offers ringing now, by id (several with the broadcast strategy).
     offers: dict[str, PendingOffer] = attrs.field(factory=dict)
-    routing: bool = False
+    # True while a plan is asked for; a requeue's token while it is asked again.
+    routing: Any = False
     # The matching engine's view while waiting, and the timer of its plan step.
     task: Any = None
     step_timer: Any = None

@@ -79,6 +79,7 @@ class Desk:
         agent = LiveAgent(presence, session, core.publish)
         session.agent = agent
         core.local.add(agent)
+        core.events.emit("agent_login", record.name, self.dispatcher.agent_facts(presence))
         core.publish(presence)
         core.hooks.presence(agent, agent.status)
         self.reattach(agent)
@@ -101,6 +102,7 @@ class Desk:
         core = self._core
         core.local.remove(agent)
         agent.retire(status=OFFLINE)
+        core.events.emit("agent_logout", agent.name, {"conversations": len(agent.conversations)})
         core.hooks.logged_out(agent)
         self._log.info("agent {agent} left", agent=agent.name)
         core.write(core.directory.withdraw(agent.name, session.id))
@@ -111,7 +113,7 @@ class Desk:
                 continue
             self.leave(conv, agent)
             self.relay.system_line(conv, AGENT_DROPPED)
-            self.dispatcher.requeue(conv)
+            self.dispatcher.requeue(conv, reason="agent_dropped")
         self.dispatcher.match()
 
     # -- presence ----------------------------------------------------------------
@@ -177,6 +179,7 @@ class Desk:
             conversation=conv.id,
             agent=agent.name,
         )
+        self._core.events.emit("redirected", conv.id, {"agent": agent.name})
         relay = self.relay
         relay.system_line(conv, REDIRECTED.format(alias=agent.alias, address=theirs[0]))
         relay.deliver(agent, ev.Notice(REDIRECTING.format(alias=conv.alias, address=theirs[0])))
@@ -215,6 +218,11 @@ class Desk:
             conversation=conv.id,
             target=queue or agent,
         )
+        self._core.events.emit(
+            "transferred",
+            conv.id,
+            {"agent": session.name, "to_queue": queue, "to_agent": agent, "by": "agent"},
+        )
         self.leave(conv, session.agent)
         self.relay.deliver(session.agent, ev.Ended(conv.id, "agent"))
         conv.declined.add(session.name)
@@ -226,7 +234,7 @@ class Desk:
         conv.target_agent = agent
         self.relay.system_line(conv, TRANSFERRED)
         # A bot handing over means "a person, please": no bot takes it back.
-        self.dispatcher.requeue(conv, queue, people_only=session.agent.bot)
+        self.dispatcher.requeue(conv, queue, people_only=session.agent.bot, reason="transfer")
 
     def leave(self, conv: Conversation, agent: LiveAgent) -> None:
         """The agent is no longer in the conversation; wrap-up time may follow."""

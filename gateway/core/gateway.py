@@ -38,7 +38,8 @@ from gateway.core.throttle import LoginThrottle
 from gateway.directory.interfaces import IAgentDirectory
 from gateway.directory.teams import Teams
 from gateway.metrics import GatewayMetrics
-from gateway.routing.interfaces import IRouter
+from gateway.routing.feed import agent_state
+from gateway.routing.interfaces import IEventSink, IRouter
 from gateway.store.interfaces import IStore
 from gateway.store.records import AgentRecord
 
@@ -67,6 +68,7 @@ class Gateway:
         text_filter: Callable[[str], str] | None = None,
         delivery: IDelivery | None = None,
         node: str = "",
+        events: IEventSink | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics if metrics is not None else GatewayMetrics()
@@ -83,6 +85,7 @@ class Gateway:
             metrics=self.metrics,
             text_filter=text_filter,
             node=node,
+            **({"events": events} if events is not None else {}),
         )
         self.relay = Relay(core)
         self.desk = Desk(core)
@@ -139,10 +142,35 @@ class Gateway:
             mine = teams.teams_of(agent.name)
             if agent.presence.teams != mine:
                 agent.change(teams=mine)
+                facts = self.dispatcher.agent_facts(agent.presence)
+                self.core.events.emit("agent_teams", agent.name, facts)
         self._log.info(
             "teams: {count} ({names})", count=len(teams), names=", ".join(teams.names) or "none"
         )
         self.dispatcher.teams_changed()
+
+    def feed_snapshot(self) -> dict[str, Any]:
+        """This gateway's live state for the routing server's feed (when it asks)."""
+        dispatcher = self.dispatcher
+        agents = [
+            {"agent": a.name, **dispatcher.agent_facts(a.presence), **agent_state(a.presence)}
+            for a in self.core.local
+        ]
+        conversations = []
+        for conv in self.relay.conversations.values():
+            task = conv.task
+            conversations.append(
+                {
+                    "conversation": conv.id,
+                    "state": conv.state,
+                    "queue": conv.queue,
+                    "agent": conv.agent.name if conv.agent is not None else None,
+                    "priority": task.priority if task is not None else 0,
+                    "arrival": conv.arrival[0] if conv.arrival is not None else None,
+                    "started": conv.started,
+                }
+            )
+        return {"agents": agents, "conversations": conversations}
 
     def restore(self) -> Deferred:
         """Take back what the store says was open when the gateway last stopped."""
@@ -377,9 +405,14 @@ class Gateway:
             conversation=conv.id,
             target=queue or agent,
         )
+        self.core.events.emit(
+            "transferred",
+            conv.id,
+            {"agent": None, "to_queue": queue, "to_agent": agent, "by": "supervisor"},
+        )
         self.dispatcher.withdraw(conv, "transferred")
         conv.target_agent = agent
-        self.dispatcher.requeue(conv, queue)
+        self.dispatcher.requeue(conv, queue, reason="transfer")
 
     def set_agent_status(self, name: str, status: str) -> None:
         """A supervisor sets a logged-in agent available, away or offline."""

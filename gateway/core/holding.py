@@ -166,6 +166,11 @@ class Holder:
                         record.id, state=ENDED, ended=now, end_reason="interrupted"
                     )
                 )
+                self._core.events.emit(
+                    "ended",
+                    record.id,
+                    {"reason": "interrupted", "state": record.state, "agent": record.agent},
+                )
                 self._log.info(
                     "conversation {conversation} interrupted by the restart",
                     conversation=record.id,
@@ -187,6 +192,11 @@ class Holder:
             interview=Interview(self._config.fields, dict(record.identity)),
         )
         absent.conversation = conv
+        self._core.events.emit(
+            "restored",
+            conv.id,
+            {"state": record.state, "queue": record.queue, "agent": record.agent},
+        )
         conv.key = conv.resume_key = key
         conv.resume_hash = token_hash
         # The original arrival keeps the customer's place against later arrivals.
@@ -236,7 +246,7 @@ class Holder:
                 conversation=conv.id,
             )
             conv.state = QUEUED
-            self.dispatcher.requeue(conv)
+            self.dispatcher.requeue(conv, reason="agent_not_back")
 
     def reclaim(self, agent: str) -> list[Conversation]:
         """The restored conversations that waited for ``agent``, who is back."""

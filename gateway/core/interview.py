@@ -82,6 +82,11 @@ class Interview:
         self._pending = [f for f in fields if f.name not in self.answers]
 
     @property
+    def asking(self) -> str | None:
+        """The field the current question asks, if any."""
+        return self._pending[0].name if self._pending else None
+
+    @property
     def done(self) -> bool:
         """True once every field has an answer."""
         return not self._pending

@@ -51,8 +51,12 @@ class IDispatch(Interface):
     def route(conv):
         """The interview is done: classify the conversation, then queue it."""
 
-    def requeue(conv, queue=None, people_only=False):
-        """Back in line after an agent dropped or transferred it."""
+    def requeue(conv, queue=None, people_only=False, reason="requeue"):
+        """Back in line after an agent dropped or transferred it (re-planned where a
+        routing server decides); ``reason`` says why, for the event feed."""
+
+    def agent_facts(presence):
+        """What the event feed says of an agent at login (skills, teams, queues served)."""
 
     def withdraw(conv, reason="customer_left"):
         """The conversation stops waiting: out of queue and engine, its offers revoked."""

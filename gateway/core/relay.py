@@ -133,6 +133,14 @@ class Relay:
             version=client.version,
         )
         conv.resume_key = resume_key or key
+        events = core.events
+        events.emit(
+            "opened",
+            conv.id,
+            {"protocol": protocol, "client": client.name, "version": client.version},
+        )
+        for field, source in conv.interview.sources.items():
+            events.emit("answered", conv.id, {"field": field, "source": source})
         conv.customer_id = identity_of(verified) or customer_id
         self.holding.new_resume_token(conv, session)
         core.hooks.opened(conv)
@@ -189,6 +197,7 @@ class Relay:
         acked = self._append(entry)
         if _refused(acked):
             return self._acked(acked, entry, delivered=False)
+        self._core.events.message(conv.id, msg_id, ev.CUSTOMER, len(text), ts, text)
         if conv.state == INTERVIEW:
             # An answer moves the interview on once it is stored, as before: a
             # customer told to send it again is still answering the same question.
@@ -222,6 +231,7 @@ class Relay:
         conv.remember(ev.HistoryEntry(ev.CUSTOMER, text, entry.ts))
         self._core.metrics.count_message(conv.protocol, ev.CUSTOMER)
         self._core.write(self._append(entry))
+        self._core.events.message(conv.id, entry.id, ev.CUSTOMER, len(text), entry.ts, text)
 
     def _opening_lost(self, failure: Failure, conv: Conversation) -> None:
         self._log.warn(
@@ -236,7 +246,13 @@ class Relay:
         conv.remember(ev.HistoryEntry(ev.CUSTOMER, entry.text, entry.ts))
         self._core.metrics.count_message(conv.protocol, ev.CUSTOMER)
         if conv.state == INTERVIEW:
-            self._next_question(conv, conv.interview.answer(entry.text))
+            field = conv.interview.asking
+            prompt = conv.interview.answer(entry.text)
+            if field is not None and field in conv.answers:
+                self._core.events.emit(
+                    "answered", conv.id, {"field": field, "source": conv.interview.sources[field]}
+                )
+            self._next_question(conv, prompt)
         elif conv.state == CONNECTED:
             event = ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts, markup)
             self.to_agent(conv, event)
@@ -359,6 +375,7 @@ class Relay:
         if _refused(acked):
             return self._acked(acked, entry, delivered=False)
         # As the customer's: delivered now, acknowledged after the commit.
+        self._core.events.message(conv.id, msg_id, ev.AGENT, len(text), ts, text)
         conv.remember(ev.HistoryEntry(ev.AGENT, text, ts))
         self._core.metrics.count_message(session.agent.protocol, ev.AGENT)
         event = ev.Message(conv.id, ev.AGENT, msg_id, text, ts, markup)
@@ -391,6 +408,11 @@ class Relay:
         self.deliver(conv.customer, ev.Ended(conv.id, reason))
         self._aliases.discard(conv.alias)
         del self.conversations[conv.id]
+        self._core.events.emit(
+            "ended",
+            conv.id,
+            {"reason": reason, "state": previous, "agent": None if agent is None else agent.name},
+        )
         self._core.write(
             self._store.update_conversation(
                 conv.id, state=ENDED, ended=self._clock.seconds(), end_reason=reason
@@ -475,6 +497,7 @@ class Relay:
         )
         conv.remember(ev.HistoryEntry(ev.SYSTEM, text, ts))
         self._core.write(self._store.append(entry))
+        self._core.events.message(conv.id, entry.id, ev.SYSTEM, len(text), ts, text)
         return entry
 
     def system_line(self, conv: Conversation, text: str) -> None:

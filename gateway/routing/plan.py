@@ -60,6 +60,8 @@ class Plan:
     fallback: str = "translate"
     source: str = LOCAL
     reason: str = ""
+    # Agents the routing server assigned from its live state: the first target names them.
+    assigned: tuple[str, ...] = ()
 
 
 # Where an attribute came from (SOURCES), so that rules trust only some: the
@@ -107,3 +109,47 @@ class Customer:
             if sources is not None:
                 where[name] = sources.get(key, "claim")
         return cls(attributes=attributes, sources=where)
+
+
+# Why a conversation is being routed (PlanRequest.reason).
+NEW = "new"
+REQUEUE = "requeue"
+TRANSFER = "transfer"
+REASONS = (NEW, REQUEUE, TRANSFER)
+
+
+@attrs.frozen
+class PlanRequest:
+    """What the gateway says beside the customer when it asks for a plan, so that the
+    routing server can decide with live state and re-plan a requeue or a transfer.
+
+    ``queue``: the queue the customer's topic leads to (new, requeue), or the queue a
+    transfer names. ``exclude``: agents who declined or handed it on. ``fallback``:
+    the gateway's own plan for a requeue or transfer, used when the server cannot say.
+    """
+
+    conversation: str
+    reason: str = NEW
+    queue: str | None = None
+    people_only: bool = False
+    exclude: frozenset[str] = frozenset()
+    fallback: Plan | None = None
+
+
+def with_assignment(plan: Plan, agents: tuple[str, ...], why: str, hold_s: float) -> Plan:
+    """``plan`` with the agents the routing server chose from live state offered first,
+    for ``hold_s`` seconds; then the plan's own targets, as sticky routing does."""
+    first = plan.targets[0]
+    named = Target(
+        queue=first.queue,
+        agents=frozenset(agents),
+        strategy="broadcast" if len(agents) > 1 else "longest_idle",
+        broadcast=max(1, len(agents)),
+        timeout_s=hold_s,
+    )
+    return attrs.evolve(
+        plan,
+        targets=(named, *plan.targets),
+        reason=f"{plan.reason}; assigned {why}",
+        assigned=tuple(agents),
+    )

@@ -15,11 +15,13 @@ from typing import Any
 from gateway.routing.plan import (
     CONNECTION,
     FALLBACKS,
+    REASONS,
     REMOTE,
     SOURCES,
     STRATEGIES,
     Customer,
     Plan,
+    PlanRequest,
     Target,
 )
 
@@ -202,3 +204,47 @@ class _Fields:
         if len(value) > MAX_ITEMS or not all(_is_text(v) and v for v in value):
             raise WireError(f"{self.where}.{name}: must be a list of names")
         return frozenset(value)
+
+
+def request_to_json(
+    customer: Customer, request: PlanRequest, *, gateway: str, node: str
+) -> dict[str, Any]:
+    """The body of ``POST /v1/decide``: the customer, and the request beside it."""
+    return {
+        **customer_to_json(customer),
+        "gateway": gateway,
+        "node": node,
+        "conversation": request.conversation,
+        "reason": request.reason,
+        "queue": request.queue,
+        "people_only": request.people_only,
+        "exclude": sorted(request.exclude),
+    }
+
+
+def request_from_json(data: Any) -> tuple[Customer, PlanRequest, str, str]:
+    """(customer, request, gateway, node) of a ``POST /v1/decide`` body; WireError."""
+    customer = customer_from_json(data)
+    body = _Fields(data, "body")
+    reason = body.choice("reason", REASONS)
+    people_only = body.get("people_only", bool)
+    request = PlanRequest(
+        conversation=body.text("conversation"),
+        reason=reason,
+        queue=body.text("queue", optional=True),
+        people_only=people_only,
+        exclude=body.names("exclude"),
+    )
+    return customer, request, body.text("gateway", empty=True), body.text("node", empty=True)
+
+
+def assignment_from_json(data: Any) -> tuple[tuple[str, ...], str] | None:
+    """The agents a decision assigns and why (``assigned`` of a reply), or None."""
+    assigned = data.get("assigned") if isinstance(data, Mapping) else None
+    if assigned is None:
+        return None
+    fields = _Fields(assigned, "assigned")
+    agents = fields.get("agents", list)
+    if not agents or len(agents) > MAX_ITEMS or not all(_is_text(a) and a for a in agents):
+        raise WireError("assigned.agents: must be a non-empty list of names")
+    return tuple(agents), fields.text("reason")

@@ -57,6 +57,7 @@ OFFLINE_TAGS = (
     "html",
     "toml",
     "routing-toml",
+    "feed-json",
     "faq-toml",
     "imrouter-toml",
     "firewall-rules",
@@ -229,6 +230,22 @@ def _check_router_config(block: Block, work: Path) -> None:
     RuleBook(media=router.media, queues=router.queues).load()
 
 
+def _check_feed_batch(block: Block) -> None:
+    from gateway.routerd.ingest import Batch
+    from gateway.routing.feed import EVENT_TYPES
+
+    batch = Batch.parse(json.loads(block.text))
+    for event in batch.events:
+        assert event["type"] in EVENT_TYPES, f"{block.id}: no event type: {event}"
+    # The page's table of event types names every type the gateway sends, and no other.
+    page = (REPO / block.page).read_text()
+    rows = page.split("| Type | Fields | When |", 1)[1].split("\n\n", 1)[0]
+    listed = set()
+    for line in rows.splitlines()[2:]:
+        listed |= set(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
+    assert listed == set(EVENT_TYPES), sorted(listed ^ set(EVENT_TYPES))
+
+
 def _check_firewall_rules(block: Block) -> None:
     from firewall import ruleset
 
@@ -320,6 +337,8 @@ def test_offline_example(block, tmp_path, clean_env):
         _check_site_config(block, work, clean_env)
     elif block.tag == "routing-toml":
         _check_routing_rules(block, work)
+    elif block.tag == "feed-json":
+        _check_feed_batch(block)
     elif block.tag == "faq-toml":
         _check_knowledge(block, work)
     elif block.tag == "imrouter-toml":

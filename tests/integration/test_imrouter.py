@@ -60,6 +60,7 @@ CONFIG = """\
 [router]
 listen = ["{listen}"]
 queues = ["general"]
+max_body = 65536
 
 [logging]
 level = "debug"
@@ -435,7 +436,9 @@ def test_the_example_config_is_valid_and_every_key_is_documented():
     page = (harness.REPO / "docs" / "routing.md").read_text()
     section = page.split("## Enterprise routing server (twistd imrouter)", 1)[1]
     section = section.split("\n## ", 1)[0]
-    for key in ("router.listen", "router.token", "router.queues", "router.max_body"):
+    keys = ("router.listen", "router.token", "router.queues", "router.max_body", "router.data_dir")
+    keys += ("router.metrics", "router.service_level_s", "feed.texts", "feed.fsync")
+    for key in (*keys, "feed.compact_after"):
         assert f"`{key}`" in section, key
     for key in ("logging.level", "media.NAME.rules", "media.NAME.enabled", "IMROUTER_TOKEN"):
         assert key in section, key
