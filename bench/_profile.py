@@ -65,7 +65,7 @@ def summarise(collapsed: Path, top: int = 25) -> str:
             continue
         count = int(count_text)
         raw = stack.split(";")
-        if any("SqliteStore._run" in f for f in raw):
+        if any("GroupCommitStore._run" in f for f in raw):
             store += count
             store_lines[_line_name(raw[-1])] += count
             continue

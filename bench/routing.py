@@ -37,8 +37,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from gateway.core.events import ClientInfo
-from gateway.directory.memory import AVAILABLE, AgentState
+from gateway.directory.records import AVAILABLE, AgentPresence
 from gateway.routing.engine import Engine, Task
 from gateway.routing.plan import Plan, Target
 
@@ -46,7 +45,6 @@ SKILLS = [f"s{i:02d}" for i in range(100)]
 TARGETS = 8
 CAPACITY = 3
 SEED = 20240611
-CLIENT = ClientInfo("bench", "1")
 
 
 @attrs.frozen
@@ -63,7 +61,7 @@ class Case:
 class Workload:
     """Agents (at capacity), plans (one target each) and the waiting tasks' plans."""
 
-    agents: list[AgentState]
+    agents: list[AgentPresence]
     plans: list[Plan]
     rng: random.Random
 
@@ -78,7 +76,7 @@ def make_plans(rng: random.Random) -> list[Plan]:
     return plans
 
 
-def make_agents(n: int, plans: Sequence[Plan], rng: random.Random) -> list[AgentState]:
+def make_agents(n: int, plans: Sequence[Plan], rng: random.Random) -> list[AgentPresence]:
     """``n`` agents with 3-8 skills at 0-5, each qualified for at least one target."""
     agents = []
     for i in range(n):
@@ -86,18 +84,19 @@ def make_agents(n: int, plans: Sequence[Plan], rng: random.Random) -> list[Agent
         skills = {s: rng.randint(0, 5) for s in rng.sample(SKILLS, rng.randint(3, 8))}
         for skill, level in home.skills.items():
             skills[skill] = max(skills.get(skill, 0), rng.randint(level, 5))
-        agent = AgentState(
+        agent = AgentPresence(
             name=f"a{i}",
             alias=f"A{i}",
             capacity=CAPACITY,
-            session=None,
             protocol="jsonim",
-            client=CLIENT,
+            session=f"s-{i}",
+            client_name="bench",
+            client_version="1",
             skills=skills,
             status=AVAILABLE,
             idle_since=float(i),
+            conversations={f"busy-{i}-{k}" for k in range(CAPACITY)},
         )
-        agent.conversations = {f"busy-{i}-{k}" for k in range(CAPACITY)}
         agents.append(agent)
     return agents
 
@@ -126,8 +125,14 @@ class OurRouter:
         self.engine = Engine(lambda topic: "general")
         self._ids = itertools.count()
         self._vip = Plan(rule="vip", targets=work.plans[0].targets, priority=10)
+        # As the directory would hold them: each agent's latest record, by name.
+        self.agents = {agent.name: agent for agent in work.agents}
         for agent in work.agents:
             self.engine.agent_changed(agent)
+
+    def _change(self, agent: AgentPresence) -> None:
+        # The node changes the record in place and publishes it (the engine is told).
+        self.engine.agent_changed(agent)
 
     def arrive(self, queue: int | None = None) -> None:
         """A customer arrives at target ``queue`` (random if None), one in ten with priority."""
@@ -149,16 +154,17 @@ class OurRouter:
             self.engine.remove(task)
             for agent in agents:
                 agent.conversations.add(task.id)
-                self.engine.agent_changed(agent)
+                self._change(agent)
         return taken
 
-    def finish(self, agent: AgentState) -> list[int]:
+    def finish(self, name: str) -> list[int]:
         """The agent ends a chat; the best waiting task is matched to it.
 
         Returns the targets of the tasks taken, so that as many arrive there.
         """
+        agent = self.agents[name]
         agent.conversations.pop()
-        self.engine.agent_changed(agent)
+        self._change(agent)
         return self._drain()
 
 
@@ -178,7 +184,7 @@ def run_ours(case: Case) -> dict:
     for _ in range(case.events):
         agent = agents[rng.randrange(len(agents))]
         start = clock()
-        taken = router.finish(agent)
+        taken = router.finish(agent.name)
         end = clock()
         samples.append(end - start)
         decisions += len(taken)
@@ -210,7 +216,7 @@ class NaiveTask:
     index: int
 
 
-def eligible(agent: AgentState, target: Target) -> bool:
+def eligible(agent: AgentPresence, target: Target) -> bool:
     """The target's skill minimums, checked on the spot."""
     return all(agent.skills.get(s, -1) >= level for s, level in target.skills.items())
 
@@ -222,6 +228,7 @@ class NaiveRouter:
         self.work = work
         self.waiting: list[NaiveTask] = []
         self._ids = itertools.count()
+        self.agents = {agent.name: agent for agent in work.agents}
 
     def arrive(self, queue: int | None = None) -> None:
         """Append a customer (the same random stream as ours)."""
@@ -233,8 +240,9 @@ class NaiveRouter:
             NaiveTask(f"t{n}", self.work.plans[index].targets[0], priority, n, index)
         )
 
-    def finish(self, agent: AgentState) -> list[int]:
+    def finish(self, name: str) -> list[int]:
         """The agent ends a chat; scan for the first task in line, then the best agent."""
+        agent = self.agents[name]
         agent.conversations.pop()
         best = None
         for task in self.waiting:
@@ -245,7 +253,7 @@ class NaiveRouter:
         if best is None:
             return []
         chosen = None
-        for other in self.work.agents:
+        for other in self.agents.values():
             if (
                 other.has_room
                 and eligible(other, best.target)
@@ -277,7 +285,7 @@ def run_naive(case: Case) -> dict:
     for _ in range(case.naive_events):
         agent = agents[rng.randrange(len(agents))]
         start = clock()
-        taken = router.finish(agent)
+        taken = router.finish(agent.name)
         samples.append(clock() - start)
         decisions += len(taken)
         for queue in taken:

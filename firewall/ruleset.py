@@ -1,6 +1,6 @@
 """The rules file: an nftables-like text, parsed and validated whole into a Ruleset.
 
-See README.md, "Firewall", for the format. ``parse`` either returns a complete
+See docs/firewall.md, "The rules file", for the format. ``parse`` either returns a complete
 :class:`Ruleset` or raises :class:`RulesError` naming the line; nothing is half-built,
 so a caller swaps rule sets atomically by assigning the result.
 """

@@ -364,7 +364,7 @@ class _Tracked(ProtocolWrapper):
                 hook = _reject_hook(inner)
                 if hook is not None:
                     inner.transport = self.transport
-                    hook("refused by the firewall")
+                    hook(factory.last_reason or "refused by the firewall")
             if refusal == "reject":
                 self.transport.loseConnection()
             else:
@@ -433,6 +433,8 @@ class FirewallFactory(WrappingFactory):
         self.max_connections_per_address = max_connections_per_address
         self.firewall = firewall
         self._per_address: Counter[str] = Counter()
+        # Why the last connection refused for a cap was refused (told to the client).
+        self.last_reason: str | None = None
 
     def over_tls(self, context_factory: Any) -> FirewallFactory:
         """This listener's firewall in front of a TLS layer, for an ``ssl:`` endpoint.
@@ -479,6 +481,7 @@ class FirewallFactory(WrappingFactory):
         without a firewall)."""
         key = self.address_key(addr)
         why = self._refusal(key)
+        self.last_reason = why
         if why is not None:
             self._log.info(
                 "{listener}: refused connection from {peer}: {why}",
@@ -488,9 +491,11 @@ class FirewallFactory(WrappingFactory):
             )
             if self.firewall is not None:
                 self.firewall.refused(
-                    "drop", self.listener, _host(addr) or describe_address(addr), "max-connections"
+                    "reject", self.listener, key or describe_address(addr), "max-connections"
                 )
-            return "drop"
+            # Rejected, not dropped: the client's protocol says why (IRC: an ERROR
+            # line), so that a client or bouncer does not retry blindly.
+            return "reject"
         if self.firewall is None:
             return None
         host = _host(addr)
@@ -510,7 +515,8 @@ class FirewallFactory(WrappingFactory):
             # wrapping this factory cannot take.
             return _Refused()
         if decided == "reject":
-            return _Rejected(self.wrappedFactory.buildProtocol(addr), "refused by the firewall")
+            reason = self.last_reason or "refused by the firewall"
+            return _Rejected(self.wrappedFactory.buildProtocol(addr), reason)
         flow = decided if isinstance(decided, Flow) else None
         wrapped = self.wrappedFactory.buildProtocol(addr)
         if wrapped is None:

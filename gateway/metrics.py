@@ -12,15 +12,22 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from twisted.internet.threads import blockingCallFromThread
 from twisted.python.threadable import isInIOThread
 
-from gateway.core.conversation import CONNECTED, INTERVIEW, OFFERED, QUEUED
-
-CONVERSATION_STATES = (INTERVIEW, QUEUED, OFFERED, CONNECTED)
+# A conversation's live states (gateway.core.conversation), always reported, 0 or not.
+# The service desk's (gateway.desk.context): the survey after the end, a message left.
+CONVERSATION_STATES = (
+    "interview",
+    "queued",
+    "offered",
+    "connected",
+    "survey",
+    "leaving_message",
+)
 AGENT_STATES = ("available", "away", "offline", "full", "wrap_up")
 _WAIT_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 3600)
 _HANDLE_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
@@ -73,6 +80,13 @@ class GatewayMetrics:
         )
         self.auth_failures = Counter(
             "imgateway_auth_failures", "Failed agent logins, by protocol", ["protocol"], registry=r
+        )
+        # For upstream links (the XMPP component, the IRC bot): 1 while attached.
+        self.upstream_up = Gauge(
+            "imgateway_upstream_up",
+            "Upstream links attached (1) or not (0), by upstream",
+            ["upstream"],
+            registry=r,
         )
 
         # Labelled children looked up once: labels() costs a lock and a dict per call.
@@ -158,7 +172,7 @@ class LiveStateCollector(Collector):
         agents = GaugeMetricFamily(
             "imgateway_agents", "Logged-in agents by state", labels=["state"]
         )
-        by_agent_state = Tally(a.state for a in self._directory.candidates())
+        by_agent_state = Tally(a.state for a in self._directory)
         for state in AGENT_STATES:
             agents.add_metric([state], by_agent_state.get(state, 0))
         yield agents

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping
 from math import ceil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote
 
 from prometheus_client.twisted import MetricsResource
@@ -25,17 +25,18 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from gateway import logs
-from gateway.admin import firewall_api, supervisor, views
+from gateway.admin import desk_api, firewall_api, supervisor, views
+from gateway.admin.interfaces import IAdministered
 from gateway.admin.settings import TOKEN_FILE
 from gateway.core.errors import BadRequest, GatewayError, NotAllowed, Unavailable
 from gateway.core.throttle import LoginGuard
-from gateway.directory.memory import STATUSES
-
-if TYPE_CHECKING:
-    from gateway.app.service import GatewayService
+from gateway.directory.records import STATUSES
 
 # Mount point under /v1 -> builder of the resource served there ("fw": the firewall).
-ADMIN_RESOURCES: dict[str, Callable[[GatewayService], Resource]] = {"fw": firewall_api.resource}
+ADMIN_RESOURCES: dict[str, Callable[[IAdministered], Resource]] = {
+    "fw": firewall_api.resource,
+    "desk": desk_api.resource,
+}
 
 COOKIE = b"imgateway_admin"
 MAX_BODY = 64 * 1024
@@ -198,7 +199,7 @@ class ApiEndpoints(Resource):
     isLeaf = True  # noqa: N815 (Twisted's name)
     _log = Logger(observer=logs.observer)
 
-    def __init__(self, service: GatewayService, clock: Any) -> None:
+    def __init__(self, service: IAdministered, clock: Any) -> None:
         super().__init__()
         self._service = service
         self._clock = clock
@@ -229,9 +230,9 @@ class ApiEndpoints(Resource):
         gw = self._gateway
         match method, path:
             case "GET", ["summary"]:
-                return views.summary_view(gw, self._service.directory, now)
+                return views.summary_view(gw, gw.agents, now)
             case "GET", ["agents"]:
-                return views.agents_view(self._service.directory.candidates(), now)
+                return views.agents_view(self._gateway.agents, now)
             case "POST", ["agents", name, "state"]:
                 status = _body(request).get("status")
                 if status not in STATUSES:
@@ -244,7 +245,13 @@ class ApiEndpoints(Resource):
                 gw.logout_agent(name)
                 return {"ok": True, "agent": name}
             case "GET", ["queues"]:
-                return views.queues_view(gw.queues, now)
+                return views.queues_view(gw.queues, now, gw.teams)
+            case "GET", ["teams"]:
+                return views.teams_view(gw.teams, gw.agents)
+            case "POST", ["teams", "reload"]:
+                return self._service.reload_teams().addCallback(
+                    lambda teams: {"ok": True, "teams": list(teams.names)}
+                )
             case "GET", ["conversations"]:
                 return views.conversations_view(gw.conversations.values(), now)
             case "GET", ["conversations", cid, "transcript"]:
@@ -264,7 +271,7 @@ class ApiEndpoints(Resource):
         raise ApiError(405 if _known(path) else 404, f"no {method} /v1/{'/'.join(path)}")
 
     def _agent(self, name: str) -> None:
-        if self._service.directory.get(name) is None:
+        if self._gateway.agents.get(name) is None:
             raise ApiError(404, f"agent {name} is not logged in")
 
     def _conversation(self, cid: str) -> None:
@@ -335,7 +342,7 @@ def _status_of(error: GatewayError) -> int:
     return 500
 
 
-_RESOURCES = ("summary", "agents", "queues", "conversations")
+_RESOURCES = ("summary", "agents", "queues", "teams", "conversations")
 
 
 def _known(path: list[str]) -> bool:
@@ -448,8 +455,9 @@ class AdminRoot(Resource):
         if path in self._static:
             return self._static[path]
         if path == b"v1":
-            # The cookie serves reads only: a cross-site form cannot act with it.
-            cookie_ok = request.method in (b"GET", b"HEAD")
+            # The cookie serves reads, and the supervisor page's own actions: a
+            # cross-site form cannot act with it.
+            cookie_ok = request.method in (b"GET", b"HEAD") or desk_api.page_action(request)
             wait = self._auth.locked_for(request)  # before: the failure that locks is a 401
             if not self._auth.check(request, cookie_ok=cookie_ok):
                 return _Unauthorized(wait)
@@ -458,10 +466,10 @@ class AdminRoot(Resource):
 
 
 def admin_resource(
-    service: GatewayService,
+    service: IAdministered,
     token: str,
     clock: Any,
-    resources: Mapping[str, Callable[[GatewayService], Resource]] | None = None,
+    resources: Mapping[str, Callable[[IAdministered], Resource]] | None = None,
 ) -> AdminRoot:
     """The admin listener's resource tree for ``service`` (mounts: ADMIN_RESOURCES)."""
     config = service.config
@@ -477,10 +485,10 @@ def admin_resource(
 
 
 def admin_site(
-    service: GatewayService,
+    service: IAdministered,
     token: str,
     clock: Any,
-    resources: Mapping[str, Callable[[GatewayService], Resource]] | None = None,
+    resources: Mapping[str, Callable[[IAdministered], Resource]] | None = None,
 ) -> Site:
     """A Site serving :func:`admin_resource`, without access log lines per request."""
     site = Site(admin_resource(service, token, clock, resources))

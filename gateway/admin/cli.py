@@ -1,9 +1,10 @@
 """``imgateway-admin``: provision agents and read conversations and transcripts.
 
-Works on the database directly (``data_dir/imgateway.sqlite3``), so it can run
-beside a running gateway: SQLite's locking and the busy timeout keep the two
-apart. Exit status: 0 done, 1 the operation failed, 2 usage or configuration
-error.
+Works on the database directly, through the store engine ``[store]`` selects
+(gateway.store.engine_for: ``data_dir/imgateway.sqlite3`` or a PostgreSQL
+server), so it can run beside a running gateway: the database's locking (and
+SQLite's busy timeout) keep the two apart. Exit status: 0 done, 1 the operation
+failed, 2 usage or configuration error.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import contextlib
 import json
 import re
 import secrets
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,14 +21,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway import config as config_module
-from gateway.admin import firewall_cli
+from gateway.admin import desk_cli, firewall_cli, teams_cli
 from gateway.admin.live import Failed as LiveFailed
 from gateway.admin.live import add_commands as add_live_commands
 from gateway.config import Config, ConfigError
+from gateway.core.events import Decision
 from gateway.passwords import hash_password, scram_credentials
 from gateway.plugins import adapters
-from gateway.store import postgres as pgdb
-from gateway.store import sqlite as db
+from gateway.store import engine_for
+from gateway.store.errors import AddressTaken, AgentExists, DatabaseError, StoreError
+from gateway.store.interfaces import IEngine
 from gateway.store.records import AgentRecord, ConversationRecord, StoredMessage
 
 PROG = "imgateway-admin"
@@ -72,11 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Usage as e:
         _error(str(e))
         return 2
-    except (_Failed, db.StoreError, LiveFailed) as e:
-        _error(str(e))
-        return 1
-    except sqlite3.Error as e:
+    except DatabaseError as e:
         _error(f"database error: {e}")
+        return 1
+    except (_Failed, StoreError, LiveFailed) as e:
+        _error(str(e))
         return 1
     return 0
 
@@ -179,7 +181,11 @@ def _parser() -> argparse.ArgumentParser:
     transcript.set_defaults(run=_transcript)
     # Commands on the running gateway, through its admin API (gateway.admin.live).
     add_live_commands(commands, actions, common)
+    desk_cli.add_commands(commands, actions, common)  # the service desk's (gateway.desk)
     firewall_cli.add_commands(commands, common)  # fw …: the firewall (firewall/cli.py)
+    teams_cli.add_commands(  # team …: teams and the queues they serve
+        commands, common, teams_cli.CliHelpers(_database, _transaction, _Failed, _Usage)
+    )
     return parser
 
 
@@ -271,27 +277,27 @@ def _agent_add(args: argparse.Namespace, cfg: Config) -> None:
         addresses=tuple(dict.fromkeys(args.address)),
         protocol_capacity=dict(args.capacity_for),
     )
-    with _database(cfg) as conn:
+    with _database(cfg) as engine, _transaction(engine):
         try:
-            db.add_agent(conn, agent)
-            db.set_scram(conn, agent.name, scram_credentials(password))
-        except (db.AgentExists, db.AddressTaken) as e:
+            engine.add_agent(agent)
+            engine.set_scram(agent.name, scram_credentials(password))
+        except (AgentExists, AddressTaken) as e:
             raise _Failed(str(e)) from None
     print(f"agent {args.name} added")
 
 
 def _agent_passwd(args: argparse.Namespace, cfg: Config) -> None:
     password = _read_password(args)
-    with _database(cfg) as conn:
-        if not db.set_password(conn, args.name, hash_password(password)):
+    with _database(cfg) as engine, _transaction(engine):
+        if not engine.set_password(args.name, hash_password(password)):
             raise _Failed(f"no such agent: {args.name}")
-        db.set_scram(conn, args.name, scram_credentials(password))
+        engine.set_scram(args.name, scram_credentials(password))
     print(f"password of agent {args.name} changed")
 
 
 def _agent_list(args: argparse.Namespace, cfg: Config) -> None:
-    with _database(cfg) as conn:
-        agents = db.list_agents(conn)
+    with _database(cfg) as engine:
+        agents = engine.list_agents()
     if args.json:
         _print_json([_agent_json(a) for a in agents])
     elif not agents:
@@ -312,15 +318,15 @@ def _agent_list(args: argparse.Namespace, cfg: Config) -> None:
 
 
 def _agent_remove(args: argparse.Namespace, cfg: Config) -> None:
-    with _database(cfg) as conn:
-        if not db.remove_agent(conn, args.name):
+    with _database(cfg) as engine:
+        if not engine.remove_agent(args.name):
             raise _Failed(f"no such agent: {args.name}")
     print(f"agent {args.name} removed")
 
 
 def _conversations(args: argparse.Namespace, cfg: Config) -> None:
-    with _database(cfg) as conn:
-        records = db.recent_conversations(conn, args.limit)
+    with _database(cfg) as engine:
+        records = engine.recent_conversations(args.limit)
     if args.json:
         _print_json([_conversation_json(r) for r in records])
     elif not records:
@@ -345,11 +351,11 @@ def _conversations(args: argparse.Namespace, cfg: Config) -> None:
 
 
 def _transcript(args: argparse.Namespace, cfg: Config) -> None:
-    with _database(cfg) as conn:
-        record = db.get_conversation(conn, args.conversation)
+    with _database(cfg) as engine:
+        record = engine.get_conversation(args.conversation)
         if record is None:
             raise _Failed(f"no such conversation: {args.conversation}")
-        messages = db.transcript(conn, record.id)
+        messages = engine.transcript(record.id)
     if args.json:
         _print_json(
             {
@@ -366,6 +372,8 @@ def _transcript(args: argparse.Namespace, cfg: Config) -> None:
     if record.ended is not None:
         header += f", ended {_iso(record.ended)} ({record.end_reason or '-'})"
     print(_clean(header))
+    if record.routing:
+        print(_clean(f"routing: {Decision.from_dict(record.routing).text()}"))
     for m in messages:
         print(f"[{_iso(m.ts)}] {_clean(_sender(m))}: {_clean(m.text)}")
 
@@ -374,17 +382,27 @@ def _transcript(args: argparse.Namespace, cfg: Config) -> None:
 
 
 @contextlib.contextmanager
-def _database(cfg: Config) -> Iterator[sqlite3.Connection]:
-    settings = cfg.sections.get("store")
-    if settings is not None and settings.backend == "postgresql":
-        # A connection the same db.* functions run on (see gateway.store.postgres).
-        conn = pgdb.connect(settings.effective_dsn())
-    else:
-        conn = db.open_db(cfg.data_dir / db.DB_FILE)
+def _database(cfg: Config) -> Iterator[IEngine]:
+    # The engine the gateway itself would use, opened (and migrated) here.
+    engine = engine_for(cfg)
+    engine.open()
     try:
-        yield conn
+        yield engine
     finally:
-        conn.close()
+        engine.close()
+
+
+@contextlib.contextmanager
+def _transaction(engine: IEngine) -> Iterator[None]:
+    # A command's writes all land or none does (an agent without its SCRAM keys,
+    # or added before its address was refused, would be half provisioned).
+    engine.begin()
+    try:
+        yield
+    except BaseException:
+        engine.rollback()
+        raise
+    engine.commit()
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -461,9 +479,12 @@ def _client(record: ConversationRecord) -> str:
 
 
 def _sender(message: StoredMessage) -> str:
+    who = message.sender
     if message.sender == "agent" and message.agent:
-        return f"agent ({message.agent})"
-    return message.sender
+        who = f"agent ({message.agent})"
+    if message.audience != "all":
+        who += f" (to {message.audience} only)"
+    return who
 
 
 def _skills_text(skills: Mapping[str, int]) -> str:
@@ -511,6 +532,7 @@ def _conversation_json(record: ConversationRecord) -> dict[str, Any]:
         "agent": record.agent,
         "ended": None if record.ended is None else _iso(record.ended),
         "end_reason": record.end_reason,
+        "routing": None if record.routing is None else dict(record.routing),
     }
 
 
@@ -521,6 +543,7 @@ def _message_json(message: StoredMessage) -> dict[str, Any]:
         "sender": message.sender,
         "agent": message.agent,
         "text": message.text,
+        "audience": message.audience,
     }
 
 

@@ -443,7 +443,7 @@ def _listeners_of(service: Any) -> Callable[[], list[tuple[str, str, int]]]:
 
 def resource(service: Any) -> FirewallResource:
     """The ``/v1/fw`` resource of a running gateway (``ADMIN_RESOURCES["fw"]``)."""
-    reactor = service._reactor
+    reactor = service.reactor
 
     def in_thread(function: Callable[..., Any], *args: Any) -> Deferred:
         return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)

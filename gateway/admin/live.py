@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from gateway.admin.client import AdminClient, AdminUnavailable
 from gateway.config import Config
-from gateway.directory.memory import STATUSES
+from gateway.directory.records import STATUSES
 
 
 class Failed(Exception):

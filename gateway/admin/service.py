@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from twisted.application.service import MultiService
 from twisted.logger import Logger
 
 from gateway import logs
 from gateway.admin import api as adminapi
+from gateway.admin.interfaces import IAdministered
 from gateway.admin.settings import AdminSettings, bound_to_loopback
 from gateway.metrics import LiveStateCollector
 from gateway.store.retention import RetentionService
-
-if TYPE_CHECKING:
-    from gateway.app.service import GatewayService
 
 JSON_LOG_FILE = "imgateway.log.jsonl"
 
@@ -44,7 +42,7 @@ class AdminService(MultiService):
 
     _log = Logger(observer=logs.observer)
 
-    def __init__(self, service: GatewayService, reactor: Any) -> None:
+    def __init__(self, service: IAdministered, reactor: Any) -> None:
         super().__init__()
         self.setName("admin")
         self._service = service
@@ -57,7 +55,7 @@ class AdminService(MultiService):
         service.metrics.watch(
             LiveStateCollector(
                 service.gateway,
-                service.directory,
+                service.gateway.agents,
                 reactor,
                 connections=self.connections,
                 reactor=reactor,

@@ -1,7 +1,7 @@
 """The FAQ bot: an in-process agent that answers known questions and hands over the rest.
 
-It logs in through :meth:`gateway.core.gateway.Gateway.agent_join` as an agent marked as a bot and
-then acts only through its :class:`gateway.core.gateway.AgentSession`, as any adapter's agent
+It logs in through :meth:`gateway.core.interfaces.IGateway.agent_join` as a bot agent and
+then acts only through its :class:`gateway.core.interfaces.IAgentSession`, as any adapter's agent
 would: the core routes conversations to it, and a handover is an ordinary transfer to a
 queue, so the human who takes the chat next gets its history (the customer's questions
 and the bot's answers) in ``Connected.history``.
@@ -31,7 +31,8 @@ from gateway.bots.knowledge import contains_phrase, words
 from gateway.bots.settings import FaqSettings
 from gateway.core import events as ev
 from gateway.core.errors import GatewayError
-from gateway.core.gateway import AgentSession, Gateway
+from gateway.core.interfaces import IAgentSession as AgentSession
+from gateway.core.interfaces import IGateway as Gateway
 from gateway.core.interfaces import IParty
 from gateway.core.interview import prompt_for
 from gateway.store.records import AgentRecord

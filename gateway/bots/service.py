@@ -14,7 +14,7 @@ from twisted.application.service import IService, Service
 from gateway.bots.faq import FaqBot
 from gateway.bots.settings import FaqSettings
 from gateway.config import Config, ConfigError
-from gateway.core.gateway import Gateway
+from gateway.core.interfaces import IGateway as Gateway
 
 SECTION = "bots"
 

@@ -8,24 +8,40 @@ accepted conversation back to the gateway core.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from gateway import logs
 from gateway.core import events as ev
+from gateway.core.agents import LiveAgent
+from gateway.core.context import Core
 from gateway.core.conversation import CONNECTED, ENDED, OFFERED, QUEUED, Conversation, PendingOffer
 from gateway.core.errors import NotAllowed
-from gateway.directory.memory import AVAILABLE, AWAY, AgentState
+from gateway.core.planning import (
+    Sticky,
+    agent_facts,
+    checked_assignment,
+    customer_of,
+    decision_of,
+    routed_fields,
+)
+from gateway.core.ports import IDispatch, IRelay
+from gateway.directory.records import AVAILABLE, AWAY, AgentPresence
 from gateway.routing.engine import Engine, Task
-from gateway.routing.plan import FALLBACK, Customer, Plan, Target
-
-if TYPE_CHECKING:
-    from gateway.core.gateway import AgentSession, Gateway
+from gateway.routing.plan import (
+    FALLBACK,
+    NEW,
+    REQUEUE,
+    TRANSFER,
+    Plan,
+    PlanRequest,
+    Target,
+)
 
 WAIT_TIMEOUT = "We are sorry, no agent could take your conversation in time."
 NO_AGENTS = "We are sorry, no agents are available right now. Please try again later."
@@ -34,39 +50,81 @@ CLOSED = "We are closed right now. Please come back during our opening hours."
 NOT_COMPATIBLE = "We are sorry, no agent can take a conversation from your IM software now."
 SET_AWAY = "You missed {n} offers in a row, so you were set away. Set yourself available again."
 
-# Returning customers remembered for sticky routing, at most.
-STICKY_MEMORY = 100_000
 
-
+@implementer(IDispatch)
 class Dispatcher:
     """Runs routing plans against the gateway's live agents."""
 
     _log = Logger(observer=logs.observer)
 
-    def __init__(self, gateway: Gateway, plans: Any) -> None:
-        self._gw = gateway
-        self._config = gateway.config
-        self._clock = gateway._clock
+    def __init__(self, core: Core, plans: Any) -> None:
+        self._core = core
+        self._config = core.config
+        self._clock = core.clock
+        self._queues = core.queues
         self.plans = plans
-        self.engine = Engine(self._config.queue_for_topic)
+        self.engine = Engine(self._config.queue_for_topic, self._serves)
         self.offers: dict[str, PendingOffer] = {}
-        self._recent: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._sticky = Sticky(self._config.sticky_s)
         self._matching = False
         self._changed_queues: set[str] = set()
+        # Each agent's status as last seen: a change may change the waits promised.
+        self._statuses: dict[str, str | None] = {}
+        self.relay: IRelay = None
+        # The engine is fed from the directory: this node's agents and, in a
+        # cluster, everyone's.
+        core.directory.watch(self._presence_changed)
+
+    def _serves(self, queue: str, agent: AgentPresence) -> bool:
+        """Queues own agents: the teams serving ``queue`` and its skills admit ``agent``."""
+        if not self._core.teams.serves(agent.teams, queue):
+            return False
+        config = self._queues[queue].config if queue in self._queues else None
+        skills = config.skills if config is not None else {}
+        return all(agent.skills.get(s, -1) >= level for s, level in skills.items())
+
+    def _free(self, name: str) -> bool:
+        presence = self._core.view.get(name)
+        return presence is not None and presence.has_room
+
+    def teams_changed(self) -> None:
+        """Teams or their queues changed: who may serve which queue is worked out again."""
+        self.engine.membership_changed()
+        self.match()
+
+    def _presence_changed(self, name: str, presence: AgentPresence | None) -> None:
+        status = presence.status if presence is not None else None
+        if self._statuses.get(name) != status:
+            # Who can serve changed: waits promised (or not) are told again.
+            self._statuses[name] = status
+            self._changed_queues.update(self._queues)
+        if presence is None:
+            self._statuses.pop(name, None)
+            known = self.engine.agent(name)
+            if known is not None:
+                self.engine.agent_left(known)
+            return
+        self.engine.agent_changed(presence)
+        if presence.node != self._core.node:
+            # Another node's agent changed: it may take what waits here.
+            self.match()
 
     # -- entering the queue -----------------------------------------------
 
+    def agent_facts(self, presence: AgentPresence) -> dict[str, Any]:
+        """What the event feed says of an agent at login (skills, teams, queues served)."""
+        return agent_facts(presence, sorted(q for q in self._queues if self._serves(q, presence)))
+
     def route(self, conv: Conversation) -> None:
         """The interview is done: classify the conversation, then queue it."""
-        customer = Customer.of(
-            protocol=conv.protocol,
-            client=conv.client.name,
-            version=conv.client.version,
-            answers=conv.answers,
-        )
         conv.routing = True
         started = self._clock.seconds()
-        d = maybeDeferred(self.plans.plan, customer)
+        request = PlanRequest(
+            conversation=conv.id, reason=NEW, queue=self._config.queue_for_topic(conv.topic)
+        )
+        # The desk may first look the customer up (their history, for the offer).
+        d = self._core.hooks.before_route(conv) or succeed(None)
+        d.addCallback(lambda _: self.plans.plan(customer_of(conv), request))
         d.addCallback(self._planned, conv, started)
         d.addErrback(self._plan_failed, conv, started)
 
@@ -80,7 +138,7 @@ class Dispatcher:
 
     def _planned(self, plan: Plan, conv: Conversation, started: float | None = None) -> None:
         if started is not None:
-            metrics = self._gw.metrics
+            metrics = self._core.metrics
             metrics.decision_seconds.observe(max(0.0, self._clock.seconds() - started))
             metrics.decisions.labels(plan.source).inc()
         conv.routing = False
@@ -93,7 +151,9 @@ class Dispatcher:
             rule=plan.rule,
             reason=plan.reason,
         )
-        plan = self._with_sticky(conv, plan)
+        plan = checked_assignment(plan, self._free)
+        self._core.events.emit("routed", conv.id, routed_fields(plan))
+        plan = self._sticky.first(conv, plan, self._clock.seconds())
         task = Task(
             id=conv.id,
             plan=plan,
@@ -106,69 +166,120 @@ class Dispatcher:
         conv.task = task
         if plan.requires and not self.engine.any_compatible(plan.requires):
             if plan.fallback == "close":
-                self._gw._system_line(conv, NOT_COMPATIBLE)
-                self._gw._end(conv, "no_agents")
+                self.relay.system_line(conv, NOT_COMPATIBLE)
+                self.relay.end(conv, "no_agents")
                 return
             if plan.fallback == "translate":
                 # The gateway renders what the agent's software lacks as plain text.
                 task.requires = frozenset()
         self._place(conv, self.engine.queue_of(task))
 
-    def _with_sticky(self, conv: Conversation, plan: Plan) -> Plan:
-        """Put the customer's previous agent first, for routing.sticky_s."""
-        if not self._config.sticky_s or not conv.key:
-            return plan
-        last = self._recent.get(conv.key)
-        if last is None or self._clock.seconds() - last[1] > self._config.sticky_s:
-            return plan
-        first = Target(
-            queue=plan.targets[0].queue,
-            agents=frozenset({last[0]}),
-            timeout_s=self._config.sticky_s,
-        )
-        return attrs.evolve(plan, targets=(first, *plan.targets))
-
     def remember_agent(self, conv: Conversation, agent: str) -> None:
         """Note who served this customer, for sticky routing."""
-        if not self._config.sticky_s or not conv.key:
-            return
-        self._recent[conv.key] = (agent, self._clock.seconds())
-        self._recent.move_to_end(conv.key)
-        while len(self._recent) > STICKY_MEMORY:
-            self._recent.popitem(last=False)
+        self._sticky.remember(conv, agent, self._clock.seconds())
 
     def requeue(
-        self, conv: Conversation, queue: str | None = None, *, people_only: bool = False
+        self,
+        conv: Conversation,
+        queue: str | None = None,
+        *,
+        people_only: bool = False,
+        reason: str = "requeue",
     ) -> None:
-        """Back in line after an agent dropped or transferred it (keeping its place)."""
+        """Back in line after an agent dropped or transferred it (keeping its place).
+
+        A transfer to a named colleague is decided here; otherwise the plan source is
+        asked again (a routing server re-plans with its live state), with the plan the
+        gateway would follow as the fallback: the same plan at the same target after a
+        drop, one target in the named queue after a transfer there.
+        """
         if conv.task is None:
             self.route(conv)
             return
+        task = conv.task
+        plan = task.plan
         if queue is not None:
-            # A transfer to a queue: one target there, any agent of it.
-            plan = conv.task.plan
+            # A transfer to a queue: one target there, the queue's members.
             target = Target(queue=queue, bots=False if people_only else None)
-            conv.task.plan = attrs.evolve(plan, targets=(target,), reason="transfer")
-            conv.task.step = 0
-        if conv.target_agent is not None:
-            plan = conv.task.plan
+            plan = attrs.evolve(plan, targets=(target,), reason="transfer")
+        named = conv.target_agent
+        self._core.events.emit(
+            "requeued", conv.id, {"reason": reason, "queue": queue, "to_agent": named}
+        )
+        if named is not None:
             # Should the colleague go away unanswering, the plan goes on after a while.
             first = Target(
                 queue=conv.queue,
-                agents=frozenset({conv.target_agent}),
+                agents=frozenset({named}),
                 timeout_s=2 * self._config.offer_timeout_s,
             )
-            conv.task.plan = attrs.evolve(plan, targets=(first, *plan.targets), reason="transfer")
-            conv.task.step = 0
-        self._place(conv, self.engine.queue_of(conv.task))
+            plan = attrs.evolve(plan, targets=(first, *plan.targets), reason="transfer")
+            self._replan(conv, plan, keep_step=False)
+            return
+        token = conv.routing = object()
+        conv.state = QUEUED
+        request = PlanRequest(
+            conversation=conv.id,
+            reason=TRANSFER if queue is not None else REQUEUE,
+            queue=queue or conv.queue,
+            people_only=people_only,
+            exclude=frozenset(task.exclude),
+            fallback=plan,
+        )
+        started = self._clock.seconds()
+        d = maybeDeferred(self.plans.plan, customer_of(conv), request)
+        d.addErrback(self._replan_failed, conv, plan)
+        why = request.reason
+        d.addCallback(self._replanned, conv, token, plan, queue is None, started, why)
+
+    def _replan_failed(self, failure: Failure, conv: Conversation, plan: Plan) -> Plan:
+        self._log.failure("no new plan for {conversation}", failure, conversation=conv.id)
+        return plan
+
+    def _replanned(
+        self,
+        plan: Plan,
+        conv: Conversation,
+        token: object,
+        own: Plan,
+        keep_step: bool,
+        started: float,
+        why: str,
+    ) -> None:
+        if conv.routing is not token:
+            return  # a later requeue (or the end) took over
+        conv.routing = False
+        metrics = self._core.metrics
+        metrics.decision_seconds.observe(max(0.0, self._clock.seconds() - started))
+        metrics.decisions.labels(plan.source).inc()
+        if conv.state == ENDED:
+            return
+        plan = checked_assignment(plan, self._free)
+        self._core.events.emit("routed", conv.id, routed_fields(plan, why))
+        if plan is not own:
+            self._log.info(
+                "conversation {conversation} re-planned by {source} rules: rule {rule} ({reason})",
+                conversation=conv.id,
+                source=plan.source,
+                rule=plan.rule,
+                reason=plan.reason,
+            )
+        self._replan(conv, plan, keep_step=keep_step and plan.targets == own.targets)
+
+    def _replan(self, conv: Conversation, plan: Plan, *, keep_step: bool) -> None:
+        task = conv.task
+        task.plan = plan
+        if not keep_step:
+            task.step = 0
+        self._place(conv, self.engine.queue_of(task))
 
     def _place(self, conv: Conversation, queue_name: str) -> None:
         """Put the conversation in a queue, honouring its hours and limits."""
-        queue = self._gw.queues[queue_name]
+        queue = self._queues[queue_name]
         now = self._clock.seconds()
         if not queue.config.hours.is_open(now):
-            self._gw._system_line(conv, CLOSED)
-            self._gw._end(conv, "closed")
+            self.relay.system_line(conv, CLOSED)
+            self.relay.end(conv, "closed")
             return
         if len(queue) >= queue.config.max_waiting and conv not in queue:
             overflow = queue.config.overflow
@@ -181,25 +292,27 @@ class Dispatcher:
                 )
                 self._move_to_queue(conv, overflow)
                 return
-            self._gw._system_line(conv, QUEUE_FULL)
-            self._gw._end(conv, "no_agents")
+            self.relay.system_line(conv, QUEUE_FULL)
+            self.relay.end(conv, "no_agents")
             return
-        if self._config.when_no_agents == "end" and not len(self._gw._directory):
-            self._gw._system_line(conv, NO_AGENTS)
-            self._gw._end(conv, "no_agents")
+        if self._config.when_no_agents == "end" and not len(self._core.view):
+            self.relay.system_line(conv, NO_AGENTS)
+            self.relay.end(conv, "no_agents")
             return
-        self._gw._write(
-            self._gw._store.update_conversation(
+        conv.decision = decision_of(conv, queue_name)
+        self._core.write(
+            self._core.store.update_conversation(
                 conv.id,
                 state=QUEUED,
                 queue=queue_name,
                 topic=conv.topic,
                 identity=dict(conv.answers),
                 agent=None,
+                routing=conv.decision.to_dict(),
             )
         )
         if conv.queue is not None and conv.queue != queue_name:
-            self._gw.queues[conv.queue].remove(conv)
+            self._queues[conv.queue].remove(conv)
             self._changed_queues.add(conv.queue)
         conv.queue = queue_name
         conv.state = QUEUED
@@ -208,7 +321,18 @@ class Dispatcher:
         conv.task.arrival = conv.arrival
         queue.add(conv)
         self._changed_queues.add(queue_name)
-        self._gw._restart_timer(conv, queue.config.max_wait_s, self._wait_timed_out)
+        self.relay.start_timer(conv, queue.config.max_wait_s, self._wait_timed_out)
+        self._core.events.emit(
+            "queued",
+            conv.id,
+            {
+                "queue": queue_name,
+                "priority": conv.task.priority,
+                "rule": conv.task.plan.rule,
+                "target": conv.task.step + 1,
+                "arrival": conv.arrival[0],
+            },
+        )
         self._log.info(
             "conversation {conversation} queued in {queue} (rule {rule}, priority {priority})",
             conversation=conv.id,
@@ -227,8 +351,13 @@ class Dispatcher:
 
     def _enter_step(self, conv: Conversation) -> None:
         task = conv.task
-        self.engine.add(task)
         self._cancel_step(conv)
+        if conv.customer.gone:
+            # Nobody to talk to: it keeps its place in line, unoffered, until the
+            # customer is back (the holder requeues it then).
+            self.engine.remove(task)
+            return
+        self.engine.add(task)
         timeout = task.target.timeout_s
         if timeout is not None and task.step + 1 < len(task.plan.targets):
             conv.step_timer = self._clock.callLater(timeout, self._escalate, conv)
@@ -254,6 +383,7 @@ class Dispatcher:
             step=task.step + 1,
             rule=task.plan.rule,
         )
+        self._core.events.emit("escalated", conv.id, {"target": task.step + 1, "queue": queue})
         if queue != conv.queue:
             self.engine.remove(task)
             self._place(conv, queue)
@@ -264,19 +394,14 @@ class Dispatcher:
     def _wait_timed_out(self, conv: Conversation) -> None:
         if not conv.waiting:
             return
-        overflow = self._gw.queues[conv.queue].config.overflow
+        overflow = self._queues[conv.queue].config.overflow
         if overflow is not None and overflow != conv.queue:
             self._move_to_queue(conv, overflow)
             return
-        self._gw._system_line(conv, WAIT_TIMEOUT)
-        self._gw._end(conv, "no_agents")
+        self.relay.system_line(conv, WAIT_TIMEOUT)
+        self.relay.end(conv, "no_agents")
 
     # -- matching and offers ----------------------------------------------
-
-    def agent_changed(self, agent: AgentState) -> None:
-        """Tell the engine, and offer what can be offered now."""
-        self.engine.agent_changed(agent)
-        self.match()
 
     def match(self) -> None:
         """Turn every possible match into offers, then update queue positions."""
@@ -284,25 +409,42 @@ class Dispatcher:
             return
         self._matching = True
         try:
+            local = self._core.local
             for task, agents in self.engine.matches():
-                for agent in agents:
-                    self._offer(task.owner, agent)
-                for agent in agents:
-                    self.engine.agent_changed(agent)
+                for presence in agents:
+                    agent = local.get(presence.name)
+                    if agent is not None:
+                        self._offer(task.owner, agent)
         finally:
             self._matching = False
         self._send_positions()
 
-    def _offer(self, conv: Conversation, agent: AgentState) -> None:
+    def _offer(self, conv: Conversation, agent: LiveAgent) -> None:
         timeout = self._config.offer_timeout_s
-        offer = PendingOffer(id=self._gw._ids.offer(), conversation=conv, agent=agent.name)
+        decision = decision_of(conv, conv.queue)
+        lacking = conv.task.plan.requires - agent.presence.capabilities
+        if lacking:
+            decision = attrs.evolve(decision, translated=tuple(sorted(lacking)))
+        offer = PendingOffer(
+            id=self._core.ids.offer(), conversation=conv, agent=agent.name, decision=decision
+        )
         offer.timer = self._clock.callLater(timeout, self._offer_lapsed, offer)
         self.offers[offer.id] = offer
-        agent.offers.add(offer.id)
+        agent.offered(offer.id)
         conv.offers[offer.id] = offer
         conv.task.ringing.add(agent.name)
         conv.state = OFFERED
-        self._gw.metrics.offers.inc()
+        self._core.metrics.offers.inc()
+        self._core.events.emit(
+            "offered",
+            conv.id,
+            {
+                "agent": agent.name,
+                "offer": offer.id,
+                "target": decision.target,
+                "strategy": decision.strategy,
+            },
+        )
         plan = conv.task.plan
         self._log.info(
             "offered {conversation} to {agent} (rule {rule}, target {step}, {strategy},"
@@ -322,8 +464,9 @@ class Dispatcher:
             client=conv.client,
             topic=conv.topic,
             identity={k: v for k, v in conv.answers.items() if k != "topic"},
+            history=conv.past,
         )
-        self._gw._deliver(agent, ev.Offer(offer.id, conv.id, round(timeout), card))
+        self.relay.deliver(agent, ev.Offer(offer.id, conv.id, round(timeout), card, decision))
 
     def _take_offer(self, offer: PendingOffer) -> None:
         """Forget an offer: the agent's room and the conversation's ring are freed."""
@@ -335,10 +478,9 @@ class Dispatcher:
         conv.offers.pop(offer.id, None)
         if conv.task is not None:
             conv.task.ringing.discard(offer.agent)
-        agent = self._gw._directory.get(offer.agent)
-        if agent is not None and offer.id in agent.offers:
-            agent.offers.discard(offer.id)
-            self.engine.agent_changed(agent)
+        agent = self._core.local.get(offer.agent)
+        if agent is not None:
+            agent.unoffered(offer.id)
 
     def _ring_over(self, conv: Conversation) -> None:
         """No offer rings any more: match the conversation again."""
@@ -352,7 +494,7 @@ class Dispatcher:
                 return
             self.engine.retry(task)
 
-    def pending(self, session: AgentSession, offer_id: str) -> PendingOffer:
+    def pending(self, session: Any, offer_id: str) -> PendingOffer:
         """The agent's own live offer, or NotAllowed."""
         offer = self.offers.get(offer_id)
         if offer is None or offer.agent != session.name:
@@ -360,28 +502,35 @@ class Dispatcher:
         return offer
 
     def _revoke(self, offer: PendingOffer, reason: str) -> None:
-        agent = self._gw._directory.get(offer.agent)
+        self._core.events.emit(
+            "revoked",
+            offer.conversation.id,
+            {"agent": offer.agent, "offer": offer.id, "reason": reason},
+        )
+        agent = self._core.local.get(offer.agent)
         if agent is not None:
-            self._gw._deliver(agent, ev.Revoked(offer.id, reason))
+            self.relay.deliver(agent, ev.Revoked(offer.id, reason))
 
     def _offer_lapsed(self, offer: PendingOffer) -> None:
         offer.timer = None
         conv = offer.conversation
-        self._gw.metrics.timeouts.inc()
+        self._core.metrics.timeouts.inc()
+        self._core.events.emit("lapsed", conv.id, {"agent": offer.agent, "offer": offer.id})
         self._take_offer(offer)
         self._revoke(offer, "timeout")
         conv.task.exclude.add(offer.agent)
         self._log.info(
             "offer of {conversation} to {agent} timed out", conversation=conv.id, agent=offer.agent
         )
-        agent = self._gw._directory.get(offer.agent)
+        agent = self._core.local.get(offer.agent)
         if agent is not None:
-            agent.lapses += 1
-            if agent.lapses >= self._config.max_lapsed_offers and agent.status == AVAILABLE:
-                agent.status = AWAY
+            lapses = agent.lapses + 1
+            if lapses >= self._config.max_lapsed_offers and agent.status == AVAILABLE:
+                agent.change(lapses=lapses, status=AWAY)
                 self._log.info("agent {agent} set away after lapsed offers", agent=agent.name)
-                self._gw._deliver(agent, ev.Notice(SET_AWAY.format(n=agent.lapses)))
-                self.engine.agent_changed(agent)
+                self.relay.deliver(agent, ev.Notice(SET_AWAY.format(n=lapses)))
+            else:
+                agent.change(lapses=lapses)
         conv.lapsed.add(offer.agent)
         if not conv.offers and not self._others_could_take(conv):
             # Nobody else can: ring the agents who did not answer again.
@@ -394,13 +543,13 @@ class Dispatcher:
         task = conv.task
         if task.pool is None:
             return False
-        directory = self._gw._directory
+        view = self._core.view
         return any(
-            name not in task.exclude and (a := directory.get(name)) is not None and a.has_room
+            name not in task.exclude and (a := view.get(name)) is not None and a.has_room
             for name in task.pool.members
         )
 
-    def accept(self, session: AgentSession, offer_id: str) -> Conversation:
+    def accept(self, session: Any, offer_id: str) -> Conversation:
         """The agent takes the conversation; other rings are revoked (taken)."""
         offer = self.pending(session, offer_id)
         conv = offer.conversation
@@ -408,24 +557,35 @@ class Dispatcher:
         for other in list(conv.offers.values()):
             self._take_offer(other)
             self._revoke(other, "taken")
-        agent = session.state
-        agent.lapses = 0
+        agent = session.agent
+        if agent.lapses:
+            agent.change(lapses=0)
         self.withdraw(conv)
-        self._gw.queues[conv.queue].active += 1
+        conv.decision = offer.decision
+        conv.translated = frozenset(offer.decision.translated) if offer.decision else frozenset()
+        self._queues[conv.queue].active += 1
         conv.connected_at = self._clock.seconds()
-        self._gw.metrics.accepts.inc()
+        self._core.metrics.accepts.inc()
+        waited = None
         if conv.arrival is not None:
             waited = max(0.0, conv.connected_at - conv.arrival[0])
-            self._gw.metrics.wait_seconds.labels(conv.queue).observe(waited)
+            self._core.metrics.wait_seconds.labels(conv.queue).observe(waited)
+        self._core.events.emit(
+            "accepted",
+            conv.id,
+            {"agent": agent.name, "offer": offer.id, "queue": conv.queue, "waited_s": waited},
+        )
         return conv
 
-    def reject(self, session: AgentSession, offer_id: str) -> None:
+    def reject(self, session: Any, offer_id: str) -> None:
         """The agent declines: never offered this conversation again."""
         offer = self.pending(session, offer_id)
         conv = offer.conversation
         self._take_offer(offer)
-        self._gw.metrics.rejects.inc()
-        session.state.lapses = 0
+        self._core.metrics.rejects.inc()
+        self._core.events.emit("rejected", conv.id, {"agent": session.name, "offer": offer.id})
+        if session.agent.lapses:
+            session.agent.change(lapses=0)
         conv.task.exclude.add(session.name)
         conv.declined.add(session.name)
         if conv.target_agent == session.name:
@@ -442,14 +602,26 @@ class Dispatcher:
         self._cancel_step(conv)
         if conv.task is not None:
             self.engine.remove(conv.task)
-        if conv.queue is not None and conv in self._gw.queues[conv.queue]:
-            self._gw.queues[conv.queue].remove(conv)
+        if conv.queue is not None and conv in self._queues[conv.queue]:
+            self._queues[conv.queue].remove(conv)
             self._changed_queues.add(conv.queue)
         conv.last_sent_position = None
 
-    def agent_left(self, agent: AgentState) -> None:
+    def set_aside(self, conv: Conversation) -> None:
+        """Its customer is away: offers revoked, matched no more until requeued; it keeps
+        its place in line."""
+        for offer in list(conv.offers.values()):
+            self._take_offer(offer)
+            self._revoke(offer, "customer_left")
+        self._cancel_step(conv)
+        if conv.task is not None:
+            self.engine.remove(conv.task)
+        if conv.state == OFFERED:
+            conv.state = QUEUED
+
+    def agent_left(self, agent: LiveAgent) -> None:
         """A logged-out agent's rings end; its conversations are the core's to requeue."""
-        self.engine.agent_left(agent)
+        self.engine.agent_left(agent.presence)
         for offer_id in list(agent.offers):
             offer = self.offers.get(offer_id)
             if offer is not None:
@@ -458,10 +630,34 @@ class Dispatcher:
 
     def _send_positions(self) -> None:
         changed, self._changed_queues = self._changed_queues, set()
+        servable: dict[Any, bool] = {}
         for name in changed:
-            queue = self._gw.queues[name]
+            queue = self._queues[name]
             for position, conv in enumerate(queue.in_order(), 1):
-                current = (position, queue.eta(position))
+                current = (position, self._eta(queue, conv, position, servable))
                 if conv.last_sent_position != current and conv.state != CONNECTED:
                     conv.last_sent_position = current
-                    self._gw._deliver(conv.customer, ev.Queued(*current))
+                    self.relay.deliver(conv.customer, ev.Queued(*current))
+
+    def _eta(self, queue: Any, conv: Conversation, position: int, servable: dict) -> int | None:
+        """The wait to promise at ``position``; None while no logged-in agent can serve
+        the conversation's current target (``servable`` caches the answer per pool)."""
+        pool = conv.task.pool if conv.task is not None else None
+        if pool is None:
+            return None
+        can = servable.get(pool)
+        if can is None:
+            view = self._core.view
+            can = servable[pool] = any(
+                (a := view.get(name)) is not None and a.status == AVAILABLE for name in pool.members
+            )
+        return queue.eta(position) if can else None
+
+    def queued(self, conv: Conversation) -> ev.Queued | None:
+        """Where a waiting conversation stands now (None when it is not in line)."""
+        queue = self._queues.get(conv.queue) if conv.queue is not None else None
+        position = queue.position(conv) if queue is not None else 0
+        if not position:
+            return None
+        conv.last_sent_position = (position, self._eta(queue, conv, position, {}))
+        return ev.Queued(*conv.last_sent_position)

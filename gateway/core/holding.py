@@ -1,7 +1,8 @@
-"""The core's side of resuming (see :mod:`gateway.core.resume`): hold, resume, restore.
+"""The holder: conversations kept for a customer (or agent) who may come back.
 
-A mixin of :class:`gateway.core.gateway.Gateway`, kept apart so that the core module stays
-about live conversations. Every method runs in the reactor thread.
+A dropped customer's conversation is held for ``resume_grace_s`` (see
+:mod:`gateway.core.resume`); after a restart, the store's open conversations are held
+for their customers and agents. Every method runs in the reactor thread.
 """
 
 from __future__ import annotations
@@ -9,30 +10,50 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from zope.interface import implementer
 
+from gateway import logs
 from gateway.core import events as ev
 from gateway.core import resume
+from gateway.core.context import Core
 from gateway.core.conversation import CONNECTED, ENDED, INTERVIEW, OFFERED, QUEUED, Conversation
 from gateway.core.interview import Interview
-from gateway.core.resume import AbsentCustomer, Hold
+from gateway.core.ports import IDesk, IDispatch, IHolding, IRelay
+from gateway.core.resume import AbsentCustomer, Hold, Holds
 
 
-class Holding:
-    """Held conversations for :class:`gateway.core.gateway.Gateway` (needs its attributes)."""
+@implementer(IHolding)
+class Holder:
+    """Held conversations, their resume and the restore after a restart."""
+
+    _log = Logger(observer=logs.observer)
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+        self._config = core.config
+        self._clock = core.clock
+        self.holds = Holds()
+        self.relay: IRelay = None
+        self.dispatcher: IDispatch = None
+        self.desk: IDesk = None
 
     # -- a customer goes -------------------------------------------------------
 
-    def _hold(self, conv: Conversation) -> bool:
+    def hold(self, conv: Conversation) -> bool:
         """Keep a dropped customer's conversation for the grace period; False: end it."""
-        grace = self.config.resume_grace_s
+        grace = self._config.resume_grace_s
         resumable = conv.resume_hash is not None or conv.resume_key is not None
-        if grace <= 0 or self.shutting_down or not resumable:
+        if grace <= 0 or self._core.shutting_down or not resumable:
             return False
         hold = self.holds.get(conv.id) or Hold(conv)
         hold.timer = self._clock.callLater(grace, self._hold_expired, conv.id, "customer")
         self.holds.add(hold)
         if conv.state == CONNECTED and conv.agent is not None:
-            self._deliver(conv.agent, ev.Notice(resume.AWAY.format(alias=conv.alias)))
+            self.relay.deliver(conv.agent, ev.Notice(resume.AWAY.format(alias=conv.alias)))
+        elif conv.waiting:
+            # No agent is offered a customer who is not there.
+            self.dispatcher.set_aside(conv)
         self._log.info(
             "conversation {conversation} held for {grace}s: its customer dropped",
             conversation=conv.id,
@@ -40,18 +61,22 @@ class Holding:
         )
         return True
 
-    def _tell_if_away(self, conv: Conversation) -> None:
+    def release(self, conversation: str) -> None:
+        """Stop holding a conversation (it ended)."""
+        self.holds.release(conversation)
+
+    def tell_if_away(self, conv: Conversation) -> None:
         """An agent took a conversation whose customer is away: say so."""
         hold = self.holds.get(conv.id)
         if hold is not None and hold.timer is not None and conv.agent is not None:
-            self._deliver(conv.agent, ev.Notice(resume.AWAY.format(alias=conv.alias)))
+            self.relay.deliver(conv.agent, ev.Notice(resume.AWAY.format(alias=conv.alias)))
 
     def _hold_expired(self, conversation: str, reason: str) -> None:
         hold = self.holds.release(conversation)
         if hold is not None and hold.conversation.state != ENDED:
-            self._end(hold.conversation, reason)
+            self.relay.end(hold.conversation, reason)
 
-    def _keep_for_absent(self, session: Any, event: Any) -> bool:
+    def keep_for_absent(self, session: Any, event: Any) -> bool:
         """An event for a customer who is away: kept for resume. False: not held."""
         conv = getattr(session, "conversation", None)
         hold = self.holds.get(conv.id) if conv is not None else None
@@ -62,59 +87,58 @@ class Holding:
 
     # -- a customer comes back -------------------------------------------------
 
-    def _resume(
-        self, party: Any, *, token: str | None = None, key: str | None = None
-    ) -> Any | None:
+    def resume(self, party: Any, *, token: str | None = None, key: str | None = None) -> Any | None:
         """The session of a held conversation taken over by ``party``, or None."""
         if not token and not key:
             return None
         hold = self.holds.find(token=token, key=key)
         if hold is None or hold.timer is None:
             return None
-        from gateway.core.gateway import CustomerSession
-
         conv = hold.conversation
         if hold.timer.active():
             hold.timer.cancel()
         hold.timer = None
         if hold.agent is None:
             self.holds.release(conv.id)
-        session = CustomerSession(self, party, self._ids.session())
-        session.conversation = conv
-        conv.customer = session
-        self._customers.add(session)
-        self._new_resume_token(conv, session)
+        relay = self.relay
+        session = relay.open_session(party, conv)
+        self.new_resume_token(conv, session)
         self._log.info(
             "conversation {conversation} resumed by session {session}",
             conversation=conv.id,
             session=session.id,
         )
-        self._system_line(conv, resume.RESUMED)
+        relay.system_line(conv, resume.RESUMED)
+        connected = conv.state == CONNECTED and conv.agent is not None
+        if connected:
+            # Who they talk with first, so that what the agent wrote meanwhile comes
+            # from the agent's alias, after the reconnection notice.
+            relay.deliver(session, ev.Connected(conv.id, conv.agent.alias))
         for event in hold.missed:
             if not isinstance(event, ev.Queued | ev.Connected):
-                self._deliver(session, event)
-        if conv.state == CONNECTED and conv.agent is not None:
-            self._deliver(session, ev.Connected(conv.id, conv.agent.alias))
-            self._deliver(conv.agent, ev.Notice(resume.BACK.format(alias=conv.alias)))
+                relay.deliver(session, event)
+        if connected:
+            relay.deliver(conv.agent, ev.Notice(resume.BACK.format(alias=conv.alias)))
         elif conv.state == INTERVIEW and not hold.missed:
             # The question they had not answered yet.
             prompt = conv.interview.current()
             if prompt is not None:
-                self._deliver(session, prompt)
+                relay.deliver(session, prompt)
         elif conv.waiting:
-            queue = self.queues[conv.queue]
-            position = queue.position(conv)
-            if position:
-                conv.last_sent_position = (position, queue.eta(position))
-                self._deliver(session, ev.Queued(*conv.last_sent_position))
+            queued = self.dispatcher.queued(conv)
+            if queued is not None:
+                relay.deliver(session, queued)
+            if conv.task is not None:
+                # Offered again now that the customer is there.
+                self.dispatcher.requeue(conv)
         return session
 
-    def _new_resume_token(self, conv: Conversation, session: Any) -> None:
-        # A token is good for one resume: a new one with every welcome.
+    def new_resume_token(self, conv: Conversation, session: Any) -> None:
+        """A token is good for one resume: a new one with every welcome."""
         token = resume.new_token()
         conv.resume_hash = resume.token_hash(token)
         session.resume_token = token
-        self._write(self._store.set_resume(conv.id, conv.resume_hash, conv.resume_key))
+        self._core.write(self._core.store.set_resume(conv.id, conv.resume_hash, conv.resume_key))
 
     # -- after a restart ---------------------------------------------------------
 
@@ -126,21 +150,26 @@ class Holding:
         for their agent too); the rest are ended as ``interrupted``. Fires with the
         number held.
         """
-        return self._store.open_conversations().addCallback(self._restored)
+        return self._core.store.open_conversations().addCallback(self._restored)
 
     def _restored(self, rows: list) -> int:
         now = self._clock.seconds()
-        grace = self.config.resume_grace_s
+        grace = self._config.resume_grace_s
         held = 0
         for record, token_hash, key in rows:
-            if record.id in self.conversations:
+            if record.id in self.relay.conversations:
                 continue
             resumable = token_hash is not None or key is not None
             if grace <= 0 or not resumable or record.state not in (QUEUED, OFFERED, CONNECTED):
-                self._write(
-                    self._store.update_conversation(
+                self._core.write(
+                    self._core.store.update_conversation(
                         record.id, state=ENDED, ended=now, end_reason="interrupted"
                     )
+                )
+                self._core.events.emit(
+                    "ended",
+                    record.id,
+                    {"reason": "interrupted", "state": record.state, "agent": record.agent},
                 )
                 self._log.info(
                     "conversation {conversation} interrupted by the restart",
@@ -160,15 +189,19 @@ class Holding:
             protocol=record.protocol,
             client=ev.ClientInfo(record.client_name, record.client_version),
             started=record.started,
-            interview=Interview(self.config.fields, dict(record.identity)),
+            interview=Interview(self._config.fields, dict(record.identity)),
         )
         absent.conversation = conv
+        self._core.events.emit(
+            "restored",
+            conv.id,
+            {"state": record.state, "queue": record.queue, "agent": record.agent},
+        )
         conv.key = conv.resume_key = key
         conv.resume_hash = token_hash
         # The original arrival keeps the customer's place against later arrivals.
         conv.mark_arrival(record.started)
-        self.conversations[conv.id] = conv
-        self._aliases.add(conv.alias)
+        self.relay.adopt(conv)
         hold = Hold(conv)
         hold.timer = self._clock.callLater(grace, self._hold_expired, conv.id, "interrupted")
         self.holds.add(hold)
@@ -177,17 +210,17 @@ class Holding:
             for m in messages:
                 conv.remember(ev.HistoryEntry(m.sender, m.text, m.ts))
 
-        self._write(self._store.transcript(conv.id).addCallback(history))
+        self._core.write(self._core.store.transcript(conv.id).addCallback(history))
         if record.state == CONNECTED and record.agent:
             conv.state = CONNECTED
             # A queue since removed from the configuration: the default one.
-            known = record.queue in self.queues
-            conv.queue = record.queue if known else self.config.default_queue
+            known = record.queue in self._core.queues
+            conv.queue = record.queue if known else self._config.default_queue
             hold.agent = record.agent
             hold.agent_timer = self._clock.callLater(grace, self._agent_not_back, conv.id)
-            agent = self._directory.get(record.agent)
+            agent = self._core.local.get(record.agent)
             if agent is not None:
-                self._reattach(agent)
+                self.desk.reattach(agent)
         else:
             conv.state = INTERVIEW
             self.dispatcher.route(conv)
@@ -213,25 +246,16 @@ class Holding:
                 conversation=conv.id,
             )
             conv.state = QUEUED
-            self.dispatcher.requeue(conv)
+            self.dispatcher.requeue(conv, reason="agent_not_back")
 
-    def _reattach(self, agent: Any) -> None:
-        """An agent logged in: give it back the restored conversations that were its."""
-        for hold in self.holds.waiting_for(agent.name):
-            conv = hold.conversation
+    def reclaim(self, agent: str) -> list[Conversation]:
+        """The restored conversations that waited for ``agent``, who is back."""
+        conversations = []
+        for hold in self.holds.waiting_for(agent):
             if hold.agent_timer is not None and hold.agent_timer.active():
                 hold.agent_timer.cancel()
             hold.agent, hold.agent_timer = None, None
             if hold.timer is None:
-                self.holds.release(conv.id)
-            conv.agent = agent
-            agent.conversations.add(conv.id)
-            agent.protocol_load[conv.protocol] = agent.protocol_load.get(conv.protocol, 0) + 1
-            conv.connected_at = self._clock.seconds()
-            if conv.queue in self.queues:
-                self.queues[conv.queue].active += 1
-            self._log.info(
-                "{agent} got back {conversation}", agent=agent.name, conversation=conv.id
-            )
-            self._deliver(agent, ev.Connected(conv.id, conv.alias, tuple(conv.history)))
-            self._deliver(conv.customer, ev.Connected(conv.id, agent.alias))
+                self.holds.release(hold.conversation.id)
+            conversations.append(hold.conversation)
+        return conversations

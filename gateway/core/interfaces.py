@@ -18,84 +18,141 @@ class IParty(Interface):
         """Close the party's connection; ``reason`` is a short text for logs and the party."""
 
 
-class IRouter(Interface):
-    """Classifies a conversation into a routing plan (see gateway.routing.plan).
+class IPartyLimits(Interface):
+    """A party whose wire has limits a message must fit (optional beside IParty)."""
 
-    Local rules, the enterprise routing server's client, and a fallback
-    combination of both provide it; the gateway's matching engine then runs the
-    plan against its live agents.
-    """
-
-    def plan(customer):
-        """Return a Deferred firing with a :class:`gateway.routing.plan.Plan`
-        for a :class:`gateway.routing.plan.Customer`."""
+    def refuses(event):
+        """Why ``event`` (a Message) cannot reach this party (a short text), or None."""
 
 
-class IAgentDirectory(Interface):
-    """The pool of logged-in agents and their live state."""
+class IDelivery(Interface):
+    """How an event reaches a party: in this process, or (in a cluster) on another node."""
 
-    def get(name):
-        """The :class:`gateway.directory.memory.AgentState` named ``name``, or None."""
-
-    def add(state):
-        """Register a logged-in agent's state."""
-
-    def remove(name):
-        """Forget a logged-out agent."""
-
-    def candidates():
-        """Every logged-in agent's state, in no particular order."""
-
-
-class IStore(Interface):
-    """Durable records: agents, conversations and their transcripts.
-
-    Writes are applied in the order they are made; each Deferred fires only
-    once its write is committed to disk.
-    """
-
-    def open_conversation(record):
-        """Record a new :class:`gateway.store.records.ConversationRecord`."""
-
-    def update_conversation(conversation, **changes):
-        """Change columns of a conversation (``state``, ``agent``, ``queue``,
-        ``topic``, ``ended``, ``end_reason``)."""
-
-    def append(message):
-        """Append a :class:`gateway.store.records.StoredMessage`; the Deferred fires
-        when it is committed."""
-
-    def get_agent(name):
-        """Deferred firing with the :class:`gateway.store.records.AgentRecord` or None."""
-
-    def scram_credentials(name):
-        """Deferred firing with an agent's SCRAM keys as stored (JSON text), or None."""
-
-    def find_agent(address):
-        """Deferred firing with the AgentRecord known by an IM address
-        (``xmpp:anna@corp.example``), or None."""
-
-    def transcript(conversation):
-        """Deferred firing with the list of StoredMessage of a conversation."""
-
-    def recent_conversations(limit):
-        """Deferred firing with the newest ConversationRecords, newest first."""
-
-    def set_resume(conversation, token_hash, key):
-        """Record how a conversation's customer may resume it (see gateway.core.resume)."""
-
-    def open_conversations():
-        """Deferred firing with (ConversationRecord, token hash, key) for every
-        conversation not ended, oldest first: what a restart finds."""
-
-    def close():
-        """Finish pending writes and release the database; returns a Deferred."""
+    def deliver(session, event):
+        """Render ``event`` to the party of ``session``; a broken party does not raise."""
 
 
 class ISession(Interface):
-    """What an adapter holds for one authenticated or anonymous party."""
+    """What an adapter holds for one connected party."""
 
     id = Attribute("The session id, e.g. 's-3f9c…'.")
 
     def disconnected():
         """The party's connection is gone."""
+
+
+class ICustomerSession(ISession):
+    """A customer's session: the conversation it carries, and what the customer does."""
+
+    def disconnected(quit=False, undelivered=()):
+        """The customer's connection is gone: ``quit`` when the customer left on purpose
+        (IRC QUIT, XMPP unavailable presence, a closed stream): the conversation ends at
+        once; otherwise the connection was lost and the conversation is held for a
+        resume, not offered to agents meanwhile. ``undelivered``: events the wire
+        bounced (an XMPP error), delivered again on resume before later ones."""
+
+    conversation = Attribute("The customer's conversation (None once gone).")
+    resume_token = Attribute("A token to take the conversation back after a drop, or None.")
+
+    def say(text, *, markup=None):
+        """Store a customer line; a Deferred firing with its message id once committed.
+
+        ``markup``: the line as formatted (rich_text), ``text`` its plain rendering.
+        """
+
+    def receipt(msg, state):
+        """The customer's client has received (delivered) or shown (read) message ``msg``."""
+
+    def typing(state):
+        """Relay a typing notification (active, paused) to the agent, if one is there."""
+
+    def identify(client):
+        """The customer's IM software became known after arrival (a ClientInfo)."""
+
+    def end():
+        """The customer ends the conversation."""
+
+
+class IAgentSession(ISession):
+    """A logged-in agent's session."""
+
+    name = Attribute("The agent's account name (never shown to customers).")
+    agent = Attribute("The live agent (gateway.core.agents.LiveAgent).")
+
+    def set_presence(status):
+        """available, away or offline; only available agents get offers."""
+
+    def identify(client):
+        """The agent's IM software became known after login (a ClientInfo)."""
+
+    def accept(offer):
+        """Take an offered conversation."""
+
+    def reject(offer):
+        """Decline an offered conversation."""
+
+    def say(conversation, text, *, markup=None):
+        """Store an agent line; a Deferred firing with its message id once committed."""
+
+    def receipt(conversation, msg, state):
+        """The agent's client has received (delivered) or shown (read) message ``msg``."""
+
+    def typing(conversation, state):
+        """Relay a typing notification to the customer."""
+
+    def transfer(conversation, *, queue=None, agent=None):
+        """Hand the conversation to a queue or a named colleague."""
+
+    def end(conversation):
+        """The agent ends a conversation."""
+
+
+class IGateway(Interface):
+    """The core as protocol adapters and in-process bots see it."""
+
+    config = Attribute("The gateway's configuration (gateway.config.Config).")
+    queues = Attribute("Queues by name.")
+    service_desk = Attribute(
+        "The service desk's actions (gateway.desk.interfaces.IServiceDesk), or None."
+    )
+
+    def customer_arrived(
+        party,
+        *,
+        protocol,
+        client,
+        answers,
+        features=frozenset(),
+        key=None,
+        resume=None,
+        resume_key=None,
+        opening=None,
+        verified=None,
+        address=None,
+        customer_id=None,
+    ):
+        """A customer connected: an ICustomerSession (its conversation opened or resumed).
+
+        ``opening`` is the line that brought the customer (an XMPP or IRC message): it
+        is stored and given to the agent, but answers no interview question.
+        ``verified``: identity details the connection proved (trusted as ``account``);
+        ``address``: where an attached IM server can carry the conversation directly.
+        """
+
+    def agent_login(party, *, protocol, name, password, client, features=frozenset(), address=None):
+        """Authenticate an agent by password; a Deferred firing with its IAgentSession."""
+
+    def agent_attach(party, *, protocol, address, client, features=frozenset()):
+        """Log in an agent an attached IM server authenticated, by its IM address."""
+
+    def agent_credentials(name):
+        """A Deferred firing with an agent's stored SCRAM keys (JSON text), or None."""
+
+    def agent_authenticated(party, *, protocol, name, client, features=frozenset()):
+        """Log in an agent whose adapter verified it against agent_credentials()."""
+
+    def agent_join(party, record, *, protocol="internal", client=None):
+        """Log in an agent that runs inside the gateway (a bot); its IAgentSession."""
+
+    def auth_failed(protocol, user, address):
+        """Log one fail2ban-friendly line for a failed agent login, and count it."""

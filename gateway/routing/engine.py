@@ -7,6 +7,10 @@ priority then arrival. An event (an agent frees up, a task arrives or escalates)
 marks only its pools dirty; matching then pops heads, so one decision costs
 O(log n) in the agents and tasks of one pool, never a walk over all of them.
 Heaps are lazy: an entry whose version is stale is dropped when it surfaces.
+
+Agents are presence records (:class:`gateway.directory.records.AgentPresence`),
+values fed in as the directory reports changes; the engine's own bookkeeping (each
+agent's version and last offer, for round robin) is kept here, by name.
 """
 
 from __future__ import annotations
@@ -42,6 +46,21 @@ def _target_key(target: Target, queue: str) -> tuple:
     )
 
 
+class _Slot:
+    """The engine's bookkeeping of one agent login: its latest record and version."""
+
+    __slots__ = ("capabilities", "last_offer", "record", "teams", "version")
+
+    def __init__(self, record) -> None:
+        self.record = record
+        self.version = 0
+        self.last_offer = 0
+        # As counted in the engine's tally, and as pools were admitted by (a record
+        # may change in place).
+        self.capabilities = record.capabilities
+        self.teams = getattr(record, "teams", ())
+
+
 @attrs.define(eq=False)
 class Task:
     """A conversation waiting for an agent, as the engine sees it."""
@@ -73,13 +92,22 @@ class Task:
         return self.plan.priority
 
 
+# serves(queue, agent): whether the queue's membership (teams, skills) admits the agent.
+Serves = Callable[[str, Any], bool]
+
+
 class Pool:
     """Agents and waiting tasks of one target."""
 
-    def __init__(self, target: Target, queue: str, key: tuple = ()) -> None:
+    def __init__(
+        self, target: Target, queue: str, key: tuple = (), serves: Serves | None = None
+    ) -> None:
         self.target = target
         self.queue = queue
         self.key = key
+        # Named agents (a transfer to a colleague, sticky routing, a rule's `agents`)
+        # were chosen on purpose: the queue's membership does not narrow them.
+        self._serves = serves if not target.agents else None
         self.members: set[str] = set()
         self._ready: list[tuple] = []
         self._waiting: list[tuple] = []
@@ -96,29 +124,32 @@ class Pool:
             return False
         if t.bots is not None and agent.bot != t.bots:
             return False
+        if self._serves is not None and not self._serves(self.queue, agent):
+            return False
         return all(agent.skills.get(s, -1) >= level for s, level in t.skills.items())
 
-    def order(self, agent) -> tuple:
+    def order(self, slot: _Slot) -> tuple:
         """The strategy's sort key: smallest is offered first."""
+        agent = slot.record
         strategy = self.target.strategy
         if strategy == "least_occupied":
             return (agent.load / agent.capacity, agent.idle_since)
         if strategy == "round_robin":
-            return (agent.last_offer_seq,)
+            return (slot.last_offer,)
         if strategy == "highest_skill":
             levels = [agent.skills.get(s, 0) for s in self.target.skills]
             return (-max(levels, default=0), agent.idle_since)
         # longest_idle, and broadcast rings the longest idle first
         return (agent.load, agent.idle_since)
 
-    def push_agent(self, agent) -> None:
+    def push_agent(self, slot: _Slot) -> None:
         """Offer the agent in strategy order (again, with its current key)."""
         if len(self._ready) > 4 * len(self.members) + 64:
             # Lazy deletion leaves stale entries behind; a pool nobody waits in
             # would otherwise grow with every presence change for years.
             self._ready = [e for e in self._ready if e[3].version == e[2]]
             heapq.heapify(self._ready)
-        heapq.heappush(self._ready, (self.order(agent), agent.name, agent.version, agent))
+        heapq.heappush(self._ready, (self.order(slot), slot.record.name, slot.version, slot))
 
     def push_task(self, task: Task) -> None:
         """Put a task in line here by priority, then arrival."""
@@ -151,11 +182,11 @@ class Pool:
         heapq.heappop(self._waiting)
 
     def head_agent(self, fits: Callable) -> Any:
-        """The best ready agent; stale entries dropped."""
+        """The best ready agent's record; stale entries dropped."""
         while self._ready:
-            _, _, version, agent = self._ready[0]
-            if agent.version == version and agent.name in self.members and fits(agent):
-                return agent
+            _, name, version, slot = self._ready[0]
+            if slot.version == version and name in self.members and fits(slot.record):
+                return slot.record
             heapq.heappop(self._ready)
         return None
 
@@ -163,51 +194,97 @@ class Pool:
 class Engine:
     """Matches tasks to agents; the core turns each match into an offer."""
 
-    def __init__(self, topic_queue: Callable[[str | None], str]) -> None:
+    def __init__(
+        self, topic_queue: Callable[[str | None], str], serves: Serves | None = None
+    ) -> None:
         self._topic_queue = topic_queue
+        # Queue membership (gateway.directory.teams): None admits every agent anywhere.
+        self._serves = serves
         self._pools: dict[tuple, Pool] = {}
-        self._agents: dict[str, Any] = {}
         self._dirty: set[Pool] = set()
         self._capabilities: Counter[frozenset[str]] = Counter()
         self._seq = itertools.count(1)
         # Agent versions are drawn from one counter, so that no two heap entries
-        # tie up to the agent itself (a re-login brings a new AgentState under the
-        # same name, whose own count would start again).
+        # tie up to the slot itself (a re-login's count does not start again).
         self._versions = itertools.count(1)
+        self._slots: dict[str, _Slot] = {}
         self.decisions = 0
 
     # -- agents -----------------------------------------------------------
 
     def agent_changed(self, agent) -> None:
-        """An agent logged in, or its presence, load or wrap-up changed."""
-        known = self._agents.get(agent.name)
-        if known is not agent:
-            if known is not None:
-                self.agent_left(known)
-            self._agents[agent.name] = agent
+        """An agent logged in, or its presence, load or wrap-up changed (its new record)."""
+        slot = self._slots.get(agent.name)
+        if slot is None or slot.record.session != agent.session:
+            if slot is not None:
+                self.agent_left(slot.record)
+            slot = self._slots[agent.name] = _Slot(agent)
             self._capabilities[agent.capabilities] += 1
             for pool in self._pools.values():
                 if pool.admits(agent):
                     pool.members.add(agent.name)
-        agent.version = next(self._versions)
+        else:
+            if slot.capabilities is not agent.capabilities:
+                self._forget_capabilities(slot)
+                slot.capabilities = agent.capabilities
+                self._capabilities[agent.capabilities] += 1
+            slot.record = agent
+            teams = getattr(agent, "teams", ())
+            if teams != slot.teams:
+                # Another team, other queues: its pools are worked out again.
+                slot.teams = teams
+                self._admit(slot)
+        slot.version = next(self._versions)
         if agent.has_room:
             for pool in self._pools.values():
                 if agent.name in pool.members:
-                    pool.push_agent(agent)
+                    pool.push_agent(slot)
                     if len(pool):
                         self._dirty.add(pool)
 
+    def _admit(self, slot: _Slot) -> None:
+        name = slot.record.name
+        for pool in self._pools.values():
+            if pool.target.agents and name not in pool.target.agents:
+                continue
+            if pool.admits(slot.record):
+                pool.members.add(name)
+            else:
+                pool.members.discard(name)
+
+    def membership_changed(self) -> None:
+        """Teams or queue skills changed: every pool's members are worked out again."""
+        for slot in self._slots.values():
+            slot.teams = getattr(slot.record, "teams", ())
+            self._admit(slot)
+            if slot.record.has_room:
+                slot.version = next(self._versions)
+                for pool in self._pools.values():
+                    if slot.record.name in pool.members:
+                        pool.push_agent(slot)
+                        if len(pool):
+                            self._dirty.add(pool)
+
     def agent_left(self, agent) -> None:
-        """An agent logged out."""
-        if self._agents.get(agent.name) is not agent:
+        """An agent logged out (its last record)."""
+        slot = self._slots.get(agent.name)
+        if slot is None or slot.record.session != agent.session:
             return
-        del self._agents[agent.name]
-        self._capabilities[agent.capabilities] -= 1
-        if not self._capabilities[agent.capabilities]:
-            del self._capabilities[agent.capabilities]
-        agent.version = next(self._versions)
+        del self._slots[agent.name]
+        self._forget_capabilities(slot)
+        slot.version = next(self._versions)
         for pool in self._pools.values():
             pool.members.discard(agent.name)
+
+    def agent(self, name: str) -> Any:
+        """The latest record of a logged-in agent, or None."""
+        slot = self._slots.get(name)
+        return None if slot is None else slot.record
+
+    def _forget_capabilities(self, slot: _Slot) -> None:
+        self._capabilities[slot.capabilities] -= 1
+        if not self._capabilities[slot.capabilities]:
+            del self._capabilities[slot.capabilities]
 
     def any_compatible(self, requires: frozenset[str]) -> bool:
         """Whether any logged-in agent's software has these capabilities."""
@@ -219,17 +296,18 @@ class Engine:
         key = _target_key(target, queue)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = Pool(target, queue, key)
+            pool = self._pools[key] = Pool(target, queue, key, self._serves)
             # A pool of named agents (a transfer, sticky routing) looks only at them.
             if target.agents:
-                agents = [self._agents[n] for n in target.agents if n in self._agents]
+                slots = [self._slots[n] for n in target.agents if n in self._slots]
             else:
-                agents = self._agents.values()
-            for agent in agents:
+                slots = self._slots.values()
+            for slot in slots:
+                agent = slot.record
                 if pool.admits(agent):
                     pool.members.add(agent.name)
                     if agent.has_room:
-                        pool.push_agent(agent)
+                        pool.push_agent(slot)
         return pool
 
     def queue_of(self, task: Task) -> str:
@@ -308,7 +386,7 @@ class Engine:
                     continue
                 self.decisions += 1
                 for agent in agents:
-                    agent.last_offer_seq = next(self._seq)
+                    self._slots[agent.name].last_offer = next(self._seq)
                 yield task, agents
         finally:
             for pool, tasks in passed.items():
@@ -346,6 +424,6 @@ class Engine:
             skipped.append(entry)
         # Whoever was looked at and not offered keeps its place in line.
         for entry in skipped:
-            if entry[3] not in chosen:
+            if entry[3].record not in chosen:
                 heapq.heappush(pool._ready, entry)
         return chosen

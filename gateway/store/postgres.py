@@ -1,26 +1,45 @@
-"""PostgreSQL for the store: a connection that speaks to :mod:`gateway.store.sqlite`'s queries.
+"""The PostgreSQL engine: the store on a server, through psycopg 3.
 
-The queries in :mod:`gateway.store.sqlite` are written once, for SQLite. :class:`PgConnection`
-wraps a psycopg 3 connection in the few ``sqlite3.Connection`` habits they rely on
-(``?`` placeholders, ``execute`` returning a cursor, ``executemany``,
-``in_transaction``) and reports constraint violations as ``sqlite3.IntegrityError``
-with the SQLite error name, so the same functions raise the same
-:class:`gateway.store.sqlite.StoreError` subclasses on both databases; other server errors
-become ``sqlite3.OperationalError``, which the admin CLI reports as database errors.
+:class:`PostgresEngine` holds one psycopg connection in autocommit mode: every
+operation commits on its own unless the caller brackets several with
+:meth:`PostgresEngine.begin` and :meth:`PostgresEngine.commit` (the store's group
+commit, the CLI). The schema is :data:`MIGRATIONS`, PostgreSQL's own DDL
+(``DOUBLE PRECISION`` timestamps, identity columns); the versions applied are rows
+of a ``schema_version`` table, and migrating holds an advisory lock so that two
+gateways, or a gateway and the CLI, never apply one twice. The shared statements
+are in gateway.store.sql, with psycopg's ``%s``; psycopg's errors leave as
+gateway.store.errors (``UniqueViolation`` as ``MessageExists``, ...).
 
-The schema comes from :data:`gateway.store.sqlite.MIGRATIONS` too, rewritten for PostgreSQL
-by :func:`translate`; the version applied is kept in a ``schema_version`` table
-(SQLite keeps it in ``PRAGMA user_version``).
+Needs the ``postgresql`` extra (``pip install 'imgateway[postgresql]'``).
 """
 
 from __future__ import annotations
 
-import re
-import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from gateway.store import sqlite as db
+from zope.interface import implementer
+
+from gateway.store import sql, teams
+from gateway.store.errors import (
+    AddressTaken,
+    AgentExists,
+    ConstraintError,
+    ConversationExists,
+    DatabaseError,
+    MessageExists,
+    SchemaTooNew,
+    StoreError,
+    UnknownConversation,
+)
+from gateway.store.interfaces import IEngine
+from gateway.store.records import (
+    AgentRecord,
+    ConversationRecord,
+    StoredMessage,
+    TeamRecord,
+    check_conversation_changes,
+)
 
 try:
     import psycopg
@@ -29,159 +48,218 @@ except ImportError:  # the "postgresql" extra is not installed
     psycopg = None
     pg_errors = None
 
-# Held while migrating, so two gateways (or a gateway and the CLI) starting
-# together do not both apply the same migration. Any constant will do.
-_MIGRATION_LOCK = 0x696D6777  # "imgw"
+CONNECT_TIMEOUT_S = 10
+# Held while migrating. Any constant will do; this one is "imgw".
+_MIGRATION_LOCK = 0x696D6777
 
-# SQLite spellings -> PostgreSQL ones, for the schema statements only.
-_TYPES = (
-    # SQLite's REAL is 8 bytes; PostgreSQL's is 4 and would round timestamps.
-    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+# Migration N (1-based) takes the schema from version N-1 to N, as
+# gateway.store.sqlite.MIGRATIONS does for SQLite: the same tables and version
+# numbers. Append, never edit: a released migration has run on someone's database.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
-        re.compile(r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b"),
-        "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        """
+        CREATE TABLE agents (
+            name TEXT PRIMARY KEY,
+            display_name TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            capacity INTEGER NOT NULL CHECK (capacity >= 1),
+            skills TEXT NOT NULL DEFAULT '{}',
+            created DOUBLE PRECISION NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY,
+            customer_alias TEXT NOT NULL,
+            protocol TEXT NOT NULL,
+            client_name TEXT NOT NULL,
+            client_version TEXT NOT NULL,
+            queue TEXT,
+            topic TEXT,
+            identity TEXT NOT NULL DEFAULT '{}',
+            state TEXT NOT NULL,
+            agent TEXT,
+            started DOUBLE PRECISION NOT NULL,
+            ended DOUBLE PRECISION,
+            end_reason TEXT
+        )
+        """,
+        "CREATE INDEX conversations_started ON conversations (started)",
+        """
+        CREATE TABLE messages (
+            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            conversation TEXT NOT NULL REFERENCES conversations (id),
+            sender TEXT NOT NULL CHECK (sender IN ('customer', 'agent', 'system')),
+            agent TEXT,
+            text TEXT NOT NULL,
+            ts DOUBLE PRECISION NOT NULL
+        )
+        """,
+        "CREATE INDEX messages_conversation_seq ON messages (conversation, seq)",
+        # Insertion order, which recent_conversations() sorts ties by (SQLite's rowid).
+        "ALTER TABLE conversations ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY",
+    ),
+    (
+        # Routing attributes, and the IM addresses an agent is known by on servers
+        # that authenticate it for us (an XMPP server, an IRC network's services).
+        "ALTER TABLE agents ADD COLUMN location TEXT NOT NULL DEFAULT 'lan'",
+        "ALTER TABLE agents ADD COLUMN bot INTEGER NOT NULL DEFAULT 0",
+        """
+        CREATE TABLE agent_addresses (
+            address TEXT PRIMARY KEY,
+            agent TEXT NOT NULL REFERENCES agents (name) ON DELETE CASCADE
+        )
+        """,
+        "CREATE INDEX agent_addresses_agent ON agent_addresses (agent)",
+    ),
+    (
+        # SCRAM keys for agents logging in over XMPP SASL (see gateway.store.sqlite).
+        """
+        CREATE TABLE agent_scram (
+            agent TEXT PRIMARY KEY REFERENCES agents (name) ON DELETE CASCADE,
+            credentials TEXT NOT NULL
+        )
+        """,
+    ),
+    (
+        # Per-protocol limits within an agent's capacity, e.g. {"irc": 1}.
+        "ALTER TABLE agents ADD COLUMN protocol_capacity TEXT NOT NULL DEFAULT '{}'",
+    ),
+    (
+        # Resuming after a drop or a restart (gateway.core.resume).
+        """
+        CREATE TABLE resumes (
+            conversation TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
+            token_hash TEXT,
+            customer_key TEXT
+        )
+        """,
+    ),
+    # Teams and the queues they serve (gateway.store.teams, gateway.directory.teams).
+    teams.migration("DOUBLE PRECISION"),
+    (
+        # The routing decision behind a conversation's agent (rule, target, strategy,
+        # compatibility entry, source, reason, queue), as JSON; NULL before any offer.
+        "ALTER TABLE conversations ADD COLUMN routing TEXT",
+    ),
+    (
+        # The service desk (see gateway.store.sqlite).
+        "ALTER TABLE messages ADD COLUMN audience TEXT NOT NULL DEFAULT 'all'",
+        """
+        CREATE TABLE agent_roles (
+            agent TEXT PRIMARY KEY REFERENCES agents (name) ON DELETE CASCADE,
+            role TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE conversation_parties (
+            conversation TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            agent TEXT NOT NULL,
+            role TEXT NOT NULL,
+            joined DOUBLE PRECISION NOT NULL,
+            left_at DOUBLE PRECISION
+        )
+        """,
+        "CREATE INDEX conversation_parties_conversation ON conversation_parties (conversation)",
+        """
+        CREATE TABLE customer_ids (
+            conversation TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
+            customer TEXT NOT NULL,
+            started DOUBLE PRECISION NOT NULL
+        )
+        """,
+        "CREATE INDEX customer_ids_customer ON customer_ids (customer, started)",
+        """
+        CREATE TABLE wrapups (
+            conversation TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            agent TEXT NOT NULL,
+            queue TEXT,
+            disposition TEXT,
+            tags TEXT NOT NULL DEFAULT '[]',
+            ts DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (conversation, agent)
+        )
+        """,
+        "CREATE INDEX wrapups_ts ON wrapups (ts)",
+        """
+        CREATE TABLE notes (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            conversation TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            agent TEXT NOT NULL,
+            text TEXT NOT NULL,
+            ts DOUBLE PRECISION NOT NULL
+        )
+        """,
+        "CREATE INDEX notes_conversation ON notes (conversation)",
+        """
+        CREATE TABLE offline_messages (
+            id TEXT PRIMARY KEY,
+            conversation TEXT REFERENCES conversations (id) ON DELETE SET NULL,
+            customer TEXT,
+            alias TEXT NOT NULL,
+            protocol TEXT NOT NULL,
+            name TEXT,
+            queue TEXT,
+            text TEXT NOT NULL,
+            received DOUBLE PRECISION NOT NULL,
+            state TEXT NOT NULL,
+            agent TEXT,
+            reply TEXT,
+            replied DOUBLE PRECISION,
+            delivered DOUBLE PRECISION
+        )
+        """,
+        "CREATE INDEX offline_messages_customer ON offline_messages (customer, state)",
+        """
+        CREATE TABLE surveys (
+            conversation TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
+            queue TEXT,
+            agent TEXT,
+            score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+            comment TEXT,
+            ts DOUBLE PRECISION NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE canned (
+            team TEXT NOT NULL DEFAULT '',
+            name TEXT NOT NULL,
+            text TEXT NOT NULL,
+            created DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (team, name)
+        )
+        """,
+        """
+        CREATE TABLE agent_states (
+            agent TEXT NOT NULL,
+            status TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            started DOUBLE PRECISION NOT NULL,
+            ended DOUBLE PRECISION
+        )
+        """,
+        "CREATE INDEX agent_states_started ON agent_states (started)",
+        """
+        CREATE TABLE closures (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            queue TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            created DOUBLE PRECISION NOT NULL
+        )
+        """,
     ),
 )
 
-# Statements PostgreSQL needs after a migration's own, by migration number.
-EXTRA: dict[int, tuple[str, ...]] = {
-    # SQLite's implicit insertion order, which recent_conversations() sorts by.
-    1: ("ALTER TABLE conversations ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY",),
-}
+SCHEMA_VERSION = len(MIGRATIONS)
 
-# SQLSTATE class 23 -> the SQLite extended error name db.py looks for.
-_CONSTRAINTS = {
-    "23503": "SQLITE_CONSTRAINT_FOREIGNKEY",
-    "23514": "SQLITE_CONSTRAINT_CHECK",
-    "23502": "SQLITE_CONSTRAINT_NOTNULL",
-}
+_SQL = sql.Queries("%s")
+_TEAMS = teams.TeamQueries("%s")
 
 
-def translate(statement: str) -> str:
-    """A SQLite schema statement from :data:`gateway.store.sqlite.MIGRATIONS`, as PostgreSQL's."""
-    for pattern, replacement in _TYPES:
-        statement = pattern.sub(replacement, statement)
-    return statement
-
-
-def migrations() -> tuple[tuple[str, ...], ...]:
-    """The PostgreSQL migrations, one per entry of :data:`gateway.store.sqlite.MIGRATIONS`."""
-    return tuple(
-        tuple(translate(s) for s in statements) + EXTRA.get(number, ())
-        for number, statements in enumerate(db.MIGRATIONS, start=1)
-    )
-
-
-class _Cursor:
-    """The result of :meth:`PgConnection.execute`: rows and a row count."""
-
-    def __init__(self, cursor: Any) -> None:
-        self._cursor = cursor
-        self.rowcount = cursor.rowcount
-
-    def fetchone(self) -> tuple | None:
-        return self._cursor.fetchone() if self._cursor.description else None
-
-    def fetchall(self) -> list[tuple]:
-        return self._cursor.fetchall() if self._cursor.description else []
-
-
-class PgConnection:
-    """A psycopg connection in autocommit mode, shaped like ``sqlite3.Connection``.
-
-    As with :func:`gateway.store.sqlite.open_db`, every statement commits on its own unless
-    the caller issues ``BEGIN``/``COMMIT``.
-    """
-
-    def __init__(self, conn: Any, dsn: str) -> None:
-        self.raw = conn
-        self.dsn = dsn
-
-    @property
-    def in_transaction(self) -> bool:
-        """True inside a BEGIN ... COMMIT."""
-        return self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
-        """Run one statement with ``?`` placeholders."""
-        try:
-            return _Cursor(self.raw.execute(_statement(sql), tuple(params) or None))
-        except psycopg.errors.IntegrityError as e:
-            raise _integrity(e) from e
-        except psycopg.Error as e:
-            raise _operational(e) from e
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run one statement once per row of parameters."""
-        rows = [tuple(r) for r in rows]
-        if not rows:
-            return
-        try:
-            with self.raw.cursor() as cursor:
-                cursor.executemany(_statement(sql), rows)
-        except psycopg.errors.IntegrityError as e:
-            raise _integrity(e) from e
-        except psycopg.Error as e:
-            raise _operational(e) from e
-
-    def close(self) -> None:
-        """Close the connection."""
-        self.raw.close()
-
-
-def _statement(sql: str) -> str:
-    # db.py's SQL has no literal '?' or '%'; SQLite's "BEGIN IMMEDIATE" is plain
-    # BEGIN here (PostgreSQL locks rows as it writes them).
-    if sql.startswith("BEGIN IMMEDIATE"):
-        return "BEGIN"
-    return sql.replace("?", "%s")
-
-
-def _integrity(e: Exception) -> sqlite3.IntegrityError:
-    state = e.sqlite_errorname if isinstance(e, sqlite3.Error) else e.sqlstate
-    name = _CONSTRAINTS.get(state, "SQLITE_CONSTRAINT")
-    if state == "23505":
-        # Primary keys are named <table>_pkey; other unique columns <table>_<col>_key.
-        constraint = e.diag.constraint_name or ""
-        name = "SQLITE_CONSTRAINT_" + ("PRIMARYKEY" if constraint.endswith("_pkey") else "UNIQUE")
-    error = sqlite3.IntegrityError(str(e).strip())
-    error.sqlite_errorname = name
-    return error
-
-
-def _operational(e: Exception) -> sqlite3.OperationalError:
-    # Any other server error: what the admin CLI and the store already report.
-    error = sqlite3.OperationalError(f"postgresql: {str(e).strip()}")
-    error.sqlite_errorname = f"PG_{getattr(e, 'sqlstate', None) or 'ERROR'}"
-    return error
-
-
-def connect(dsn: str) -> PgConnection:
-    """Connect to ``dsn`` and bring its schema up to date.
-
-    Raises :class:`gateway.store.sqlite.StoreError` when psycopg is missing or the
-    server cannot be used, :class:`gateway.store.sqlite.SchemaTooNew` for a newer schema.
-    """
-    if psycopg is None:
-        raise db.StoreError(
-            "the postgresql store needs psycopg: pip install 'imgateway[postgresql]'"
-        )
-    where = _describe(dsn)
-    try:
-        raw = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
-    except psycopg.Error as e:
-        raise db.StoreError(f"{where}: cannot connect: {str(e).strip()}") from None
-    conn = PgConnection(raw, dsn)
-    try:
-        migrate(conn, where)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _describe(dsn: str) -> str:
-    # Never log a password that may be in the DSN.
+def describe_dsn(dsn: str) -> str:
+    """The database a libpq connection string names, for logs (never its password)."""
     try:
         info = psycopg.conninfo.conninfo_to_dict(dsn)
     except Exception:
@@ -189,41 +267,335 @@ def _describe(dsn: str) -> str:
     return f"postgresql database {info.get('dbname', '')!r}".replace(" ''", "")
 
 
-def schema_version(conn: PgConnection) -> int:
-    """The schema version recorded in the database, 0 when there is none yet."""
-    row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
-    if not row[0]:
-        return 0
-    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-    return row[0] or 0
+def _error(e: Exception) -> DatabaseError:
+    """A psycopg error as the store's own; the text says which database spoke."""
+    text = f"postgresql: {str(e).strip()}"
+    if isinstance(e, pg_errors.IntegrityError):
+        return ConstraintError(text)
+    return DatabaseError(text)
 
 
-def migrate(conn: PgConnection, where: str = "postgresql") -> None:
-    """Apply the migrations the database lacks, all under an advisory lock."""
-    steps = migrations()
-    try:
-        conn.execute("SELECT pg_advisory_lock(?)", (_MIGRATION_LOCK,))
-        try:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version"
-                " (version INTEGER PRIMARY KEY, applied TIMESTAMPTZ NOT NULL DEFAULT now())"
+@implementer(IEngine)
+class PostgresEngine:
+    """The database a libpq connection string ``dsn`` names; one connection."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conn: Any = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> PostgresEngine:
+        """The engine ``[store] backend = "postgresql"`` selects (``dsn`` or IMGATEWAY_DB_DSN)."""
+        return cls(config.sections["store"].effective_dsn())
+
+    def describe(self) -> str:
+        """The database name (never the password a DSN may hold)."""
+        return describe_dsn(self.dsn)
+
+    def open(self) -> None:
+        """Connect and bring the schema up to date.
+
+        Raises :class:`StoreError` when psycopg is missing or the server cannot be
+        used, :class:`SchemaTooNew` for a newer schema.
+        """
+        if psycopg is None:
+            raise StoreError(
+                "the postgresql store needs psycopg: pip install 'imgateway[postgresql]'"
             )
-            current = schema_version(conn)
-            db._check_version(current, where)
-            for target, statements in enumerate(steps, start=1):
-                if current >= target:
-                    continue
-                # Each migration in its own transaction: DDL is transactional here.
-                conn.execute("BEGIN")
-                try:
-                    for statement in statements:
-                        conn.execute(statement)
-                    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))
-    except (psycopg.Error, sqlite3.Error) as e:
-        raise db.StoreError(f"{where}: migration failed: {str(e).strip()}") from e
+        where = self.describe()
+        try:
+            self._conn = psycopg.connect(
+                self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+            )
+        except psycopg.Error as e:
+            raise StoreError(f"{where}: cannot connect: {str(e).strip()}") from None
+        try:
+            self.migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the connection (nothing if it is not open)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def schema_version(self) -> int:
+        """The highest version in ``schema_version``, 0 when there is no such table yet."""
+        if not self._execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0]:
+            return 0
+        return self._execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+
+    def migrate(self) -> None:
+        """Apply the migrations the database lacks, all under an advisory lock."""
+        where = self.describe()
+        conn = self._conn
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+            try:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version"
+                    " (version INTEGER PRIMARY KEY, applied TIMESTAMPTZ NOT NULL DEFAULT now())"
+                )
+                current = self.schema_version()
+                SchemaTooNew.check(current, SCHEMA_VERSION, where)
+                for target, statements in enumerate(MIGRATIONS, start=1):
+                    if current >= target:
+                        continue
+                    # Each migration in its own transaction: DDL is transactional here.
+                    with conn.transaction():
+                        for statement in statements:
+                            conn.execute(statement)
+                        conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (target,))
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+        except (psycopg.Error, DatabaseError) as e:
+            raise StoreError(f"{where}: migration failed: {str(e).strip()}") from e
+
+    def _execute(self, statement: str, params: Sequence[Any] | None = None) -> Any:
+        try:
+            return self._conn.execute(statement, params)
+        except psycopg.Error as e:
+            raise _error(e) from e
+
+    # Transactions: plain statements, so that one transaction spans whatever runs
+    # between begin() and commit() (psycopg's transaction() blocks nest instead).
+
+    def begin(self) -> None:
+        """BEGIN (PostgreSQL locks rows as it writes them)."""
+        self._execute("BEGIN")
+
+    def commit(self) -> None:
+        """COMMIT; a refused commit (a deferred constraint) leaves no transaction open."""
+        self._execute("COMMIT")
+
+    def rollback(self) -> None:
+        """ROLLBACK, if a transaction is open (or failed)."""
+        if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            self._execute("ROLLBACK")
+
+    def savepoint(self) -> None:
+        """SAVEPOINT operation."""
+        self._execute("SAVEPOINT operation")
+
+    def rollback_to_savepoint(self) -> None:
+        """ROLLBACK TO SAVEPOINT operation (also clears a failed statement's error)."""
+        self._execute("ROLLBACK TO SAVEPOINT operation")
+
+    def release_savepoint(self) -> None:
+        """RELEASE SAVEPOINT operation."""
+        self._execute("RELEASE SAVEPOINT operation")
+
+    # Agents.
+
+    def add_agent(self, agent: AgentRecord) -> None:
+        """Provision an agent account; :class:`AgentExists` if the name is taken."""
+        try:
+            self._conn.execute(_SQL.insert_agent, sql.agent_values(agent))
+        except pg_errors.UniqueViolation:
+            raise AgentExists(agent.name) from None
+        except psycopg.Error as e:
+            raise _error(e) from e
+        self._execute(_SQL.delete_addresses, (agent.name,))
+        if not agent.addresses:
+            return
+        try:
+            with self._conn.cursor() as cursor:
+                cursor.executemany(
+                    _SQL.insert_address, [(address, agent.name) for address in agent.addresses]
+                )
+        except pg_errors.UniqueViolation:
+            raise AddressTaken(f"an address of {agent.name} belongs to another agent") from None
+        except psycopg.Error as e:
+            raise _error(e) from e
+
+    def find_agent(self, address: str) -> AgentRecord | None:
+        """The agent known by an IM address (``xmpp:anna@corp.example``), or None."""
+        row = self._execute(_SQL.find_agent, (address,)).fetchone()
+        return None if row is None else self._agent(row)
+
+    def remove_agent(self, name: str) -> bool:
+        """Remove an agent account; False if there was none of that name."""
+        return self._execute(_SQL.remove_agent, (name,)).rowcount > 0
+
+    def get_agent(self, name: str) -> AgentRecord | None:
+        """The agent account ``name``, or None."""
+        row = self._execute(_SQL.get_agent, (name,)).fetchone()
+        return None if row is None else self._agent(row)
+
+    def list_agents(self) -> list[AgentRecord]:
+        """Every agent account, by name."""
+        return [self._agent(row) for row in self._execute(_SQL.list_agents).fetchall()]
+
+    def set_password(self, name: str, password_hash: str) -> bool:
+        """Replace an agent's password hash; False if there is no agent of that name."""
+        return self._execute(_SQL.set_password, (password_hash, name)).rowcount > 0
+
+    def set_scram(self, name: str, credentials: str) -> None:
+        """Replace an agent's SCRAM keys (see :func:`gateway.passwords.scram_credentials`)."""
+        self._execute(_SQL.set_scram, (name, credentials))
+
+    def get_scram(self, name: str) -> str | None:
+        """An agent's SCRAM keys as stored (JSON), or None."""
+        row = self._execute(_SQL.get_scram, (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def _agent(self, row: Sequence[Any]) -> AgentRecord:
+        addresses = self._execute(_SQL.agent_addresses, (row[0],)).fetchall()
+        return sql.agent_record(row, addresses)
+
+    # Conversations.
+
+    def insert_conversation(self, record: ConversationRecord) -> None:
+        """Record a new conversation; :class:`ConversationExists` for a known id."""
+        try:
+            self._conn.execute(_SQL.insert_conversation, sql.conversation_values(record))
+        except pg_errors.UniqueViolation:
+            raise ConversationExists(record.id) from None
+        except psycopg.Error as e:
+            raise _error(e) from e
+
+    def update_conversation(self, conversation: str, **changes: Any) -> None:
+        """Change columns of a conversation (see gateway.store.records.CONVERSATION_CHANGES).
+
+        Raises ValueError for any other column and :class:`UnknownConversation`
+        when no conversation has that id.
+        """
+        check_conversation_changes(changes)
+        if changes:
+            # Column names come from the whitelist, never from the caller.
+            values = sql.change_values(changes)
+            cursor = self._execute(
+                _SQL.update_conversation(values), (*values.values(), conversation)
+            )
+            found = cursor.rowcount > 0
+        else:
+            found = self.get_conversation(conversation) is not None
+        if not found:
+            raise UnknownConversation(conversation)
+
+    def get_conversation(self, conversation: str) -> ConversationRecord | None:
+        """The conversation ``conversation``, or None."""
+        row = self._execute(_SQL.get_conversation, (conversation,)).fetchone()
+        return None if row is None else sql.conversation_record(row)
+
+    def recent_conversations(self, limit: int) -> list[ConversationRecord]:
+        """The ``limit`` most recently started conversations, newest first."""
+        rows = self._execute(_SQL.recent_conversations, (limit,)).fetchall()
+        return [sql.conversation_record(row) for row in rows]
+
+    def open_conversations(self) -> list[tuple[ConversationRecord, str | None, str | None]]:
+        """Conversations not ended, oldest first, each with its token hash and key."""
+        return sql.open_conversation_rows(self._execute(_SQL.open_conversations).fetchall())
+
+    def set_resume(self, conversation: str, token_hash: str | None, key: str | None) -> None:
+        """Record how a conversation's customer may resume it (token hash, address key).
+
+        Raises :class:`UnknownConversation` when the conversation is not recorded.
+        """
+        try:
+            self._conn.execute(_SQL.set_resume, (conversation, token_hash, key))
+        except pg_errors.ForeignKeyViolation:
+            raise UnknownConversation(conversation) from None
+        except psycopg.Error as e:
+            raise _error(e) from e
+
+    def purge_ended_before(self, ts: float) -> int:
+        """Delete conversations that ended before ``ts`` and their messages; the count."""
+        self._execute(_SQL.purge_messages, (ts,))
+        return self._execute(_SQL.purge_conversations, (ts,)).rowcount
+
+    # Messages.
+
+    def insert_message(self, message: StoredMessage) -> None:
+        """Append a message to its conversation's transcript.
+
+        Raises :class:`MessageExists` for a known message id and
+        :class:`UnknownConversation` when its conversation is not recorded.
+        """
+        try:
+            self._conn.execute(
+                _SQL.insert_message,
+                (
+                    message.id,
+                    message.conversation,
+                    message.sender,
+                    message.agent,
+                    message.text,
+                    message.ts,
+                ),
+            )
+        except pg_errors.UniqueViolation:
+            raise MessageExists(message.id) from None
+        except pg_errors.ForeignKeyViolation:
+            raise UnknownConversation(message.conversation) from None
+        except psycopg.Error as e:
+            raise _error(e) from e
+
+    def insert_messages(self, messages: Sequence[StoredMessage]) -> None:
+        """Append several messages, in order, in a few multi-row statements.
+
+        Raises :class:`ConstraintError` if any of them is refused, without saying
+        which: :meth:`insert_message` them one by one to find it.
+        """
+        execute = self._conn.execute
+        try:
+            for statement, values in _SQL.message_chunks(messages):
+                execute(statement, values)
+        except psycopg.Error as e:
+            raise _error(e) from e
+
+    def transcript(self, conversation: str) -> list[StoredMessage]:
+        """The messages of a conversation, in the order they were stored."""
+        return sql.messages(self._execute(_SQL.transcript, (conversation,)).fetchall())
+
+    # Teams (the statements are gateway.store.teams').
+
+    def add_team(self, team: TeamRecord) -> None:
+        """Create a team with its members and queues; TeamExists, UnknownAgent."""
+        teams.add_team(self._execute, _TEAMS, team)
+
+    def remove_team(self, name: str) -> bool:
+        """Remove a team and its memberships; False if there was none of that name."""
+        return teams.remove_team(self._execute, _TEAMS, name)
+
+    def describe_team(self, name: str, description: str) -> None:
+        """Change a team's description; UnknownTeam."""
+        teams.describe_team(self._execute, _TEAMS, name, description)
+
+    def get_team(self, name: str) -> TeamRecord | None:
+        """The team ``name`` with its members and queues, or None."""
+        return teams.get_team(self._execute, _TEAMS, name)
+
+    def list_teams(self) -> list[TeamRecord]:
+        """Every team, by name, with its members and queues."""
+        return teams.list_teams(self._execute, _TEAMS)
+
+    def add_team_members(self, team: str, agents: Sequence[str]) -> None:
+        """Put agents in a team; UnknownTeam, UnknownAgent."""
+        teams.add_members(self._execute, _TEAMS, team, agents)
+
+    def remove_team_members(self, team: str, agents: Sequence[str]) -> int:
+        """Take agents out of a team; how many were in it. UnknownTeam."""
+        return teams.remove_members(self._execute, _TEAMS, team, agents)
+
+    def add_team_queues(self, team: str, queues: Sequence[str]) -> None:
+        """The team serves these queues too; UnknownTeam."""
+        teams.add_queues(self._execute, _TEAMS, team, queues)
+
+    def remove_team_queues(self, team: str, queues: Sequence[str]) -> int:
+        """The team no longer serves these queues; how many it served. UnknownTeam."""
+        return teams.remove_queues(self._execute, _TEAMS, team, queues)
+
+    # Any other statement (the service desk's, gateway.desk.sql), with ``%s`` marks.
+
+    placeholder = "%s"
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement that returns no rows; the number of rows it changed."""
+        return self._execute(statement, params).rowcount
+
+    def fetch(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run a query; its rows."""
+        return self._execute(statement, params).fetchall()

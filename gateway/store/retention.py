@@ -3,12 +3,10 @@
 ``retention_days`` is parsed with the rest of ``[store]`` (gateway.store.settings).
 
 A :class:`RetentionService` purges once at startup and then once a day, through the
-store's writer thread (``store.run``), so the purge is ordered with every other write.
+store (``IStore.purge_ended_before``), so the purge is ordered with every other write.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -17,7 +15,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from gateway import logs
-from gateway.store import sqlite as db
+from gateway.store.interfaces import IStore
 
 DAY_S = 86400.0
 
@@ -28,7 +26,7 @@ class RetentionService(Service):
     _log = Logger(observer=logs.observer)
 
     def __init__(
-        self, store: Any, retention_days: int, clock: IReactorTime, interval_s: float = DAY_S
+        self, store: IStore, retention_days: int, clock: IReactorTime, interval_s: float = DAY_S
     ) -> None:
         self._store = store
         self.retention_days = retention_days
@@ -54,7 +52,7 @@ class RetentionService(Service):
     def purge(self) -> Deferred:
         """Delete what ended before now minus retention_days; fires with the count."""
         cutoff = self._clock.seconds() - self.retention_days * DAY_S
-        d = self._store.run(db.purge_ended_before, cutoff)
+        d = self._store.purge_ended_before(cutoff)
 
         def done(count: int) -> int:
             self._log.info(

@@ -11,8 +11,10 @@ import os
 import attrs
 
 from gateway.config import Reader
+from gateway.store import ENGINES
 
-BACKENDS = ("sqlite", "postgresql")
+# One per engine (gateway.store.ENGINES).
+BACKENDS = tuple(ENGINES)
 # Wins over [store] dsn, so that a password need not be written in a config file.
 DSN_ENV = "IMGATEWAY_DB_DSN"
 

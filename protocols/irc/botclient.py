@@ -31,7 +31,7 @@ from protocols.irc.settings import IrcSettings
 from protocols.tcp import no_delay
 
 if TYPE_CHECKING:
-    from gateway.core.gateway import Gateway
+    from gateway.core.interfaces import IGateway as Gateway
 
 # Lines waiting for their turn to be sent; beyond this the oldest are dropped.
 MAX_QUEUED_LINES = 2000
@@ -314,7 +314,15 @@ class BotProtocol(Protocol):
         self.factory.directory.renamed(old, new)
 
     def _on_QUIT(self, message: Message) -> None:  # noqa: N802
-        self.factory.directory.gone(_nick_of(message.prefix))
+        # A KILL reaches the channels' members as a QUIT ("Killed (...)") too.
+        self.factory.directory.quit(_nick_of(message.prefix), message.param(0))
+
+    def _on_KILL(self, message: Message) -> None:  # noqa: N802
+        # Where the server tells the bot of a KILL itself: the user did not choose it,
+        # but it is gone for good.
+        victim = message.param(0)
+        if victim.lower() != self.nick.lower():
+            self.factory.directory.gone(victim, quit=True)
 
     def _on_401(self, message: Message) -> None:
         self.factory.directory.gone(message.param(1))
@@ -333,7 +341,10 @@ class BotProtocol(Protocol):
         if target.lower() != self.nick.lower():
             return  # channel talk is not for us
         account = message.tags.get("account") if "account-tag" in self.caps else None
-        self.factory.directory.received(sender, account, message.param(1), notice=notice)
+        userhost = (message.prefix or "").partition("!")[2]
+        self.factory.directory.received(
+            sender, account, message.param(1), notice=notice, userhost=userhost
+        )
 
 
 def _nick_of(prefix: str | None) -> str:
@@ -354,6 +365,11 @@ class BotFactory(Factory):
         # Connections lost before registration, in a row (for the reconnection backoff).
         self.failures = 0
         self.directory = BotDirectory(gateway, settings, clock=clock, link=self)
+        metrics = getattr(gateway, "metrics", None)
+        # imgateway_upstream_up{upstream="irc-bot"}: 1 while registered on the network.
+        self.up_gauge = metrics.upstream_up.labels("irc-bot") if metrics is not None else None
+        if self.up_gauge is not None:
+            self.up_gauge.set(0)
 
     def buildProtocol(self, addr: Any) -> BotProtocol:
         """The connection to the network."""
@@ -366,6 +382,8 @@ class BotFactory(Factory):
     def registered(self, protocol: BotProtocol) -> None:
         """The bot is on the network."""
         self.failures = 0
+        if self.up_gauge is not None:
+            self.up_gauge.set(1)
         self._log.info(
             "IRC bot: on {host} as {nick}, joining {channel}",
             host=self.settings.bot.host,
@@ -379,6 +397,8 @@ class BotFactory(Factory):
             self.protocol_instance = None
         if not protocol.registered:
             self.failures += 1
+        if self.up_gauge is not None:
+            self.up_gauge.set(0)
         self._log.info("IRC bot: disconnected from {host}", host=self.settings.bot.host)
         self.directory.link_lost()
 

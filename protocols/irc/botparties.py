@@ -20,18 +20,27 @@ from zope.interface import implementer
 from gateway import logs
 from gateway.core import events as ev
 from gateway.core.errors import AuthFailed, GatewayError
-from gateway.core.interfaces import IParty
+from gateway.core.interfaces import IParty, IPartyLimits
 from protocols.irc import ctcp, render
 from protocols.irc.commands import HELP
 from protocols.irc.commands import parse as parse_command
 from protocols.irc.desk import AgentDesk
+from protocols.irc.message import split_text
 from protocols.irc.settings import IrcSettings
 
 if TYPE_CHECKING:
-    from gateway.core.gateway import Gateway
+    from gateway.core.interfaces import IGateway as Gateway
 
 # Messages kept from a sender while its role is looked up.
 MAX_PENDING = 8
+# QUIT reasons servers give for a connection that was lost, not left: such a customer
+# may come back (its conversation is held); any other QUIT is the customer's own.
+_LOST = re.compile(
+    r"^(ping timeout|read error|write error|connection (reset|closed|timed out)|remote host"
+    r" closed|client closed connection|broken pipe|eof|excess flood|max sendq|client exited"
+    r"|registration tim|\S+\.\S+ \S+\.\S+$)",
+    re.IGNORECASE,
+)
 _ADDRESSED = re.compile(r"^(c-[0-9a-fA-F]+)[:,]?\s+(.+)$", re.DOTALL)
 _log = Logger(observer=logs.observer, namespace="protocols.irc.botparties")
 
@@ -47,18 +56,30 @@ class BotDirectory:
         self.customers: dict[str, BotCustomer] = {}
         self.agents: dict[str, BotAgent] = {}
         self._pending: dict[str, list[tuple[str, bool]]] = {}
+        # A stranger's services account and user@host, while its role is looked up.
+        self._identities: dict[str, tuple[str | None, str]] = {}
 
-    def received(self, nick: str, account: str | None, text: str, *, notice: bool) -> None:
-        """A private message or notice from ``nick`` to the bot."""
+    def received(
+        self, nick: str, account: str | None, text: str, *, notice: bool, userhost: str = ""
+    ) -> None:
+        """A private message or notice from ``nick`` (``user@host``) to the bot."""
         key = nick.lower()
+        customer = self.customers.get(key)
+        if customer is not None and not customer.same_person(account, userhost):
+            # Someone else has the nick now (the customer left unseen): the customer is
+            # gone, and this is a stranger, who must not get its conversation.
+            self.gone(nick)
+            customer = None
         if key in self.agents:
             self.agents[key].received(text, notice)
-        elif key in self.customers:
-            self.customers[key].received(text, notice)
+        elif customer is not None:
+            customer.account = customer.account or _account(account)
+            customer.received(text, notice)
         elif key in self._pending:
             if len(self._pending[key]) < MAX_PENDING:
                 self._pending[key].append((text, notice))
         elif not notice:
+            self._identities[key] = (_account(account), userhost)
             self._identify(nick, account, text)
 
     def _identify(self, nick: str, account: str | None, text: str) -> None:
@@ -107,6 +128,7 @@ class BotDirectory:
 
     def _customer(self, nick: str) -> BotCustomer:
         customer = BotCustomer(self, nick)
+        customer.account, customer.userhost = self._identities.pop(nick.lower(), (None, ""))
         self.customers[nick.lower()] = customer
         return customer
 
@@ -122,14 +144,20 @@ class BotDirectory:
                 party.nick = new
                 parties[new.lower()] = party
 
-    def gone(self, nick: str) -> None:
-        """``nick`` left the network (or cannot be reached)."""
+    def gone(self, nick: str, *, quit: bool = False) -> None:
+        """``nick`` left the network (``quit``: on purpose) or cannot be reached."""
         key = nick.lower()
         self._pending.pop(key, None)
+        self._identities.pop(key, None)
         for parties in (self.customers, self.agents):
             party = parties.pop(key, None)
             if party is not None:
-                party.end_session()
+                party.end_session(quit=quit)
+
+    def quit(self, nick: str, reason: str) -> None:
+        """``nick`` QUIT (a KILL shows as one too): a lost connection by its reason
+        (a ping timeout), else the user's own leaving."""
+        self.gone(nick, quit=not _LOST.match(reason.strip()))
 
     def forget(self, party: BotCustomer | BotAgent) -> None:
         """Stop carrying ``party``."""
@@ -147,7 +175,14 @@ class BotDirectory:
             party.end_session()
 
 
-@implementer(IParty)
+def _too_many_lines(settings: IrcSettings, text: str) -> str | None:
+    lines = split_text(text, 350)
+    if len(lines) > settings.max_message_lines:
+        return f"too long for the recipient (more than {settings.max_message_lines} IRC lines)"
+    return None
+
+
+@implementer(IParty, IPartyLimits)
 class BotCustomer:
     """A customer on the network, talking to the bot in private."""
 
@@ -158,8 +193,25 @@ class BotCustomer:
         self.over = True
         self.agent_alias: str | None = None
         self.client = ev.ClientInfo()
+        # Who this is beyond the nick: a services account, and user@host.
+        self.account: str | None = None
+        self.userhost = ""
         self._asked_version = False
+        self._version_answered = False
         self._version_timer: IDelayedCall | None = None
+
+    def same_person(self, account: str | None, userhost: str) -> bool:
+        """Whether a line from this nick comes from the same person."""
+        if self.account:
+            return account is not None and account.lower() == self.account.lower()
+        return not userhost or not self.userhost or userhost.lower() == self.userhost.lower()
+
+    def resume_key(self) -> str:
+        """What a returning customer must show to take its conversation back: its
+        services account, else nick, user and host together (never the nick alone)."""
+        if self.account:
+            return f"irc:account:{self.account.lower()}"
+        return f"irc:{self.nick.lower()}!{self.userhost.lower()}"
 
     def received(self, text: str, notice: bool) -> None:
         """A line from the customer."""
@@ -170,11 +222,11 @@ class BotCustomer:
         if notice:
             return
         if self.over:
-            self._start()
+            self._start(opening=text)
             return
         self.session.say(text).addErrback(self._failed)
 
-    def _start(self) -> None:
+    def _start(self, opening: str | None = None) -> None:
         old, self.session = self.session, None
         if old is not None:
             old.disconnected()
@@ -192,7 +244,13 @@ class BotCustomer:
                 client=self.client,
                 answers={},
                 features=frozenset(),
-                key=f"irc:{self.nick}",  # the network keeps nicks; a returning customer
+                key=f"irc:{self.nick}",  # for sticky routing only
+                resume_key=self.resume_key(),
+                opening=opening,
+                # The network carries a conversation without us (redirect hosting).
+                address=f"irc:{self.nick}",
+                # Their services account: trusted, and how the service desk knows them.
+                **({"verified": {"account": f"irc:{self.account}"}} if self.account else {}),
             )
         except GatewayError as e:
             self.over = True
@@ -200,8 +258,11 @@ class BotCustomer:
 
     def _ctcp(self, command: str, argument: str, *, reply: bool) -> None:
         if reply:
-            if command == "VERSION" and self._version_timer is not None:
-                self._version_timer.cancel()
+            # A late reply still counts until the offer goes out (the core's call).
+            if command == "VERSION" and self._asked_version and not self._version_answered:
+                self._version_answered = True
+                if self._version_timer is not None and self._version_timer.active():
+                    self._version_timer.cancel()
                 self._version_timer = None
                 self.client = ctcp.client_info(argument)
                 if self.session is not None and not self.over:
@@ -232,22 +293,26 @@ class BotCustomer:
             self.over = True
             self.agent_alias = None
 
+    def refuses(self, event: object) -> str | None:
+        """IPartyLimits: a message needing more lines than the bot may send it."""
+        return _too_many_lines(self.directory.settings, getattr(event, "text", ""))
+
     def close(self, reason: str) -> None:
         """The core lets go of this customer (shutdown)."""
         self.directory.forget(self)
         self.end_session()
 
-    def end_session(self) -> None:
-        """The customer is gone."""
+    def end_session(self, quit: bool = False) -> None:
+        """The customer is gone (``quit``: it left on purpose)."""
         if self._version_timer is not None and self._version_timer.active():
             self._version_timer.cancel()
         self._version_timer = None
         session, self.session = self.session, None
         if session is not None:
-            session.disconnected()
+            session.disconnected(quit=quit)
 
 
-@implementer(IParty)
+@implementer(IParty, IPartyLimits)
 class BotAgent:
     """An agent on the network, recognised by its account or nick."""
 
@@ -260,7 +325,8 @@ class BotAgent:
     def attach(self, session: Any) -> None:
         """The core logged the agent in."""
         self.session = session
-        self.desk = AgentDesk(session, self.notify)
+        desk = getattr(self.directory.gateway, "service_desk", None)
+        self.desk = AgentDesk(session, self.notify, desk)
         session.set_presence("available")
         self.notify(HELP)
 
@@ -311,14 +377,23 @@ class BotAgent:
             self.directory.link.say(self.nick, text, notice=said.notice)
         self.desk.forget(event)
 
+    def refuses(self, event: object) -> str | None:
+        """IPartyLimits: a message needing more lines than the bot may send it."""
+        return _too_many_lines(self.directory.settings, getattr(event, "text", ""))
+
     def close(self, reason: str) -> None:
         """The core lets go of this agent (a newer login, shutdown)."""
         self.notify(f"Logged out: {reason}")
         self.directory.forget(self)
         self.end_session()
 
-    def end_session(self) -> None:
+    def end_session(self, quit: bool = False) -> None:
         """The agent is gone."""
         session, self.session = self.session, None
         if session is not None:
             session.disconnected()
+
+
+def _account(account: str | None) -> str | None:
+    """A services account from an account-tag (``*``: none), folded."""
+    return account.lower() if account and account != "*" else None

@@ -25,11 +25,18 @@ class Channel:
     agents_only: bool
     members: set[Any] = attrs.Factory(set)
 
-    def visible_nicks(self, viewer: Any, service: str) -> list[str]:
-        """The nicks ``viewer`` may see in the channel, operators prefixed with '@'."""
-        if not self.agents_only:
-            return [f"@{service}", viewer.nick] if viewer in self.members else [f"@{service}"]
-        return [f"@{service}", *sorted(m.nick for m in self.members)]
+    def visible_nicks(self, viewer: Any, service: str, host: str = "", userhost=False) -> list[str]:
+        """The nicks ``viewer`` may see in the channel, operators prefixed with '@'
+        (the only prefix there is, so multi-prefix changes nothing); with ``userhost``
+        (IRCv3 userhost-in-names) as ``nick!user@host``."""
+
+        def shown(nick: str, user: str | None) -> str:
+            return f"{nick}!{user or '*'}@{host}" if userhost else nick
+
+        members = [viewer] if viewer in self.members else []
+        if self.agents_only:
+            members = sorted(self.members, key=lambda m: m.nick.lower())
+        return ["@" + shown(service, "service"), *(shown(m.nick, m.user) for m in members)]
 
     def visible_members(self, viewer: Any) -> list[Any]:
         """The connections ``viewer`` may see in the channel (not the service)."""

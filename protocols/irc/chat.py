@@ -7,7 +7,7 @@ commands to the service and talks to each customer as its own nick (``c-7f3a``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
@@ -21,10 +21,8 @@ from protocols.irc.channels import Channel
 from protocols.irc.commands import HELP, Command
 from protocols.irc.commands import parse as parse_command
 from protocols.irc.desk import AgentDesk
+from protocols.irc.interfaces import Connection
 from protocols.irc.message import Message, split_text
-
-if TYPE_CHECKING:
-    from protocols.irc.server import IrcConnection
 
 TYPING = {"active": "active", "paused": "paused", "done": "paused"}
 LOBBY_GREETING = "Hello {nick}! I have opened a private conversation with you."
@@ -32,32 +30,35 @@ MAX_HELD = 256
 
 
 class ChatCommands:
-    """Message handling and event rendering for :class:`IrcConnection`."""
+    """Message handling and event rendering for :class:`protocols.irc.server.IrcConnection`."""
 
-    def init_chat(self: IrcConnection) -> None:
+    def init_chat(self: Connection) -> None:
         """The conversation state of a new connection."""
         self.customer_over = True  # no live conversation (none yet, or it ended)
         self.agent_alias: str | None = None  # the customer's view of its agent
         self._asked_version = False
+        self._version_answered = False
         self._version_timer: IDelayedCall | None = None
+        self.quitting = False  # the client sent QUIT: it leaves, it did not drop
         self.desk: AgentDesk | None = None  # an agent's offers and conversations
         self._held: list[Any] | None = []  # events before registration
 
-    def chat_features(self: IrcConnection) -> frozenset[str]:
+    def chat_features(self: Connection) -> frozenset[str]:
         """Features the core may use with this client."""
         return frozenset({"typing"}) if "message-tags" in self.caps else frozenset()
 
-    def chat_registered(self: IrcConnection) -> None:
+    def chat_registered(self: Connection) -> None:
         """Registration completed: agents become available; held events go out."""
         held, self._held = self._held or [], None
         if self.agent is not None:
-            self.desk = AgentDesk(self.agent, self.notice_from_service)
+            desk = getattr(self.gateway, "service_desk", None)
+            self.desk = AgentDesk(self.agent, self.notice_from_service, desk)
             self.agent.set_presence("available")
             self.notice_from_service(HELP)
         for event in held:
             self.deliver(event)
 
-    def chat_peer(self: IrcConnection, nick: str) -> str | None:
+    def chat_peer(self: Connection, nick: str) -> str | None:
         """The peer nick ``nick`` names for this client (its alias or a customer), if any."""
         lower = nick.lower()
         if self.agent is not None:
@@ -66,33 +67,36 @@ class ChatCommands:
             return self.agent_alias
         return None
 
-    def chat_peer_user(self: IrcConnection) -> str:
+    def chat_peer_user(self: Connection) -> str:
         """The user part of the peers' hostmasks."""
         return "customer" if self.agent is not None else "agent"
 
-    def chat_connection_lost(self: IrcConnection) -> None:
-        """Tell the core the party is gone."""
+    def chat_connection_lost(self: Connection) -> None:
+        """Tell the core the party is gone (a customer's QUIT ends its conversation)."""
         self._held = None
         for session in (self.customer, self.agent):
             if session is not None:
                 try:
-                    session.disconnected()
+                    if session is self.customer:
+                        session.disconnected(quit=self.quitting)
+                    else:
+                        session.disconnected()
                 except Exception:
                     self._log.failure("IRC {peer}: ending the session failed", peer=self.peer)
         self.customer = self.agent = None
 
-    def chat_cancel_timers(self: IrcConnection) -> None:
+    def chat_cancel_timers(self: Connection) -> None:
         """Stop waiting for a CTCP VERSION reply."""
         if self._version_timer is not None and self._version_timer.active():
             self._version_timer.cancel()
         self._version_timer = None
 
-    def chat_away_changed(self: IrcConnection) -> None:
+    def chat_away_changed(self: Connection) -> None:
         """AWAY sets an agent away; its end makes the agent available."""
         if self.agent is not None:
             self._agent_do(lambda: self.agent.set_presence("away" if self.away else "available"))
 
-    def chat_lobby_joined(self: IrcConnection, channel: Channel) -> None:
+    def chat_lobby_joined(self: Connection, channel: Channel) -> None:
         """A customer joined the lobby: greet it there, then open the query."""
         if self.agent is not None:
             return
@@ -103,24 +107,32 @@ class ChatCommands:
 
     # -- lines out ----------------------------------------------------------
 
-    def say_from(self: IrcConnection, prefix: str, text: str, *, notice: bool = False) -> None:
+    def refuses(self: Connection, event: object) -> str | None:
+        """IPartyLimits: a message needing more than ``irc.max_message_lines`` lines."""
+        lines = split_text(getattr(event, "text", ""), self.settings.max_line - 100)
+        limit = self.settings.max_message_lines
+        if len(lines) > limit:
+            return f"too long for the recipient (more than {limit} IRC lines)"
+        return None
+
+    def say_from(self: Connection, prefix: str, text: str, *, notice: bool = False) -> None:
         """PRIVMSG (or NOTICE) ``text`` from ``prefix`` to this client, cut to fit."""
         command = "NOTICE" if notice else "PRIVMSG"
         overhead = len(f":{prefix} {command} {self.nick} :\r\n".encode())
         for piece in split_text(text, self.settings.max_line - overhead):
             self.send_from(prefix, command, self.nick or "*", piece)
 
-    def notice_from_service(self: IrcConnection, text: str) -> None:
+    def notice_from_service(self: Connection, text: str) -> None:
         """A NOTICE from the service nick."""
         self.say_from(self.service_mask(), text, notice=True)
 
-    def peer_mask(self: IrcConnection, nick: str) -> str:
+    def peer_mask(self: Connection, nick: str) -> str:
         """A peer's hostmask: the gateway's host, never the real one."""
         return f"{nick}!{self.chat_peer_user()}@{self.settings.gateway_host}"
 
     # -- IParty --------------------------------------------------------------
 
-    def deliver(self: IrcConnection, event: object) -> None:
+    def deliver(self: Connection, event: object) -> None:
         """Render one neutral event to this client."""
         if self._held is not None:
             if len(self._held) < MAX_HELD:
@@ -133,7 +145,7 @@ class ChatCommands:
         else:
             self._deliver_to_customer(event)
 
-    def _deliver_to_customer(self: IrcConnection, event: object) -> None:
+    def _deliver_to_customer(self: Connection, event: object) -> None:
         if isinstance(event, ev.Connected):
             avoid = {(self.nick or "").lower(), self.service.lower()}
             self.agent_alias = render.alias_nick(event.peer_alias, avoid)
@@ -148,7 +160,7 @@ class ChatCommands:
             self.customer_over = True
             self.agent_alias = None
 
-    def _deliver_to_agent(self: IrcConnection, event: object) -> None:
+    def _deliver_to_agent(self: Connection, event: object) -> None:
         desk = self.desk
         desk.track(event)
         if isinstance(event, ev.Typing):
@@ -161,7 +173,7 @@ class ChatCommands:
             self._say(said)
         desk.forget(event)
 
-    def _say(self: IrcConnection, said: render.Said) -> None:
+    def _say(self: Connection, said: render.Said) -> None:
         if said.source == render.SERVICE or said.peer is None:
             prefix = self.service_mask()
         else:
@@ -170,15 +182,15 @@ class ChatCommands:
 
     # -- lines in -------------------------------------------------------------
 
-    def irc_PRIVMSG(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_PRIVMSG(self: Connection, message: Message) -> None:  # noqa: N802
         """PRIVMSG target :text."""
         self._message(message, notice=False)
 
-    def irc_NOTICE(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_NOTICE(self: Connection, message: Message) -> None:  # noqa: N802
         """NOTICE target :text: only CTCP replies and agents' channel talk are used."""
         self._message(message, notice=True)
 
-    def _message(self: IrcConnection, message: Message, *, notice: bool) -> None:
+    def _message(self: Connection, message: Message, *, notice: bool) -> None:
         if not message.params:
             if not notice:
                 self.reply(rpl.ERR_NORECIPIENT, f"No recipient given ({message.command})")
@@ -217,7 +229,7 @@ class ChatCommands:
             # The lobby is a doorway: what a customer says there goes to the query.
             self._customer_says(text)
 
-    def irc_TAGMSG(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_TAGMSG(self: Connection, message: Message) -> None:  # noqa: N802
         """TAGMSG target, carrying +typing (IRCv3 typing notifications)."""
         state = TYPING.get(message.tags.get("+typing", ""))
         if state is None or not message.params:
@@ -235,7 +247,7 @@ class ChatCommands:
 
     # -- CTCP ---------------------------------------------------------------------
 
-    def _ctcp(self: IrcConnection, target: str, request: tuple[str, str], reply: bool) -> None:
+    def _ctcp(self: Connection, target: str, request: tuple[str, str], reply: bool) -> None:
         command, argument = request
         if reply:
             if command == "VERSION" and target.lower() == self.service.lower():
@@ -253,7 +265,7 @@ class ChatCommands:
         if answer is not None:
             self.send_from(self.service_mask(), "NOTICE", self.nick, ctcp.wrap(command, answer))
 
-    def _ask_version(self: IrcConnection) -> None:
+    def _ask_version(self: Connection) -> None:
         if self._asked_version:
             return
         self._asked_version = True
@@ -262,13 +274,16 @@ class ChatCommands:
             self.settings.ctcp_version_timeout_s, self._version_late
         )
 
-    def _version_late(self: IrcConnection) -> None:
+    def _version_late(self: Connection) -> None:
         self._version_timer = None
-        self._log.debug("IRC {peer}: no CTCP VERSION reply in time", peer=self.peer)
+        self._log.info("IRC {peer}: no CTCP VERSION reply in time", peer=self.peer)
 
-    def _version_reply(self: IrcConnection, argument: str) -> None:
-        if self._version_timer is None:
-            return  # not asked, or too late: routing went ahead without it
+    def _version_reply(self: Connection, argument: str) -> None:
+        # irssi queues CTCP replies behind its own commands (seconds, more on a busy
+        # network): a late reply still counts until the offer goes out (the core's call).
+        if not self._asked_version or self._version_answered:
+            return
+        self._version_answered = True
         self.chat_cancel_timers()
         self.client = ctcp.client_info(argument)
         self._log.info(
@@ -282,15 +297,16 @@ class ChatCommands:
 
     # -- the customer's side ----------------------------------------------------
 
-    def _customer_says(self: IrcConnection, text: str) -> None:
+    def _customer_says(self: Connection, text: str) -> None:
         if self.customer_over:
-            self._start_conversation()
+            self._start_conversation(opening=text)
             return
         d = self.customer.say(text)
         d.addErrback(self._request_failed)
 
-    def _start_conversation(self: IrcConnection) -> None:
-        """The first message opens a conversation (it only knocks; the interview follows)."""
+    def _start_conversation(self: Connection, opening: str | None = None) -> None:
+        """The first message opens a conversation: kept for the agent, it answers no
+        question; the interview follows."""
         old, self.customer = self.customer, None
         if old is not None:
             old.disconnected()  # ended already; the core forgets it
@@ -303,16 +319,18 @@ class ChatCommands:
                 client=self.client,
                 answers={},
                 features=self.chat_features(),
-                # Ident and address stay when the nick changes: a returning customer.
+                # Ident and address stay when the nick changes: a returning customer (for
+                # sticky routing; unverified, so not an identity for the service desk).
                 key=f"irc:{self.user}@{self.peer.rsplit(':', 1)[0]}",
                 # Resuming after a drop takes the same nick as well (gateway.core.resume).
                 resume_key=f"irc:{self.nick.lower()}!{self.user}@{self.peer.rsplit(':', 1)[0]}",
+                opening=opening,
             )
         except GatewayError as e:
             self.customer_over = True
             self.notice_from_service(f"Sorry: {e.text}")
 
-    def _request_failed(self: IrcConnection, failure: Failure) -> None:
+    def _request_failed(self: Connection, failure: Failure) -> None:
         if failure.check(GatewayError):
             self.notice_from_service(f"Not sent: {failure.value.text}")
             return
@@ -321,7 +339,7 @@ class ChatCommands:
 
     # -- the agent's side ---------------------------------------------------------
 
-    def _agent_message(self: IrcConnection, target: str, text: str) -> None:
+    def _agent_message(self: Connection, target: str, text: str) -> None:
         if target.lower() == self.service.lower():
             command = parse_command(text)
             if command is None:
@@ -336,7 +354,7 @@ class ChatCommands:
         d: Deferred = self.desk.say(peer, text)
         d.addErrback(self._request_failed)
 
-    def agent_raw_command(self: IrcConnection, message: Message) -> bool:
+    def agent_raw_command(self: Connection, message: Message) -> bool:
         """``ACCEPT o-1`` and friends, as clients send unknown /commands; True if handled."""
         command = parse_command(" ".join((message.command, *message.params)))
         if command is None:
@@ -344,10 +362,10 @@ class ChatCommands:
         self._agent_command(command)
         return True
 
-    def _agent_command(self: IrcConnection, command: Command) -> None:
+    def _agent_command(self: Connection, command: Command) -> None:
         self._agent_do(lambda: self.desk.run(command))
 
-    def _agent_do(self: IrcConnection, action) -> None:
+    def _agent_do(self: Connection, action) -> None:
         try:
             action()
         except GatewayError as e:

@@ -7,16 +7,12 @@ customer nicks of its own conversations.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import attrs
 
 from protocols.irc import numerics as rpl
 from protocols.irc.channels import Channel
+from protocols.irc.interfaces import Connection
 from protocols.irc.message import Message
-
-if TYPE_CHECKING:
-    from protocols.irc.server import IrcConnection
 
 MAX_JOINS = 2
 
@@ -33,9 +29,9 @@ class Visible:
 
 
 class QueryCommands:
-    """Channel and query commands for :class:`IrcConnection`."""
+    """Channel and query commands for :class:`protocols.irc.server.IrcConnection`."""
 
-    def visible(self: IrcConnection, nick: str) -> Visible | None:
+    def visible(self: Connection, nick: str) -> Visible | None:
         """What this client may know of ``nick``, or None if it may not see it."""
         lower = nick.lower()
         host = self.settings.gateway_host
@@ -54,7 +50,7 @@ class QueryCommands:
 
     # -- channels ----------------------------------------------------------
 
-    def irc_JOIN(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_JOIN(self: Connection, message: Message) -> None:  # noqa: N802
         """JOIN #chan[,#chan] [keys]; JOIN 0 leaves every channel."""
         if not self.need(message, 1):
             return
@@ -81,7 +77,7 @@ class QueryCommands:
             if not channel.agents_only:
                 self.chat_lobby_joined(channel)
 
-    def irc_PART(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_PART(self: Connection, message: Message) -> None:  # noqa: N802
         """PART #chan[,#chan] [:reason]."""
         if not self.need(message, 1):
             return
@@ -94,7 +90,7 @@ class QueryCommands:
             else:
                 self._part(channel, message.param(1))
 
-    def _part(self: IrcConnection, channel: Channel, reason: str) -> None:
+    def _part(self: Connection, channel: Channel, reason: str) -> None:
         for member in channel.audience(self):
             if reason:
                 member.send_from(self.hostmask(), "PART", channel.name, reason)
@@ -103,7 +99,7 @@ class QueryCommands:
         channel.members.discard(self)
         self.channels.discard(channel)
 
-    def irc_NAMES(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_NAMES(self: Connection, message: Message) -> None:  # noqa: N802
         """NAMES #chan."""
         name = message.param(0).split(",")[0]
         channel = self.factory.channels.get(name.lower())
@@ -112,8 +108,9 @@ class QueryCommands:
         else:
             self.reply(rpl.RPL_ENDOFNAMES, name[:50] or "*", "End of /NAMES list.")
 
-    def _names(self: IrcConnection, channel: Channel) -> None:
-        nicks = channel.visible_nicks(self, self.service)
+    def _names(self: Connection, channel: Channel) -> None:
+        userhost = "userhost-in-names" in self.caps
+        nicks = channel.visible_nicks(self, self.service, self.settings.gateway_host, userhost)
         chunk: list[str] = []
         for nick in nicks:
             chunk.append(nick)
@@ -124,7 +121,7 @@ class QueryCommands:
             self.reply(rpl.RPL_NAMREPLY, "=", channel.name, " ".join(chunk))
         self.reply(rpl.RPL_ENDOFNAMES, channel.name, "End of /NAMES list.")
 
-    def irc_TOPIC(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_TOPIC(self: Connection, message: Message) -> None:  # noqa: N802
         """TOPIC #chan [:topic]; only agents may set the agents' channel's topic."""
         if not self.need(message, 1):
             return
@@ -145,13 +142,13 @@ class QueryCommands:
         for member in channel.audience(self):
             member.send_from(self.hostmask(), "TOPIC", channel.name, channel.topic)
 
-    def _topic(self: IrcConnection, channel: Channel) -> None:
+    def _topic(self: Connection, channel: Channel) -> None:
         if channel.topic:
             self.reply(rpl.RPL_TOPIC, channel.name, channel.topic)
         else:
             self.reply(rpl.RPL_NOTOPIC, channel.name, "No topic is set")
 
-    def irc_LIST(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_LIST(self: Connection, message: Message) -> None:  # noqa: N802
         """LIST: the channels this client may join."""
         self.reply(rpl.RPL_LISTSTART, "Channel", "Users  Name")
         for channel in self.factory.channels.values():
@@ -163,7 +160,7 @@ class QueryCommands:
 
     # -- users ---------------------------------------------------------------
 
-    def irc_WHOIS(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_WHOIS(self: Connection, message: Message) -> None:  # noqa: N802
         """WHOIS [server] nick."""
         if not message.params:
             self.reply(rpl.ERR_NONICKNAMEGIVEN, "No nickname given")
@@ -183,7 +180,7 @@ class QueryCommands:
             self.reply(rpl.RPL_AWAY, seen.nick, seen.away)
         self.reply(rpl.RPL_ENDOFWHOIS, seen.nick, "End of /WHOIS list.")
 
-    def irc_WHO(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_WHO(self: Connection, message: Message) -> None:  # noqa: N802
         """WHO #chan | WHO nick."""
         mask = message.param(0, "*")
         channel = self.factory.channels.get(mask.lower())
@@ -205,10 +202,10 @@ class QueryCommands:
                 self._who_line("*", seen.nick, seen.user, seen.host, flags, seen.realname)
         self.reply(rpl.RPL_ENDOFWHO, mask[:50], "End of /WHO list.")
 
-    def _who_line(self: IrcConnection, chan, nick, user, host, flags, realname) -> None:
+    def _who_line(self: Connection, chan, nick, user, host, flags, realname) -> None:
         self.reply(rpl.RPL_WHOREPLY, chan, user, host, self.server, nick, flags, f"0 {realname}")
 
-    def irc_MODE(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_MODE(self: Connection, message: Message) -> None:  # noqa: N802
         """MODE #chan [b] | MODE nick [+i|-i|+w|-w]."""
         if not self.need(message, 1):
             return
@@ -251,7 +248,7 @@ class QueryCommands:
         if applied:
             self.send_from(self.hostmask(), "MODE", self.nick, applied)
 
-    def irc_AWAY(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_AWAY(self: Connection, message: Message) -> None:  # noqa: N802
         """AWAY :text (an agent is then away) | AWAY (available again)."""
         text = message.param(0)
         if text:
@@ -262,13 +259,13 @@ class QueryCommands:
             self.reply(rpl.RPL_UNAWAY, "You are no longer marked as being away")
         self.chat_away_changed()
 
-    def irc_ISON(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_ISON(self: Connection, message: Message) -> None:  # noqa: N802
         """ISON nick…: which of them this client may see online."""
         words = " ".join(message.params).split()
         online = [seen.nick for w in words[:30] if (seen := self.visible(w)) is not None]
         self.reply("303", " ".join(online))
 
-    def irc_USERHOST(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_USERHOST(self: Connection, message: Message) -> None:  # noqa: N802
         """USERHOST nick…."""
         replies = []
         for nick in message.params[:5]:

@@ -6,35 +6,37 @@ import base64
 import binascii
 import re
 import time
-from typing import TYPE_CHECKING
 
 from twisted.python.failure import Failure
 
 from gateway.core.errors import GatewayError
 from gateway.core.events import ClientInfo
 from protocols.irc import numerics as rpl
+from protocols.irc.interfaces import Connection
 from protocols.irc.message import Message
 from protocols.tcp import firewall_role
 
-if TYPE_CHECKING:
-    from protocols.irc.server import IrcConnection
-
 NICK_PATTERN = re.compile(r"^[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]{0,29}$")
 NICKLEN = 30
-SUPPORTED_CAPS = ("message-tags", "sasl")
+SUPPORTED_CAPS = ("message-tags", "multi-prefix", "userhost-in-names", "sasl")
 MAX_SASL_ATTEMPTS = 3
 # AUTHENTICATE carries 400 bytes of base64 a line; PLAIN needs little more.
 MAX_SASL_BYTES = 1600
-PLAINTEXT_AUTH = "Agents log in over TLS only"
+PLAINTEXT_AUTH = "Agents log in over TLS only: connect to the TLS port"
+SERVER_PASSWORD = "This server needs a password (PASS)"
+# RPL_ISUPPORT tokens a line carries at most: with the nick and the trailing text,
+# 15 parameters (RFC 2812's limit).
+ISUPPORT_PER_LINE = 13
 
 
 class RegistrationCommands:
-    """CAP, PASS, NICK, USER and AUTHENTICATE for :class:`IrcConnection`."""
+    """CAP, PASS, NICK, USER and AUTHENTICATE for :class:`protocols.irc.server.IrcConnection`."""
 
-    def init_registration(self: IrcConnection) -> None:
+    def init_registration(self: Connection) -> None:
         """The registration state of a new connection."""
         self.cap_version = 0
         self.password: str | None = None
+        self.server_password_given = False
         self.logging_in = False
         self._sasl_mechanism: str | None = None
         self._sasl_buffer = ""
@@ -42,13 +44,17 @@ class RegistrationCommands:
 
     # -- CAP ---------------------------------------------------------------
 
-    def _offered_caps(self: IrcConnection) -> list[str]:
-        caps = ["message-tags"]
-        if self.is_tls() or self.settings.allow_plaintext_auth:
+    def _offered_caps(self: Connection) -> list[str]:
+        caps = ["message-tags", "multi-prefix", "userhost-in-names"]
+        # Not offered where it would be refused: a client would send the password first.
+        if self._may_log_in():
             caps.append("sasl=PLAIN" if self.cap_version >= 302 else "sasl")
         return caps
 
-    def irc_CAP(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def _may_log_in(self: Connection) -> bool:
+        return self.is_tls() or self.settings.allow_plaintext_auth
+
+    def irc_CAP(self: Connection, message: Message) -> None:  # noqa: N802
         """CAP LS [302] | LIST | REQ :caps | END."""
         sub = message.param(0).upper()
         target = self.nick or "*"
@@ -66,6 +72,8 @@ class RegistrationCommands:
             wanted = message.param(1).split()
             offered = {c.split("=")[0] for c in self._offered_caps()}
             names = [w.lstrip("-") for w in wanted]
+            if "sasl" in names and not self._may_log_in():
+                self.notice_from_service(PLAINTEXT_AUTH)
             if wanted and all(n in offered for n in names):
                 for w in wanted:
                     if w.startswith("-"):
@@ -83,14 +91,18 @@ class RegistrationCommands:
 
     # -- SASL PLAIN ------------------------------------------------------------
 
-    def irc_AUTHENTICATE(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_AUTHENTICATE(self: Connection, message: Message) -> None:  # noqa: N802
         """AUTHENTICATE PLAIN, then the base64 credentials in 400-byte chunks."""
         if not self.need(message, 1):
             return
         arg = message.params[0]
-        if "sasl" not in self.caps:
-            self.reply(rpl.ERR_SASLFAIL, "SASL authentication failed")
+        if not self._may_log_in():
+            # One clear answer: not "failed", which reads as a wrong password.
+            self.reply(rpl.ERR_SASLFAIL, PLAINTEXT_AUTH)
+            self.quit(PLAINTEXT_AUTH)
             return
+        # Clients REQ the sasl capability first; one that does not (irctest's cases)
+        # is served all the same: the capability only announces the command.
         if self.agent is not None or self.registered:
             self.reply(rpl.ERR_SASLALREADY, "You have already authenticated using SASL")
             return
@@ -118,7 +130,7 @@ class RegistrationCommands:
             return  # more to come
         self._sasl_plain(self._sasl_buffer)
 
-    def _sasl_plain(self: IrcConnection, encoded: str) -> None:
+    def _sasl_plain(self: Connection, encoded: str) -> None:
         try:
             decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
             _authzid, authcid, password = decoded.split("\x00")
@@ -127,11 +139,11 @@ class RegistrationCommands:
             return
         self._agent_login(authcid, password, sasl=True)
 
-    def _sasl_reset(self: IrcConnection) -> None:
+    def _sasl_reset(self: Connection) -> None:
         self._sasl_mechanism = None
         self._sasl_buffer = ""
 
-    def _sasl_failed(self: IrcConnection) -> None:
+    def _sasl_failed(self: Connection) -> None:
         self._sasl_reset()
         self._sasl_attempts += 1
         self.reply(rpl.ERR_SASLFAIL, "SASL authentication failed")
@@ -140,14 +152,10 @@ class RegistrationCommands:
 
     # -- agent login, shared by SASL and PASS -----------------------------------
 
-    def _agent_login(self: IrcConnection, name: str, password: str, *, sasl: bool) -> None:
-        if not (self.is_tls() or self.settings.allow_plaintext_auth):
-            self.notice_from_service(PLAINTEXT_AUTH)
-            if sasl:
-                self._sasl_failed()
-            else:
-                self.reply(rpl.ERR_PASSWDMISMATCH, "Password incorrect")
-                self.quit(PLAINTEXT_AUTH)
+    def _agent_login(self: Connection, name: str, password: str, *, sasl: bool) -> None:
+        if not self._may_log_in():
+            # The password may well be right: say why it is refused, once.
+            self.quit(PLAINTEXT_AUTH)
             return
         self.logging_in = True
         try:
@@ -166,11 +174,15 @@ class RegistrationCommands:
             return
         d.addCallbacks(self._logged_in, self._login_failed, (sasl,), None, (sasl, name))
 
-    def _logged_in(self: IrcConnection, session, sasl: bool) -> None:
+    def _logged_in(self: Connection, session, sasl: bool) -> None:
         self.logging_in = False
         if self.closing:
             session.disconnected()
             return
+        self._answered_login(session, sasl)
+        self.login_answered()
+
+    def _answered_login(self: Connection, session, sasl: bool) -> None:
         self.agent = session
         self._log.info("IRC {peer}: agent {agent} logged in", peer=self.peer, agent=session.name)
         if sasl:
@@ -182,8 +194,12 @@ class RegistrationCommands:
             self.reply(rpl.RPL_SASLSUCCESS, "SASL authentication successful")
         self.try_register()
 
-    def _login_failed(self: IrcConnection, failure: Failure, sasl: bool, name: str) -> None:
+    def _login_failed(self: Connection, failure: Failure, sasl: bool, name: str) -> None:
         self.logging_in = False
+        self._refused_login(failure, sasl, name)
+        self.login_answered()
+
+    def _refused_login(self: Connection, failure: Failure, sasl: bool, name: str) -> None:
         if failure.check(GatewayError):
             self._log.info("IRC {peer}: login of {agent} refused", peer=self.peer, agent=name)
             self._login_refused(failure.value.text, sasl)
@@ -193,7 +209,7 @@ class RegistrationCommands:
             )
             self._login_refused("internal error", sasl)
 
-    def _login_refused(self: IrcConnection, text: str, sasl: bool) -> None:
+    def _login_refused(self: Connection, text: str, sasl: bool) -> None:
         if self.closing:
             return
         if sasl:
@@ -204,21 +220,21 @@ class RegistrationCommands:
 
     # -- PASS, NICK, USER ---------------------------------------------------------
 
-    def irc_PASS(self: IrcConnection, message: Message) -> None:  # noqa: N802
-        """PASS [name:]password: an agent's login, checked when registration completes."""
+    def irc_PASS(self: Connection, message: Message) -> None:  # noqa: N802
+        """PASS password: the server password (``irc.password``), or an agent's login
+        (``name:password``), checked when registration completes."""
         if self.registered:
             self.reply(rpl.ERR_ALREADYREGISTRED, "You may not reregister")
             return
         if self.need(message, 1):
             self.password = message.params[0]
 
-    def irc_USER(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_USER(self: Connection, message: Message) -> None:  # noqa: N802
         """USER user mode unused :realname."""
         if self.registered or self.user is not None:
             self.reply(rpl.ERR_ALREADYREGISTRED, "You may not reregister")
             return
-        if len(message.params) < 4 or not message.params[0]:
-            # The real name may be empty; the user name may not.
+        if len(message.params) < 4 or not message.params[0] or not message.params[3]:
             self.reply(rpl.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
             return
         user = "".join(ch for ch in message.params[0] if ch.isalnum() or ch in "-_.")[:10]
@@ -226,7 +242,7 @@ class RegistrationCommands:
         self.realname = message.params[3][:100]
         self.try_register()
 
-    def irc_NICK(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_NICK(self: Connection, message: Message) -> None:  # noqa: N802
         """NICK nick: set or change the nick (431, 432, 433 when it cannot be)."""
         if not message.params or not message.params[0]:
             self.reply(rpl.ERR_NONICKNAMEGIVEN, "No nickname given")
@@ -239,6 +255,10 @@ class RegistrationCommands:
             return
         if self.nick_taken(nick):
             self.reply(rpl.ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+            return
+        if self.nick_reserved(nick):
+            # The customer's agent goes by this name here: it stays the agent's.
+            self.reply(rpl.ERR_NICKNAMEINUSE, nick, "Nickname is reserved")
             return
         if not self.registered:
             self.nick = nick
@@ -255,7 +275,12 @@ class RegistrationCommands:
         for other in seen:
             other.send_from(old_mask, "NICK", nick)
 
-    def nick_taken(self: IrcConnection, nick: str) -> bool:
+    def nick_reserved(self: Connection, nick: str) -> bool:
+        """Whether ``nick`` is the alias this customer sees its agent by."""
+        alias = self.agent_alias
+        return self.agent is None and alias is not None and alias.lower() == nick.lower()
+
+    def nick_taken(self: Connection, nick: str) -> bool:
         """Whether ``nick`` is the service's or another client's in this role's nick space."""
         lower = nick.lower()
         if lower == self.service.lower():
@@ -265,18 +290,25 @@ class RegistrationCommands:
 
     # -- completing registration ------------------------------------------------
 
-    def try_register(self: IrcConnection) -> None:
+    def try_register(self: Connection) -> None:
         """Finish registration once NICK, USER, CAP END and any login are done."""
         if self.registered or self.closing or self.logging_in or self.cap_negotiating:
             return
         if self.nick is None or self.user is None:
             return
+        server_password = self.settings.password
+        if self.password is not None and server_password and self.password == server_password:
+            self.password, self.server_password_given = None, True
         if self.agent is None and self.password is not None:
             name, sep, password = self.password.partition(":")
             if not sep:
                 name, password = self.user, self.password
             self.password = None
             self._agent_login(name, password, sasl=False)
+            return
+        if server_password and self.agent is None and not self.server_password_given:
+            self.reply(rpl.ERR_PASSWDMISMATCH, "Password incorrect")
+            self.quit(SERVER_PASSWORD)
             return
         if self.nick_taken(self.nick):
             # The nick was free in the nick space known at NICK time, not in this one.
@@ -294,13 +326,20 @@ class RegistrationCommands:
         self._welcome()
         self.chat_registered()
 
-    def _welcome(self: IrcConnection) -> None:
+    def _welcome(self: Connection) -> None:
         s, f = self.settings, self.factory
         created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(f.created))
         self.reply(rpl.RPL_WELCOME, f"Welcome to the {s.network} IRC Network {self.hostmask()}")
         self.reply(rpl.RPL_YOURHOST, f"Your host is {self.server}, running version {f.version}")
         self.reply(rpl.RPL_CREATED, f"This server was created {created}")
         self.reply(rpl.RPL_MYINFO, self.server, f.version, "iw", "nt")
+        self.send_isupport()
+        self.send_lusers()
+        self.send_motd()
+
+    def send_isupport(self: Connection) -> None:
+        """RPL_ISUPPORT, in lines of at most 15 parameters."""
+        s = self.settings
         isupport = [
             "AWAYLEN=200",
             "CASEMAPPING=ascii",
@@ -317,13 +356,22 @@ class RegistrationCommands:
             "TARGMAX=PRIVMSG:1,NOTICE:1,JOIN:2,PART:2,NAMES:1,WHOIS:1",
             "TOPICLEN=300",
         ]
-        self.reply(rpl.RPL_ISUPPORT, *isupport, "are supported by this server")
-        self.send_lusers()
-        self.send_motd()
+        lines = -(-len(isupport) // ISUPPORT_PER_LINE)
+        per_line = -(-len(isupport) // lines)
+        for i in range(0, len(isupport), per_line):
+            tokens = isupport[i : i + per_line]
+            self.reply(rpl.RPL_ISUPPORT, *tokens, "are supported by this server")
 
-    def send_lusers(self: IrcConnection) -> None:
-        """The LUSERS replies 251, 252, 254, 255, 265, 266."""
-        n = str(self.factory.user_count())
+    def send_lusers(self: Connection) -> None:
+        """The LUSERS replies 251, 252, 254, 255, 265, 266.
+
+        An agent gets the listener's counts; a customer only what it can see (itself,
+        the service and its agent): how many people are connected is not its business.
+        """
+        if self.agent is not None:
+            n = str(self.factory.user_count())
+        else:
+            n = str(2 + (self.agent_alias is not None))
         self.reply(rpl.RPL_LUSERCLIENT, f"There are {n} users and 0 invisible on 1 servers")
         self.reply(rpl.RPL_LUSEROP, "0", "operator(s) online")
         self.reply(rpl.RPL_LUSERCHANNELS, str(len(self.factory.channels)), "channels formed")
@@ -331,7 +379,7 @@ class RegistrationCommands:
         self.reply(rpl.RPL_LOCALUSERS, n, n, f"Current local users {n}, max {n}")
         self.reply(rpl.RPL_GLOBALUSERS, n, n, f"Current global users {n}, max {n}")
 
-    def send_motd(self: IrcConnection) -> None:
+    def send_motd(self: Connection) -> None:
         """The MOTD replies (375, 372…, 376), or 422 when there is none."""
         lines = [line for line in self.settings.motd.splitlines() if line.strip()]
         if not lines:
@@ -342,10 +390,10 @@ class RegistrationCommands:
             self.reply(rpl.RPL_MOTD, f"- {line}")
         self.reply(rpl.RPL_ENDOFMOTD, "End of /MOTD command.")
 
-    def irc_LUSERS(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_LUSERS(self: Connection, message: Message) -> None:  # noqa: N802
         """LUSERS."""
         self.send_lusers()
 
-    def irc_MOTD(self: IrcConnection, message: Message) -> None:  # noqa: N802
+    def irc_MOTD(self: Connection, message: Message) -> None:  # noqa: N802
         """MOTD."""
         self.send_motd()

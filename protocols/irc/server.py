@@ -23,11 +23,12 @@ from firewall.common import TokenBucket, describe_address
 from firewall.interfaces import IFirewalledProtocol
 from gateway import __version__, logs
 from gateway.core.events import ClientInfo
-from gateway.core.interfaces import IParty
+from gateway.core.interfaces import IParty, IPartyLimits
 from protocols.irc import numerics as rpl
 from protocols.irc.channels import Channel, make_channels
 from protocols.irc.chat import ChatCommands
 from protocols.irc.framing import TOO_LONG, LineFramer
+from protocols.irc.info import InfoCommands
 from protocols.irc.message import Message, ParseError, decode, parse, serialise
 from protocols.irc.queries import QueryCommands
 from protocols.irc.registration import RegistrationCommands
@@ -35,19 +36,23 @@ from protocols.irc.settings import IrcSettings
 from protocols.tcp import firewall_message_hook, no_delay
 
 if TYPE_CHECKING:
-    from gateway.core.gateway import AgentSession, CustomerSession, Gateway
+    from gateway.core.interfaces import IAgentSession as AgentSession
+    from gateway.core.interfaces import ICustomerSession as CustomerSession
+    from gateway.core.interfaces import IGateway as Gateway
 
 PROTOCOL = "irc"
 # Stands in the pacing queue for a line that was too long (the framer never yields b"").
 _OVERLONG = b""
+# Lines kept while an agent's password is checked (handled in order after it).
+MAX_LINES_DURING_LOGIN = 32
 # Commands a client may send before it is registered.
 _BEFORE_REGISTRATION = frozenset(
     {"CAP", "PASS", "NICK", "USER", "PING", "PONG", "QUIT", "AUTHENTICATE"}
 )
 
 
-@implementer(IParty, IFirewalledProtocol)
-class IrcConnection(RegistrationCommands, QueryCommands, ChatCommands, Protocol):
+@implementer(IParty, IPartyLimits, IFirewalledProtocol)
+class IrcConnection(RegistrationCommands, QueryCommands, InfoCommands, ChatCommands, Protocol):
     """One IRC client: a customer, or an agent once logged in with SASL or PASS."""
 
     _log = Logger(observer=logs.observer)
@@ -79,6 +84,7 @@ class IrcConnection(RegistrationCommands, QueryCommands, ChatCommands, Protocol)
             self.settings.lines_per_second, self.settings.line_burst, self.clock
         )
         self._lag: deque[bytes] = deque()
+        self._during_login: deque[bytes] = deque()
         self._lag_timer: IDelayedCall | None = None
         self._registration_timer: IDelayedCall | None = None
         self._ping_timer: IDelayedCall | None = None
@@ -166,6 +172,13 @@ class IrcConnection(RegistrationCommands, QueryCommands, ChatCommands, Protocol)
     # -- dispatch --------------------------------------------------------------
 
     def _handle(self, raw: bytes) -> None:
+        if self.logging_in:
+            # One command at a time: what follows a login waits for its answer.
+            if len(self._during_login) >= MAX_LINES_DURING_LOGIN:
+                self.quit("Excess Flood")
+            else:
+                self._during_login.append(raw)
+            return
         self._seen()
         if raw is _OVERLONG:
             self.reply(rpl.ERR_INPUTTOOLONG, "Input line was too long")
@@ -196,6 +209,11 @@ class IrcConnection(RegistrationCommands, QueryCommands, ChatCommands, Protocol)
             return True
         self.reply(rpl.ERR_NEEDMOREPARAMS, message.command, "Not enough parameters")
         return False
+
+    def login_answered(self) -> None:
+        """The login was answered: handle the lines that waited for it."""
+        while self._during_login and not self.closing and not self.logging_in:
+            self._handle(self._during_login.popleft())
 
     # -- lines out -------------------------------------------------------------
 
@@ -288,7 +306,8 @@ class IrcConnection(RegistrationCommands, QueryCommands, ChatCommands, Protocol)
         self._awaiting_pong = False
 
     def irc_QUIT(self, message: Message) -> None:  # noqa: N802
-        """QUIT [:reason] -> ERROR, then close."""
+        """QUIT [:reason] -> ERROR, then close; a customer who quits is not held."""
+        self.quitting = True
         reason = message.param(0)
         self.quit(f"Quit: {reason}" if reason else "Quit")
 

@@ -15,6 +15,7 @@ _CHANNEL = re.compile(r"^[#&][^\x00\x07\r\n ,:]{1,49}$")
 _NICK = re.compile(r"^[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}-]{0,29}$")
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?$")
 BOT_PASSWORD_ENV = "IMGATEWAY_IRC_BOT_PASSWORD"
+PASSWORD_ENV = "IMGATEWAY_IRC_PASSWORD"
 AUTH_METHODS = ("none", "sasl", "nickserv")
 AGENT_IDENTITIES = ("account", "nick")
 
@@ -70,6 +71,12 @@ class IrcSettings:
     max_lagged_lines: int = 20
     ctcp_version_timeout_s: float = 5.0
     allow_plaintext_auth: bool = False
+    # The listener's own password (PASS), asked of every client; agents may instead
+    # log in (SASL, or PASS name:password). Empty: none.
+    password: str = attrs.field(default="", repr=False)
+    # A message split into more lines than this is refused to its sender.
+    max_message_lines: int = 20
+    admin_email: str = ""
     bot: BotSettings = attrs.Factory(BotSettings)
 
 
@@ -94,6 +101,9 @@ def parse(reader: Reader) -> IrcSettings:
         max_lagged_lines=r.number("max_lagged_lines", low=1, high=10000, integer=True),
         ctcp_version_timeout_s=r.number("ctcp_version_timeout_s", low=0.1, high=600),
         allow_plaintext_auth=r.get("allow_plaintext_auth", bool),
+        password=os.environ.get(PASSWORD_ENV) or r.text("password", ""),
+        max_message_lines=r.number("max_message_lines", low=1, high=10000, integer=True),
+        admin_email=r.text("admin_email", ""),
         bot=_bot(r.table_of("bot")),
     )
     if settings.lobby_channel.lower() == settings.agents_channel.lower():

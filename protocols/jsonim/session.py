@@ -22,23 +22,30 @@ from zope.interface import implementer
 from firewall.common import TokenBucket
 from gateway import __version__, logs
 from gateway.core.errors import AuthFailed, BadRequest, GatewayError, NotAllowed, Unavailable
-from gateway.core.events import ClientInfo, Typing
-from gateway.core.interfaces import IParty
+from gateway.core.events import AGENT, CUSTOMER, ClientInfo, Connected, Message, Receipt, Typing
+from gateway.core.interfaces import IParty, IPartyLimits
+from protocols.jsonim import deskframes, identity, limits
 from protocols.jsonim.codec import DecodeError, decode, error_frame, event_frame
 from protocols.jsonim.interfaces import IFrameLink
+from protocols.jsonim.markup import to_plain
+from protocols.jsonim.receipts import ReceiptBook
 from protocols.jsonim.settings import JsonImSettings
 
 if TYPE_CHECKING:
-    from gateway.core.gateway import AgentSession, CustomerSession, Gateway
+    from gateway.core.interfaces import IAgentSession as AgentSession
+    from gateway.core.interfaces import ICustomerSession as CustomerSession
+    from gateway.core.interfaces import IGateway as Gateway
 
 PROTOCOL = "jsonim"
 VERSION = "jsonim/1"
-SERVER_FEATURES = ("typing",)
+# rich_text and receipts: proposed extensions (docs/jsonim-web.md).
+SERVER_FEATURES = ("typing", "rich_text", "receipts")
 TYPING_STATES = ("active", "paused")
+MAX_PRESENCE_REASON = 64
 # Frames an agent may send while its login is checked; later ones are refused.
 MAX_FRAMES_DURING_LOGIN = 16
-_RATE_LIMITED = frozenset({"message", "typing"})
-_AGENT_ONLY = frozenset({"accept", "reject", "presence", "transfer"})
+_RATE_LIMITED = frozenset({"message", "typing"}) | deskframes.LINES
+_AGENT_ONLY = frozenset({"accept", "reject", "presence", "transfer"}) | deskframes.FRAME_TYPES
 
 _HELLO, _LOGIN, _CUSTOMER, _AGENT = "hello", "login", "customer", "agent"
 
@@ -60,6 +67,17 @@ def _text(frame: dict[str, Any]) -> str:
     if not isinstance(text, str) or not text:
         raise BadRequest("text must be a non-empty string")
     return text
+
+
+def _said(frame: dict[str, Any], rich: bool) -> tuple[str, str | None]:
+    """A message's plain text and, from a rich_text client, its markup (if any)."""
+    markup = frame.get("markup") if rich else None
+    if markup is None:
+        return _text(frame), None
+    if not isinstance(markup, str) or not markup:
+        raise BadRequest("markup must be a non-empty string")
+    plain = to_plain(markup)
+    return plain, (None if plain == markup else markup)
 
 
 def _typing_state(frame: dict[str, Any]) -> str:
@@ -114,7 +132,7 @@ def _credentials(frame: dict[str, Any]) -> tuple[str, str]:
     raise AuthFailed("auth with a string user and password is required")
 
 
-@implementer(IParty)
+@implementer(IParty, IPartyLimits)
 class JsonImSession:
     """One JSON-IM/1 session; the party the core talks to for its customer or agent.
 
@@ -133,8 +151,11 @@ class JsonImSession:
         *,
         server_name: str,
         clock: IReactorTime,
+        protocol: str = PROTOCOL,
     ) -> None:
         self._link = link
+        # The channel the core and routing see: jsonim (TCP), web (WebSocket).
+        self._protocol = protocol
         self._gateway = gateway
         self._config = config
         self._server_name = server_name
@@ -142,9 +163,14 @@ class JsonImSession:
         self._state = _HELLO
         self._session: CustomerSession | AgentSession | None = None
         self._features: frozenset[str] = frozenset()
+        self._rich = False
+        # Messages this party may send receipts for (receipts negotiated).
+        self._receipts: ReceiptBook | None = None
         self._bucket = TokenBucket(config.messages_per_second, config.message_burst, clock)
         self._bad_frames = 0
         self._peer = link.peer
+        # The customer token given in welcome (gateway.desk.identity), if a customer.
+        self._customer_token: str | None = None
         # Until welcome is sent, the core's events wait here (None: sent directly).
         self._held: list[object] | None = None
         self._close_when_welcomed = False
@@ -189,20 +215,35 @@ class JsonImSession:
 
     # -- IParty --------------------------------------------------------------
 
+    def refuses(self, event: object) -> str | None:
+        """IPartyLimits: a message whose frame would be over this session's max_frame."""
+        return limits.refusal(event, self._config.max_frame, self._state == _AGENT, self._rich)
+
     def deliver(self, event: object) -> None:
         """Render a neutral event to the party (see :mod:`gateway.core.events`)."""
         if self._held is not None:
             self._held.append(event)
             return
-        if self._closing or (type(event) is Typing and "typing" not in self._features):
+        kind = type(event)
+        if self._closing:
             return
+        if kind is Typing and "typing" not in self._features:
+            return
+        if kind is Receipt and self._receipts is None:
+            return
+        agent = self._state == _AGENT
         try:
-            frame = event_frame(event, agent=self._state == _AGENT)
+            frame = event_frame(event, agent=agent, rich=self._rich)
         except TypeError:
             self._log.failure(
                 "JSON-IM {peer}: cannot render {event!r}", peer=self._peer, event=event
             )
             return
+        if kind is Connected and event.history:
+            frame = limits.fitted(event, frame, self._config.max_frame, rich=self._rich)
+        if kind is Message and self._receipts is not None:
+            if event.sender == (CUSTOMER if agent else AGENT):
+                self._receipts.delivered(event.conversation, event.msg)
         self._link.send(frame)
 
     def close(self, reason: str) -> None:
@@ -300,6 +341,12 @@ class JsonImSession:
         features: frozenset[str],
     ) -> None:
         answers = _answers(frame)
+        verified = identity.verified(
+            frame.get("identity") or {},
+            frame.get("identity_signature"),
+            self._config.identity_secret,
+        )
+        customer_id, self._customer_token = deskframes.customer_token(self._gateway, frame)
         self._cancel_hello_timer()
         # The core may deliver a prompt before it returns the session that welcome
         # names: hold such events so that welcome goes first.
@@ -307,10 +354,12 @@ class JsonImSession:
         try:
             session = self._gateway.customer_arrived(
                 self,
-                protocol=PROTOCOL,
+                protocol=self._protocol,
                 client=client,
                 answers=answers,
                 features=features,
+                **({"verified": verified} if verified else {}),
+                **({"customer_id": customer_id} if customer_id else {}),
                 **_resume_token(frame),
             )
         except BaseException:
@@ -339,7 +388,7 @@ class JsonImSession:
         try:
             d = self._gateway.agent_login(
                 self,
-                protocol=PROTOCOL,
+                protocol=self._protocol,
                 name=user,
                 password=password,
                 client=client,
@@ -402,6 +451,9 @@ class JsonImSession:
     def _welcome(self, session: CustomerSession | AgentSession, features: frozenset[str]) -> None:
         self._session = session
         self._features = features
+        self._rich = "rich_text" in features
+        if "receipts" in features:
+            self._receipts = ReceiptBook()
         held, self._held = self._held or [], None
         self._send(
             {
@@ -411,9 +463,10 @@ class JsonImSession:
                 "max_frame": self._config.max_frame,
                 "heartbeat_s": _seconds(self._config.heartbeat_s),
                 "features": [f for f in SERVER_FEATURES if f in features],
-                # Proposed extension (README, "Resuming"): hello {"resume": ...} within
+                # Proposed extension (docs/jsonim.md, "Resume"): hello {"resume": ...} within
                 # the grace period takes this conversation back after a drop.
                 **_resume_field(session),
+                **({"customer_token": self._customer_token} if self._customer_token else {}),
             }
         )
         for event in held:
@@ -426,7 +479,9 @@ class JsonImSession:
     # -- customer frames -------------------------------------------------------
 
     def _customer_message(self, frame: dict[str, Any], frame_id: str | None) -> None:
-        self._acknowledge(self._session.say(_text(frame)), frame_id)
+        text, markup = _said(frame, self._rich)
+        said = self._session.say(text) if markup is None else self._session.say(text, markup=markup)
+        self._acknowledge(said, frame_id)
 
     def _customer_typing(self, frame: dict[str, Any], frame_id: str | None) -> None:
         self._session.typing(_typing_state(frame))
@@ -434,10 +489,30 @@ class JsonImSession:
     def _customer_end(self, frame: dict[str, Any], frame_id: str | None) -> None:
         self._session.end()
 
+    def _customer_receipt(self, frame: dict[str, Any], frame_id: str | None) -> None:
+        if self._book().report(frame.get("msg"), frame.get("state")) is not None:
+            self._session.receipt(frame["msg"], frame["state"])
+
     # -- agent frames ----------------------------------------------------------
 
     def _agent_presence(self, frame: dict[str, Any], frame_id: str | None) -> None:
-        self._session.set_presence(_string(frame, "status"))
+        status = _string(frame, "status")
+        reason = _optional(frame, "reason", str, "a string")
+        if reason is not None and len(reason) > MAX_PRESENCE_REASON:
+            raise BadRequest(f"reason must be at most {MAX_PRESENCE_REASON} characters")
+        # With the service desk, an away reason is one of its codes, kept and reported.
+        if deskframes.away(self._desk(), frame, frame_id):
+            return
+        self._session.set_presence(status)
+        if reason:
+            # Proposed extension: why an agent is away ("lunch"), for the log.
+            self._log.info(
+                "JSON-IM {peer}: agent {agent} is {status}: {reason}",
+                peer=self._peer,
+                agent=self._session.name,
+                status=status,
+                reason=reason,  # escaped by the log observer, as every value
+            )
 
     def _agent_accept(self, frame: dict[str, Any], frame_id: str | None) -> None:
         self._session.accept(_string(frame, "offer"))
@@ -446,13 +521,25 @@ class JsonImSession:
         self._session.reject(_string(frame, "offer"))
 
     def _agent_message(self, frame: dict[str, Any], frame_id: str | None) -> None:
+        if frame.get("private") is True:
+            deskframes.private_message(self._desk(), frame, frame_id)
+            return
         conversation = _string(frame, "conversation")
-        self._acknowledge(self._session.say(conversation, _text(frame)), frame_id)
+        text, markup = _said(frame, self._rich)
+        session = self._session
+        said = (
+            session.say(conversation, text)
+            if markup is None
+            else session.say(conversation, text, markup=markup)
+        )
+        self._acknowledge(said, frame_id)
 
     def _agent_typing(self, frame: dict[str, Any], frame_id: str | None) -> None:
         self._session.typing(_string(frame, "conversation"), _typing_state(frame))
 
     def _agent_transfer(self, frame: dict[str, Any], frame_id: str | None) -> None:
+        if deskframes.transfer(self._desk(), frame, frame_id):
+            return
         conversation = _string(frame, "conversation")
         to = frame.get("to")
         if not isinstance(to, dict) or ("queue" in to) == ("agent" in to):
@@ -463,6 +550,23 @@ class JsonImSession:
 
     def _agent_end(self, frame: dict[str, Any], frame_id: str | None) -> None:
         self._session.end(_string(frame, "conversation"))
+
+    def _agent_receipt(self, frame: dict[str, Any], frame_id: str | None) -> None:
+        conversation = _string(frame, "conversation")
+        if self._book().report(frame.get("msg"), frame.get("state"), conversation) is not None:
+            self._session.receipt(conversation, frame["msg"], frame["state"])
+
+    def _book(self) -> ReceiptBook:
+        if self._receipts is None:
+            raise NotAllowed("receipts was not negotiated in hello")
+        return self._receipts
+
+    def _agent_desk(self, frame: dict[str, Any], frame_id: str | None) -> None:
+        deskframes.handle(self._desk(), frame, frame_id)
+
+    def _desk(self) -> deskframes.DeskLink:
+        desk = getattr(self._gateway, "service_desk", None)
+        return deskframes.DeskLink(self._session, desk, self._send, self._request_failed, self._ack)
 
     # -- both roles ------------------------------------------------------------
 
@@ -481,11 +585,11 @@ class JsonImSession:
             errbackArgs=(frame_id,),
         )
 
-    def _ack(self, msg: str, frame_id: str | None) -> None:
+    def _ack(self, msg: str, frame_id: str | None, extra: dict | None = None) -> None:
         if frame_id is None:
-            self._send({"type": "ack", "msg": msg})
+            self._send({"type": "ack", "msg": msg, **(extra or {})})
         else:
-            self._send({"type": "ack", "id": frame_id, "msg": msg})
+            self._send({"type": "ack", "id": frame_id, "msg": msg, **(extra or {})})
 
     def _request_failed(self, failure: Failure, frame_id: str | None) -> None:
         if failure.check(GatewayError):
@@ -560,6 +664,7 @@ _CUSTOMER_HANDLERS: dict[str, _Handler] = {
     "message": JsonImSession._customer_message,
     "typing": JsonImSession._customer_typing,
     "end": JsonImSession._customer_end,
+    "receipt": JsonImSession._customer_receipt,
     "ping": JsonImSession._ping,
     "pong": JsonImSession._pong,
 }
@@ -572,8 +677,11 @@ _AGENT_HANDLERS: dict[str, _Handler] = {
     "typing": JsonImSession._agent_typing,
     "transfer": JsonImSession._agent_transfer,
     "end": JsonImSession._agent_end,
+    "receipt": JsonImSession._agent_receipt,
     "ping": JsonImSession._ping,
     "pong": JsonImSession._pong,
+    # The service desk's (proposed additions, docs/desk.md).
+    **dict.fromkeys(deskframes.FRAME_TYPES, JsonImSession._agent_desk),
 }
 
 

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, ISSLTransport
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.words.xish import domish
 from zope.interface import implementer
@@ -27,6 +28,7 @@ from firewall.common import TokenBucket, describe_address
 from firewall.interfaces import IFirewalledProtocol
 from gateway import logs
 from gateway.core.errors import GatewayError
+from gateway.daemon import StartupError
 from protocols.tcp import firewall_message_hook, firewall_role, no_delay
 from protocols.xmpp import ns, stanzas
 from protocols.xmpp.auth import AgentAuth
@@ -117,6 +119,8 @@ class ClientStream(Protocol):
         self._busy = False
         self._local: str | None = None
         self._agent: AgentParty | None = None
+        # The client closed its stream itself (</stream:stream>): it left on purpose.
+        self._closed_by_client = False
         self.bare: str | None = None
         self.full: str | None = None
         self._peer = "unknown"
@@ -168,7 +172,10 @@ class ClientStream(Protocol):
         elif self.bare is not None:
             customer = hub.customers.get(self.bare)
             if customer is not None:
-                hub.drop_customer(customer, "disconnected")
+                if self._closed_by_client:
+                    hub.drop_customer(customer, "closed its stream", quit=True)
+                else:
+                    hub.drop_customer(customer, "connection lost")
 
     # -- the stream ------------------------------------------------------------
 
@@ -244,6 +251,7 @@ class ClientStream(Protocol):
             self._bound_stanza(element)
 
     def _stream_end(self) -> None:
+        self._closed_by_client = True
         self._close()
 
     # -- TLS and SASL ------------------------------------------------------------
@@ -444,6 +452,7 @@ class ClientStream(Protocol):
         self._idle = self._clock.callLater(self._settings.ping_s, self._keepalive)
         if self._agent is not None:
             self._agent.jid = full
+            self._server.hub.agent_bound(self._agent)
         answer = stanzas.result(element)
         answer.uri = answer.defaultUri = ns.CLIENT
         answer.attributes.pop("from", None)
@@ -464,6 +473,10 @@ class ClientStream(Protocol):
                 if self._agent is not None:
                     element["to"] = self._server.hub.support
                     self._server.hub.stanza_received(element)
+                elif kind is None:
+                    # A customer's initial presence: the support contact is online.
+                    hub = self._server.hub
+                    self.send_stanza(stanzas.presence(hub.support, self.full))
                 return
             if element.name == "iq":
                 self._own_iq(element, kind)
@@ -614,6 +627,22 @@ def starttls_factory(gateway: Any, config: Any, reactor: Any) -> ClientFactory:
     return ClientFactory(_server(gateway, config, reactor), direct_tls=False)
 
 
-def direct_tls_factory(gateway: Any, config: Any, reactor: Any) -> ClientFactory:
-    """The ``xmpps`` listener (XEP-0368): its endpoint is ``ssl:``, TLS from the first byte."""
-    return ClientFactory(_server(gateway, config, reactor), direct_tls=True)
+def direct_tls_factory(gateway: Any, config: Any, reactor: Any) -> Any:
+    """The ``xmpps`` listener (XEP-0368): TLS from the first byte.
+
+    Its endpoints are ``tcp:`` ones, TLS made here from ``xmpp.tls_cert``/``tls_key``
+    (the certificate given once, for STARTTLS and direct TLS alike), or ``ssl:`` ones
+    carrying their own keys.
+    """
+    server = _server(gateway, config, reactor)
+    factory = ClientFactory(server, direct_tls=True)
+    endpoints = config.listeners.get("xmpps", [])
+    plain = [e for e in endpoints if not e.startswith("ssl:")]
+    if not plain:
+        return factory
+    if server.tls is None or len(plain) != len(endpoints):
+        raise StartupError(
+            "listeners.xmpps: use ssl: endpoints, or tcp: ones with xmpp.tls_cert and tls_key"
+            " (not both kinds)"
+        )
+    return TLSMemoryBIOFactory(server.tls, False, factory)

@@ -1,19 +1,32 @@
-"""Agent chat commands: ``/accept``, ``/reject``, ``/transfer``, ``/end``, ``/status``."""
+"""Agent chat commands: ``accept``, ``reject``, ``transfer``, ``end``, ``status``…
+
+Desktop clients take a leading ``/`` as their own command (Profanity: "Unknown
+command: /end"), so to the support address a command is its bare word, with or
+without ``/`` or ``!``; to a customer's address, where plain words are chat, it
+starts with ``!`` or ``/``.
+"""
 
 from __future__ import annotations
 
 import attrs
 
-COMMANDS = ("accept", "reject", "transfer", "end", "status", "available", "away", "help")
+from gateway.desk import chat
+
+# The desk's commands (gateway.desk.chat) take their words as they come.
+DESK = frozenset(chat.COMMANDS)
+COMMANDS = ("accept", "reject", "transfer", "end", "status", "available", "away", "help", *DESK)
 HELP = (
-    "Commands (to the support address, or to a customer's address for that chat):\n"
-    "/accept [OFFER]  take an offered chat\n"
-    "/reject [OFFER]  decline it\n"
-    "/transfer [CHAT] QUEUE  hand a chat to a queue (@NAME: to a colleague)\n"
-    "/end [CHAT]  end a chat\n"
-    "/status  your chats and offers\n"
-    "/available, /away  change your availability"
+    "Commands to the support address (a leading ! or / is optional; to a customer's "
+    "address, for that chat, start them with !):\n"
+    "accept [OFFER]  take an offered chat\n"
+    "reject [OFFER]  decline it\n"
+    "transfer [CHAT] QUEUE  hand a chat to a queue (@NAME: to a colleague)\n"
+    "end [CHAT]  end a chat\n"
+    "status  your chats and offers\n"
+    "available, away [REASON]  change your availability (a reason: break, training...)\n"
+    "help desk  the service desk's commands (supervise, consult, wrap up, canned...)"
 )
+PREFIXES = ("/", "!")
 
 
 class CommandError(ValueError):
@@ -28,25 +41,46 @@ class Command:
     args: tuple[str, ...] = ()
 
 
-def parse(text: str) -> Command | None:
-    """A command from a chat line, or None when the line is not one (no leading ``/``)."""
+def parse(text: str, *, bare: bool = False) -> Command | None:
+    """A command from a chat line, or None when the line is not one.
+
+    A line starting with ``/`` or ``!`` is meant as a command; with ``bare`` (lines to
+    the support address) so is one whose first word names a command.
+    """
     line = text.strip()
-    if not line.startswith("/") or line.startswith("//"):
+    prefixed = line[:1] in PREFIXES and line[1:2] not in PREFIXES
+    if prefixed:
+        line = line[1:]
+    elif not bare or line[:1] in PREFIXES:
         return None
-    words = line[1:].split()
+    words = line.split()
     if not words:
-        raise CommandError("empty command; try /help")
+        raise CommandError("empty command; try help")
     name, args = words[0].lower(), tuple(words[1:])
     if name not in COMMANDS:
-        raise CommandError(f"unknown command /{name[:32]}; try /help")
-    limits = {"transfer": (1, 2), "accept": (0, 1), "reject": (0, 1), "end": (0, 1)}
-    low, high = limits.get(name, (0, 0))
+        if not prefixed:
+            return None
+        raise CommandError(f"unknown command {name[:32]}; try help")
+    limits = {
+        "transfer": (1, 2),
+        "accept": (0, 1),
+        "reject": (0, 1),
+        "end": (0, 1),
+        "away": (0, 1),
+        "help": (0, 1),
+    }
+    low, high = (0, 10_000) if name in DESK else limits.get(name, (0, 0))
     if not low <= len(args) <= high:
-        raise CommandError(f"/{name}: wrong number of arguments; try /help")
+        raise CommandError(f"{name}: wrong number of arguments; try help")
     return Command(name, args)
+
+
+def for_desk(command: Command) -> bool:
+    """Whether the service desk carries the command out (``/away`` with a reason too)."""
+    return command.name in DESK or (command.name == "away" and bool(command.args))
 
 
 def is_command(text: str) -> bool:
     """Whether a line written to a customer's address is meant as a command."""
     words = text.strip().split(maxsplit=1)
-    return bool(words) and words[0].startswith("/") and words[0][1:].lower() in COMMANDS
+    return bool(words) and words[0][:1] in PREFIXES and words[0][1:].lower() in COMMANDS

@@ -90,6 +90,9 @@ class ComponentStream(Protocol):
         if self._authenticated:
             self._authenticated = False
             self._log.info("XMPP component {domain}: link lost", domain=self._settings.domain)
+            factory = getattr(self, "factory", None)
+            if factory is not None:
+                factory.detached()
             self._hub.detached()
         else:
             self._log.warn(
@@ -199,10 +202,19 @@ class ComponentFactory(Factory):
         self._jitter = jitter
         # Attempts since the link last attached.
         self.attempts = 0
+        # imgateway_upstream_up{upstream="xmpp-component"}: set by attached/detached.
+        self.up_gauge: Any = None
 
     def attached(self) -> None:
         """The stream authenticated: the next drop retries at the first delay again."""
         self.attempts = 0
+        if self.up_gauge is not None:
+            self.up_gauge.set(1)
+
+    def detached(self) -> None:
+        """The authenticated link is gone."""
+        if self.up_gauge is not None:
+            self.up_gauge.set(0)
 
     def retry_delay(self, attempt: int) -> float:
         """ClientService's retry policy: seconds before the next connection attempt."""
@@ -229,9 +241,13 @@ def build(gateway: Any, config: Any, reactor: Any) -> ClientService | None:
     settings: XmppSettings | None = config.sections.get("xmpp")
     if settings is None or not settings.domain:
         return None
-    hub = Hub(gateway, settings, reactor)
+    hub = Hub(gateway, settings, reactor, server=True)
     endpoint = HostnameEndpoint(reactor, settings.server_host, settings.server_port)
     factory = ComponentFactory(hub, settings, reactor)
+    metrics = getattr(gateway, "metrics", None)
+    if metrics is not None:
+        factory.up_gauge = metrics.upstream_up.labels("xmpp-component")
+        factory.up_gauge.set(0)
     service = ClientService(endpoint, factory, retryPolicy=factory.retry_delay, clock=reactor)
     service.hub = hub
     return service

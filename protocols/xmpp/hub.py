@@ -11,7 +11,6 @@ them. Outgoing stanzas are built anew from neutral events; no text is spliced as
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 
 from twisted.internet.defer import maybeDeferred
@@ -24,7 +23,8 @@ from firewall.common import TokenBucket
 from gateway import __version__, logs
 from gateway.core import events as ev
 from gateway.core.errors import AuthFailed, GatewayError
-from protocols.xmpp import commands, ns, render, stanzas
+from protocols.xmpp import commands, desk, ns, render, stanzas
+from protocols.xmpp.identify import Identifier, party_found
 from protocols.xmpp.jid import InvalidJid, Jid, parse_jid
 from protocols.xmpp.parties import AgentParty, CustomerParty
 from protocols.xmpp.settings import XmppSettings
@@ -34,12 +34,24 @@ FEATURES = frozenset({"typing"})
 # Stanzas kept per sender while the store says whether it is an agent.
 MAX_WAITING_STANZAS = 16
 MAX_LOOKUPS = 1000
-MAX_CAPS = 10000
-MAX_CLIENT_FIELD = 64
+# Messages to a customer remembered by stanza id, for bounces.
+MAX_SENT_KEPT = 64
 AWAY_SHOWS = frozenset({"away", "xa", "dnd"})
 # Gateway notices to agents (present in newer cores); none matches when absent.
 _NOTICE = getattr(ev, "Notice", ())
 DISCO_FEATURES = (ns.DISCO_INFO, ns.DISCO_ITEMS, ns.PING, ns.VERSION, ns.CHATSTATES)
+# Message bounces that mean the customer's client is no longer there.
+GONE_CONDITIONS = frozenset(
+    {
+        "service-unavailable",
+        "recipient-unavailable",
+        "item-not-found",
+        "gone",
+        "remote-server-not-found",
+        "remote-server-timeout",
+    }
+)
+NOTHING_TO_END = "There is no conversation to end. Write to start one."
 
 
 class Hub:
@@ -51,19 +63,22 @@ class Hub:
 
     _log = Logger(observer=logs.observer)
 
-    def __init__(self, gateway, settings: XmppSettings, clock: IReactorTime) -> None:
+    def __init__(
+        self, gateway, settings: XmppSettings, clock: IReactorTime, *, server: bool = False
+    ) -> None:
         self._gateway = gateway
         self.settings = settings
         self._clock = clock
+        # Component mode: customers are accounts of the attached server, which can carry
+        # a conversation without us (redirect hosting) and has authenticated them.
+        self._server = server
         self.domain = settings.domain
         self.support = settings.support_jid
         self._send: Callable[[domish.Element], None] | None = None
         self.customers: dict[str, CustomerParty] = {}
         self.agents: dict[str, AgentParty] = {}
         self._lookups: dict[str, list[domish.Element]] = {}
-        self._caps: OrderedDict[str, str] = OrderedDict()
-        self._version_queries: dict[str, CustomerParty] = {}
-        self._disco_queries: dict[str, CustomerParty] = {}
+        self.identifier = Identifier(self.send, self.support, clock, settings.version_timeout_s)
         self._serial = 0
 
     # -- the link --------------------------------------------------------------
@@ -86,10 +101,6 @@ class Hub:
         """Send a stanza if the link is up (dropped otherwise, as the server would)."""
         if self._send is not None:
             self._send(element)
-
-    def _next_id(self, prefix: str) -> str:
-        self._serial += 1
-        return f"{prefix}-{self._serial}"
 
     # -- stanzas in ------------------------------------------------------------
 
@@ -123,7 +134,8 @@ class Hub:
             self._iq(stanza, sender, to, kind)
             return
         if kind == "error":
-            return  # never answer an error; a bounce for a customer changes nothing
+            self._bounced(stanza, sender)  # never answered
+            return
         waiting = self._lookups.get(sender.bare)
         if waiting is not None:
             if len(waiting) < MAX_WAITING_STANZAS:
@@ -150,7 +162,7 @@ class Hub:
         self._look_up(sender, stanza)
 
     def _stranger_presence(self, stanza, sender: Jid, to: Jid, kind: str | None) -> None:
-        self._remember_caps(stanza, sender)
+        self.identifier.presence(stanza, sender)
         if kind == "subscribe":
             self.send(stanzas.presence(to.bare, sender.bare, "subscribed"))
             self.send(stanzas.presence(to.bare, sender.full))
@@ -160,13 +172,23 @@ class Hub:
             # Available presence to the support address: maybe an agent coming on duty.
             self._look_up(sender, stanza)
 
-    def _remember_caps(self, stanza: domish.Element, sender: Jid) -> None:
-        caps = stanzas.child(stanza, ns.CAPS, "c")
-        if caps is not None and caps.getAttribute("node"):
-            self._caps[sender.full] = caps["node"][:MAX_CLIENT_FIELD]
-            self._caps.move_to_end(sender.full)
-            while len(self._caps) > MAX_CAPS:
-                self._caps.popitem(last=False)
+    def _bounced(self, stanza: domish.Element, sender: Jid) -> None:
+        """A message we sent a customer came back: its client is gone (a lost
+        connection, so the conversation is held, not offered meanwhile)."""
+        party = self.customers.get(sender.bare)
+        if party is None or stanza.name != "message":
+            return
+        error = stanzas.child(stanza, stanza.uri, "error")
+        conditions = {e.name for e in error.elements()} if error is not None else set()
+        if not conditions & GONE_CONDITIONS or sender.full not in (party.jid, party.bare):
+            return
+        # What bounced, and what was sent after it, did not arrive: kept for a resume.
+        ids = list(party.sent)
+        bounced = stanza.getAttribute("id")
+        lost = [party.sent[i] for i in ids[ids.index(bounced) :]] if bounced in ids else []
+        self.drop_customer(
+            party, "unreachable (" + ", ".join(sorted(conditions)) + ")", undelivered=lost
+        )
 
     # -- who is this? ----------------------------------------------------------
 
@@ -200,6 +222,7 @@ class Hub:
             "XMPP: agent {agent} attached from {jid}", agent=session.name, jid=party.bare
         )
         self.send(stanzas.presence(self.support, party.jid))
+        party.inquiry = self.identifier.start(party.jid, party.bare, party_found(party))
         for stanza in waiting:
             self._route(stanza)
 
@@ -220,14 +243,28 @@ class Hub:
         for stanza in waiting:
             if stanza.name != "message":
                 continue  # a stranger's presence: its caps are remembered already
-            if sender.bare not in self.customers:
-                self._new_customer(stanza, parse_jid(stanza["from"]))
-            else:
+            if sender.bare in self.customers:
                 self._route(stanza)
+                continue
+            opening = _opening(stanza)
+            if opening is None:
+                continue  # chat states alone (an <inactive/> after a chat) open nothing
+            if opening.strip().lower() in ("/end", "!end"):
+                self.send(
+                    render.hinted(stanzas.message(self.support, stanza["from"], NOTHING_TO_END))
+                )
+                continue
+            self._new_customer(stanza, parse_jid(stanza["from"]), opening)
 
     # -- customers -------------------------------------------------------------
 
-    def _new_customer(self, stanza: domish.Element, sender: Jid) -> None:
+    def _server_account(self, bare: str) -> dict:
+        """What the attached server vouches for: the customer's account, where to write."""
+        if not self._server:
+            return {}
+        return {"verified": {"account": f"xmpp:{bare}"}, "address": f"xmpp:{bare}"}
+
+    def _new_customer(self, stanza: domish.Element, sender: Jid, opening: str) -> None:
         if len(self.customers) >= self.settings.max_customers:
             self.send(stanzas.error_reply(stanza, "wait", "resource-constraint"))
             return
@@ -235,8 +272,7 @@ class Hub:
             self.settings.messages_per_second, self.settings.message_burst, self._clock
         )
         party = CustomerParty(self, sender.full, sender.bare, bucket)
-        node = self._caps.get(sender.full)
-        client = ev.ClientInfo(name=node) if node else ev.ClientInfo()
+        client = self.identifier.known(sender.full) or ev.ClientInfo()
         self.customers[sender.bare] = party
         try:
             party.session = self._gateway.customer_arrived(
@@ -246,6 +282,8 @@ class Hub:
                 answers={},
                 features=FEATURES,
                 key=f"xmpp:{sender.bare}",  # a returning customer, for sticky routing
+                opening=opening,
+                **self._server_account(sender.bare),
             )
         except GatewayError as e:
             self._forget_customer(party)
@@ -254,19 +292,34 @@ class Hub:
         self._log.info(
             "XMPP: customer session {session} for a new conversation", session=party.session.id
         )
-        # The opening line starts the conversation; the interview's questions follow.
-        if not party.closed:
-            self._ask_version(party)
+        if party.closed:
+            return
+        # Its presence tells when it leaves: ask to see it (RFC 6121 subscription),
+        # and what it is now (a probe, answered where it subscribed us before).
+        if self.settings.subscribe_customers:
+            self.send(stanzas.presence(self.support, sender.bare, "subscribe"))
+        self.send(stanzas.presence(self.support, sender.bare, "probe"))
+
+        def forms(supported: bool) -> None:
+            party.forms = supported
+
+        party.inquiry = self.identifier.start(
+            party.jid, party.bare, party_found(party), forms=forms
+        )
 
     def _from_customer(
         self, party: CustomerParty, stanza: domish.Element, sender: Jid, to: Jid, kind
     ) -> None:
         if stanza.name == "presence":
-            self._remember_caps(stanza, sender)
+            self.identifier.presence(stanza, sender)
+            # Going offline is how an XMPP user leaves. (An unavailable presence from
+            # the bare JID is Prosody's receipt for a subscription request, not that.)
             if kind == "unavailable" and sender.full == party.jid:
-                self.drop_customer(party, "went offline")
+                self.drop_customer(party, "went offline", quit=True)
             elif kind == "subscribe":
-                self.send(stanzas.presence(to.bare, sender.bare, "subscribed"))
+                self._approve(to, sender)
+            elif kind == "probe":
+                self.send(stanzas.presence(to.bare, sender.full))
             return
         if to.local != self.settings.support_user:
             self.send(stanzas.error_reply(stanza, "cancel", "item-not-found"))
@@ -289,7 +342,7 @@ class Hub:
         if not party.bucket.consume():
             self.send(stanzas.gateway_error_reply(stanza, "rate_limited", "slow down"))
             return
-        if body.strip().lower() == "/end":
+        if body.strip().lower() in ("/end", "!end"):
             party.session.end()
             return
         d = party.session.say(body)
@@ -316,112 +369,50 @@ class Hub:
         line = render.customer_line(event)
         if line is not None:
             message = stanzas.message(self.support, party.jid, line)
+            self._serial += 1
+            message["id"] = f"m-{self._serial}"
+            party.sent[message["id"]] = event
+            while len(party.sent) > MAX_SENT_KEPT:
+                party.sent.popitem(last=False)
             if isinstance(event, ev.Prompt) and event.choices and party.forms:
                 message.addChild(render.prompt_form(event))
+            if render.is_live_only(event):
+                render.hinted(message)
             self.send(message)
         if isinstance(event, ev.Ended):
             self._forget_customer(party)
 
-    def drop_customer(self, party: CustomerParty, reason: str) -> None:
-        """The customer is gone (offline, or the core closes it)."""
+    def drop_customer(
+        self, party: CustomerParty, reason: str, quit: bool = False, undelivered: list = ()
+    ) -> None:
+        """The customer is gone: ``quit`` when it left (offline, a closed stream), else
+        its connection was lost (a bounce, a broken stream) and it may come back."""
         if party.closed:
             return
         self._forget_customer(party)
         self._log.info(
             "XMPP: customer {session} left: {reason}", session=party.session.id, reason=reason
         )
-        party.session.disconnected()
+        party.session.disconnected(quit=quit, undelivered=tuple(undelivered))
 
     def _forget_customer(self, party: CustomerParty) -> None:
         party.closed = True
         if self.customers.get(party.bare) is party:
             del self.customers[party.bare]
-        if party.version_query is not None:
-            self._version_queries.pop(party.version_query, None)
-            party.version_query = None
-        if party.disco_query is not None:
-            self._disco_queries.pop(party.disco_query, None)
-            party.disco_query = None
-        if party.version_timer is not None and party.version_timer.active():
-            party.version_timer.cancel()
-        party.version_timer = None
+        self.identifier.stop(party.inquiry)
+        party.inquiry = None
 
-    # -- client identification (XEP-0092) --------------------------------------
-
-    def _ask_version(self, party: CustomerParty) -> None:
-        query_id = self._next_id("ver")
-        request = stanzas.iq(self.support, party.jid, "get", query_id)
-        request.addElement((ns.VERSION, "query"))
-        party.version_query = query_id
-        self._version_queries[query_id] = party
-        party.version_timer = self._clock.callLater(
-            self.settings.version_timeout_s, self._version_timed_out, party
-        )
-        self.send(request)
-        # And what it can do: XEP-0004 forms make the interview's choices a list.
-        disco_id = self._next_id("disco")
-        disco = stanzas.iq(self.support, party.jid, "get", disco_id)
-        disco.addElement((ns.DISCO_INFO, "query"))
-        party.disco_query = disco_id
-        self._disco_queries[disco_id] = party
-        self.send(disco)
-
-    def _version_timed_out(self, party: CustomerParty) -> None:
-        party.version_timer = None
-        if party.version_query is not None:
-            self._version_queries.pop(party.version_query, None)
-            party.version_query = None
-            self._log.info(
-                "XMPP: customer {session} did not say its client", session=party.session.id
-            )
-
-    def _disco_answer(self, stanza: domish.Element, sender: Jid, kind: str) -> bool:
-        party = self._disco_queries.get(stanza.getAttribute("id", ""))
-        if party is None or party.bare != sender.bare:
-            return False
-        del self._disco_queries[party.disco_query]
-        party.disco_query = None
-        query = stanzas.child(stanza, ns.DISCO_INFO, "query")
-        if kind == "result" and query is not None:
-            features = {
-                e.getAttribute("var")
-                for e in query.elements()
-                if (e.uri, e.name) == (ns.DISCO_INFO, "feature")
-            }
-            party.forms = ns.DATA_FORMS in features
-        return True
-
-    def _version_answer(self, stanza: domish.Element, sender: Jid, kind: str) -> bool:
-        party = self._version_queries.get(stanza.getAttribute("id", ""))
-        if party is None or party.bare != sender.bare:
-            return False
-        self._forget_version_query(party)
-        query = stanzas.child(stanza, ns.VERSION, "query")
-        if kind != "result" or query is None:
-            return True
-        fields = {}
-        for element in query.elements():
-            if element.uri == ns.VERSION and element.name in ("name", "version"):
-                fields[element.name] = str(element).strip()[:MAX_CLIENT_FIELD]
-        if fields.get("name"):
-            client = ev.ClientInfo(name=fields["name"], version=fields.get("version", ""))
-            party.session.identify(client)
-        return True
-
-    def _forget_version_query(self, party: CustomerParty) -> None:
-        if party.version_query is not None:
-            self._version_queries.pop(party.version_query, None)
-            party.version_query = None
-        if party.version_timer is not None and party.version_timer.active():
-            party.version_timer.cancel()
-        party.version_timer = None
+    def _approve(self, to: Jid, sender: Jid) -> None:
+        """A subscription request: approved, and the contact's presence sent at once
+        (RFC 6121 3.1.5), so clients show it online without waiting for a probe."""
+        self.send(stanzas.presence(to.bare, sender.bare, "subscribed"))
+        self.send(stanzas.presence(to.bare, sender.bare))
 
     # -- IQ ----------------------------------------------------------------------
 
     def _iq(self, stanza: domish.Element, sender: Jid, to: Jid, kind: str | None) -> None:
         if kind in ("result", "error"):
-            if not self._disco_answer(stanza, sender, kind):
-                self._version_answer(stanza, sender, kind)
+            self.identifier.answer(stanza, sender, kind)
             return
         if kind not in ("get", "set") or not stanza.getAttribute("id"):
             if kind != "error":
@@ -438,20 +429,25 @@ class Hub:
             return
         answer = None
         if kind == "get" and payload.name == "query":
-            answer = self._query(stanza, payload.uri)
+            answer = self._query(stanza, payload.uri, to.local)
         elif kind == "get" and (payload.uri, payload.name) == (ns.PING, "ping"):
             answer = stanzas.result(stanza)
         if answer is None:
             answer = stanzas.error_reply(stanza, "cancel", "service-unavailable")
         self.send(answer)
 
-    def _query(self, stanza: domish.Element, uri: str) -> domish.Element | None:
+    def _query(self, stanza: domish.Element, uri: str, local: str) -> domish.Element | None:
         answer = stanzas.result(stanza)
         if uri == ns.DISCO_INFO:
             query = answer.addElement((ns.DISCO_INFO, "query"))
             identity = query.addElement("identity")
-            identity["category"], identity["type"] = "component", "generic"
-            identity["name"] = "imgateway"
+            # The domain is the gateway; the support address answers for the service
+            # (an automated contact), a customer's address for a person behind it.
+            category, kind, name = {
+                "": ("component", "generic", "imgateway"),
+                self.settings.support_user: ("client", "bot", "Customer support"),
+            }.get(local, ("client", "pc", local))
+            identity["category"], identity["type"], identity["name"] = category, kind, name
             for feature in DISCO_FEATURES:
                 query.addElement("feature")["var"] = feature
         elif uri == ns.DISCO_ITEMS:
@@ -512,7 +508,7 @@ class Hub:
             if sender.full == party.jid or not sender.resource:
                 self.drop_agent(party, "went offline")
         elif kind == "subscribe":
-            self.send(stanzas.presence(to.bare, sender.bare, "subscribed"))
+            self._approve(to, sender)
         elif kind == "probe":
             self.send(stanzas.presence(to.bare, sender.full))
 
@@ -521,9 +517,12 @@ class Hub:
     ) -> None:
         sender = f"{alias}@{self.domain}" if alias else self.support
         try:
-            command = commands.parse(text)
+            command = commands.parse(text, bare=alias is None)
+            if command is not None and commands.for_desk(command):
+                desk.run(self._gateway, party, command.name, command.args, alias, sender, self._say)
+                return
             if command is None:
-                reply = "Write to a customer's address to talk to them; /help lists the commands."
+                reply = "Write to a customer's address to talk to them; help lists the commands."
             else:
                 reply = self._run(party, command, alias)
         except commands.CommandError as e:
@@ -531,13 +530,13 @@ class Hub:
         except GatewayError as e:
             reply = f"Error: {e.text}"
         if reply:
-            self.send(stanzas.message(sender, party.jid, reply))
+            self.send(render.hinted(stanzas.message(sender, party.jid, reply)))
 
     def _run(self, party: AgentParty, command: commands.Command, alias: str | None) -> str | None:
         session = party.session
         name, args = command.name, command.args
         if name == "help":
-            return commands.HELP
+            return desk.HELP if args == ("desk",) else commands.HELP
         if name in ("available", "away"):
             session.set_presence(name)
             return f"You are {name}."
@@ -581,47 +580,64 @@ class Hub:
         return conversation
 
     def _status(self, party: AgentParty) -> str:
-        lines = [f"You are {party.session.state.status}."]
+        lines = [f"You are {party.session.agent.status}."]
         chats = ", ".join(f"{a}@{self.domain}" for a in party.chats) or "none"
         lines.append(f"Chats: {chats}")
         lines.append(f"Offers: {', '.join(party.offers) or 'none'}")
         return "\n".join(lines)
 
+    def _say(self, sender: str, to: str, text: str) -> None:
+        self.send(stanzas.message(sender, to, text))
+
     def deliver_to_agent(self, party: AgentParty, event: object) -> None:
-        """Render an event for an agent: chats from the customer's translated address."""
+        """Render an event for an agent: chats from the customer's translated address;
+        the gateway's own lines carry hints against offline storage."""
+        send = self._send_hinted if render.is_live_only(event) else self.send
+        if desk.deliver(party, event, self.support, self.domain, send):
+            return
         if isinstance(event, ev.Offer):
             alias = event.customer.alias
             party.offers[event.offer] = alias
             text = render.offer(event, f"{alias}@{self.domain}")
-            self.send(stanzas.message(self.support, party.jid, text))
+            send(stanzas.message(self.support, party.jid, text))
         elif isinstance(event, ev.Revoked):
             party.offers.pop(event.offer, None)
-            self.send(stanzas.message(self.support, party.jid, render.revoked(event)))
+            send(stanzas.message(self.support, party.jid, render.revoked(event)))
         elif isinstance(event, _NOTICE):
-            self.send(stanzas.message(self.support, party.jid, event.text))
+            send(stanzas.message(self.support, party.jid, event.text))
         elif isinstance(event, ev.Connected):
             party.chats[event.peer_alias] = event.conversation
             sender = f"{event.peer_alias}@{self.domain}"
-            self.send(stanzas.message(sender, party.jid, render.connected_for_agent(event)))
+            send(stanzas.message(sender, party.jid, render.connected_for_agent(event)))
         else:
             alias = party.alias_of(getattr(event, "conversation", ""))
             if alias is None:
                 return
             sender = f"{alias}@{self.domain}"
             if isinstance(event, ev.Message):
-                self.send(stanzas.message(sender, party.jid, event.text))
+                send(stanzas.message(sender, party.jid, desk.line_for_agent(event)))
             elif isinstance(event, ev.Typing):
                 state = render.CHATSTATE_OUT.get(event.state)
                 if state:
-                    self.send(stanzas.message(sender, party.jid, chatstate=state))
+                    send(stanzas.message(sender, party.jid, chatstate=state))
             elif isinstance(event, ev.Ended):
                 del party.chats[alias]
-                self.send(stanzas.message(sender, party.jid, render.agent_ended(event)))
+                send(stanzas.message(sender, party.jid, render.agent_ended(event)))
+
+    def _send_hinted(self, element: domish.Element) -> None:
+        if element.name == "message" and stanzas.body_of(element) is not None:
+            render.hinted(element)
+        self.send(element)
 
     def add_agent(self, party: AgentParty, session) -> None:
         """An agent authenticated by the direct listener (not looked up by address)."""
         party.session = session
         self.agents[party.bare] = party
+
+    def agent_bound(self, party: AgentParty) -> None:
+        """The direct listener's agent bound a resource: ask its software."""
+        self.identifier.stop(party.inquiry)
+        party.inquiry = self.identifier.start(party.jid, party.bare, party_found(party))
 
     def drop_agent(self, party: AgentParty, reason: str) -> None:
         """Log the agent out of the gateway; its chats go back to their queues."""
@@ -637,5 +653,15 @@ class Hub:
 
     def _forget_agent(self, party: AgentParty) -> None:
         party.closed = True
+        self.identifier.stop(party.inquiry)
+        party.inquiry = None
         if self.agents.get(party.bare) is party:
             del self.agents[party.bare]
+
+
+def _opening(stanza: domish.Element) -> str | None:
+    """The text a stranger's message opens a conversation with; None for a message
+    without one (chat states only)."""
+    submitted = render.form_answer(stanza)
+    body = submitted if submitted is not None else stanzas.body_of(stanza)
+    return body if body is not None and body.strip() else None

@@ -6,32 +6,31 @@ never write to a transport themselves.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall
 from zope.interface import implementer
 
 from firewall.common import TokenBucket
 from gateway.core.interfaces import IParty
-
-if TYPE_CHECKING:
-    from protocols.xmpp.hub import Hub
+from protocols.xmpp.interfaces import PartyHost
 
 
 @implementer(IParty)
 class CustomerParty:
     """A customer writing from ``jid`` (full JID) to the support address."""
 
-    def __init__(self, hub: Hub, jid: str, bare: str, bucket: TokenBucket) -> None:
+    def __init__(self, hub: PartyHost, jid: str, bare: str, bucket: TokenBucket) -> None:
         self.hub = hub
         self.jid = jid
         self.bare = bare
         self.bucket = bucket
         self.session: Any = None
-        self.version_query: str | None = None
-        self.version_timer: IDelayedCall | None = None
-        self.disco_query: str | None = None
+        # What is asked of its client (protocols.xmpp.identify).
+        self.inquiry: Any = None
+        # Messages sent lately, by stanza id: what a bounce names is kept for a resume.
+        self.sent: OrderedDict[str, object] = OrderedDict()
         # The client said (XEP-0030) that it fills in XEP-0004 forms.
         self.forms = False
         self.closed = False
@@ -50,7 +49,7 @@ class CustomerParty:
 class AgentParty:
     """An agent whose account is on the attached server (``xmpp:bare``)."""
 
-    def __init__(self, hub: Hub, jid: str, bare: str) -> None:
+    def __init__(self, hub: PartyHost, jid: str, bare: str) -> None:
         self.hub = hub
         self.jid = jid
         self.bare = bare
@@ -60,6 +59,7 @@ class AgentParty:
         # Customer alias (the translated local part) -> conversation id, and back.
         self.chats: dict[str, str] = {}
         self.closed = False
+        self.inquiry: Any = None
         # The direct listener closes the agent's connection when the core logs it out.
         self.on_close: Callable[[str], None] | None = None
 

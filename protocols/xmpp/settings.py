@@ -41,6 +41,8 @@ class XmppSettings:
     stanzas_per_second: float = 20.0
     stanza_burst: int = 200
     max_customers: int = 10000
+    # Ask each customer to share its presence (RFC 6121), to learn when it leaves.
+    subscribe_customers: bool = True
     client_domain: str = "localhost"
     tls_cert: str = ""
     tls_key: str = ""
@@ -89,6 +91,7 @@ def parse(reader: Reader) -> XmppSettings:
         stanzas_per_second=reader.number("stanzas_per_second", 20.0, low=0.01, high=1e9),
         stanza_burst=reader.number("stanza_burst", 200, low=1, high=1e9, integer=True),
         max_customers=reader.number("max_customers", 10000, low=1, high=10_000_000, integer=True),
+        subscribe_customers=reader.get("subscribe_customers", bool, True),
         client_domain=reader.text("client_domain", "localhost", check=_client_domain),
         tls_cert=reader.text("tls_cert", ""),
         tls_key=reader.text("tls_key", ""),

@@ -4,8 +4,11 @@ no renegotiation, no compression."""
 from __future__ import annotations
 
 from OpenSSL import SSL
+from twisted.internet.interfaces import IOpenSSLContextFactory
+from zope.interface import implementer
 
 
+@implementer(IOpenSSLContextFactory)
 class ServerTLS:
     """A context factory for ``transport.startTLS`` built from PEM files.
 

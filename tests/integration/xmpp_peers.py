@@ -173,10 +173,20 @@ class SlixClient:
         starttls: bool = False,
         cafile: str | None = None,
         mechanism: str | None = None,
+        caps_name: str | None = None,
+        authorize: bool = True,
+        available: bool = False,
     ) -> None:
         self.jid, self.password, self.port = jid, password, port
         self.raw = bytearray()  # every byte the server sent, after TLS
         self.messages: queue.Queue = queue.Queue()
+        self.presences: queue.Queue = queue.Queue()
+        # caps_name: announce XEP-0115 caps for a client identity of that name.
+        self._caps_name = caps_name
+        # authorize: approve presence subscription requests (most clients ask the user).
+        self._authorize = authorize
+        # available: send initial presence on login, as desktop clients do.
+        self._available = available
         self._ready = threading.Event()
         self._failed: list[str] = []
         self._loop = asyncio.new_event_loop()
@@ -225,8 +235,15 @@ class SlixClient:
             )
         client.register_plugin("xep_0030")
         client.register_plugin("xep_0085")
+        # None: requests wait for the user, who never answers (False would decline).
+        client.auto_authorize = True if self._authorize else None
+        client.auto_subscribe = self._authorize
+        if self._caps_name:
+            client.register_plugin("xep_0115")
+        client.add_event_handler("presence", lambda p: self.presences.put(p))
         client.add_event_handler("session_start", self._session_start)
         client.add_event_handler("message", lambda m: self.messages.put(m))
+        client.add_event_handler("message_error", lambda m: self.messages.put(m))
         client.add_event_handler("failed_auth", lambda *a: self._fail("authentication failed"))
         client.add_event_handler("failed_all_auth", lambda *a: self._fail("no usable SASL"))
         self.client = client
@@ -240,7 +257,16 @@ class SlixClient:
         self._failed.append(why)
         self._ready.set()
 
-    def _session_start(self, _event) -> None:
+    async def _session_start(self, _event) -> None:
+        if self._caps_name:
+            # The identity of the bound JID, which the caps hash (XEP-0115) covers.
+            jid = self.client.boundjid
+            self.client.plugin["xep_0030"].add_identity(
+                category="client", itype="pc", name=self._caps_name, jid=jid
+            )
+            await self.client.plugin["xep_0115"].update_caps(jid)
+        if self._available:
+            self.client.send_presence()
         ssl_object = self.client.transport.get_extra_info("ssl_object")
         self.tls_version = ssl_object.version() if ssl_object is not None else None
         self._ready.set()
@@ -279,6 +305,43 @@ class SlixClient:
                 continue
             if contains in body and (sender is None or str(msg["from"]).startswith(sender)):
                 return msg
+
+    def expect_error(self, timeout: float = WAIT):
+        """The next message of type error (a bounce or a refusal)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"{self.jid}: no error message")
+            try:
+                msg = self.messages.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if msg["type"] == "error":
+                return msg
+
+    def expect_presence(self, sender: str, kind: str = "available", timeout: float = WAIT):
+        """The next presence from ``sender`` (bare JID) of ``kind``."""
+        deadline = time.monotonic() + timeout
+        seen = []
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"{self.jid}: no {kind} presence from {sender}; got {seen}")
+            try:
+                presence = self.presences.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            seen.append((str(presence["from"]), presence["type"]))
+            if str(presence["from"]).partition("/")[0] == sender and presence["type"] == kind:
+                return presence
+
+    def drop(self) -> None:
+        """Lose the connection: the socket closes with no unavailable presence sent."""
+        self.call(lambda: self.client.transport.abort())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self.client = None
 
     def stop(self) -> None:
         """Disconnect, stop the loop and end the thread."""

@@ -13,11 +13,12 @@ from gateway import config as gwconfig
 from gateway.core import events as ev
 from gateway.core.gateway import Gateway
 from gateway.core.ids import IdFactory
-from gateway.core.interfaces import IParty, IRouter
-from gateway.directory.memory import AgentDirectory
+from gateway.core.interfaces import IParty
+from gateway.directory.memory import MemoryDirectory
+from gateway.routing.interfaces import IRouter
 from gateway.routing.rules import RuleSet
+from gateway.store.memory import MemoryStore
 from gateway.store.records import AgentRecord
-from gateway.store.writer import MemoryStore
 
 
 @implementer(IParty)
@@ -81,7 +82,7 @@ class Harness:
     gateway: Gateway
     clock: Clock
     store: MemoryStore
-    directory: AgentDirectory
+    directory: object
 
     def customer(self, answers=None, protocol="jsonim", client=("acme", "2.3.1")):
         party = FakeParty()
@@ -120,12 +121,19 @@ class RulePlans:
     def __init__(self, ruleset: RuleSet) -> None:
         self.ruleset = ruleset
 
-    def plan(self, customer):
+    def plan(self, customer, request=None):
+        if request is not None and request.fallback is not None:
+            return succeed(request.fallback)
         return succeed(self.ruleset.classify(customer))
 
 
 def make_harness(
-    tmp_path=None, store=None, agents=("anna", "bob", "carl"), plans=None, **changes
+    tmp_path=None,
+    store=None,
+    agents=("anna", "bob", "carl"),
+    plans=None,
+    text_filter=None,
+    **changes,
 ) -> Harness:
     # A directory without etc/imgateway.toml: packaged defaults only.
     cfg = gwconfig.load(cwd=Path(tmp_path or "/nonexistent-imgateway"))
@@ -144,7 +152,7 @@ def make_harness(
                 capacity=2,
             )
         )
-    directory = AgentDirectory()
+    directory = MemoryDirectory()
     gateway = Gateway(
         cfg,
         store=store,
@@ -153,8 +161,10 @@ def make_harness(
         clock=clock,
         verify_password=verify,
         ids=CountingIds(),
+        text_filter=text_filter,
     )
-    return Harness(gateway=gateway, clock=clock, store=store, directory=directory)
+    # The agents logged in here, by name (LiveAgent: .session, .status, .load...).
+    return Harness(gateway=gateway, clock=clock, store=store, directory=gateway.core.local)
 
 
 def result_of(d):

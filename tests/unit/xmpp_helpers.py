@@ -72,9 +72,12 @@ class HubHarness:
         )
 
 
-def make_hub(**settings) -> HubHarness:
-    """A hub for ``support.example.com``; agent ``xanna`` is ``xmpp:anna@corp.example``."""
-    core = make_harness()
+def make_hub(core_changes=None, **settings) -> HubHarness:
+    """A hub for ``support.example.com``; agent ``xanna`` is ``xmpp:anna@corp.example``.
+
+    ``core_changes`` are configuration changes for the core (``resume_grace_s``...).
+    """
+    core = make_harness(**(core_changes or {}))
     core.store.add_agent(
         AgentRecord(
             name="xanna",

@@ -1,4 +1,9 @@
-"""The imgateway-admin command line."""
+"""The imgateway-admin command line.
+
+Every test runs twice: on SQLite (``data_dir``), and on PostgreSQL in the private
+cluster of ``conftest.pg_server`` (which fails, not skips, without it), with the
+same output and exit status.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,13 @@ from pathlib import Path
 import pytest
 
 from gateway.admin import cli as admin
+from gateway.config import load
 from gateway.passwords import verify_password
+from gateway.store import engine_for
 from gateway.store import sqlite as db
+from gateway.store.interfaces import IEngine
 from gateway.store.records import AgentRecord, ConversationRecord, StoredMessage
+from gateway.store.settings import DSN_ENV
 
 # 2026-11-29T10:00:00Z
 T0 = 1795946400.0
@@ -27,10 +36,22 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The database the CLI works on; for postgresql, a fresh database's DSN too."""
+    monkeypatch.delenv(DSN_ENV, raising=False)
+    if request.param == "postgresql":
+        return request.getfixturevalue("pg_server").new_database()
+    return "sqlite"
+
+
 @pytest.fixture
-def config_file(tmp_path: Path, data_dir: Path) -> Path:
+def config_file(tmp_path: Path, data_dir: Path, backend: str) -> Path:
     path = tmp_path / "imgateway.toml"
-    path.write_text(f'[gateway]\ndata_dir = "{data_dir}"\n\n[agents]\ndefault_capacity = 3\n')
+    text = f'[gateway]\ndata_dir = "{data_dir}"\n\n[agents]\ndefault_capacity = 3\n'
+    if backend != "sqlite":
+        text += f'\n[store]\nbackend = "postgresql"\ndsn = "{backend}"\n'
+    path.write_text(text)
     return path
 
 
@@ -50,25 +71,32 @@ def run(
     return run
 
 
+def _engine(config_file: Path) -> IEngine:
+    """The engine the CLI uses with ``config_file``, open."""
+    engine = engine_for(load(config_file))
+    engine.open()
+    return engine
+
+
 @pytest.fixture
-def conn(data_dir: Path) -> Iterator[sqlite3.Connection]:
-    connection = db.open_db(data_dir / db.DB_FILE)
-    yield connection
-    connection.close()
+def engine(config_file: Path) -> Iterator[IEngine]:
+    engine = _engine(config_file)
+    yield engine
+    engine.close()
 
 
-def _stored(data_dir: Path, name: str) -> AgentRecord | None:
-    conn = db.open_db(data_dir / db.DB_FILE)
+def _stored(config_file: Path, name: str) -> AgentRecord | None:
+    engine = _engine(config_file)
     try:
-        return db.get_agent(conn, name)
+        return engine.get_agent(name)
     finally:
-        conn.close()
+        engine.close()
 
 
 # agent add.
 
 
-def test_agent_add(run: _Run, data_dir: Path) -> None:
+def test_agent_add(run: _Run, config_file: Path) -> None:
     code, out, err = run(
         "agent",
         "add",
@@ -85,7 +113,7 @@ def test_agent_add(run: _Run, data_dir: Path) -> None:
         stdin=" s3cret pass \n",
     )
     assert (code, out, err) == (0, "agent anna added\n", "")
-    agent = _stored(data_dir, "anna")
+    agent = _stored(config_file, "anna")
     assert agent is not None
     assert (agent.display_name, agent.capacity, agent.created) == ("Anna", 4, T0)
     assert agent.skills == {"billing": 4, "tech": 2}
@@ -94,10 +122,10 @@ def test_agent_add(run: _Run, data_dir: Path) -> None:
     assert not verify_password("s3cret pass", agent.password_hash)
 
 
-def test_agent_add_defaults(run: _Run, data_dir: Path) -> None:
+def test_agent_add_defaults(run: _Run, config_file: Path) -> None:
     code, out, _ = run("agent", "add", "bob.smith", "--password-stdin", stdin="pw")
     assert (code, out) == (0, "agent bob.smith added\n")
-    agent = _stored(data_dir, "bob.smith")
+    agent = _stored(config_file, "bob.smith")
     assert agent is not None
     assert agent.capacity == 3  # agents.default_capacity of the site file
     assert agent.skills == {}
@@ -106,22 +134,22 @@ def test_agent_add_defaults(run: _Run, data_dir: Path) -> None:
     assert verify_password("pw", agent.password_hash)
 
 
-def test_config_before_the_command(run: _Run, config_file: Path, data_dir: Path) -> None:
+def test_config_before_the_command(run: _Run, config_file: Path) -> None:
     code, _, _ = run(
         "--config", str(config_file), "agent", "add", "anna", "--password-stdin",
         stdin="pw\n", config=False,
     )  # fmt: skip
     assert code == 0
-    assert _stored(data_dir, "anna") is not None
+    assert _stored(config_file, "anna") is not None
 
 
-def test_config_between_commands(run: _Run, config_file: Path, data_dir: Path) -> None:
+def test_config_between_commands(run: _Run, config_file: Path) -> None:
     code, _, _ = run(
         "agent", "--config", str(config_file), "add", "anna", "--password-stdin",
         stdin="pw\n", config=False,
     )  # fmt: skip
     assert code == 0
-    assert _stored(data_dir, "anna") is not None
+    assert _stored(config_file, "anna") is not None
 
 
 def test_agent_add_existing(run: _Run) -> None:
@@ -188,11 +216,11 @@ def test_agent_add_refused(run: _Run, args: list[str], message: str) -> None:
 # agent passwd, list, remove.
 
 
-def test_agent_passwd(run: _Run, data_dir: Path) -> None:
+def test_agent_passwd(run: _Run, config_file: Path) -> None:
     run("agent", "add", "anna", "--password-stdin", stdin="old\n")
     code, out, err = run("agent", "passwd", "anna", "--password-stdin", stdin="new\n")
     assert (code, out, err) == (0, "password of agent anna changed\n", "")
-    agent = _stored(data_dir, "anna")
+    agent = _stored(config_file, "anna")
     assert agent is not None
     assert verify_password("new", agent.password_hash)
     assert not verify_password("old", agent.password_hash)
@@ -255,10 +283,10 @@ def test_agent_list_json(run: _Run) -> None:
     assert "scrypt" not in out
 
 
-def test_agent_remove(run: _Run, data_dir: Path) -> None:
+def test_agent_remove(run: _Run, config_file: Path) -> None:
     run("agent", "add", "anna", "--password-stdin", stdin="pw\n")
     assert run("agent", "remove", "anna") == (0, "agent anna removed\n", "")
-    assert _stored(data_dir, "anna") is None
+    assert _stored(config_file, "anna") is None
     assert run("agent", "remove", "anna") == (1, "", "imgateway-admin: no such agent: anna\n")
 
 
@@ -277,9 +305,8 @@ def _conversation(id_: str, started: float, **kw) -> ConversationRecord:
 
 
 @pytest.fixture
-def history(conn: sqlite3.Connection) -> None:
-    db.insert_conversation(
-        conn,
+def history(engine: IEngine) -> None:
+    engine.insert_conversation(
         _conversation(
             "c-1",
             T0 + 0.123,
@@ -292,8 +319,8 @@ def history(conn: sqlite3.Connection) -> None:
             end_reason="customer",
         ),
     )
-    db.insert_conversation(
-        conn, _conversation("c-2", T0 + 60, customer_alias="c-9b1e", protocol="xmpp")
+    engine.insert_conversation(
+        _conversation("c-2", T0 + 60, customer_alias="c-9b1e", protocol="xmpp")
     )
     messages = [
         StoredMessage("g-1", "c-1", "customer", "billing", T0 + 1.5),
@@ -302,7 +329,7 @@ def history(conn: sqlite3.Connection) -> None:
         StoredMessage("g-4", "c-1", "customer", "line one\nline two\x1b[31m", T0 + 4),
     ]
     for message in messages:
-        db.insert_message(conn, message)
+        engine.insert_message(message)
 
 
 @pytest.mark.usefixtures("history")
@@ -346,6 +373,7 @@ def test_conversations_json(run: _Run) -> None:
         "agent": "anna",
         "ended": "2026-11-29T10:05:00.000Z",
         "end_reason": "customer",
+        "routing": None,
     }
 
 
@@ -387,6 +415,7 @@ def test_transcript_json(run: _Run) -> None:
         "sender": "agent",
         "agent": "anna",
         "text": "Hello!",
+        "audience": "all",
     }
     assert document["messages"][3]["text"] == "line one\nline two\x1b[31m"
 
@@ -411,15 +440,67 @@ def test_missing_config_file(run: _Run, tmp_path: Path) -> None:
     assert (code, err) == (2, f"imgateway-admin: {missing}: -: no such file\n")
 
 
-def test_newer_database_is_refused(run: _Run, data_dir: Path) -> None:
-    db.open_db(data_dir / db.DB_FILE).close()
-    raw = sqlite3.connect(data_dir / db.DB_FILE)
-    raw.execute(f"PRAGMA user_version = {db.SCHEMA_VERSION + 1}")
-    raw.close()
+def test_newer_database_is_refused(
+    run: _Run, config_file: Path, data_dir: Path, backend: str
+) -> None:
+    _engine(config_file).close()
+    if backend == "sqlite":
+        raw = sqlite3.connect(data_dir / db.DB_FILE)
+        raw.execute(f"PRAGMA user_version = {db.SCHEMA_VERSION + 1}")
+        raw.close()
+    else:
+        import psycopg
+
+        from gateway.store import postgres
+
+        with psycopg.connect(backend, autocommit=True) as pg:
+            pg.execute(
+                "INSERT INTO schema_version (version) VALUES (%s)", (postgres.SCHEMA_VERSION + 1,)
+            )
     code, out, err = run("agent", "list")
     assert (code, out) == (1, "")
     assert err.startswith("imgateway-admin: ")
     assert err.endswith("upgrade imgateway\n")
+
+
+def test_a_refused_add_leaves_nothing(run: _Run, config_file: Path) -> None:
+    run("agent", "add", "anna", "--address", "irc:Anna", "--password-stdin", stdin="pw\n")
+    code, out, err = run(
+        "agent", "add", "carl", "--address", "irc:carl", "--address", "irc:Anna",
+        "--password-stdin", stdin="pw\n",
+    )  # fmt: skip
+    assert (code, out, err) == (
+        1,
+        "",
+        "imgateway-admin: an address of carl belongs to another agent\n",
+    )
+    # Neither the account nor its first address: the command's writes are one.
+    assert _stored(config_file, "carl") is None
+    engine = _engine(config_file)
+    try:
+        assert engine.find_agent("irc:carl") is None
+        assert engine.get_scram("carl") is None
+    finally:
+        engine.close()
+    assert run("agent", "add", "carl", "--password-stdin", stdin="pw\n")[0] == 0
+
+
+@pytest.mark.usefixtures("history")
+def test_a_database_error(run: _Run, data_dir: Path, backend: str) -> None:
+    if backend == "sqlite":
+        raw = sqlite3.connect(data_dir / db.DB_FILE)
+        raw.execute("DROP TABLE messages")
+        raw.close()
+        problem = "no such table: messages"
+    else:
+        import psycopg
+
+        with psycopg.connect(backend, autocommit=True) as pg:
+            pg.execute("DROP TABLE messages")
+        problem = 'postgresql: relation "messages" does not exist'
+    code, out, err = run("transcript", "c-1")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"imgateway-admin: database error: {problem}\n")
 
 
 @pytest.mark.parametrize(

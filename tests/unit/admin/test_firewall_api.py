@@ -85,7 +85,7 @@ def test_the_gateway_parses_in_its_thread_pool(fw):
     reactor = MemoryReactorClock()
     reactor.getThreadPool = lambda: Inline()
     reactor.callFromThread = lambda f, *a, **kw: f(*a, **kw)
-    resource = api.resource(SimpleNamespace(firewall=fw, _reactor=reactor))
+    resource = api.resource(SimpleNamespace(firewall=fw, reactor=reactor))
     status, answer = call(resource, "POST", "apply", {"text": "chain input { policy drop; }"})
     assert (status, answer) == (200, {"applied": True, "rules": 0})
     assert fw.ruleset.chains["input"].policy == "drop"

@@ -25,9 +25,9 @@ from gateway.admin.service import loopback_only
 from gateway.admin.settings import TOKEN_ENV, bound_to_loopback, is_loopback
 from gateway.app import tap
 from gateway.daemon import within_deadline
-from gateway.store import sqlite as db
 from gateway.store.records import ConversationRecord, StoredMessage
 from gateway.store.retention import DAY_S, RetentionService
+from gateway.store.sqlite import SqliteEngine
 
 
 def load(tmp_path: Path, text: str) -> gwconfig.Config:
@@ -225,21 +225,24 @@ def test_failed_agent_login_is_one_fail2ban_line():
 # -- retention --------------------------------------------------------------------------
 
 
-class RunStore:
-    """Runs store.run functions at once on a real SQLite connection."""
+class EngineStore:
+    """The store's purge, run at once on a real SQLite engine."""
 
-    def __init__(self, conn) -> None:
-        self.conn = conn
+    def __init__(self, engine) -> None:
+        self.engine = engine
 
-    def run(self, function, *args):
-        result = function(self.conn, *args)
-        self.conn.commit()
-        return succeed(result)
+    def purge_ended_before(self, ts):
+        return succeed(self.engine.purge_ended_before(ts))
 
 
-def _conversation(conn, cid: str, started: float, ended: float | None) -> None:
-    db.insert_conversation(
-        conn,
+def _sqlite(tmp_path):
+    engine = SqliteEngine(tmp_path / "t.sqlite3")
+    engine.open()
+    return engine
+
+
+def _conversation(engine, cid: str, started: float, ended: float | None) -> None:
+    engine.insert_conversation(
         ConversationRecord(
             id=cid,
             customer_alias="c",
@@ -251,39 +254,35 @@ def _conversation(conn, cid: str, started: float, ended: float | None) -> None:
             ended=ended,
         ),
     )
-    db.insert_message(
-        conn,
+    engine.insert_message(
         StoredMessage(id=f"m-{cid}", conversation=cid, sender="customer", text="hi", ts=started),
     )
 
 
 def test_purge_ended_before_deletes_old_ended_conversations_and_their_messages(tmp_path):
-    conn = db.open_db(tmp_path / "t.sqlite3")
-    _conversation(conn, "old", 100, 200)
-    _conversation(conn, "recent", 100, 900)
-    _conversation(conn, "open", 100, None)
-    conn.commit()
-    assert db.purge_ended_before(conn, 500) == 1
-    conn.commit()
-    assert db.get_conversation(conn, "old") is None
-    assert db.transcript(conn, "old") == []
-    assert [m.id for m in db.transcript(conn, "recent")] == ["m-recent"]
-    assert db.get_conversation(conn, "open") is not None
+    engine = _sqlite(tmp_path)
+    _conversation(engine, "old", 100, 200)
+    _conversation(engine, "recent", 100, 900)
+    _conversation(engine, "open", 100, None)
+    assert engine.purge_ended_before(500) == 1
+    assert engine.get_conversation("old") is None
+    assert engine.transcript("old") == []
+    assert [m.id for m in engine.transcript("recent")] == ["m-recent"]
+    assert engine.get_conversation("open") is not None
 
 
 def test_retention_purges_at_start_and_daily(tmp_path):
-    conn = db.open_db(tmp_path / "t.sqlite3")
+    engine = _sqlite(tmp_path)
     clock = Clock()
     clock.advance(10 * DAY_S)
-    _conversation(conn, "a", 0, 1 * DAY_S)  # ended 9 days ago
-    _conversation(conn, "b", 0, 8 * DAY_S)  # ended 2 days ago
-    conn.commit()
-    service = RetentionService(RunStore(conn), 7, clock)
+    _conversation(engine, "a", 0, 1 * DAY_S)  # ended 9 days ago
+    _conversation(engine, "b", 0, 8 * DAY_S)  # ended 2 days ago
+    service = RetentionService(EngineStore(engine), 7, clock)
     service.startService()
-    assert db.get_conversation(conn, "a") is None
-    assert db.get_conversation(conn, "b") is not None
+    assert engine.get_conversation("a") is None
+    assert engine.get_conversation("b") is not None
     clock.advance(6 * DAY_S)  # b has now ended over 7 days ago
-    assert db.get_conversation(conn, "b") is None
+    assert engine.get_conversation("b") is None
     service.stopService()
     assert not clock.getDelayedCalls()
 

@@ -21,7 +21,7 @@ from gateway.bots.service import FaqBotService, faq_upstream
 from gateway.bots.settings import FaqSettings, parse
 from gateway.config import ConfigError, FieldConfig, QueueConfig, Reader
 from gateway.core import events as ev
-from gateway.core.gateway import AGENT_DROPPED, TRANSFERRED
+from gateway.core.desk import AGENT_DROPPED, TRANSFERRED
 from gateway.core.interfaces import IParty
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "etc" / "faq.toml"

@@ -10,17 +10,31 @@ from zope.interface.verify import verifyObject
 
 from gateway.core import events as ev
 from gateway.core.errors import AuthFailed, BadRequest, InternalError, NotAllowed, Unavailable
-from gateway.core.interfaces import IAgentDirectory, IRouter, IStore
+from gateway.core.interfaces import (
+    IAgentSession,
+    ICustomerSession,
+    IDelivery,
+    IGateway,
+)
+from gateway.directory.interfaces import IAgentDirectory
+from gateway.routing.interfaces import IRouter
+from gateway.store.errors import StoreBusy
+from gateway.store.interfaces import IStore
+from gateway.store.memory import MemoryStore
 from gateway.store.records import AgentRecord
-from gateway.store.sqlite import StoreBusy
-from gateway.store.writer import MemoryStore
 
 
 def test_interfaces_are_provided():
     h = make_harness()
     verifyObject(IStore, h.store)
-    verifyObject(IAgentDirectory, h.directory)
+    verifyObject(IAgentDirectory, h.gateway.core.directory)
     verifyObject(IRouter, h.gateway.dispatcher.plans)
+    verifyObject(IGateway, h.gateway)
+    verifyObject(IDelivery, h.gateway.core.delivery)
+    _party, customer = h.customer()
+    verifyObject(ICustomerSession, customer)
+    _party, agent = h.agent("anna")
+    verifyObject(IAgentSession, agent)
 
 
 def test_interview_asks_each_field_then_queues():
@@ -42,7 +56,8 @@ def test_interview_asks_each_field_then_queues():
     ]
 
     result_of(session.say("2"))
-    assert party.take() == [ev.Queued(position=1, eta_s=60)]
+    # No agent is logged in to serve it: no wait is promised.
+    assert party.take() == [ev.Queued(position=1, eta_s=None)]
     conv = session.conversation
     assert conv.state == "queued" and conv.queue == "general"
     assert conv.answers == {"name": "Dana", "topic": "tech"}
@@ -57,14 +72,16 @@ def test_a_wrong_answer_is_asked_again():
     assert again.field == "topic"
     assert again.text.startswith("Sorry, I didn't get that. What can we help you with?")
     result_of(session.say("billing"))
-    assert party.take() == [ev.Queued(position=1, eta_s=60)]
+    # No agent is logged in to serve it: no wait is promised.
+    assert party.take() == [ev.Queued(position=1, eta_s=None)]
 
 
 def test_answers_given_up_front_are_not_asked():
     h = make_harness()
     party, _ = h.customer({"name": "Dana", "topic": "Billing", "email": "d@example.org"})
     # No greeting announcing questions, no questions: straight to the queue.
-    assert party.take() == [ev.Queued(position=1, eta_s=60)]
+    # No agent is logged in to serve it: no wait is promised.
+    assert party.take() == [ev.Queued(position=1, eta_s=None)]
 
 
 def test_whole_conversation_from_offer_to_end():
@@ -121,7 +138,7 @@ def test_whole_conversation_from_offer_to_end():
         cust_s.end()
     with pytest.raises(NotAllowed):
         result_of(cust_s.say("hello?"))
-    assert anna_s.state.load == 0
+    assert anna_s.agent.load == 0
 
 
 def connect(h, agent_party, agent_session, name="Dana"):
@@ -144,8 +161,10 @@ def test_agent_drop_requeues_with_history_to_next_agent():
     anna_s.disconnected()
     dropped, queued = cust.take()
     assert dropped.sender == ev.SYSTEM and "disconnected" in dropped.text
-    # Anna held it 0 s: the handle-time estimate moved from 60 s to 48 s.
-    assert queued == ev.Queued(position=1, eta_s=48)
+    # Nobody else is logged in: no wait is promised. Anna held it 0 s: the
+    # handle-time estimate moved from 60 s to 48 s.
+    assert queued == ev.Queued(position=1, eta_s=None)
+    assert h.gateway.queues["general"].eta(1) == 48
 
     bob, bob_s = h.agent("bob")
     offer = bob.last(ev.Offer)
@@ -200,7 +219,7 @@ def test_customer_leaving_revokes_the_offer():
     offer = anna.last(ev.Offer)
     cust_s.disconnected()
     assert anna.last(ev.Revoked) == ev.Revoked(offer.offer, "customer_left")
-    assert anna_s.state.load == 0
+    assert anna_s.agent.load == 0
     assert h.gateway.conversations == {}
 
 
@@ -219,7 +238,7 @@ def test_customer_leaving_in_each_state_ends_it():
 def test_capacity_and_queue_positions():
     h = make_harness()
     anna, anna_s = h.agent("anna")
-    anna_s.state.capacity = 1
+    anna_s.agent.change(capacity=1)
     _c1, s1 = connect(h, anna, anna_s)
     c2, s2 = h.queued_customer("Two")
     c3, s3 = h.queued_customer("Three")
@@ -290,7 +309,11 @@ def test_second_login_replaces_the_first_and_requeues():
     anna, anna_s = h.agent("anna")
     _cust, cust_s = connect(h, anna, anna_s)
     anna2, _anna2_s = h.agent("anna")
-    assert anna.closed == "logged in from another connection"
+    assert anna.closed == "logged in from another connection (jsonim)"
+    assert (
+        anna.last(ev.Notice).text
+        == "You are logged out: logged in from another connection (jsonim)."
+    )
     assert anna2.last(ev.Offer).conversation == cust_s.conversation.id
 
 
@@ -507,3 +530,61 @@ def test_message_ids_are_unique_per_process_and_across_processes():
     ids = [first.message() for _ in range(1000)] + [second.message() for _ in range(1000)]
     assert len(set(ids)) == 2000
     assert all(i.startswith("g-") and len(i) == 22 for i in ids)
+
+
+def test_the_opening_line_is_stored_and_given_to_the_agent_but_answers_nothing():
+    h = make_harness()
+    agent, agent_s = h.agent("anna")
+    party = FakeParty()
+    session = h.gateway.customer_arrived(
+        party,
+        protocol="xmpp",
+        client=ev.ClientInfo("Gajim", "1.8"),
+        answers={},
+        opening="hello, I have a billing question",
+    )
+    conv_id = session.conversation.id
+    stored = h.store.messages[conv_id]
+    assert (stored[0].sender, stored[0].text) == ("customer", "hello, I have a billing question")
+    # The interview still asks the first question: the opening line answered nothing.
+    assert party.last(ev.Prompt).field == "name"
+    result_of(session.say("Dana"))
+    result_of(session.say("billing"))
+    agent_s.accept(agent.last(ev.Offer).offer)
+    history = agent.last(ev.Connected).history
+    assert history[0] == ev.HistoryEntry("customer", "hello, I have a billing question", 0.0)
+    assert session.conversation.answers["name"] == "Dana"
+
+
+class _Narrow(FakeParty):
+    """A party whose wire carries at most 10 characters of text."""
+
+    def refuses(self, event):
+        return "at most 10 characters" if len(event.text) > 10 else None
+
+
+def test_a_line_the_recipient_cannot_carry_is_refused_to_the_sender():
+    from zope.interface import directlyProvides
+
+    from gateway.core.interfaces import IPartyLimits
+
+    h = make_harness()
+    agent = _Narrow()
+    directlyProvides(agent, IPartyLimits)
+    results = []
+    h.gateway.agent_login(
+        agent, protocol="jsonim", name="anna", password="secret", client=ev.ClientInfo()
+    ).addBoth(results.append)
+    agent_s = results[0]
+    agent_s.set_presence("available")
+    _, customer_s = h.queued_customer()
+    agent_s.accept(agent.last(ev.Offer).offer)
+    conv_id = customer_s.conversation.id
+    before = len(h.store.messages[conv_id])
+    d = customer_s.say("far too long for it")
+    failure = []
+    d.addErrback(failure.append)
+    assert isinstance(failure[0].value, BadRequest)
+    assert failure[0].value.text == "not sent: at most 10 characters"
+    assert len(h.store.messages[conv_id]) == before
+    assert result_of(customer_s.say("short")).startswith("g-")

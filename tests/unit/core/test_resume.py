@@ -6,6 +6,7 @@ from core_helpers import FakeParty, make_harness, result_of
 
 from gateway.core import events as ev
 from gateway.core import resume
+from gateway.core.errors import NotAllowed
 from gateway.store.records import ConversationRecord, StoredMessage
 
 GRACE = 120.0
@@ -137,13 +138,16 @@ def test_a_queued_customer_keeps_its_place():
     assert party.last(ev.Queued).position == 1
 
 
-def test_an_agent_taking_a_conversation_whose_customer_is_away_is_told():
+def test_a_queued_customer_who_is_away_is_offered_to_no_agent_until_back():
     h = make_harness(resume_grace_s=GRACE)
-    _, customer_s = h.queued_customer()
-    customer_s.disconnected()
     agent, agent_s = h.agent("anna")
-    agent_s.accept(agent.last(ev.Offer).offer)
-    assert "lost the connection" in agent.last(ev.Notice).text
+    _, customer_s = h.queued_customer()
+    first = agent.last(ev.Offer).offer
+    customer_s.disconnected()
+    # The ringing offer is withdrawn, and none follows while the customer is away.
+    assert agent.last(ev.Revoked) == ev.Revoked(first, "customer_left")
+    h.clock.advance(GRACE / 2)
+    assert agent.of(ev.Offer)[-1].offer == first
     party = FakeParty()
     h.gateway.customer_arrived(
         party,
@@ -152,8 +156,75 @@ def test_an_agent_taking_a_conversation_whose_customer_is_away_is_told():
         answers={},
         resume=customer_s.resume_token,
     )
+    offer = agent.last(ev.Offer)
+    assert offer.offer != first and offer.conversation == customer_s.conversation.id
+    agent_s.accept(offer.offer)
     assert party.last(ev.Connected) == ev.Connected(customer_s.conversation.id, "Anna A.")
     assert len(party.of(ev.Connected)) == 1
+
+
+def test_an_agent_logging_in_is_not_offered_a_customer_who_is_away():
+    h = make_harness(resume_grace_s=GRACE)
+    _, customer_s = h.queued_customer()
+    customer_s.disconnected()
+    agent, _ = h.agent("anna")
+    assert agent.of(ev.Offer) == []
+    h.clock.advance(GRACE)
+    assert customer_s.conversation.id not in h.gateway.conversations
+    assert agent.of(ev.Offer) == []
+
+
+def test_a_customer_who_quits_is_not_held():
+    h = make_harness(resume_grace_s=GRACE)
+    _, customer_s, agent, agent_s = connected(h)
+    conv_id = customer_s.conversation.id
+    customer_s.disconnected(quit=True)
+    assert conv_id not in h.gateway.conversations
+    assert agent.last(ev.Ended) == ev.Ended(conv_id, "customer")
+    assert agent.of(ev.Notice) == []
+    # The agent's next line is refused, not acknowledged.
+    d = agent_s.say(conv_id, "Hello?")
+    assert isinstance(d.result.value, NotAllowed)
+    d.addErrback(lambda _: None)
+
+
+def test_what_the_agent_wrote_meanwhile_follows_the_reconnection_notice():
+    h = make_harness(resume_grace_s=GRACE)
+    _, customer_s, _, agent_s = connected(h)
+    conv_id = customer_s.conversation.id
+    customer_s.disconnected()
+    result_of(agent_s.say(conv_id, "Still there?"))
+    party = FakeParty()
+    h.gateway.customer_arrived(
+        party,
+        protocol="jsonim",
+        client=ev.ClientInfo("a", "1"),
+        answers={},
+        resume=customer_s.resume_token,
+    )
+    kinds = [(type(e).__name__, getattr(e, "text", "")) for e in party.events]
+    assert kinds == [
+        ("Message", resume.RESUMED),
+        ("Connected", ""),
+        ("Message", "Still there?"),
+    ]
+
+
+def test_the_line_a_returning_customer_opens_with_reaches_the_agent():
+    h = make_harness(resume_grace_s=GRACE)
+    _, customer_s, agent, _ = connected(h)
+    conv_id = customer_s.conversation.id
+    customer_s.disconnected()
+    h.gateway.customer_arrived(
+        FakeParty(),
+        protocol="jsonim",
+        client=ev.ClientInfo("a", "1"),
+        answers={},
+        resume=customer_s.resume_token,
+        opening="I am back, sorry",
+    )
+    assert agent.last(ev.Message).text == "I am back, sorry"
+    assert [m.text for m in h.store.messages[conv_id]][-1] == "I am back, sorry"
 
 
 def test_a_customer_back_mid_interview_is_asked_again():
@@ -368,15 +439,18 @@ def test_irc_customer_back_with_the_same_nick_and_ident_resumes():
 
 
 def test_xmpp_customer_back_from_the_same_bare_jid_resumes():
-    import attrs
     from xmpp_helpers import SUPPORT, make_hub
 
-    h = make_hub()
+    h = make_hub({"resume_grace_s": GRACE})
     gateway = h.core.gateway
-    gateway.config = attrs.evolve(gateway.config, resume_grace_s=GRACE)
     h.message("dana@example.org/phone", "hello")
     (conv_id,) = gateway.conversations
-    h.receive(f"<presence from='dana@example.org/phone' to='{SUPPORT}' type='unavailable'/>")
+    # A message bounced: the client is gone, it may come back (going offline would
+    # be leaving, and end the conversation).
+    h.receive(
+        f"<message from='dana@example.org/phone' to='{SUPPORT}' type='error'><error type='cancel'>"
+        "<recipient-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    )
     assert conv_id in gateway.conversations
     h.message("dana@example.org/laptop", "back again")
     assert list(gateway.conversations) == [conv_id]

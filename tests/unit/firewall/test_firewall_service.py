@@ -112,7 +112,7 @@ def test_a_bad_file_on_sighup_keeps_the_running_rules(tmp_path):
 
 def test_agent_text_is_translated_by_the_gateway(tmp_path):
     service, _, _ = make(tmp_path, rules='translate { addr 10.0.0.0/8 -> "[internal]"; }')
-    assert service.gateway._text_filter("ssh 10.1.2.3") == "ssh [internal]"
+    assert service.gateway.core.text_filter("ssh 10.1.2.3") == "ssh [internal]"
 
 
 def test_the_example_rules_file_is_valid():

@@ -92,9 +92,15 @@ def test_per_address_limit() -> None:
     open_connection(firewall, ip("10.0.0.5", 2))
     _, refused = open_connection(firewall, ip("10.0.0.5", 3))
     _, other = open_connection(firewall, ip("10.0.0.6", 1))
-    assert refused.disconnecting and refused.disconnected
+    # Rejected, not reset: the listener's protocol was built only to say why.
+    assert refused.disconnecting and not refused.disconnected
     assert not other.disconnecting
-    assert inner.built == [ip("10.0.0.5", 1), ip("10.0.0.5", 2), ip("10.0.0.6", 1)]
+    assert inner.built == [
+        ip("10.0.0.5", 1),
+        ip("10.0.0.5", 2),
+        ip("10.0.0.5", 3),
+        ip("10.0.0.6", 1),
+    ]
     assert [formatEvent(e) for e in logged] == [
         "tcp:7070: refused connection from 10.0.0.5:3: 2 connections open from this address"
     ]
@@ -108,7 +114,7 @@ def test_total_limit() -> None:
     open_connection(firewall, IPv6Address("TCP", "2001:db8::1", 5000))
     _, refused = open_connection(firewall, IPv6Address("TCP", "2001:db8::2", 5001))
     assert refused.disconnecting
-    assert len(inner.built) == 2
+    assert len(inner.built) == 3  # the third only to say why it is refused
     assert [formatEvent(e) for e in logged] == [
         "tcp:7070: refused connection from [2001:db8::2]:5001: 2 connections open on this listener"
     ]
@@ -139,20 +145,20 @@ def test_refused_connections_are_not_counted() -> None:
 
 
 def test_ipv6_addresses_are_counted_apart() -> None:
-    firewall, inner, _ = make(per_address=1)
+    firewall, _inner, _ = make(per_address=1)
     open_connection(firewall, IPv6Address("TCP", "::1", 1))
     assert open_connection(firewall, IPv6Address("TCP", "::1", 2))[1].disconnecting
     assert not open_connection(firewall, IPv6Address("TCP", "::2", 1))[1].disconnecting
-    assert len(inner.built) == 2
+    assert firewall.connection_count("::1") == firewall.connection_count("::2") == 1
 
 
 def test_unix_peers_have_only_the_total_limit() -> None:
-    firewall, inner, logged = make(total=3, per_address=1)
+    firewall, _inner, logged = make(total=3, per_address=1)
     for _ in range(3):
         assert not open_connection(firewall, UNIXAddress(None))[1].disconnecting
     _, refused = open_connection(firewall, UNIXAddress(None))
     assert refused.disconnecting
-    assert len(inner.built) == 3
+    assert firewall.connection_count() == 3
     assert [formatEvent(e) for e in logged] == [
         "tcp:7070: refused connection from UNIXAddress(None): 3 connections open on this listener"
     ]
@@ -177,8 +183,27 @@ def test_over_tls_puts_the_firewall_in_front_and_shares_the_caps() -> None:
     protocol, _ = open_connection(tls, ip("10.0.0.5", 2))
     assert isinstance(protocol.wrappedProtocol, TLSMemoryBIOProtocol)
     _, refused = open_connection(tls, ip("10.0.0.5", 3))
-    assert refused.disconnected
+    assert refused.disconnecting
     assert firewall.connection_count("10.0.0.5") == tls.connection_count("10.0.0.5") == 2
     assert [formatEvent(e) for e in logged] == [
         "tcp:7070: refused connection from 10.0.0.5:3: 2 connections open from this address"
     ]
+
+
+def test_a_client_refused_for_the_per_address_cap_is_told_why() -> None:
+    from zope.interface import implementer
+
+    from firewall.interfaces import IFirewalledProtocol
+
+    @implementer(IFirewalledProtocol)
+    class Polite(Recording):
+        def firewall_reject(self, reason: str) -> None:
+            self.transport.write(f"ERROR :Closing Link: * ({reason})\r\n".encode())
+
+    inner = Inner()
+    inner.protocol = Polite
+    firewall = wrap(inner, listener="tcp:6667", max_connections=10, max_connections_per_address=1)
+    open_connection(firewall, ip("10.0.0.5", 1))
+    _, refused = open_connection(firewall, ip("10.0.0.5", 2))
+    assert refused.value() == (b"ERROR :Closing Link: * (1 connections open from this address)\r\n")
+    assert refused.disconnecting

@@ -263,3 +263,54 @@ def test_bot_parties_provide_iparty():
     _harness, factory, _protocol, _transport = bot()
     assert verifyObject(IParty, BotCustomer(factory.directory, "dana"))
     assert verifyObject(IParty, BotAgent(factory.directory, "anna"))
+
+
+def _held(harness):
+    return [c for c in harness.gateway.conversations.values() if c.customer.gone]
+
+
+def _with_grace(harness) -> None:
+    # The holder reads its grace from the configuration it was made with.
+    harness.gateway.holder._config = attrs.evolve(harness.gateway.config, resume_grace_s=60.0)
+
+
+def test_a_quit_by_the_users_own_reason_ends_and_by_the_servers_holds():
+    harness, _factory, protocol, _transport = registered()
+    _with_grace(harness)
+    feed(protocol, ":dana!d@home PRIVMSG Support :hello", ":erin!e@home PRIVMSG Support :hi")
+    feed(protocol, ":gus!g@home PRIVMSG Support :hey")
+    assert len(harness.gateway.conversations) == 3
+    feed(protocol, ':dana!d@home QUIT :"bye now"')  # ngircd quotes a user's reason
+    feed(protocol, ":erin!e@home QUIT :Ping timeout: 120 seconds")
+    feed(protocol, ":gus!g@home QUIT :Killed (oper (spam))")
+    remaining = list(harness.gateway.conversations.values())
+    assert [c.customer.gone for c in remaining] == [True]
+    assert remaining[0].customer.party.nick == "erin"
+
+
+def test_someone_else_with_a_held_customers_nick_is_a_stranger():
+    harness, _factory, protocol, transport = registered()
+    _with_grace(harness)
+    feed(protocol, ":dana!dana@home.example PRIVMSG Support :hello")
+    (first,) = harness.gateway.conversations
+    feed(protocol, ":dana!dana@home.example QUIT :Read error: Connection reset by peer")
+    assert _held(harness)
+    lines(transport)
+    feed(protocol, ":dana!mallory@evil.example PRIVMSG Support :hi")
+    out = lines(transport)
+    assert "PRIVMSG dana :What is your name?" in out and not any("Welcome back" in x for x in out)
+    assert len(harness.gateway.conversations) == 2
+    # The customer, back as nick, user and host together, takes its conversation back
+    # (the stranger holding the nick meanwhile is gone as far as the bot can tell).
+    feed(protocol, ":dana!dana@home.example PRIVMSG Support :it is me")
+    assert any("Welcome back" in x for x in lines(transport))
+    assert first in harness.gateway.conversations
+
+
+def test_a_late_version_reply_reaches_the_router_until_the_offer():
+    harness, _factory, protocol, _transport = registered()
+    feed(protocol, ":dana!d@home PRIVMSG Support :hello")
+    harness.clock.advance(13)  # irssi on a busy network: past irc.ctcp_version_timeout_s
+    feed(protocol, ":dana!d@home NOTICE Support :\x01VERSION irssi v1.4.3\x01")
+    (conv,) = harness.gateway.conversations.values()
+    assert (conv.client.name, conv.client.version) == ("irssi", "1.4.3")

@@ -67,11 +67,22 @@ def test_ctcp_version_reply_identifies_the_client():
     assert conv.client == ev.ClientInfo("HexChat", "2.16.1")
 
 
-def test_late_ctcp_version_reply_is_ignored():
+def test_late_ctcp_version_reply_counts_until_the_offer_goes_out():
+    # irssi queues its CTCP replies: 5 s and more are common.
     srv = server(ctcp_version_timeout_s=2)
     customer = srv.register()
     customer.send("PRIVMSG Support :hi")
-    srv.clock.advance(2)
+    srv.clock.advance(13)
+    customer.send("NOTICE Support :\x01VERSION irssi v1.4.3\x01")
+    conv = next(iter(srv.harness.gateway.conversations.values()))
+    assert conv.client == ev.ClientInfo("irssi", "1.4.3")
+
+
+def test_a_version_reply_after_the_offer_changes_nothing():
+    srv = server(ctcp_version_timeout_s=2)
+    agent = srv.agent("anna")
+    customer = interview(srv)
+    assert "Offer o-" in agent.lines()[-1]
     customer.send("NOTICE Support :\x01VERSION irssi v1.4.3\x01")
     conv = next(iter(srv.harness.gateway.conversations.values()))
     assert conv.client == ev.ClientInfo()

@@ -5,10 +5,8 @@ from __future__ import annotations
 import base64
 
 from irc_helpers import SERVER, server
-from zope.interface import alsoProvides
 from zope.interface.verify import verifyObject
 
-from firewall.interfaces import IFirewallTransport
 from gateway.core.interfaces import IParty
 
 
@@ -28,8 +26,10 @@ def test_registration_replies_match_rfc_2812():
         f":{SERVER} 002 dana :Your host is {SERVER}, running version imgateway-0.1.0",
         f":{SERVER} 003 dana :This server was created 1970-01-01 00:00:00 UTC",
         f":{SERVER} 004 dana {SERVER} imgateway-0.1.0 iw nt",
+        # At most 15 parameters a line (RFC 2812): the nick, 13 tokens, the text.
         f":{SERVER} 005 dana AWAYLEN=200 CASEMAPPING=ascii CHANLIMIT=#&:2 CHANMODES=b,,,nt "
-        "CHANNELLEN=50 CHANTYPES=#& KICKLEN=300 LINELEN=512 MODES=1 NETWORK=imgateway "
+        "CHANNELLEN=50 CHANTYPES=#& KICKLEN=300 :are supported by this server",
+        f":{SERVER} 005 dana LINELEN=512 MODES=1 NETWORK=imgateway "
         "NICKLEN=30 PREFIX=(o)@ TARGMAX=PRIVMSG:1,NOTICE:1,JOIN:2,PART:2,NAMES:1,WHOIS:1 "
         "TOPICLEN=300 :are supported by this server",
         f":{SERVER} 251 dana :There are 2 users and 0 invisible on 1 servers",
@@ -183,7 +183,8 @@ def test_cap_302_sasl_plain_over_tls_logs_an_agent_in():
     srv = server()
     client = srv.connect(tls=True)
     client.send("CAP LS 302", "NICK anna", "USER anna 0 * :Anna")
-    assert client.lines() == [f":{SERVER} CAP * LS :message-tags sasl=PLAIN"]
+    caps = "message-tags multi-prefix userhost-in-names sasl=PLAIN"
+    assert client.lines() == [f":{SERVER} CAP * LS :{caps}"]
     client.send("CAP REQ :sasl message-tags")
     assert client.lines() == [f":{SERVER} CAP anna ACK :sasl message-tags"]
     client.send("AUTHENTICATE PLAIN")
@@ -203,9 +204,20 @@ def test_sasl_wrong_password_904_and_plaintext_offers_no_sasl():
     srv = server()
     plain = srv.connect()
     plain.send("CAP LS 302")
-    assert plain.lines() == [f":{SERVER} CAP * LS message-tags"]
+    assert plain.lines() == [f":{SERVER} CAP * LS :message-tags multi-prefix userhost-in-names"]
     plain.send("CAP REQ :sasl")
-    assert plain.lines() == [f":{SERVER} CAP * NAK sasl"]
+    assert plain.lines() == [
+        ":Support!service@gateway.invalid NOTICE * :Agents log in over TLS only: connect to"
+        " the TLS port",
+        f":{SERVER} CAP * NAK sasl",
+    ]
+    # A client that tries anyway gets one clear answer, and is not made a customer.
+    plain.send("AUTHENTICATE PLAIN")
+    assert plain.lines() == [
+        f":{SERVER} 904 * :Agents log in over TLS only: connect to the TLS port",
+        "ERROR :Closing Link: * (Agents log in over TLS only: connect to the TLS port)",
+    ]
+    assert plain.closed
     client = srv.connect(tls=True)
     client.send("CAP LS 302", "CAP REQ sasl", "AUTHENTICATE PLAIN")
     client.lines()
@@ -223,7 +235,11 @@ def test_pass_over_tls_logs_an_agent_in_and_not_over_plaintext():
     assert srv.harness.directory.get("anna") is not None
     plain = srv.connect()
     plain.send("PASS bob:secret", "NICK bob", "USER bob 0 * :Bob")
-    assert "464" in plain.commands() and plain.closed
+    # Not "464 Password incorrect": the password may well be right.
+    assert plain.lines() == [
+        "ERROR :Closing Link: bob (Agents log in over TLS only: connect to the TLS port)"
+    ]
+    assert plain.closed
     assert srv.harness.directory.get("bob") is None
 
 
@@ -336,54 +352,39 @@ def test_what_a_customer_says_in_the_lobby_goes_to_its_query():
     assert client.lines()[-1].endswith("PRIVMSG dana :3. Something else")
 
 
-def test_user_with_an_empty_real_name_registers():
+def test_user_with_an_empty_real_name_gets_461():
     client = server().connect()
     client.send("NICK dana", "USER dana 0 * :")
+    assert client.lines() == [f":{SERVER} 461 dana USER :Not enough parameters"]
+    client.send("USER dana 0 * :Dana")
     assert client.commands()[0] == "001"
 
 
-def test_privmsg_errors_and_ping_without_origin():
-    client = server().register()
-    client.send("PRIVMSG", "PRIVMSG Support", "PRIVMSG Support :", "PRIVMSG #nowhere :x", "PING")
-    assert client.lines() == [
-        f":{SERVER} 411 dana :No recipient given (PRIVMSG)",
-        f":{SERVER} 412 dana :No text to send",
-        f":{SERVER} 412 dana :No text to send",
-        f":{SERVER} 401 dana #nowhere :No such nick/channel",
-        f":{SERVER} 409 dana :No origin specified",
-    ]
-    client.send("NOTICE", "NOTICE nobody :x")
-    assert client.lines() == []
-
-
-def test_a_role_the_firewall_refuses_gets_no_welcome():
+def test_version_time_info_admin_and_lusers_tell_a_customer_no_counts():
     srv = server()
-    asked = []
-    client = srv.connect()
+    others = [srv.register(f"other{i}") for i in range(3)]
+    client = srv.register()
+    client.send("VERSION", "TIME", "INFO", "ADMIN", "LUSERS", "VERSION elsewhere.example")
+    commands = client.commands()
+    assert commands[:2] == ["351", "005"] and "391" in commands
+    assert {"371", "374", "256", "257", "258", "259", "251", "255"} <= set(commands)
+    assert commands[-1] == "402"
+    text = b"\n".join(line for line in client.seen.split(b"\r\n") if b" 25" in line)
+    # Four customers are connected; this one is told of itself and the service.
+    assert b"There are 2 users" in text and b"I have 2 clients" in text
+    assert b"users 5" not in text and b"have 5" not in text
+    assert all(not o.closed for o in others)
 
-    def refuse_customers(role):
-        # As the firewall's wrapper does: the protocol's polite error, then False.
-        asked.append(role)
-        if role == "customer":
-            client.protocol.firewall_reject("refused by the firewall")
-            return False
-        return True
 
-    alsoProvides(client.transport, IFirewallTransport)
-
-    client.transport.firewall_role = refuse_customers
-    client.send("NICK dana", "USER dana 0 * :Dana Doe")
-    assert asked == ["customer"]
-    assert client.lines() == ["ERROR :Closing Link: dana (refused by the firewall)"]
-    client.send("PING :x")  # nothing more is served on it
-    assert client.lines() == []
-    # An agent from the same place is asked about as an agent, and let in.
-    agent = srv.connect(tls=True)
-    alsoProvides(agent.transport, IFirewallTransport)
-    agent.transport.firewall_role = refuse_customers
-    token = base64.b64encode(b"\0anna\0secret").decode()
-    agent.send("CAP LS 302", "NICK anna", "USER anna 0 * :Anna")
-    agent.send("CAP REQ :sasl", "AUTHENTICATE PLAIN")
-    agent.send(f"AUTHENTICATE {token}", "CAP END")
-    assert asked == ["customer", "agent"]
-    assert "001" in agent.commands()
+def test_a_customer_cannot_take_its_agents_alias_as_nick():
+    srv = server()
+    agent = srv.agent("anna")
+    customer = srv.register()
+    customer.send("PRIVMSG Support :hello", "PRIVMSG Support :Dana", "PRIVMSG Support :1")
+    agent.send("ACCEPT")
+    assert customer.lines()[-1].endswith("You are now talking with Anna_A.")
+    for taken in ("Anna_A", "anna_a"):
+        customer.send(f"NICK {taken}")
+        assert customer.lines() == [f":{SERVER} 433 dana {taken} :Nickname is reserved"]
+    customer.send("NICK Robin")
+    assert customer.lines() == [":dana!dana@gateway.invalid NICK Robin"]

@@ -46,6 +46,10 @@ QUEUES = {
 }
 
 RULES = """
+[trust]
+# The customers' tier is a claim here; trusted for these tests of priority.
+"identity.tier" = ["claim"]
+
 [[rules]]
 name = "vip"
 priority = 10
@@ -174,7 +178,7 @@ class RoutingMachine(RuleBasedStateMachine):
 
     def _logged_in(self) -> list:
         """Sessions of the agents logged in now, by name."""
-        return [a.session for a in sorted(self.h.directory.candidates(), key=lambda a: a.name)]
+        return [a.session for a in sorted(self.h.directory, key=lambda a: a.name)]
 
     def _connected(self) -> list:
         """Conversations connected to an agent now, by id."""
@@ -293,7 +297,7 @@ class RoutingMachine(RuleBasedStateMachine):
         """Conversations plus outstanding offers never exceed an agent's capacity."""
         if not hasattr(self, "h"):
             return
-        for agent in self.h.directory.candidates():
+        for agent in self.h.directory:
             assert agent.load <= agent.capacity, (agent.name, agent.load, agent.capacity)
             for offer_id in agent.offers:
                 offer = self.dispatcher.offers[offer_id]
@@ -305,7 +309,7 @@ class RoutingMachine(RuleBasedStateMachine):
         if not hasattr(self, "h"):
             return
         gw = self.gw
-        agents = {a.name: a for a in self.h.directory.candidates()}
+        agents = {a.name: a for a in self.h.directory}
         holders: dict[str, list[str]] = {}
         for agent in agents.values():
             for conv_id in agent.conversations:
@@ -362,7 +366,7 @@ class RoutingMachine(RuleBasedStateMachine):
         for conv in self.gw.conversations.values():
             if conv.state != QUEUED:
                 continue
-            for agent in self.h.directory.candidates():
+            for agent in self.h.directory:
                 assert not (agent.has_room and _could_take(conv, agent)), (
                     f"{conv.id} waits in {conv.queue} (step {conv.task.step}) while"
                     f" {agent.name} is free for it"

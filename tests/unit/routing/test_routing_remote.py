@@ -20,9 +20,9 @@ from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, Response
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from gateway.core.interfaces import IRouter
 from gateway.routerd.config import RouterConfig
 from gateway.routerd.service import RouterService
+from gateway.routing.interfaces import IRouter
 from gateway.routing.plan import FALLBACK, LOCAL, REMOTE, Customer, Plan, Target
 from gateway.routing.remote import MAX_REPLY, LocalPlans, RemotePlans
 from gateway.routing.rules import RuleSet

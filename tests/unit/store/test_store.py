@@ -1,7 +1,8 @@
-"""The stores: the writer thread and group commit, and MemoryStore.
+"""The group-commit writer (GroupCommitStore) over each database engine.
 
-Tests taking ``store`` or ``make_store`` run twice: on SQLite, and on PostgreSQL in
-the private cluster of ``conftest.pg_server`` (which fails, not skips, without it).
+Tests taking ``store`` or ``make_store`` run twice: on the SQLite engine, and on the
+PostgreSQL engine in the private cluster of ``conftest.pg_server`` (which fails, not
+skips, without it). MemoryStore is in test_memory.py, the engines in test_engine.py.
 """
 
 from __future__ import annotations
@@ -18,10 +19,23 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
-from gateway.core.interfaces import IStore
+from gateway.store import postgres
 from gateway.store import sqlite as db
+from gateway.store.errors import (
+    ConstraintError,
+    DatabaseError,
+    MessageExists,
+    SchemaTooNew,
+    StoreBusy,
+    StoreClosed,
+    StoreError,
+    UnknownConversation,
+)
+from gateway.store.interfaces import IEngine, IStore
+from gateway.store.postgres import PostgresEngine
 from gateway.store.records import AgentRecord, ConversationRecord, StoredMessage
-from gateway.store.writer import MemoryStore, PostgresStore, SqliteStore, StoreBusy, StoreClosed
+from gateway.store.sqlite import SqliteEngine
+from gateway.store.writer import GroupCommitStore
 
 _WAIT = 5.0
 
@@ -85,17 +99,24 @@ def backend(request: pytest.FixtureRequest) -> str:
     return "sqlite"
 
 
+def _engine(backend: str, data_dir: Path) -> IEngine:
+    if backend == "sqlite":
+        return SqliteEngine(data_dir / db.DB_FILE)
+    return PostgresEngine(backend)
+
+
+def _sqlite_store(data_dir: Path, reactor: Any, **kwargs: Any) -> GroupCommitStore:
+    return GroupCommitStore(SqliteEngine(data_dir / db.DB_FILE), reactor, **kwargs)
+
+
 @pytest.fixture
 def make_store(
     data_dir: Path, reactor: _ThreadReactor, backend: str
-) -> Iterator[Callable[..., SqliteStore]]:
-    stores: list[SqliteStore] = []
+) -> Iterator[Callable[..., GroupCommitStore]]:
+    stores: list[GroupCommitStore] = []
 
-    def make(**kwargs: Any) -> SqliteStore:
-        if backend == "sqlite":
-            store = SqliteStore(data_dir, reactor, **kwargs)
-        else:
-            store = PostgresStore(backend, reactor, **kwargs)
+    def make(**kwargs: Any) -> GroupCommitStore:
+        store = GroupCommitStore(_engine(backend, data_dir), reactor, **kwargs)
         store.start()
         stores.append(store)
         return store
@@ -106,14 +127,14 @@ def make_store(
 
 
 @pytest.fixture
-def store(make_store: Callable[..., SqliteStore]) -> SqliteStore:
+def store(make_store: Callable[..., GroupCommitStore]) -> GroupCommitStore:
     return make_store()
 
 
 @pytest.fixture
-def sqlite_store(data_dir: Path, reactor: _ThreadReactor) -> Iterator[SqliteStore]:
-    """For what only SQLite can be made to do (a deferred foreign key)."""
-    store = SqliteStore(data_dir, reactor)
+def sqlite_store(data_dir: Path, reactor: _ThreadReactor) -> Iterator[GroupCommitStore]:
+    """For what only SQLite can be made to do (a deferred foreign key, tracing)."""
+    store = _sqlite_store(data_dir, reactor)
     store.start()
     yield store
     reactor.run_until(store.close())
@@ -132,14 +153,14 @@ def _committed_ids(backend: str, data_dir: Path) -> list[tuple[str]]:
         return raw.execute("SELECT id FROM messages ORDER BY seq").fetchall()
 
 
-def _gate(store: SqliteStore) -> tuple[threading.Event, Deferred]:
+def _gate(store: GroupCommitStore) -> tuple[threading.Event, Deferred]:
     """Hold the writer thread inside an operation until the returned event is set.
 
     Operations queued meanwhile all wait, so they form the next batch.
     """
     entered, release = threading.Event(), threading.Event()
 
-    def hold(conn: sqlite3.Connection) -> None:
+    def hold(engine: IEngine) -> None:
         entered.set()
         assert release.wait(_WAIT)
 
@@ -161,14 +182,15 @@ def _failure(reactor: _ThreadReactor, d: Deferred) -> Failure:
     return result
 
 
-# SqliteStore.
+# GroupCommitStore.
 
 
-def test_provides_istore(store: SqliteStore) -> None:
+def test_provides_istore(store: GroupCommitStore) -> None:
     assert verifyObject(IStore, store)
+    assert verifyObject(IEngine, store.engine)
 
 
-def test_operations_fire_in_order(store: SqliteStore, reactor: _ThreadReactor) -> None:
+def test_operations_fire_in_order(store: GroupCommitStore, reactor: _ThreadReactor) -> None:
     fired: list[str] = []
     store.open_conversation(_conversation()).addCallback(lambda _: fired.append("open"))
     ds = []
@@ -182,7 +204,9 @@ def test_operations_fire_in_order(store: SqliteStore, reactor: _ThreadReactor) -
     assert [m.id for m in messages] == [f"m{i}" for i in range(50)]
 
 
-def test_waiting_operations_share_one_commit(store: SqliteStore, reactor: _ThreadReactor) -> None:
+def test_waiting_operations_share_one_commit(
+    store: GroupCommitStore, reactor: _ThreadReactor
+) -> None:
     release, held = _gate(store)
     ds = [store.open_conversation(_conversation())]
     ds += [store.append(_message(f"m{i}")) for i in range(100)]
@@ -195,7 +219,7 @@ def test_waiting_operations_share_one_commit(store: SqliteStore, reactor: _Threa
 
 
 def test_max_batch_bounds_a_transaction(
-    make_store: Callable[..., SqliteStore], reactor: _ThreadReactor
+    make_store: Callable[..., GroupCommitStore], reactor: _ThreadReactor
 ) -> None:
     store = make_store(max_batch=10)
     release, _ = _gate(store)
@@ -208,7 +232,7 @@ def test_max_batch_bounds_a_transaction(
 
 
 def test_many_appends_in_one_batch_keep_their_order(
-    store: SqliteStore, reactor: _ThreadReactor
+    store: GroupCommitStore, reactor: _ThreadReactor
 ) -> None:
     release, _ = _gate(store)
     ds = [store.open_conversation(_conversation())]
@@ -221,8 +245,8 @@ def test_many_appends_in_one_batch_keep_their_order(
     assert [m.id for m in messages] == [f"m{i}" for i in range(150)]
 
 
-def test_reads_see_earlier_writes(store: SqliteStore, reactor: _ThreadReactor) -> None:
-    store.run(db.add_agent, _agent())
+def test_reads_see_earlier_writes(store: GroupCommitStore, reactor: _ThreadReactor) -> None:
+    store.run(lambda engine: engine.add_agent(_agent()))
     store.open_conversation(_conversation())
     store.append(_message("m1"))
     store.update_conversation("c-1", state="chatting", agent="anna")
@@ -237,7 +261,7 @@ def test_reads_see_earlier_writes(store: SqliteStore, reactor: _ThreadReactor) -
     assert _value(reactor, store.get_agent("nobody")) is None
 
 
-def test_a_failing_operation_fails_alone(store: SqliteStore, reactor: _ThreadReactor) -> None:
+def test_a_failing_operation_fails_alone(store: GroupCommitStore, reactor: _ThreadReactor) -> None:
     release, _ = _gate(store)
     opened = store.open_conversation(_conversation())
     first = store.append(_message("m1"))
@@ -247,15 +271,15 @@ def test_a_failing_operation_fails_alone(store: SqliteStore, reactor: _ThreadRea
     release.set()
     assert _value(reactor, opened) is None
     assert _value(reactor, first) is None
-    _failure(reactor, again).trap(db.MessageExists)
-    _failure(reactor, unknown).trap(db.UnknownConversation)
+    _failure(reactor, again).trap(MessageExists)
+    _failure(reactor, unknown).trap(UnknownConversation)
     assert _value(reactor, second) is None
     assert (store.stats.batches, store.stats.failed) == (2, 2)
     assert [m.id for m in _value(reactor, store.transcript("c-1"))] == ["m1", "m2"]
 
 
 def test_a_failing_operation_among_others_fails_alone(
-    store: SqliteStore, reactor: _ThreadReactor
+    store: GroupCommitStore, reactor: _ThreadReactor
 ) -> None:
     release, _ = _gate(store)
     ds = [store.open_conversation(_conversation())]
@@ -264,7 +288,7 @@ def test_a_failing_operation_among_others_fails_alone(
     changed = store.update_conversation("c-1", state="chatting")
     ds += [store.append(_message(f"m{i}")) for i in range(3, 5)]
     release.set()
-    _failure(reactor, unknown).trap(db.UnknownConversation)
+    _failure(reactor, unknown).trap(UnknownConversation)
     for d in [*ds, changed]:
         assert _value(reactor, d) is None
     assert (store.stats.batches, store.stats.items, store.stats.failed) == (2, 9, 1)
@@ -272,16 +296,16 @@ def test_a_failing_operation_among_others_fails_alone(
     assert _value(reactor, store.get_conversation("c-1")).state == "chatting"
 
 
-def _traced(store: SqliteStore, reactor: _ThreadReactor) -> list[str]:
+def _traced(store: GroupCommitStore, reactor: _ThreadReactor) -> list[str]:
     """The statements the writer thread runs from now on (SQLite's trace)."""
     statements: list[str] = []
-    _value(reactor, store.run(lambda conn: conn.set_trace_callback(statements.append)))
+    _value(reactor, store.run(lambda e: e.connection.set_trace_callback(statements.append)))
     statements.clear()
     return statements
 
 
 def test_a_batch_that_succeeds_runs_without_savepoints(
-    sqlite_store: SqliteStore, reactor: _ThreadReactor
+    sqlite_store: GroupCommitStore, reactor: _ThreadReactor
 ) -> None:
     store = sqlite_store
     statements = _traced(store, reactor)
@@ -302,7 +326,7 @@ def test_a_batch_that_succeeds_runs_without_savepoints(
 
 
 def test_a_batch_with_a_failure_is_run_again_with_a_savepoint_per_operation(
-    sqlite_store: SqliteStore, reactor: _ThreadReactor
+    sqlite_store: GroupCommitStore, reactor: _ThreadReactor
 ) -> None:
     store = sqlite_store
     _value(reactor, store.open_conversation(_conversation()))
@@ -312,7 +336,7 @@ def test_a_batch_with_a_failure_is_run_again_with_a_savepoint_per_operation(
     orphan = store.append(_message("m9", "c-9"))
     release.set()
     assert _value(reactor, good) is None
-    _failure(reactor, orphan).trap(db.UnknownConversation)
+    _failure(reactor, orphan).trap(UnknownConversation)
     kinds = [s.split()[0] for s in statements]
     assert kinds == [
         *("BEGIN", "COMMIT"),  # the gate
@@ -336,7 +360,7 @@ class _TurnReactor(_ThreadReactor):
 
 def test_the_writer_is_woken_once_per_reactor_turn(data_dir: Path) -> None:
     reactor = _TurnReactor()
-    store = SqliteStore(data_dir, reactor)
+    store = _sqlite_store(data_dir, reactor)
     store.start()
     try:
         ds = [store.open_conversation(_conversation())]
@@ -356,7 +380,7 @@ def test_the_writer_is_woken_once_per_reactor_turn(data_dir: Path) -> None:
 
 def test_messages_are_refused_while_too_many_operations_wait(data_dir: Path) -> None:
     reactor = _TurnReactor()
-    store = SqliteStore(data_dir, reactor, max_pending=3)
+    store = _sqlite_store(data_dir, reactor, max_pending=3)
     store.start()
     try:
         # The writer is not woken before the turn ends: the jobs wait in memory.
@@ -384,18 +408,18 @@ def test_messages_are_refused_while_too_many_operations_wait(data_dir: Path) -> 
 
 
 def test_a_failed_commit_fails_the_whole_batch(
-    sqlite_store: SqliteStore, reactor: _ThreadReactor
+    sqlite_store: GroupCommitStore, reactor: _ThreadReactor
 ) -> None:
     store = sqlite_store
     _value(reactor, store.open_conversation(_conversation()))
     release, _ = _gate(store)
     # A deferred constraint is checked only at COMMIT, which then fails.
-    deferring = store.run(lambda conn: conn.execute("PRAGMA defer_foreign_keys = ON"))
+    deferring = store.run(lambda e: e.connection.execute("PRAGMA defer_foreign_keys = ON"))
     good = store.append(_message("m1"))
     orphan = store.append(_message("m9", "c-9"))
     release.set()
     for d in (deferring, good, orphan):
-        _failure(reactor, d).trap(sqlite3.IntegrityError)
+        _failure(reactor, d).trap(ConstraintError)
     # Nothing of the batch is on disk, and the store goes on working.
     assert _value(reactor, store.transcript("c-1")) == []
     assert _value(reactor, store.append(_message("m1"))) is None
@@ -408,7 +432,7 @@ def test_a_failed_commit_fails_the_whole_batch_on_postgresql(
     import psycopg
 
     dsn = pg_server.new_database()
-    store = PostgresStore(dsn, reactor)
+    store = GroupCommitStore(PostgresEngine(dsn), reactor)
     store.start()
     try:
         _value(reactor, store.open_conversation(_conversation()))
@@ -428,7 +452,9 @@ def test_a_failed_commit_fails_the_whole_batch_on_postgresql(
         refused = store.append(_message("m9"))
         release.set()
         for d in (good, refused):
-            _failure(reactor, d).trap(sqlite3.OperationalError)
+            failure = _failure(reactor, d)
+            failure.trap(DatabaseError)
+            assert "postgresql: refused" in failure.getErrorMessage()
         assert _value(reactor, store.transcript("c-1")) == []
         assert _value(reactor, store.append(_message("m1"))) is None
         assert [m.id for m in _value(reactor, store.transcript("c-1"))] == ["m1"]
@@ -436,13 +462,13 @@ def test_a_failed_commit_fails_the_whole_batch_on_postgresql(
         reactor.run_until(store.close())
 
 
-def test_update_refuses_other_columns(store: SqliteStore, reactor: _ThreadReactor) -> None:
+def test_update_refuses_other_columns(store: GroupCommitStore, reactor: _ThreadReactor) -> None:
     _failure(reactor, store.update_conversation("c-1", started=0.0)).trap(ValueError)
-    _failure(reactor, store.update_conversation("c-9", state="ended")).trap(db.UnknownConversation)
+    _failure(reactor, store.update_conversation("c-9", state="ended")).trap(UnknownConversation)
 
 
 def test_close_commits_what_was_queued(
-    data_dir: Path, reactor: _ThreadReactor, store: SqliteStore, backend: str
+    data_dir: Path, reactor: _ThreadReactor, store: GroupCommitStore, backend: str
 ) -> None:
     fired: list[str] = []
     store.open_conversation(_conversation()).addCallback(lambda _: fired.append("open"))
@@ -457,7 +483,7 @@ def test_close_commits_what_was_queued(
     assert _committed_ids(backend, data_dir) == [(f"m{i}",) for i in range(20)]
 
 
-def test_after_close(store: SqliteStore, reactor: _ThreadReactor) -> None:
+def test_after_close(store: GroupCommitStore, reactor: _ThreadReactor) -> None:
     first, second = store.close(), store.close()
     assert _value(reactor, first) is None
     assert _value(reactor, second) is None
@@ -467,36 +493,38 @@ def test_after_close(store: SqliteStore, reactor: _ThreadReactor) -> None:
 
 
 def test_not_started(data_dir: Path, reactor: _ThreadReactor) -> None:
-    store = SqliteStore(data_dir, reactor)
+    store = _sqlite_store(data_dir, reactor)
     _failure(reactor, store.get_agent("anna")).trap(StoreClosed)
     assert _value(reactor, store.close()) is None
     assert not (data_dir / db.DB_FILE).exists()
 
 
-def test_start_twice(store: SqliteStore) -> None:
+def test_start_twice(store: GroupCommitStore) -> None:
     with pytest.raises(RuntimeError):
         store.start()
 
 
 def test_open_errors_raise_from_start(tmp_path: Path, reactor: _ThreadReactor) -> None:
     (tmp_path / "file").write_text("not a directory")
-    store = SqliteStore(tmp_path / "file", reactor)
-    with pytest.raises(db.StoreError, match="cannot create database"):
+    store = _sqlite_store(tmp_path / "file", reactor)
+    with pytest.raises(StoreError, match="cannot create database"):
         store.start()
     assert not any(t.name == "imgateway-store" for t in threading.enumerate())
 
 
 def test_newer_schema_refused_at_start(data_dir: Path, reactor: _ThreadReactor) -> None:
-    db.open_db(data_dir / db.DB_FILE).close()
+    engine = SqliteEngine(data_dir / db.DB_FILE)
+    engine.open()
+    engine.close()
     raw = sqlite3.connect(data_dir / db.DB_FILE)
     raw.execute(f"PRAGMA user_version = {db.SCHEMA_VERSION + 1}")
     raw.close()
-    with pytest.raises(db.SchemaTooNew):
-        SqliteStore(data_dir, reactor).start()
+    with pytest.raises(SchemaTooNew):
+        _sqlite_store(data_dir, reactor).start()
 
 
 def test_reopen_keeps_data(
-    data_dir: Path, reactor: _ThreadReactor, make_store: Callable[..., SqliteStore]
+    data_dir: Path, reactor: _ThreadReactor, make_store: Callable[..., GroupCommitStore]
 ) -> None:
     store = make_store()
     store.open_conversation(_conversation())
@@ -508,25 +536,27 @@ def test_reopen_keeps_data(
 
 def test_max_batch_must_be_positive(data_dir: Path, reactor: _ThreadReactor) -> None:
     with pytest.raises(ValueError):
-        SqliteStore(data_dir, reactor, max_batch=0)
+        _sqlite_store(data_dir, reactor, max_batch=0)
     with pytest.raises(ValueError):
-        PostgresStore("dbname=x", reactor, max_batch=0)
+        GroupCommitStore(PostgresEngine("dbname=x"), reactor, max_pending=0)
 
 
-# PostgresStore only.
+# On PostgreSQL only.
 
 
 def test_postgresql_newer_schema_refused_at_start(pg_server: Any, reactor: _ThreadReactor) -> None:
     import psycopg
 
     dsn = pg_server.new_database()
-    store = PostgresStore(dsn, reactor)
+    store = GroupCommitStore(PostgresEngine(dsn), reactor)
     store.start()
     reactor.run_until(store.close())
     with psycopg.connect(dsn, autocommit=True) as raw:
-        raw.execute("INSERT INTO schema_version (version) VALUES (%s)", (db.SCHEMA_VERSION + 1,))
-    with pytest.raises(db.SchemaTooNew):
-        PostgresStore(dsn, reactor).start()
+        raw.execute(
+            "INSERT INTO schema_version (version) VALUES (%s)", (postgres.SCHEMA_VERSION + 1,)
+        )
+    with pytest.raises(SchemaTooNew):
+        GroupCommitStore(PostgresEngine(dsn), reactor).start()
     assert not any(t.name == "imgateway-store" for t in threading.enumerate())
 
 
@@ -534,80 +564,95 @@ def test_postgresql_connect_errors_raise_from_start(
     pg_server: Any, reactor: _ThreadReactor
 ) -> None:
     dsn = pg_server.dsn("no_such_database")
-    with pytest.raises(db.StoreError, match="cannot connect"):
-        PostgresStore(dsn, reactor).start()
+    with pytest.raises(StoreError, match="cannot connect"):
+        GroupCommitStore(PostgresEngine(dsn), reactor).start()
 
 
-def test_postgresql_schema_matches_sqlite(pg_server: Any, reactor: _ThreadReactor) -> None:
-    import psycopg
-
-    from gateway.store import postgres as pgdb
-
-    dsn = pg_server.new_database()
-    conn = pgdb.connect(dsn)
-    # A second connect (another gateway, the CLI) finds nothing left to do.
-    pgdb.connect(dsn).close()
-    assert pgdb.schema_version(conn) == db.SCHEMA_VERSION
-    conn.close()
-    with psycopg.connect(dsn) as raw:
-        tables = {
-            name
-            for (name,) in raw.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-            )
-        }
-    assert {"agents", "conversations", "messages", "agent_scram", "schema_version"} <= tables
+# Whatever the engine.
 
 
-# MemoryStore.
+class _Recording:
+    """An engine that records which of its methods the writer calls, in order."""
+
+    def __init__(self, engine: IEngine) -> None:
+        self._engine = engine
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._engine, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return method(*args, **kwargs)
+
+        return call
 
 
-def _fired(d: Deferred) -> Any:
-    outcome: list[Any] = []
-    d.addBoth(outcome.append)
-    assert outcome, "the Deferred has not fired"
-    return outcome[0]
+@pytest.fixture
+def recording(
+    data_dir: Path, reactor: _ThreadReactor, backend: str
+) -> Iterator[tuple[GroupCommitStore, _Recording]]:
+    engine = _Recording(_engine(backend, data_dir))
+    store = GroupCommitStore(engine, reactor)
+    store.start()
+    yield store, engine
+    reactor.run_until(store.close())
 
 
-def test_memory_provides_istore() -> None:
-    assert verifyObject(IStore, MemoryStore())
+def test_a_batch_is_one_transaction_with_its_appends_in_one_call(
+    recording: tuple[GroupCommitStore, _Recording], reactor: _ThreadReactor
+) -> None:
+    store, engine = recording
+    release, _ = _gate(store)
+    ds = [store.open_conversation(_conversation())]
+    ds += [store.append(_message(f"m{i}")) for i in range(100)]
+    ds.append(store.update_conversation("c-1", state="chatting"))
+    ds += [store.append(_message(f"m{i}")) for i in range(100, 103)]
+    engine.calls.clear()
+    release.set()
+    for d in ds:
+        assert _value(reactor, d) is None
+    assert engine.calls == [
+        *("commit", "begin"),  # the gate's transaction ends, the batch's begins
+        *("insert_conversation", "insert_messages", "update_conversation", "insert_messages"),
+        "commit",
+    ]
+    assert [m.id for m in _value(reactor, store.transcript("c-1"))] == [f"m{i}" for i in range(103)]
 
 
-def test_memory_store() -> None:
-    store = MemoryStore(agents=[_agent()])
-    assert _fired(store.get_agent("anna")) == _agent()
-    assert _fired(store.get_agent("bob")) is None
-    assert _fired(store.open_conversation(_conversation("c-1", 100.0))) is None
-    assert _fired(store.open_conversation(_conversation("c-2", 200.0))) is None
-    assert _fired(store.open_conversation(_conversation("c-3", 100.0))) is None
-    _fired(store.open_conversation(_conversation("c-1"))).trap(db.ConversationExists)
-    assert _fired(store.append(_message("m1"))) is None
-    assert _fired(store.append(_message("m2"))) is None
-    _fired(store.append(_message("m1"))).trap(db.MessageExists)
-    _fired(store.append(_message("m3", "c-9"))).trap(db.UnknownConversation)
-    assert [m.id for m in _fired(store.transcript("c-1"))] == ["m1", "m2"]
-    assert _fired(store.transcript("c-9")) == []
-    assert [r.id for r in _fired(store.recent_conversations(10))] == ["c-2", "c-3", "c-1"]
-    assert [r.id for r in _fired(store.recent_conversations(1))] == ["c-2"]
+def test_a_failing_batch_is_run_again_one_savepoint_per_operation(
+    recording: tuple[GroupCommitStore, _Recording], reactor: _ThreadReactor
+) -> None:
+    store, engine = recording
+    _value(reactor, store.open_conversation(_conversation()))
+    release, _ = _gate(store)
+    good = store.append(_message("m1"))
+    orphan = store.append(_message("m9", "c-9"))
+    engine.calls.clear()
+    release.set()
+    assert _value(reactor, good) is None
+    _failure(reactor, orphan).trap(UnknownConversation)
+    one = ("savepoint", "insert_message")
+    assert engine.calls == [
+        *("commit", "begin", "insert_messages", "rollback", "begin"),
+        *one,
+        "release_savepoint",
+        *one,
+        *("rollback_to_savepoint", "release_savepoint", "commit"),
+    ]
 
 
-def test_memory_update_conversation() -> None:
-    store = MemoryStore()
-    store.open_conversation(_conversation())
-    assert _fired(store.update_conversation("c-1", state="ended", identity={"a": "b"})) is None
-    record = _fired(store.get_conversation("c-1"))
-    assert (record.state, record.identity) == ("ended", {"a": "b"})
-    _fired(store.update_conversation("c-1", started=0.0)).trap(ValueError)
-    _fired(store.update_conversation("c-9", state="ended")).trap(db.UnknownConversation)
+def test_run_gets_the_engine(store: GroupCommitStore, reactor: _ThreadReactor) -> None:
+    assert _value(reactor, store.run(lambda engine, n: (engine, n), 7)) == (store.engine, 7)
 
 
-def test_memory_add_existing_agent() -> None:
-    store = MemoryStore(agents=[_agent()])
-    with pytest.raises(db.AgentExists):
-        store.add_agent(_agent())
-
-
-def test_memory_close() -> None:
-    store = MemoryStore()
-    assert _fired(store.close()) is None
-    _fired(store.append(_message("m1"))).trap(StoreClosed)
+def test_purge_ended_before(store: GroupCommitStore, reactor: _ThreadReactor) -> None:
+    store.open_conversation(_conversation("c-1"))
+    store.open_conversation(_conversation("c-2"))
+    store.append(_message("m1", "c-1"))
+    store.update_conversation("c-1", state="ended", ended=100.0)
+    store.update_conversation("c-2", state="ended", ended=300.0)
+    assert _value(reactor, store.purge_ended_before(200.0)) == 1
+    assert _value(reactor, store.get_conversation("c-1")) is None
+    assert _value(reactor, store.transcript("c-1")) == []
+    assert _value(reactor, store.get_conversation("c-2")).ended == 300.0

@@ -8,8 +8,11 @@ import pytest
 from twisted.internet.testing import MemoryReactor
 
 from gateway.config import ConfigError, load
+from gateway.store import ENGINES, open_store
 from gateway.store import settings as storeconfig
-from gateway.store.writer import PostgresStore, SqliteStore, open_store
+from gateway.store.postgres import PostgresEngine
+from gateway.store.sqlite import DB_FILE, SqliteEngine
+from gateway.store.writer import GroupCommitStore
 
 
 def _load(tmp_path: Path, text: str):
@@ -25,22 +28,25 @@ def test_defaults_are_sqlite(tmp_path, monkeypatch):
     assert (settings.backend, settings.dsn, settings.max_batch) == ("sqlite", "", 512)
     assert settings.retention_days == 0
     assert cfg.resume_grace_s == 120
-    assert isinstance(open_store(cfg, MemoryReactor()), SqliteStore)
+    store = open_store(cfg, MemoryReactor())
+    assert isinstance(store, GroupCommitStore)
+    assert isinstance(store.engine, SqliteEngine)
+    assert store.engine.path == cfg.data_dir / DB_FILE
 
 
 def test_postgresql_with_a_dsn(tmp_path, monkeypatch):
     monkeypatch.delenv(storeconfig.DSN_ENV, raising=False)
     cfg = _load(tmp_path, '[store]\nbackend = "postgresql"\ndsn = "dbname=gw"\nmax_batch = 64\n')
     store = open_store(cfg, MemoryReactor())
-    assert isinstance(store, PostgresStore)
-    assert (store.dsn, store.describe()) == ("dbname=gw", "postgresql database 'gw'")
+    assert isinstance(store.engine, PostgresEngine)
+    assert (store.engine.dsn, store.describe()) == ("dbname=gw", "postgresql database 'gw'")
 
 
 def test_the_environment_dsn_wins(tmp_path, monkeypatch):
     monkeypatch.setenv(storeconfig.DSN_ENV, "dbname=from_env password=secret")
     cfg = _load(tmp_path, '[store]\nbackend = "postgresql"\ndsn = "dbname=gw"\n')
     store = open_store(cfg, MemoryReactor())
-    assert store.dsn == "dbname=from_env password=secret"
+    assert store.engine.dsn == "dbname=from_env password=secret"
     assert "secret" not in store.describe()
 
 
@@ -59,3 +65,7 @@ def test_errors(tmp_path, monkeypatch, text, key, problem):
     with pytest.raises(ConfigError) as e:
         _load(tmp_path, text)
     assert key in str(e.value) and problem in str(e.value)
+
+
+def test_every_backend_names_an_engine():
+    assert storeconfig.BACKENDS == tuple(ENGINES) == ("sqlite", "postgresql")

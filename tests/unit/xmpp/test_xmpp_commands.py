@@ -23,13 +23,28 @@ def test_commands_parse():
     assert commands.is_command("/end") and not commands.is_command("/etc/passwd is gone")
 
 
+def test_commands_need_no_slash_to_the_support_address():
+    # Desktop clients eat a leading "/" (Profanity: "Unknown command: /end").
+    assert commands.parse("accept o-1", bare=True) == Command("accept", ("o-1",))
+    assert commands.parse("!accept o-1") == Command("accept", ("o-1",))
+    assert commands.parse("!end", bare=True) == Command("end")
+    assert commands.parse("Status", bare=True) == Command("status")
+    # To a customer's address, plain words are chat: only ! and / make commands.
+    assert commands.parse("end of story") is None
+    assert commands.is_command("!end") and not commands.is_command("end")
+    assert commands.parse("hello there", bare=True) is None
+    with pytest.raises(CommandError):
+        commands.parse("!frob", bare=True)
+
+
 def test_offer_shows_client_and_how_to_answer():
     card = ev.CustomerCard(
         "c-7f3a", "xmpp", ev.ClientInfo("Gajim", "1.8"), "billing", {"name": "Dana"}
     )
     text = render.offer(ev.Offer("o-1", "c-1", 20, card), "c-7f3a@support.example.com")
     assert "Client: xmpp, Gajim 1.8" in text and "Topic: billing" in text and "name: Dana" in text
-    assert "/accept o-1" in text and "c-7f3a@support.example.com" in text
+    assert "Reply accept o-1 or reject o-1" in text and "c-7f3a@support.example.com" in text
+    assert "with or without a leading / or !" in text
 
 
 def test_customer_lines():

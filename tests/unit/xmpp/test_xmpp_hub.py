@@ -71,24 +71,85 @@ def test_customer_first_message_opens_a_conversation_and_asks_the_client():
     assert conversation(h).client == ev.ClientInfo("Conversations", "2.16")
 
 
-def test_caps_name_the_client_until_the_version_answer():
-    h = make_hub()
+# XEP-0115 section 5.2's example: this disco#info hashes to QgayPKawpkPSDYmwT/WM94uAlu0=.
+EXODUS_VER = "QgayPKawpkPSDYmwT/WM94uAlu0="
+EXODUS_INFO = (
+    "<identity category='client' name='Exodus 0.9.1' type='pc'/>"
+    "<feature var='http://jabber.org/protocol/caps'/>"
+    "<feature var='http://jabber.org/protocol/disco#info'/>"
+    "<feature var='http://jabber.org/protocol/disco#items'/>"
+    "<feature var='http://jabber.org/protocol/muc'/>"
+)
+
+
+def _caps_presence(h, ver=EXODUS_VER, jid=DANA):
     h.receive(
-        f"<presence from='{DANA}' to='{SUPPORT}'>"
-        "<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://gajim.org' "
-        "ver='abc='/></presence>"
+        f"<presence from='{jid}' to='{SUPPORT}'>"
+        "<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' "
+        f"node='http://code.google.com/p/exodus' ver='{ver}'/></presence>"
     )
+
+
+def _node_query(h, jid=DANA):
+    (iq,) = [
+        s
+        for s in h.to(jid)
+        if (
+            s.name == "iq"
+            and s.firstChildElement().getAttribute("node", "").endswith("#" + EXODUS_VER)
+        )
+        or (s.name == "iq" and "#" in s.firstChildElement().getAttribute("node", ""))
+    ]
+    return iq
+
+
+def test_caps_name_the_client_when_the_version_is_not_answered():
+    h = make_hub()
+    _caps_presence(h)
     h.message(DANA, "hello")
-    assert conversation(h).client.name == "https://gajim.org"
+    query_id = version_query(h)
+    h.receive(
+        f"<iq from='{DANA}' to='{SUPPORT}' type='error' id='{query_id}'>"
+        "<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+        "</error></iq>"
+    )
+    iq = _node_query(h)
+    assert iq.firstChildElement()["node"] == f"http://code.google.com/p/exodus#{EXODUS_VER}"
+    node = iq.firstChildElement()["node"]
+    h.receive(
+        f"<iq from='{DANA}' to='{SUPPORT}' type='result' id='{iq['id']}'>"
+        f"<query xmlns='http://jabber.org/protocol/disco#info' node='{node}'>"
+        f"{EXODUS_INFO}</query></iq>"
+    )
+    assert conversation(h).client == ev.ClientInfo("Exodus 0.9.1", "")
+    # A verified hash is known from then on: the next client announcing it is named at once.
+    _caps_presence(h, jid="erin@example.org/pc")
+    h.message("erin@example.org/pc", "hello")
+    clients = {c.client.name for c in h.core.gateway.conversations.values()}
+    assert clients == {"Exodus 0.9.1"}
 
 
-def test_version_deadline_lets_routing_go_ahead():
+def test_caps_whose_hash_does_not_verify_are_not_believed():
+    h = make_hub(version_timeout_s=2)
+    _caps_presence(h, ver="forged+ver+that+does+not+match=")
+    h.message(DANA, "hello")
+    version_query(h)
+    h.core.clock.advance(3)  # no version answer: the caps are resolved instead
+    (iq,) = [s for s in h.to(DANA) if s.name == "iq"]
+    h.receive(
+        f"<iq from='{DANA}' to='{SUPPORT}' type='result' id='{iq['id']}'>"
+        f"<query xmlns='http://jabber.org/protocol/disco#info'>{EXODUS_INFO}</query></iq>"
+    )
+    assert conversation(h).client.name == "unknown"
+
+
+def test_a_late_version_answer_is_taken_until_the_offer_goes_out():
     h = make_hub(version_timeout_s=2)
     h.message(DANA, "hello")
     query_id = version_query(h)
-    h.core.clock.advance(3)
-    answer_version(h, query_id)  # too late: ignored
-    assert conversation(h).client.name == "unknown"
+    h.core.clock.advance(3)  # routing does not wait; the answer is still welcome
+    answer_version(h, query_id)
+    assert conversation(h).client == ev.ClientInfo("Conversations", "2.16")
 
 
 def test_version_answer_from_someone_else_is_ignored():
@@ -148,7 +209,12 @@ def test_provisioned_xmpp_agent_attaches_by_presence():
     h = make_hub()
     state = attach_agent(h)
     assert state is not None and state.status == "available"
-    assert [s.name for s in h.to(ANNA)] == ["presence"]
+    sent = h.to(ANNA)
+    assert [s.name for s in sent] == ["presence", "iq", "iq"]
+    # Its software is asked too, as a customer's is.
+    version = next(s for s in sent if s.name == "iq" and s.firstChildElement().uri == ns.VERSION)
+    answer_version(h, version["id"], name="Gajim", version="1.8.4", jid=ANNA)
+    assert (state.client_name, state.client_version) == ("Gajim", "1.8.4")
     attach_agent(h, show="dnd")
     assert state.status == "away"
     h.receive(f"<presence from='{ANNA}' to='{SUPPORT}' type='unavailable'/>")
@@ -198,7 +264,9 @@ def test_agent_commands_errors_are_chat_replies():
     h.message(ANNA, "/accept o-nope")
     assert h.bodies(ANNA)[0].startswith("Error: no such offer")
     h.message(ANNA, "hello there")
-    assert "/help" in h.bodies(ANNA)[0]
+    assert "help lists the commands" in h.bodies(ANNA)[0]
+    h.message(ANNA, "accept")  # no slash needed to the support address
+    assert h.bodies(ANNA) == ["No offer to accept."]
     h.message(ANNA, "/end")
     assert "name the chat" in h.bodies(ANNA)[0]
 
@@ -352,3 +420,102 @@ def test_clients_with_forms_get_choices_as_a_data_form():
         "</field></x></message>"
     )
     assert conversation(h).topic == "tech"
+
+
+def test_chat_states_alone_and_an_end_with_nothing_open_start_nothing():
+    h = make_hub()
+    h.receive(
+        f"<message from='{DANA}' to='{SUPPORT}' type='chat'>"
+        "<inactive xmlns='http://jabber.org/protocol/chatstates'/></message>"
+    )
+    assert h.core.gateway.conversations == {} and h.take() == []
+    h.message(DANA, "/end")
+    assert h.core.gateway.conversations == {}
+    (reply,) = h.take()
+    assert str(reply.body).startswith("There is no conversation to end")
+
+
+def test_the_opening_line_is_kept_for_the_agent():
+    h = make_hub()
+    agent_party, agent = h.core.agent("anna")
+    h.message(DANA, "hello, I have a billing question")
+    conv = conversation(h)
+    first = h.core.store.messages[conv.id][0]
+    assert first.text == "hello, I have a billing question"
+    h.message(DANA, "Dana")
+    h.message(DANA, "1")
+    agent.accept(agent_party.last(ev.Offer).offer)
+    history = [e.text for e in agent_party.last(ev.Connected).history]
+    assert history[0] == "hello, I have a billing question"
+    assert conv.answers["name"] == "Dana"
+
+
+def test_a_new_customer_is_asked_for_its_presence_and_probed():
+    h = make_hub()
+    h.message(DANA, "hello")
+    to_bare = [(s.name, s.getAttribute("type")) for s in h.to("dana@example.org")]
+    assert to_bare == [("presence", "subscribe"), ("presence", "probe")]
+    # Approving a subscription sends the contact's presence at once (RFC 6121).
+    h.receive(f"<presence from='dana@example.org' to='{SUPPORT}' type='subscribe'/>")
+    answered = [(s.name, s.getAttribute("type")) for s in h.to("dana@example.org")]
+    assert answered == [("presence", "subscribed"), ("presence", None)]
+
+
+def test_going_offline_ends_and_a_bounce_holds():
+    h = make_hub(core_changes={"resume_grace_s": 60.0})
+    agent_party, _ = h.core.agent("anna")
+    h.message(DANA, "hello")
+    conv = conversation(h)
+    h.receive(
+        f"<message from='{DANA}' to='{SUPPORT}' type='error'>"
+        "<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+        "</error></message>"
+    )
+    # A bounce is a lost connection: held, and offered to nobody.
+    assert conv.id in h.core.gateway.conversations and conv.customer.gone
+    assert agent_party.of(ev.Offer) == []
+    h.message(DANA, "back again")
+    conv = conversation(h)
+    assert not conv.customer.gone
+    h.receive(f"<presence from='{DANA}' to='{SUPPORT}' type='unavailable'/>")
+    assert h.core.gateway.conversations == {}  # going offline is leaving
+
+
+def test_the_gateways_own_lines_are_not_for_offline_storage():
+    h = make_hub()
+    agent_party, agent = h.core.agent("anna")
+    through_interview(h)
+    agent.accept(agent_party.last(ev.Offer).offer)
+    (connected,) = h.to(DANA)
+    assert connected.firstChildElement().name == "body"
+    assert [e.name for e in connected.elements() if e.uri == ns.HINTS] == [
+        "no-store",
+        "no-permanent-store",
+    ]
+    agent.say(conversation(h).id, "Hello Dana")
+    (line,) = h.to(DANA)
+    assert [e for e in line.elements() if e.uri == ns.HINTS] == []
+
+
+def test_a_bounced_line_is_delivered_again_on_resume_after_the_reconnection_notice():
+    h = make_hub(core_changes={"resume_grace_s": 60.0})
+    agent_party, agent = h.core.agent("anna")
+    through_interview(h)
+    agent.accept(agent_party.last(ev.Offer).offer)
+    conv = conversation(h)
+    h.take()
+    agent.say(conv.id, "Your refund is on its way")
+    (line,) = h.to(DANA)
+    h.receive(
+        f"<message from='{DANA}' to='{SUPPORT}' type='error' id='{line['id']}'>"
+        "<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+        "</error></message>"
+    )
+    assert conv.customer.gone and "lost the connection" in agent_party.last(ev.Notice).text
+    h.message("dana@example.org/laptop", "sorry, I was cut off")
+    assert h.bodies("dana@example.org/laptop") == [
+        "Welcome back. Your conversation continues.",
+        "You are now chatting with Anna A..",
+        "Your refund is on its way",
+    ]
+    assert agent_party.last(ev.Message).text == "sorry, I was cut off"

@@ -142,7 +142,7 @@ def test_admin_stores_scram_keys_at_add_and_passwd(tmp_path, monkeypatch, capsys
     import json
 
     from gateway.admin import cli as admin
-    from gateway.store import sqlite as db
+    from gateway.store.sqlite import DB_FILE, SqliteEngine
 
     data = tmp_path / "data"
     config = tmp_path / "imgateway.toml"
@@ -153,16 +153,17 @@ def test_admin_stores_scram_keys_at_add_and_passwd(tmp_path, monkeypatch, capsys
         assert admin.main([*argv, "--config", str(config)]) == 0, capsys.readouterr()
 
     run("agent", "add", "anna", "--password-stdin", stdin="first-pw\n")
-    conn = db.open_db(data / db.DB_FILE)
+    engine = SqliteEngine(data / DB_FILE)
+    engine.open()
     try:
-        first = json.loads(db.get_scram(conn, "anna"))
+        first = json.loads(engine.get_scram("anna"))
         assert set(first) == {"SCRAM-SHA-1", "SCRAM-SHA-256"}
         run("agent", "passwd", "anna", "--password-stdin", stdin="second-pw\n")
-        second = json.loads(db.get_scram(conn, "anna"))
+        second = json.loads(engine.get_scram("anna"))
         keys = second["SCRAM-SHA-256"]
         expected = scram_keys(
             "second-pw", "sha256", base64.b64decode(keys["salt"]), int(keys["iterations"])
         )
         assert keys == expected != first["SCRAM-SHA-256"]
     finally:
-        conn.close()
+        engine.close()
