@@ -320,8 +320,10 @@ class Firewall:
         if verdict is None:
             if self._input.has_roles:
                 limits = LimitMemory(self)
+                # Without a login (DNAT, HTTP) a connection has no role: "" matches none.
+                role = "" if protocol in rules_module.ROLELESS else None
                 verdict = self._input.walk(
-                    ip, limits, key=key, listener=listener, protocol=protocol
+                    ip, limits, key=key, listener=listener, protocol=protocol, role=role
                 )
                 if verdict.pending:
                     verdict = self._whatever_the_role(verdict, ip, key, listener, protocol, limits)

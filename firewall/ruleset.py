@@ -19,6 +19,8 @@ from firewall.natrules import DnatTarget, parse_nat
 VERDICTS = ("accept", "drop", "reject")
 CHAINS = ("input", "output")
 ROLES = ("customer", "agent")
+# Wire protocols without a login: their connections never have a role.
+ROLELESS = frozenset({"tcp", "http"})
 _UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 _TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|->|[{};,]|[^\s{};,"#]+|#[^\n]*|\n|[ \t\r]+')
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

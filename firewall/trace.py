@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from firewall.addrset import AddressError, parse_ip
-from firewall.ruleset import ROLES, Rule
+from firewall.ruleset import ROLELESS, ROLES, Rule
 
 if TYPE_CHECKING:
     from firewall.engine import Firewall
@@ -45,6 +45,8 @@ def explain(
         steps.append({"step": "bans", "result": "not banned"})
     compiled = fw.chain(chain)
     port = port or 0
+    if role is None and protocol in ROLELESS:
+        role = ""  # a connection without a login: no role rule matches it
     outcome = _walk(fw, compiled, ip, key, listener, protocol, role, port, steps)
     if outcome == "pending":
         per_role = {r: _walk(fw, compiled, ip, key, listener, protocol, r, port, []) for r in ROLES}
@@ -86,7 +88,7 @@ def _walk(fw, compiled, ip, key, listener, protocol, role, port, steps) -> Any:
                 steps.append(step)
                 return "pending"
             if rule.role != role:
-                why = f"role is {role}"
+                why = f"role is {role}" if role else f"{protocol} has no role"
         if why is None and rule.limit is not None and not fw.would_be_under(handle, rule, key):
             why = "over its limit rate"
         if why is not None:

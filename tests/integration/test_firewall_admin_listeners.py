@@ -69,6 +69,8 @@ chain input {
     policy accept;
     ip saddr 127.0.0.60 drop;
     listener metrics ip saddr 127.0.0.61 drop;
+    role customer drop;
+    role agent drop;
 }
 """
 
@@ -118,6 +120,17 @@ def test_the_admin_and_metrics_listeners_are_behind_the_firewall(behind):
     assert http_from("127.0.0.62", behind.metrics_port, path="/metrics") is None
     assert http_from("127.0.0.62", behind.admin_port, behind.token) is None
     behind.wait_for_log(r"firewall drop address=127\.0\.0\.62 listener=metrics rule=banned", 10)
+
+
+def test_role_rules_never_match_the_admin_and_metrics_listeners(behind):
+    # Refusing every role refuses what logs in; HTTP has no login, so no role rule
+    # decides for it: the policy does.
+    assert http_from("127.0.0.66", behind.admin_port, behind.token)[0] == 200
+    assert http_from("127.0.0.66", behind.metrics_port, path="/metrics")[0] == 200
+    checked = fw_site.fw_of(behind, "check", "127.0.0.66", "--listener", "admin")
+    assert checked.stdout == "accept (policy)\n"
+    traced = fw_site.fw_of(behind, "trace", "127.0.0.66", "--listener", "metrics")
+    assert "rule 3: role customer drop: no match (http has no role)" in traced.stdout
 
 
 def test_wrong_admin_tokens_lock_the_address_out(behind):

@@ -420,3 +420,14 @@ def test_a_connection_every_role_would_refuse_is_refused_at_once():
     fw.apply("chain input { role agent accept; role customer accept; policy drop; }")
     protocol, transport = connect(factory, "10.0.0.14")  # every role accepted
     assert not transport.disconnecting and not protocol.flow.pending_role
+
+
+@pytest.mark.parametrize("protocol", ["http", "tcp"])
+def test_a_connection_without_a_login_has_no_role_so_no_role_rule_matches_it(protocol):
+    fw, _, _, _, _ = make("chain input { role agent drop; role customer drop; }")
+    roleless = fw.admit("admin", protocol, "10.0.0.15")
+    assert (roleless.verdict, roleless.handle, roleless.pending_role) == ("accept", None, False)
+    assert fw.admit("jsonim", "jsonim", "10.0.0.15").verdict == "drop"
+    fw.apply("chain input { policy drop; role agent accept; }")
+    assert fw.admit("metrics", protocol, "10.0.0.16").verdict == "drop"
+    assert fw.admit("jsonim", "jsonim", "10.0.0.16").pending_role
