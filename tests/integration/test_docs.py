@@ -99,8 +99,9 @@ SECRET_ENV = (
 ROUTER_TOKEN = "docs-router-token-0123456789"
 
 # The gateway of the sh examples: the packaged defaults, as in the quick start, except
-# ports the system picks (suites run side by side), JSON logs for the json-log example
-# and a rule that drops one loopback address for the fail2ban example.
+# ports the system picks (suites run side by side), JSON logs for the json-log example,
+# connection summary lines, a rule that drops one loopback address for the fail2ban
+# example, and the set the firewall examples edit.
 SITE_CONFIG = """\
 [listeners]
 jsonim = ["tcp:0:interface=127.0.0.1"]
@@ -114,8 +115,12 @@ format = "json"
 
 [firewall]
 rules = "etc/docs-test.rules"
+log_connections = true
 """
-SITE_RULES = "chain input { policy accept; ip saddr 127.0.0.2 drop; }\n"
+SITE_RULES = """\
+set blocked { type addr; elements = { 203.0.113.0/24 } }
+chain input { policy accept; ip saddr 127.0.0.2 drop; }
+"""
 DROPPED = "127.0.0.2"
 # The documented default ports, replaced by the ones the test gateway bound.
 DEFAULT_PORTS = {"7070": "jsonim", "7071": "admin", "9464": "metrics"}
