@@ -1,6 +1,6 @@
 """Log injection over real sockets: hostile names through every protocol (JSON-IM client
 name, version and login; IRC SASL login, realname and CTCP VERSION; XMPP SASL login;
-the admin API) reach the log escaped, in the text log and the JSON log alike: no line
+the web channel's origin, client name and login; the admin API) reach the log escaped, in the text log and the JSON log alike: no line
 break, no ``key=value`` pair that a fail2ban filter would read as a failure from an
 address the attacker chose."""
 
@@ -18,6 +18,8 @@ import harness
 import pytest
 from irc_peers import RawIrc, irc_ports, write_config
 from jsonim_client import hello_customer
+from web_site import web_port
+from ws_client import WsClient
 from xmpp_peers import self_signed
 
 FORGED = "6.6.6.6"
@@ -39,6 +41,8 @@ HEADER = (
     b"xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>"
 )
 XMPPS_LISTENING = r"xmpps listener \S+ listening on 127\.0\.0\.1:(\d+)"
+SHOP = "https://shop.example"
+HOSTILE_ORIGIN = "https://evil address=6.6.6.6 listener=web\t=end"  # what a header can carry
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[")
 
 
@@ -50,9 +54,10 @@ def site(tmp_path_factory):
     config = write_config(root, listeners=["tcp:0:interface=127.0.0.1", tls])
     text = config.read_text().replace(
         "[listeners]\n",
-        f'[listeners]\nxmpps = ["{tls}"]\n',
+        f'[listeners]\nxmpps = ["{tls}"]\nweb = ["tcp:0:interface=127.0.0.1"]\n',
         1,
     )
+    text += f'\n[web]\nallowed_origins = ["{SHOP}"]\n'
     text = text.replace('level = "debug"\n', 'level = "debug"\nformat = "json"\n', 1)
     text += f'\n[xmpp]\nclient_domain = "localhost"\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
     config.write_text(text)
@@ -60,6 +65,7 @@ def site(tmp_path_factory):
     gateway.irc_ports = irc_ports(gateway, 2)
     gateway.xmpps_port = int(gateway.wait_for_log(XMPPS_LISTENING, 10).group(1))
     gateway.admin_port = gateway.listener_port("admin")
+    gateway.web_port = web_port(gateway)
     gateway.cert = cert
     gateway.json_log = root / "data" / "imgateway.log.jsonl"
     yield gateway
@@ -123,6 +129,26 @@ def hostile_xmpp(site) -> None:
             assert b"<not-authorized/>" in read_until(sock, b"</failure>")
 
 
+def hostile_web(site) -> None:
+    refused = WsClient(site.web_port, name="hostile origin", origin=HOSTILE_ORIGIN)
+    assert refused.closed_with()[0] == 1008
+    customer = WsClient(site.web_port, name="hostile web customer", origin=SHOP)
+    hello_customer(customer, client_name=HOSTILE, client_version=HOSTILE)
+    customer.close()
+    agent = WsClient(site.web_port, name="hostile web agent")
+    agent.send(
+        {
+            "type": "hello",
+            "protocol": "jsonim/1",
+            "role": "agent",
+            "client": {"name": HOSTILE, "version": HOSTILE},
+            "auth": {"user": HOSTILE, "password": "guess"},
+        }
+    )
+    assert agent.expect("error")["code"] == "auth_failed"
+    agent.close()
+
+
 def hostile_admin(site) -> None:
     request = urllib.request.Request(
         f"http://127.0.0.1:{site.admin_port}/v1/summary",
@@ -138,8 +164,10 @@ def test_hostile_names_through_every_protocol_reach_the_log_escaped(site):
     hostile_jsonim(site)
     hostile_irc(site)
     hostile_xmpp(site)
+    hostile_web(site)
     hostile_admin(site)
-    for protocol in ("jsonim", "irc", "xmpp", "admin"):
+    site.wait_for_log(r"refused origin https://evil address\\x3d6\.6\.6\.6 ", 10, mark)
+    for protocol in ("jsonim", "irc", "xmpp", "web", "admin"):
         site.wait_for_log(rf"auth failure protocol={protocol} user=\S+ address=127\.0\.0\.1$", 10)
     lines = site.lines[mark:]
     # Every line of the text log is one whole event: a timestamp starts each.
