@@ -239,6 +239,7 @@ class GatewayService(MultiService):
             proto=kind,
             description=listener.description,
             where=where(listener.port),
+            log_safe=True,  # the site file's own endpoint, shown as written
         )
 
     @staticmethod

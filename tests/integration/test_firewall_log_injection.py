@@ -1,8 +1,8 @@
 """Log injection over real sockets: hostile names through every protocol (JSON-IM client
 name, version and login; IRC SASL login, realname and CTCP VERSION; XMPP SASL login;
-the web channel's origin, client name and login; the admin API) reach the log escaped, in the text log and the JSON log alike: no line
-break, no ``key=value`` pair that a fail2ban filter would read as a failure from an
-address the attacker chose."""
+the web channel's origin, client name and login; the admin API) reach the log escaped,
+in the text log and the JSON log alike: no line break, no ``key=value`` pair that a
+fail2ban filter would read as a failure from an address the attacker chose."""
 
 from __future__ import annotations
 
@@ -186,3 +186,11 @@ def test_hostile_names_through_every_protocol_reach_the_log_escaped(site):
     assert any("evil\\nauth" in text for text in texts)
     bad = [t for t in texts if any(r.search(t) for r in FAILREGEX) or re.search(r"[\n\r]", t)]
     assert not bad, bad
+
+
+def test_the_site_files_own_endpoints_are_logged_as_written(site):
+    # Escaping is for what peers choose: the listening lines show the endpoint strings
+    # of the site file unchanged, so that an admin finds them as written there.
+    shown = [line for line in site.lines if " listening on 127.0.0.1:" in line]
+    assert any("jsonim listener tcp:0:interface=127.0.0.1 listening on" in s for s in shown)
+    assert not [line for line in shown if "\\x3d" in line], shown
