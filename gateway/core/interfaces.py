@@ -43,6 +43,11 @@ class ICustomerSession(ISession):
     def say(text):
         """Store a customer line; a Deferred firing with its message id once committed."""
 
+    def say_then(text, done):
+        """As ``say``, without a Deferred (the adapters' path for every line): calls
+        ``done(msg_id, None)`` once committed, or ``done(None, error)`` with the
+        GatewayError the Deferred would have failed with."""
+
     def typing(state):
         """Relay a typing notification (active, paused) to the agent, if one is there."""
 
@@ -70,6 +75,10 @@ class IAgentSession(ISession):
 
     def say(conversation, text):
         """Store an agent line; a Deferred firing with its message id once committed."""
+
+    def say_then(conversation, text, done):
+        """As ``say``, without a Deferred: ``done(msg_id, None)`` once committed, or
+        ``done(None, error)``."""
 
     def typing(conversation, state):
         """Relay a typing notification to the customer."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -23,7 +23,7 @@ from gateway.core.conversation import CONNECTED, ENDED, INTERVIEW, Conversation
 from gateway.core.errors import BadRequest, GatewayError, InternalError, NotAllowed, Unavailable
 from gateway.core.interview import Interview
 from gateway.core.ports import IDesk, IDispatch, IHolding, IRelay
-from gateway.core.sessions import CustomerSession
+from gateway.core.sessions import CustomerSession, Done
 from gateway.store.errors import StoreBusy
 from gateway.store.records import ConversationRecord, StoredMessage
 
@@ -31,9 +31,65 @@ TYPING_STATES = ("active", "paused")
 ANSWER_TIMEOUT = "This conversation was closed because we did not hear from you."
 
 
-def _refused(d: Deferred) -> bool:
-    """The store failed an append at once (closed, refused): it was never accepted."""
-    return d.called and isinstance(d.result, Failure)
+def _firing(d: Deferred) -> Done:
+    """A :data:`Done` that fires ``d`` (the Deferred API over the plain one)."""
+
+    def done(msg: str | None, error: Exception | None) -> None:
+        if error is None:
+            d.callback(msg)
+        else:
+            d.errback(error)
+
+    return done
+
+
+class _Line:
+    """One line on its way to the store: what its sender is told when it is committed.
+
+    The store may answer within ``append_then`` (a refusal, or a store that commits at
+    once): a refusal is final at once (never delivered); a commit is held until
+    :meth:`go`, so that the line is delivered before its sender hears of the commit.
+    """
+
+    __slots__ = ("_done", "_early", "_going", "_relay", "answer", "delivered", "entry", "refused")
+
+    def __init__(self, relay: Relay, entry: StoredMessage, done: Done, answer: Any) -> None:
+        self._relay = relay
+        self.entry = entry
+        self._done = done
+        # The conversation whose interview this line answers, if it does.
+        self.answer = answer
+        self.delivered = False
+        self.refused = False
+        self._going = False
+        self._early = False
+
+    def stored(self, failure: Failure | None) -> None:
+        """The store's answer."""
+        if failure is not None:
+            self.refused = not self._going
+            self._failed(failure)
+        elif self._going:
+            self._committed()
+        else:
+            self._early = True
+
+    def go(self) -> None:
+        """The relay has done its part; a commit that came meanwhile is told now."""
+        self._going = True
+        if self._early:
+            self._committed()
+
+    def _committed(self) -> None:
+        if self.answer is not None:
+            self._relay._customer_said(None, self.answer, self.entry)
+        self._done(self.entry.id, None)
+
+    def _failed(self, failure: Failure) -> None:
+        try:
+            self._relay._not_stored(failure, self.entry, self.delivered)
+        except GatewayError as e:
+            self._done(None, e)
 
 
 @implementer(IRelay)
@@ -139,26 +195,38 @@ class Relay:
 
     def customer_says(self, session: CustomerSession, text: str) -> Deferred[str]:
         """Store a customer line, then deliver it or take it as an interview answer."""
+        d: Deferred[str] = Deferred()
+        self.customer_says_then(session, text, _firing(d))
+        return d
+
+    def customer_says_then(self, session: CustomerSession, text: str, done: Done) -> None:
+        """As :meth:`customer_says`, telling ``done(msg_id, None)`` after the commit, or
+        ``done(None, error)``; no Deferred on the way."""
         try:
             conv = self._live_conversation(session)
         except GatewayError as e:
-            return fail(e)
-        msg_id = self._core.ids.message()
-        ts = self._clock.seconds()
-        entry = StoredMessage(id=msg_id, conversation=conv.id, sender=ev.CUSTOMER, text=text, ts=ts)
-        acked = self._append(entry)
-        if _refused(acked):
-            return self._acked(acked, entry, delivered=False)
-        if conv.state == INTERVIEW:
-            # An answer moves the interview on once it is stored, as before: a
-            # customer told to send it again is still answering the same question.
-            acked.addCallback(self._customer_said, conv, entry)
-            return self._acked(acked, entry, delivered=False)
+            done(None, e)
+            return
+        entry = StoredMessage(
+            id=self._core.ids.message(),
+            conversation=conv.id,
+            sender=ev.CUSTOMER,
+            text=text,
+            ts=self._clock.seconds(),
+        )
+        # An answer moves the interview on once it is stored, as before: a customer
+        # told to send it again is still answering the same question.
+        line = _Line(self, entry, done, conv if conv.state == INTERVIEW else None)
+        self._store.append_then(entry, line.stored)
+        if line.refused or line.answer is not None:
+            line.go()
+            return
         # Delivered now, acknowledged after the commit: the ack is the durability
         # promise, the other side need not wait for the disk. The store keeps the
         # order of appends, so the transcript's order is the order delivered.
         self._customer_said(None, conv, entry)
-        return self._acked(acked, entry, delivered=conv.state == CONNECTED)
+        line.delivered = conv.state == CONNECTED
+        line.go()
 
     def _customer_said(self, _: object, conv: Conversation, entry: StoredMessage) -> None:
         conv.remember(ev.HistoryEntry(ev.CUSTOMER, entry.text, entry.ts))
@@ -229,10 +297,18 @@ class Relay:
 
     def agent_says(self, session: Any, conversation: str, text: str) -> Deferred[str]:
         """Store an agent line and deliver it to the customer."""
+        d: Deferred[str] = Deferred()
+        self.agent_says_then(session, conversation, text, _firing(d))
+        return d
+
+    def agent_says_then(self, session: Any, conversation: str, text: str, done: Done) -> None:
+        """As :meth:`agent_says`, telling ``done(msg_id, None)`` after the commit, or
+        ``done(None, error)``; no Deferred on the way."""
         try:
             conv = self.agent_conversation(session.agent, conversation)
         except GatewayError as e:
-            return fail(e)
+            done(None, e)
+            return
         text_filter = self._core.text_filter
         if text_filter is not None:
             text = text_filter(text)
@@ -241,14 +317,17 @@ class Relay:
         entry = StoredMessage(
             id=msg_id, conversation=conv.id, sender=ev.AGENT, text=text, ts=ts, agent=session.name
         )
-        acked = self._append(entry)
-        if _refused(acked):
-            return self._acked(acked, entry, delivered=False)
+        line = _Line(self, entry, done, None)
+        self._store.append_then(entry, line.stored)
+        if line.refused:
+            line.go()
+            return
         # As the customer's: delivered now, acknowledged after the commit.
         conv.remember(ev.HistoryEntry(ev.AGENT, text, ts))
         self._core.metrics.count_message(session.agent.protocol, ev.AGENT)
         self.deliver(conv.customer, ev.Message(conv.id, ev.AGENT, msg_id, text, ts))
-        return self._acked(acked, entry, delivered=True)
+        line.delivered = True
+        line.go()
 
     def agent_typing(self, session: Any, conversation: str, state: str) -> None:
         """Relay the agent's typing to the customer."""
@@ -298,20 +377,6 @@ class Relay:
                 self.holding.keep_for_absent(session, event)
             return
         self._core.delivery.deliver(session, event)
-
-    def _append(self, entry: StoredMessage) -> Deferred[None]:
-        try:
-            return self._store.append(entry)
-        except Exception:
-            return fail()
-
-    def _acked(
-        self, acked: Deferred[None], entry: StoredMessage, *, delivered: bool
-    ) -> Deferred[str]:
-        """The sender's answer: the message id once committed, else why not."""
-        return acked.addCallbacks(
-            lambda _: entry.id, self._not_stored, errbackArgs=(entry, delivered)
-        )
 
     def _not_stored(self, failure: Failure, entry: StoredMessage, delivered: bool) -> None:
         if failure.check(StoreBusy):

@@ -6,14 +6,20 @@ public ports (:mod:`gateway.core.ports`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gateway.core import events as ev
 from gateway.core.agents import LiveAgent
 from gateway.core.interfaces import IAgentSession, ICustomerSession
+
+# What a sender is told of its line (say_then): (message id, None) once committed, or
+# (None, the error saying why not).
+Done = Callable[[str | None, Exception | None], object]
 
 
 @implementer(ICustomerSession)
@@ -33,6 +39,11 @@ class CustomerSession:
     def say(self, text: str) -> Deferred[str]:
         """Store a customer line; fires with its message id once it is committed."""
         return self._relay.customer_says(self, text)
+
+    def say_then(self, text: str, done: Done) -> None:
+        """As :meth:`say` without a Deferred: ``done(msg_id, None)`` once committed, or
+        ``done(None, error)``."""
+        self._relay.customer_says_then(self, text, done)
 
     def typing(self, state: str) -> None:
         """Relay a typing notification to the agent, if one is connected."""
@@ -84,6 +95,11 @@ class AgentSession:
         """Store an agent line; fires with its message id once it is committed."""
         return self._relay.agent_says(self, conversation, text)
 
+    def say_then(self, conversation: str, text: str, done: Done) -> None:
+        """As :meth:`say` without a Deferred: ``done(msg_id, None)`` once committed, or
+        ``done(None, error)``."""
+        self._relay.agent_says_then(self, conversation, text, done)
+
     def typing(self, conversation: str, state: str) -> None:
         """Relay a typing notification to the customer."""
         self._relay.agent_typing(self, conversation, state)
@@ -99,3 +115,16 @@ class AgentSession:
     def disconnected(self) -> None:
         """The agent's connection is gone: its conversations are requeued."""
         self._desk.gone(self)
+
+
+def errors_to(
+    handler: Callable[[Failure], object],
+) -> Callable[[str | None, Exception | None], None]:
+    """A ``say_then`` completion handing a refusal to ``handler`` as a Failure (as the
+    errback of ``say``'s Deferred would get it); a commit needs nothing."""
+
+    def done(msg: str | None, error: Exception | None) -> None:
+        if error is not None:
+            handler(Failure(error))
+
+    return done

@@ -44,8 +44,9 @@ class StoreStats:
     failed: int = 0
 
 
-# One queued operation: function(*args, **kwargs), fired into the Deferred.
-_Job = tuple[Callable[..., Any], tuple, dict, Deferred]
+# One queued operation: function(*args, **kwargs), fired into the Deferred, or for
+# append_then a plain callable told done(None) or done(failure).
+_Job = tuple[Callable[..., Any], tuple, dict, Any]
 # Queued by close(): the writer thread finishes the jobs before it, then exits.
 _STOP: Any = object()
 
@@ -141,6 +142,17 @@ class GroupCommitStore:
             # unbounded backlog in memory. Only messages: state changes still queue.
             return fail(StoreBusy(f"{self._max_pending} operations wait for the database"))
         return self._submit(self._insert_message, message)
+
+    def append_then(self, message: StoredMessage, done: Callable[[Failure | None], Any]) -> None:
+        """As :meth:`append`, with no Deferred: ``done(None)`` once committed, or
+        ``done(failure)`` (at once when refused). The relay's path for every line."""
+        if len(self._jobs) >= self._max_pending:
+            done(Failure(StoreBusy(f"{self._max_pending} operations wait for the database")))
+            return
+        if self._thread is None or self._closing is not None:
+            done(Failure(StoreClosed("the store is not running")))
+            return
+        self._push((self._insert_message, (message,), {}, done))
 
     def get_agent(self, name: str) -> Deferred:
         """Fires with the :class:`AgentRecord` named ``name``, or None."""
@@ -240,10 +252,17 @@ class GroupCommitStore:
         self.stats.batches += 1
         self.stats.items += len(jobs)
         for (_, _, _, d), (ok, value) in zip(jobs, results, strict=True):
-            if ok:
+            if not ok:
+                self.stats.failed += 1
+            if type(d) is not Deferred:
+                try:
+                    d(None if ok else value)
+                except Exception:
+                    # As a Deferred would: one failing completion does not stop the rest.
+                    self._log.failure("completing a store operation failed")
+            elif ok:
                 d.callback(value)
             else:
-                self.stats.failed += 1
                 d.errback(value)
 
     def _commit_failed(self, count: int, error: Failure) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -428,7 +428,7 @@ class JsonImSession:
     # -- customer frames -------------------------------------------------------
 
     def _customer_message(self, frame: dict[str, Any], frame_id: str | None) -> None:
-        self._acknowledge(self._session.say(_text(frame)), frame_id)
+        self._session.say_then(_text(frame), partial(self._answer, frame_id))
 
     def _customer_typing(self, frame: dict[str, Any], frame_id: str | None) -> None:
         self._session.typing(_typing_state(frame))
@@ -449,7 +449,7 @@ class JsonImSession:
 
     def _agent_message(self, frame: dict[str, Any], frame_id: str | None) -> None:
         conversation = _string(frame, "conversation")
-        self._acknowledge(self._session.say(conversation, _text(frame)), frame_id)
+        self._session.say_then(conversation, _text(frame), partial(self._answer, frame_id))
 
     def _agent_typing(self, frame: dict[str, Any], frame_id: str | None) -> None:
         self._session.typing(_string(frame, "conversation"), _typing_state(frame))
@@ -475,16 +475,11 @@ class JsonImSession:
         # Receiving it was the point: the heartbeat was reset on arrival.
         pass
 
-    def _acknowledge(self, d: Deferred[str], frame_id: str | None) -> None:
-        d.addCallbacks(
-            self._ack,
-            self._request_failed,
-            callbackArgs=(frame_id,),
-            errbackArgs=(frame_id,),
-        )
-
-    def _ack(self, msg: str, frame_id: str | None) -> None:
-        if frame_id is None:
+    def _answer(self, frame_id: str | None, msg: str | None, error: Exception | None) -> None:
+        # A message's outcome from the core: ack once committed, else the error.
+        if error is not None:
+            self._request_failed(Failure(error), frame_id)
+        elif frame_id is None:
             self._send({"type": "ack", "msg": msg})
         else:
             self._send({"type": "ack", "id": frame_id, "msg": msg})

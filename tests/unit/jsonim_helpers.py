@@ -40,6 +40,11 @@ class FakeSession:
         self.says.append(d)
         return d
 
+    def say_then(self, *args: Any) -> None:
+        # Recorded as say; the Deferred in ``says`` decides what ``done`` is told.
+        *words, done = args
+        self.say(*words).addCallbacks(lambda msg: done(msg, None), lambda f: done(None, f.value))
+
     def typing(self, *args: str) -> None:
         self._record("typing", *args)
 
