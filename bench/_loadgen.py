@@ -216,6 +216,8 @@ class Result:
     p999: float
     generator_cpu: float  # fraction of one core the generator used
     server_cpu: float = float("nan")  # fraction of one core the server used (all threads)
+    # Fractions of a core used by other servers in the path (Prosody, ngircd), by pid.
+    others_cpu: dict[int, float] = attrs.field(factory=dict)
 
     @property
     def per_cpu_second(self) -> float:
@@ -226,7 +228,12 @@ class Result:
 
 
 def _summary(
-    meter: Meter, seconds: float, offered: float, cpu: float, server_cpu: float = float("nan")
+    meter: Meter,
+    seconds: float,
+    offered: float,
+    cpu: float,
+    server_cpu: float = float("nan"),
+    others_cpu: dict[int, float] | None = None,
 ) -> Result:
     values = sorted(meter.latencies)
 
@@ -237,7 +244,7 @@ def _summary(
         return values[index] / 1000
 
     rate = meter.received / seconds
-    return Result(rate, offered, pct(0.5), pct(0.99), pct(0.999), cpu, server_cpu)
+    return Result(rate, offered, pct(0.5), pct(0.99), pct(0.999), cpu, server_cpu, others_cpu or {})
 
 
 def _attach(conns: Sequence[Conn], meter: Meter) -> None:
@@ -252,10 +259,12 @@ async def run_closed(
     warmup: float,
     seconds: float,
     server_pid: int | None = None,
+    other_pids: Sequence[int] = (),
 ) -> Result:
     """Closed loop: each sender keeps ``window`` messages in flight; the maximum rate.
 
-    ``server_pid``: the server's CPU time is read over the same seconds as the rate.
+    ``server_pid`` (and ``other_pids``, servers the messages also cross): CPU time is
+    read over the same seconds as the rate.
     """
     meter = Meter(senders, closed_loop=True)
     _attach(conns, meter)
@@ -265,14 +274,16 @@ async def run_closed(
     await asyncio.sleep(warmup)
     meter.recording = True
     server0 = process_cpu(server_pid)
+    others0 = {pid: process_cpu(pid) for pid in other_pids}
     cpu0, t0 = time.process_time(), time.monotonic()
     await asyncio.sleep(seconds)
     meter.recording = False
     elapsed, cpu = time.monotonic() - t0, time.process_time() - cpu0
     server = (process_cpu(server_pid) - server0) / elapsed if server_pid else float("nan")
+    others = {pid: (process_cpu(pid) - others0[pid]) / elapsed for pid in other_pids}
     meter.closed_loop = False
     await asyncio.sleep(0.5)  # let the window drain
-    return _summary(meter, elapsed, float("nan"), cpu / elapsed, server)
+    return _summary(meter, elapsed, float("nan"), cpu / elapsed, server, others)
 
 
 async def run_open(

@@ -59,6 +59,8 @@ class Rig:
     pid: int
     conns: list[lg.Conn]
     senders: list[lg.Sender]
+    # Other servers every message crosses (name: pid): Prosody for the component.
+    via: dict[str, int] = attrs.Factory(dict)
 
     def close(self) -> None:
         """Close every connection."""
@@ -205,7 +207,7 @@ async def irc_bot_rig(
         senders.append(lg.Sender(conn, b"PRIVMSG Support :", tail))
         senders.append(lg.Sender(agent, b"PRIVMSG Support :%s: " % alias, tail))
         customers.append(conn)
-    return Rig("ircbot", gateway.pid, agent_conns + customers, senders)
+    return Rig("ircbot", gateway.pid, agent_conns + customers, senders, {"ngircd": server.pid})
 
 
 # -- XMPP ------------------------------------------------------------------------------
@@ -326,7 +328,7 @@ async def component_rig(
         senders.append(xmpp_sender(conn, support))
         senders.append(xmpp_sender(agent, alias))
         customers.append(conn)
-    return Rig("component", gateway.pid, agent_conns + customers, senders)
+    return Rig("component", gateway.pid, agent_conns + customers, senders, {"prosody": server.pid})
 
 
 async def prosody_user(server: common.Prosody) -> tuple[lg.Conn, str]:
@@ -385,7 +387,13 @@ async def closed(rig: Rig, options: argparse.Namespace, profile: Path | None = N
     """One maximum (closed loop); ``profile``: py-spy the server meanwhile."""
     spy = _profile.start(rig.pid, options.warmup + options.seconds, profile) if profile else None
     result = await lg.run_closed(
-        rig.conns, rig.senders, options.window, options.warmup, options.seconds, rig.pid
+        rig.conns,
+        rig.senders,
+        options.window,
+        options.warmup,
+        options.seconds,
+        rig.pid,
+        list(rig.via.values()),
     )
     if spy is not None and profile is not None:
         spy.wait(30)
@@ -396,9 +404,10 @@ async def closed(rig: Rig, options: argparse.Namespace, profile: Path | None = N
                 f"  profile of {rig.name} at the maximum ({profile.with_suffix('.summary.txt')}):"
             )
             print("    " + "\n    ".join(summary.splitlines()[:22]))
+    via = "".join(f", {name} CPU {result.others_cpu[pid]:.0%}" for name, pid in rig.via.items())
     print(
         f"    {rig.name}: max {result.rate:,.0f} msg/s, server CPU {result.server_cpu:.0%} "
-        f"({result.per_cpu_second:,.0f} msg per CPU-second), generator CPU "
+        f"({result.per_cpu_second:,.0f} msg per CPU-second){via}, generator CPU "
         f"{result.generator_cpu:.0%}",
         flush=True,
     )
@@ -469,11 +478,12 @@ def _latency(results: list[lg.Result]) -> str:
     return f"{p50:,.0f} / {p99:,.0f} / {p999:,.0f}"
 
 
-def report(ours: Side, peer: Side | None) -> list[list[object]]:
+def report(ours: Side, peer: Side | None, via: dict[str, int]) -> list[list[object]]:
     """Rows of the table: metric, ours, peer, ratio (>1: ours is better).
 
     Every figure is the median of the repeats, with their range in brackets; a
-    ratio is the median of the ratios of the interleaved pairs.
+    ratio is the median of the ratios of the interleaved pairs. ``via``: servers our
+    messages also cross, whose CPU at the maximum is shown beside ours.
     """
     p = peer
     rows: list[list[object]] = []
@@ -515,11 +525,13 @@ def report(ours: Side, peer: Side | None) -> list[list[object]]:
                 _x(_ratio(p99, median([r.p99 for r in theirs]), False)) if theirs else "—",
             ]
         )
-    cpu = median([r.server_cpu for r in ours.maxima])
+    cpu = f"{median([r.server_cpu for r in ours.maxima]):.0%}"
+    for name, pid in via.items():
+        cpu += f", {name} {median([r.others_cpu.get(pid, math.nan) for r in ours.maxima]):.0%}"
     rows.append(
         [
             f"{ours.name}: server CPU at max",
-            f"{cpu:.0%}",
+            cpu,
             f"{median([r.server_cpu for r in p.maxima]):.0%}" if p else "—",
             "",
         ]
@@ -639,7 +651,7 @@ async def main_async(options: argparse.Namespace) -> int:
             profile = root / f"profile-{protocol}.txt" if options.profile else None
             mine, theirs = await measure(rig, peer, options, profile)
             rig.close()
-            rows += report(mine, theirs)
+            rows += report(mine, theirs, rig.via)
             results[protocol] = summary(mine, theirs) | {"load": common.load_average()}
     finally:
         for peer_rig in peer_rigs.values():

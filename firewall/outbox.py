@@ -101,11 +101,12 @@ class Outbox:
 
 
 def _idle(transport: tcp.Connection) -> bool:
-    # Connected, not closing, and nothing of its own waiting to be sent: bytes sent
-    # now cannot overtake any.
+    # Connected, not closing, not encrypting (STARTTLS), and nothing of its own waiting
+    # to be sent: bytes sent now cannot overtake any.
     try:
         return (
-            transport.connected
+            not transport.TLS
+            and transport.connected
             and not transport.disconnecting
             and not transport._tempDataLen
             and transport.offset == len(transport.dataBuffer)

@@ -141,6 +141,14 @@ class _Tracked(ProtocolWrapper):
             self._outbox.flush()
         super().loseConnection()
 
+    def startTLS(self, context: Any, normal: bool = True) -> None:  # noqa: N802
+        """STARTTLS: what was written before goes out in the clear first, as Twisted's
+        own transport does it; after it, writes go through the TLS layer."""
+        if self._outbox is not None:
+            self._outbox.flush()
+            self._outbox = None
+        self.transport.startTLS(context, normal)
+
     def abortConnection(self) -> None:
         """Close at once, dropping what was not sent."""
         if self._outbox is not None:

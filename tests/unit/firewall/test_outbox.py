@@ -30,6 +30,7 @@ class FakeConnection:
     def __init__(self, clock: Clock) -> None:
         self.reactor = clock
         self.socket = FakeSocket()
+        self.TLS = False
         self.connected = True
         self.disconnecting = False
         self.dataBuffer = b""
@@ -126,6 +127,15 @@ def test_a_closing_or_closed_transport_is_written_to_as_before():
     outbox.write(b"late")
     clock.advance(0)
     assert conn.socket.sent == [] and conn.buffered == []
+
+
+def test_once_tls_has_started_every_write_goes_through_the_transport():
+    clock, conn, outbox = make()
+    conn.TLS = True
+    outbox.write(b"secret")
+    clock.advance(0)
+    assert conn.socket.sent == []
+    assert conn.buffered == [b"secret"]
 
 
 def test_flush_sends_at_once_and_discard_forgets():
