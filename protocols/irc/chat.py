@@ -137,10 +137,27 @@ class ChatCommands:
             return
         if self.closing:
             return
+        if type(event) is ev.Message and self._chat_line(event):
+            return
         if self.agent is not None:
             self._deliver_to_agent(event)
         else:
             self._deliver_to_customer(event)
+
+    def _chat_line(self: Connection, event: ev.Message) -> bool:
+        # The other side's line, written as render would have it said, without the
+        # rendering on the way; False: not such a line, render it.
+        if self.agent is None:
+            if event.sender != ev.AGENT or self.agent_alias is None:
+                return False
+            self.say_from(self.peer_mask(self.agent_alias), event.text)
+            return True
+        if event.sender != ev.CUSTOMER:
+            return False
+        alias = self.desk.alias_of.get(event.conversation)
+        if alias is not None:
+            self.say_from(self.peer_mask(alias), event.text)
+        return True
 
     def _deliver_to_customer(self: Connection, event: object) -> None:
         if isinstance(event, ev.Connected):
