@@ -169,15 +169,18 @@ def stream_header(to: str | None, sender: str | None, uri: str, stream_id: str |
 
 def body_of(stanza: domish.Element) -> str | None:
     """The text of the first ``<body/>`` in the stanza's own namespace, if any."""
-    for child in stanza.elements():
-        if child.name == "body" and child.uri == stanza.uri:
+    # children, not elements(): that generator asks zope.interface about each child.
+    for child in stanza.children:
+        if type(child) is not str and child.name == "body" and child.uri == stanza.uri:
             return str(child)
     return None
 
 
 def child(stanza: domish.Element, uri: str, name: str | None = None):
     """The first child element in ``uri`` (named ``name`` if given), or None."""
-    for element in stanza.elements():
-        if element.uri == uri and (name is None or element.name == name):
+    for element in stanza.children:
+        if type(element) is str or element.uri != uri:
+            continue
+        if name is None or element.name == name:
             return element
     return None
