@@ -2,8 +2,8 @@
 
 Run from a checkout (``bench/run`` builds the venv; see bench/README.md)::
 
-    bench/run relay.py --quick      # under two minutes
-    bench/run relay.py              # more pairs, longer windows
+    bench/run relay.py --quick      # about three minutes
+    bench/run relay.py              # more pairs, more and longer repeats
 
 Cases, each on loopback in this one run (the load generator is one asyncio process,
 raw sockets, never inside the measured server):
@@ -18,10 +18,14 @@ raw sockets, never inside the measured server):
   anonymous c2s users (plain TCP on loopback, no TLS on either side).
 - ``component``: customers and agents are Prosody c2s users; the gateway is attached
   to Prosody as the XEP-0114 component ``support.localhost``; beside ``prosody`` again.
+- ``ircbot``: bot mode: customers and agents are users of an ngircd of its own that the
+  gateway joins as the bot ``Support``; beside ``ngircd`` again.
 
 Each conversation carries messages both ways. Per case: the maximum rate (closed loop,
 ``--window`` messages in flight per side of each conversation), then an open loop at 50%
-and 90% of that rate with latency percentiles (send to delivery, one clock, µs).
+and 90% of that rate with latency percentiles (send to delivery, one clock, µs). Ours
+and the peer's are measured interleaved and repeated; each figure is the median of the
+repeats, and messages per server CPU-second (from /proc) are printed for both.
 """
 
 from __future__ import annotations

@@ -168,9 +168,9 @@ class _Tracked(ProtocolWrapper):
         hook = _reject_hook(self.wrappedProtocol)
         if decision.verdict == "reject" and hook is not None:
             hook("refused by the firewall")
-            self.transport.loseConnection()
+            self.loseConnection()  # after the refusal the protocol just wrote
         else:
-            self.transport.abortConnection()
+            self.abortConnection()
         return False
 
     def firewall_messages(self, count: int = 1) -> bool:
