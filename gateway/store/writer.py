@@ -49,6 +49,8 @@ class StoreStats:
 _Job = tuple[Callable[..., Any], tuple, dict, Any]
 # Queued by close(): the writer thread finishes the jobs before it, then exits.
 _STOP: Any = object()
+# Operations told of their commit per reactor turn (a slice: a fraction of a ms).
+TOLD_PER_TURN = 64
 
 
 @implementer(IStore)
@@ -88,6 +90,9 @@ class GroupCommitStore:
         self._wake_pending = False
         self._thread: threading.Thread | None = None
         self._closing: list[Deferred] | None = None
+        # Committed operations not yet told, and whether a turn is to tell more.
+        self._outcomes: deque[tuple[_Job, tuple[bool, Any]]] = deque()
+        self._telling = False
 
     def describe(self) -> str:
         """Where the data is, for logs (never a password)."""
@@ -251,7 +256,19 @@ class GroupCommitStore:
     def _deliver(self, jobs: list[_Job], results: list[tuple[bool, Any]]) -> None:
         self.stats.batches += 1
         self.stats.items += len(jobs)
-        for (_, _, _, d), (ok, value) in zip(jobs, results, strict=True):
+        self._outcomes.extend(zip(jobs, results, strict=True))
+        if not self._telling:
+            self._tell()
+
+    def _tell(self, everything: bool = False) -> None:
+        # A commit of hundreds of operations is told in slices, one per reactor turn,
+        # so that reading and relaying go on between them; in order, always.
+        self._telling = False
+        outcomes = self._outcomes
+        call_later = None if everything else getattr(self._reactor, "callLater", None)
+        count = len(outcomes) if call_later is None else min(len(outcomes), TOLD_PER_TURN)
+        for _ in range(count):
+            (_, _, _, d), (ok, value) = outcomes.popleft()
             if not ok:
                 self.stats.failed += 1
             if type(d) is not Deferred:
@@ -264,6 +281,9 @@ class GroupCommitStore:
                 d.callback(value)
             else:
                 d.errback(value)
+        if outcomes and call_later is not None:
+            self._telling = True
+            call_later(0, self._tell)
 
     def _commit_failed(self, count: int, error: Failure) -> None:
         self._log.failure(
@@ -271,6 +291,7 @@ class GroupCommitStore:
         )
 
     def _stopped(self, error: Failure | None) -> None:
+        self._tell(everything=True)  # every operation is told before the store closes
         if self._thread is not None:
             self._thread.join()
             self._thread = None

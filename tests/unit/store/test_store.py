@@ -742,3 +742,50 @@ def test_a_done_that_raises_does_not_stop_the_others(
     store.append_then(_message("m2"), _then(outcomes, "m2"))
     _value(reactor, store.transcript("c-1"))
     assert outcomes == [("m2", None)]
+
+
+def test_a_large_commit_is_told_in_slices_one_per_turn_in_order(data_dir: Path) -> None:
+    from gateway.store.writer import TOLD_PER_TURN
+
+    reactor = _TurnReactor()
+    store = _sqlite_store(data_dir, reactor)
+    store.start()
+    try:
+        told: list[str] = []
+        store.open_conversation(_conversation())
+        count = TOLD_PER_TURN + 10
+        for i in range(count):
+            store.append_then(_message(f"m{i}"), lambda f, i=i: told.append(f"m{i}"))
+        _, wake, args = reactor.later.pop()
+        wake(*args)
+        # The writer commits them in one batch; the reactor thread runs its answer.
+        f, args, kwargs = reactor.calls.get(timeout=_WAIT)
+        f(*args, **kwargs)
+        # The opening and the first slice of appends are told in this turn...
+        assert told == [f"m{i}" for i in range(TOLD_PER_TURN - 1)]
+        # ...the rest in the next one.
+        _, tell, args = reactor.later.pop()
+        tell(*args)
+        assert told == [f"m{i}" for i in range(count)]
+        assert reactor.later == []
+    finally:
+        reactor.run_until(store.close())
+
+
+def test_closing_tells_every_operation_not_yet_told(data_dir: Path) -> None:
+    from gateway.store.writer import TOLD_PER_TURN
+
+    reactor = _TurnReactor()
+    store = _sqlite_store(data_dir, reactor)
+    store.start()
+    told: list[str] = []
+    store.open_conversation(_conversation())
+    for i in range(TOLD_PER_TURN * 2):
+        store.append_then(_message(f"m{i}"), lambda f, i=i: told.append(f"m{i}"))
+    reactor.later.pop()[1]()
+    f, args, kwargs = reactor.calls.get(timeout=_WAIT)
+    f(*args, **kwargs)
+    assert len(told) == TOLD_PER_TURN - 1
+    closed = store.close()
+    assert _value(reactor, closed) is None
+    assert told == [f"m{i}" for i in range(TOLD_PER_TURN * 2)]
