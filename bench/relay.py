@@ -18,6 +18,9 @@ raw sockets, never inside the measured server):
   anonymous c2s users (plain TCP on loopback, no TLS on either side).
 - ``component``: customers and agents are Prosody c2s users; the gateway is attached
   to Prosody as the XEP-0114 component ``support.localhost``; beside ``prosody`` again.
+- ``web``: customers and agents speak JSON-IM over WebSocket on the web listener
+  (``/ws``, one frame per text message), as the widget and the agent console do;
+  beside the ``jsonim`` case (the same session over TCP lines) when both run.
 - ``ircbot``: bot mode: customers and agents are users of an ngircd of its own that the
   gateway joins as the bot ``Support``; beside ``ngircd`` again.
 
@@ -116,6 +119,52 @@ async def jsonim_rig(gateway: common.Gateway, pairs: int, agents: list[str]) -> 
         senders.append(lg.Sender(agent, head, tail))
         customers.append(conn)
     return Rig("jsonim", gateway.pid, agent_conns + customers, senders)
+
+
+# -- JSON-IM over WebSocket (the web listener) -------------------------------------------
+
+
+async def web_rig(gateway: common.Gateway, pairs: int, agents: list[str]) -> Rig:
+    """``pairs`` WebSocket customers, each in conversation with one of ``agents``."""
+    port = gateway.ports["web"]
+    agent_conns = []
+    for name in agents:
+        conn = await lg.ws_connect(port)
+        hello = {
+            "type": "hello",
+            "protocol": "jsonim/1",
+            "role": "agent",
+            "client": {"name": "bench", "version": "1"},
+            "auth": {"user": name, "password": PASSWORD},
+        }
+        conn.write(json.dumps(hello).encode())
+        await conn.expect(rb'"type":"welcome"')
+        conn.write(b'{"type":"presence","status":"available"}')
+        agent_conns.append(conn)
+    customers, senders = [], []
+    hello = {
+        "type": "hello",
+        "protocol": "jsonim/1",
+        "role": "customer",
+        "client": {"name": "bench", "version": "1"},
+        "topic": "billing",
+    }
+    offer_pattern = r'\{"type":"offer","offer":"(o-[^"]+)","conversation":"(c-[^"]+)"'
+    for _ in range(pairs):
+        conn = await lg.ws_connect(port)
+        conn.write(json.dumps(hello).encode())
+        await conn.expect(rb'"type":"welcome"')
+        agent, match = await lg.expect_any(agent_conns, offer_pattern)
+        offer, conversation = match.group(1), match.group(2)
+        agent.write(b'{"type":"accept","offer":"%s"}' % offer)
+        await conn.expect(rb'"type":"connected"')
+        await agent.expect(rb'"type":"connected","conversation":"' + conversation)
+        tail = lg.PAD.encode() + b'"}'
+        senders.append(lg.Sender(conn, b'{"type":"message","text":"', tail))
+        head = b'{"type":"message","conversation":"%s","text":"' % conversation
+        senders.append(lg.Sender(agent, head, tail))
+        customers.append(conn)
+    return Rig("web", gateway.pid, agent_conns + customers, senders)
 
 
 # -- IRC ---------------------------------------------------------------------------------
@@ -436,7 +485,8 @@ async def measure(
     ours: Rig, peer: Rig | None, options: argparse.Namespace, profile: Path | None = None
 ) -> tuple[Side, Side | None]:
     """Ours and the peer, interleaved and repeated: the maxima (ABBA order), then the
-    open loop at 50% of each one's median maximum (repeated), then at 90% (once)."""
+    open loop at 50% of each one's median maximum (ours repeated, the peer's once
+    between them), then at 90% (once each)."""
     mine = Side(ours.name)
     theirs = Side(peer.name) if peer is not None else None
     rigs = [(ours, mine)] + ([(peer, theirs)] if peer is not None else [])
@@ -445,11 +495,12 @@ async def measure(
         for rig, side in order:
             first = rig is ours and repeat == 0
             side.maxima.append(await closed(rig, options, profile if first else None))
-    for repeat in range(options.repeats):
-        order = rigs if repeat % 2 == 0 else rigs[::-1]
-        for rig, side in order:
-            rate = options.rates[0] if options.rates else side.max_rate() * 0.5
-            side.half.append(await opened(rig, options, rate))
+    half = [(ours, mine)] * options.repeats
+    if peer is not None:
+        half.insert(1, (peer, theirs))
+    for rig, side in half:
+        rate = options.rates[0] if options.rates else side.max_rate() * 0.5
+        side.half.append(await opened(rig, options, rate))
     for rig, side in rigs:
         rate = options.rates[1] if options.rates else side.max_rate() * 0.9
         side.ninety.append(await opened(rig, options, rate))
@@ -563,7 +614,6 @@ def summary(ours: Side, peer: Side | None) -> dict[str, object]:
 
 
 Case = tuple[Callable[[], Awaitable[Rig]], str | None]
-PEERS = {"irc": "ngircd", "ircbot": "ngircd", "xmpp": "prosody", "component": "prosody"}
 
 
 async def main_async(options: argparse.Namespace) -> int:
@@ -572,11 +622,12 @@ async def main_async(options: argparse.Namespace) -> int:
     root = common.workdir("relay")
     common.raise_nofile()
     wanted = options.cases.split(",")
-    unknown = set(wanted) - {"jsonim", "irc", "ircbot", "xmpp", "component"}
+    unknown = set(wanted) - {"jsonim", "web", "irc", "ircbot", "xmpp", "component"}
     if unknown:
         raise SystemExit(f"unknown cases: {', '.join(sorted(unknown))}")
     agents = {p: [f"{p[0]}agent{i}" for i in range(options.agents)] for p in ("jsonim", "irc")}
     agents["ircbot"] = [f"bagent{i}" for i in range(options.agents)]
+    agents["web"] = [f"wagent{i}" for i in range(options.agents)]
     agents["xmpp"] = [f"xagent{i}" for i in range(options.agents)]
     agents["component"] = [f"cagent{i}" for i in range(options.agents)]
     capacity = math.ceil(options.pairs / options.agents) + 1
@@ -600,6 +651,7 @@ async def main_async(options: argparse.Namespace) -> int:
             data_dir,
             irc=True,
             xmpp=True,
+            web=True,
             log_level="info",
             component_port=prosody.component_port if "component" in wanted else None,
             irc_bot_port=network.port if network is not None else None,
@@ -617,17 +669,20 @@ async def main_async(options: argparse.Namespace) -> int:
         for server in (ngircd, network):
             if server is not None:
                 server.start()
-        for protocol in wanted:
+        # The web case's baseline is a JSON-IM rig: its agents too.
+        provisioned = wanted + (["jsonim"] if "web" in wanted and "jsonim" not in wanted else [])
+        for protocol in provisioned:
             for name in agents.get(protocol, []):
                 address = {
                     "component": ["--address", f"xmpp:{name}@corp.localhost"],
                     "ircbot": ["--address", f"irc:{name}"],
                 }.get(protocol, [])
                 gateway.add_agent(name, PASSWORD, capacity, address)
-        started = gateway.start(["jsonim", "irc", "xmpp"])
+        started = gateway.start(["jsonim", "irc", "xmpp", "web"])
         print(f"gateway listening {started:.2f} s after start (load {common.load_average()})")
         cases: dict[str, Case] = {
             "jsonim": (lambda: jsonim_rig(gateway, options.pairs, agents["jsonim"]), None),
+            "web": (lambda: web_rig(gateway, options.pairs, agents["web"]), "jsonim"),
             "irc": (lambda: irc_gateway_rig(gateway, options.pairs, agents["irc"]), "ngircd"),
             "ircbot": (
                 lambda: irc_bot_rig(gateway, network, options.pairs, agents["ircbot"]),
@@ -640,6 +695,8 @@ async def main_async(options: argparse.Namespace) -> int:
             ),
         }
         makers = {
+            # The web case's baseline: the same JSON-IM session over TCP lines.
+            "jsonim": lambda: jsonim_rig(gateway, options.pairs, agents["jsonim"]),
             "ngircd": lambda: ngircd_rig(ngircd, options.pairs),
             "prosody": lambda: prosody_rig(prosody, options.pairs),
         }
@@ -683,9 +740,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--venv", help="venv with imgateway installed (default: this one)")
     parser.add_argument(
         "--cases",
-        default="jsonim,irc,ircbot,xmpp,component",
-        help="comma-separated: jsonim, irc (vs ngircd), ircbot (bot mode through ngircd, vs "
-        "ngircd), xmpp (vs Prosody), component (XMPP through Prosody, vs Prosody)",
+        default="jsonim,web,irc,ircbot,xmpp,component",
+        help="comma-separated: jsonim, web (JSON-IM over WebSocket, vs JSON-IM over TCP), irc "
+        "(vs ngircd), ircbot (bot mode through ngircd, vs ngircd), xmpp (vs Prosody), "
+        "component (XMPP through Prosody, vs Prosody)",
     )
     parser.add_argument("--pairs", type=int, help="customer-agent pairs (quick 50, full 200)")
     parser.add_argument("--agents", type=int, default=5, help="agent accounts per protocol")

@@ -40,10 +40,16 @@ class ICustomerSession(ISession):
     conversation = Attribute("The customer's conversation (None once gone).")
     resume_token = Attribute("A token to take the conversation back after a drop, or None.")
 
-    def say(text):
-        """Store a customer line; a Deferred firing with its message id once committed."""
+    def say(text, *, markup=None):
+        """Store a customer line; a Deferred firing with its message id once committed.
 
-    def say_then(text, done):
+        ``markup``: the line as formatted (rich_text), ``text`` its plain rendering.
+        """
+
+    def receipt(msg, state):
+        """The customer's client has received (delivered) or shown (read) message ``msg``."""
+
+    def say_then(text, done, *, markup=None):
         """As ``say``, without a Deferred (the adapters' path for every line): calls
         ``done(msg_id, None)`` once committed, or ``done(None, error)`` with the
         GatewayError the Deferred would have failed with."""
@@ -73,12 +79,15 @@ class IAgentSession(ISession):
     def reject(offer):
         """Decline an offered conversation."""
 
-    def say(conversation, text):
+    def say(conversation, text, *, markup=None):
         """Store an agent line; a Deferred firing with its message id once committed."""
 
-    def say_then(conversation, text, done):
+    def say_then(conversation, text, done, *, markup=None):
         """As ``say``, without a Deferred: ``done(msg_id, None)`` once committed, or
         ``done(None, error)``."""
+
+    def receipt(conversation, msg, state):
+        """The agent's client has received (delivered) or shown (read) message ``msg``."""
 
     def typing(conversation, state):
         """Relay a typing notification to the customer."""

@@ -36,14 +36,21 @@ class CustomerSession:
         # back after a drop or a restart; see gateway.core.resume.
         self.resume_token: str | None = None
 
-    def say(self, text: str) -> Deferred[str]:
-        """Store a customer line; fires with its message id once it is committed."""
-        return self._relay.customer_says(self, text)
+    def say(self, text: str, *, markup: str | None = None) -> Deferred[str]:
+        """Store a customer line; fires with its message id once it is committed.
 
-    def say_then(self, text: str, done: Done) -> None:
+        ``markup``: the line as formatted (rich_text), ``text`` its plain rendering.
+        """
+        return self._relay.customer_says(self, text, markup)
+
+    def receipt(self, msg: str, state: str) -> None:
+        """The customer's client has received or shown the agent's message ``msg``."""
+        self._relay.customer_receipt(self, msg, state)
+
+    def say_then(self, text: str, done: Done, *, markup: str | None = None) -> None:
         """As :meth:`say` without a Deferred: ``done(msg_id, None)`` once committed, or
         ``done(None, error)``."""
-        self._relay.customer_says_then(self, text, done)
+        self._relay.customer_says_then(self, text, done, markup)
 
     def typing(self, state: str) -> None:
         """Relay a typing notification to the agent, if one is connected."""
@@ -91,14 +98,20 @@ class AgentSession:
         """Decline an offered conversation; it is not offered to this agent again."""
         self._desk.reject(self, offer)
 
-    def say(self, conversation: str, text: str) -> Deferred[str]:
+    def say(self, conversation: str, text: str, *, markup: str | None = None) -> Deferred[str]:
         """Store an agent line; fires with its message id once it is committed."""
-        return self._relay.agent_says(self, conversation, text)
+        return self._relay.agent_says(self, conversation, text, markup)
 
-    def say_then(self, conversation: str, text: str, done: Done) -> None:
+    def receipt(self, conversation: str, msg: str, state: str) -> None:
+        """The agent's client has received or shown the customer's message ``msg``."""
+        self._relay.agent_receipt(self, conversation, msg, state)
+
+    def say_then(
+        self, conversation: str, text: str, done: Done, *, markup: str | None = None
+    ) -> None:
         """As :meth:`say` without a Deferred: ``done(msg_id, None)`` once committed, or
         ``done(None, error)``."""
-        self._relay.agent_says_then(self, conversation, text, done)
+        self._relay.agent_says_then(self, conversation, text, done, markup)
 
     def typing(self, conversation: str, state: str) -> None:
         """Relay a typing notification to the customer."""

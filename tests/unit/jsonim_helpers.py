@@ -34,22 +34,26 @@ class FakeSession:
         if method in self.raises:
             raise self.raises[method]
 
-    def say(self, *args: str) -> Deferred[str]:
-        self._record("say", *args)
+    def say(self, *args: str, **kwargs: str) -> Deferred[str]:
+        self._record("say", *args, **kwargs)
         d: Deferred[str] = Deferred()
         self.says.append(d)
         return d
 
-    def say_then(self, *args: Any) -> None:
+    def say_then(self, *args: Any, **kwargs: str) -> None:
         # Recorded as say; the Deferred in ``says`` decides what ``done`` is told.
         *words, done = args
-        self.say(*words).addCallbacks(lambda msg: done(msg, None), lambda f: done(None, f.value))
+        said = self.say(*words, **kwargs)
+        said.addCallbacks(lambda msg: done(msg, None), lambda f: done(None, f.value))
 
     def typing(self, *args: str) -> None:
         self._record("typing", *args)
 
     def end(self, *args: str) -> None:
         self._record("end", *args)
+
+    def receipt(self, *args: str) -> None:
+        self._record("receipt", *args)
 
     def set_presence(self, status: str) -> None:
         self._record("set_presence", status)
