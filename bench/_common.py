@@ -249,17 +249,12 @@ level = "{log_level}"
 jsonim = ["tcp:0:interface=127.0.0.1:backlog=1024"]
 irc = [{irc}]
 xmpp = [{xmpp}]
-web = [{web}]
 
 [jsonim]
 heartbeat_s = 3600
 hello_timeout_s = 600
 messages_per_second = 1000000.0
 message_burst = 1000000
-
-[web]
-max_connections_per_origin = 10000000
-handshake_timeout_s = 600
 
 [agents]
 default_capacity = 1000
@@ -324,8 +319,13 @@ def gateway_config(
         log_level=log_level,
         irc='"tcp:0:interface=127.0.0.1:backlog=1024"' if irc else "",
         xmpp='"tcp:0:interface=127.0.0.1:backlog=1024"' if xmpp else "",
-        web='"tcp:0:interface=127.0.0.1:backlog=1024"' if web else "",
     )
+    if web:
+        # Only when asked: a version without the web listener refuses its section.
+        text = text.replace(
+            "xmpp = [", 'web = ["tcp:0:interface=127.0.0.1:backlog=1024"]\nxmpp = [', 1
+        )
+        text += WEB_CONFIG
     if component_port is not None:
         text = text.replace(
             "[xmpp]\n",
@@ -336,6 +336,12 @@ def gateway_config(
         text += IRC_BOT_CONFIG.format(port=irc_bot_port)
     return text
 
+
+WEB_CONFIG = """
+[web]
+max_connections_per_origin = 10000000
+handshake_timeout_s = 600
+"""
 
 IRC_BOT_CONFIG = """
 [irc.bot]

@@ -651,7 +651,7 @@ async def main_async(options: argparse.Namespace) -> int:
             data_dir,
             irc=True,
             xmpp=True,
-            web=True,
+            web="web" in wanted,
             log_level="info",
             component_port=prosody.component_port if "component" in wanted else None,
             irc_bot_port=network.port if network is not None else None,
@@ -678,7 +678,7 @@ async def main_async(options: argparse.Namespace) -> int:
                     "ircbot": ["--address", f"irc:{name}"],
                 }.get(protocol, [])
                 gateway.add_agent(name, PASSWORD, capacity, address)
-        started = gateway.start(["jsonim", "irc", "xmpp", "web"])
+        started = gateway.start(["jsonim", "irc", "xmpp"] + (["web"] if "web" in wanted else []))
         print(f"gateway listening {started:.2f} s after start (load {common.load_average()})")
         cases: dict[str, Case] = {
             "jsonim": (lambda: jsonim_rig(gateway, options.pairs, agents["jsonim"]), None),
