@@ -486,7 +486,7 @@ async def measure(
 ) -> tuple[Side, Side | None]:
     """Ours and the peer, interleaved and repeated: the maxima (ABBA order), then the
     open loop at 50% of each one's median maximum (ours repeated, the peer's once
-    between them), then at 90% (once each)."""
+    between them), then ours at 90% once."""
     mine = Side(ours.name)
     theirs = Side(peer.name) if peer is not None else None
     rigs = [(ours, mine)] + ([(peer, theirs)] if peer is not None else [])
@@ -501,9 +501,8 @@ async def measure(
     for rig, side in half:
         rate = options.rates[0] if options.rates else side.max_rate() * 0.5
         side.half.append(await opened(rig, options, rate))
-    for rig, side in rigs:
-        rate = options.rates[1] if options.rates else side.max_rate() * 0.9
-        side.ninety.append(await opened(rig, options, rate))
+    rate = options.rates[1] if options.rates else mine.max_rate() * 0.9
+    mine.ninety.append(await opened(ours, options, rate))
     return mine, theirs
 
 
