@@ -82,7 +82,12 @@ class _Line:
 
     def _committed(self) -> None:
         if self.answer is not None:
-            self._relay._customer_said(None, self.answer, self.entry)
+            try:
+                self._relay._customer_said(None, self.answer, self.entry)
+            except Exception:
+                # As the Deferred chain did: the sender is told it failed.
+                self._failed(Failure())
+                return
         self._done(self.entry.id, None)
 
     def _failed(self, failure: Failure) -> None:
@@ -225,7 +230,7 @@ class Relay:
         # An answer moves the interview on once it is stored, as before: a customer
         # told to send it again is still answering the same question.
         line = _Line(self, entry, done, conv if conv.state == INTERVIEW else None)
-        self._store.append_then(entry, line.stored)
+        self._append(entry, line)
         if line.refused or line.answer is not None:
             line.go()
             return
@@ -356,7 +361,7 @@ class Relay:
             id=msg_id, conversation=conv.id, sender=ev.AGENT, text=text, ts=ts, agent=session.name
         )
         line = _Line(self, entry, done, None)
-        self._store.append_then(entry, line.stored)
+        self._append(entry, line)
         if line.refused:
             line.go()
             return
@@ -415,6 +420,12 @@ class Relay:
                 self.holding.keep_for_absent(session, event)
             return
         self._core.delivery.deliver(session, event)
+
+    def _append(self, entry: StoredMessage, line: _Line) -> None:
+        try:
+            self._store.append_then(entry, line.stored)
+        except Exception:
+            line.stored(Failure())
 
     def _not_stored(self, failure: Failure, entry: StoredMessage, delivered: bool) -> None:
         if failure.check(StoreBusy):

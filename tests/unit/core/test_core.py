@@ -567,3 +567,21 @@ def test_say_then_refusals_reach_done_as_gateway_errors_and_are_not_delivered():
     anna_s.say_then("c-unknown", "hi", lambda msg, error: told.append((msg, error)))
     ((msg, error),) = told
     assert msg is None and isinstance(error, NotAllowed)
+
+
+def test_a_store_raising_on_append_fails_the_sender_and_delivers_nothing():
+    h = make_harness()
+    anna, anna_s = h.agent("anna")
+    _cust, cust_s = connect(h, anna, anna_s)
+    anna.take()
+
+    def broken(entry, done):
+        raise OSError("the database went away")
+
+    h.store.append_then = broken
+    told = []
+    cust_s.say_then("lost", lambda msg, error: told.append((msg, error)))
+    ((msg, error),) = told
+    assert msg is None and isinstance(error, InternalError)
+    assert error.text == "the message could not be stored; please send it again"
+    assert anna.take() == []
