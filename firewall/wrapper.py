@@ -28,6 +28,7 @@ from firewall.common import describe_address, log_observer
 from firewall.conntrack import Entry
 from firewall.engine import Firewall, Flow
 from firewall.interfaces import IFirewalledProtocol, IFirewallTransport
+from firewall.outbox import Outbox, outbox_for
 
 
 def _address_key(addr: IAddress) -> str | None:
@@ -112,6 +113,8 @@ class _Tracked(ProtocolWrapper):
         self._registered = False
         self._reports_messages = _reports_messages(wrapped)
         self._dropped = False
+        # A plain TCP connection's writes go out once per reactor turn (firewall.outbox).
+        self._outbox: Outbox | None = None
 
     # -- the transport the wrapped protocol sees ------------------------------------
 
@@ -123,11 +126,34 @@ class _Tracked(ProtocolWrapper):
         """Send to the client, counting bytes in conntrack."""
         if self.entry is not None:
             self.factory.firewall.conntrack.sent(self.entry, len(data))
-        self.transport.write(data)
+        if self._outbox is not None:
+            self._outbox.write(data)
+        else:
+            self.transport.write(data)
 
     def writeSequence(self, data) -> None:  # noqa: N802 (Twisted's name)
         """Send several chunks to the client."""
         self.write(b"".join(data))
+
+    def loseConnection(self) -> None:
+        """Close once everything written, this turn's writes included, has gone out."""
+        if self._outbox is not None:
+            self._outbox.flush()
+        super().loseConnection()
+
+    def startTLS(self, context: Any, normal: bool = True) -> None:  # noqa: N802
+        """STARTTLS: what was written before goes out in the clear first, as Twisted's
+        own transport does it; after it, writes go through the TLS layer."""
+        if self._outbox is not None:
+            self._outbox.flush()
+            self._outbox = None
+        self.transport.startTLS(context, normal)
+
+    def abortConnection(self) -> None:
+        """Close at once, dropping what was not sent."""
+        if self._outbox is not None:
+            self._outbox.discard()
+        self.transport.abortConnection()
 
     def firewall_role(self, role: str) -> bool:
         """The protocol has learnt who this is (customer or agent): run the chain again.
@@ -142,9 +168,9 @@ class _Tracked(ProtocolWrapper):
         hook = _reject_hook(self.wrappedProtocol)
         if decision.verdict == "reject" and hook is not None:
             hook("refused by the firewall")
-            self.transport.loseConnection()
+            self.loseConnection()  # after the refusal the protocol just wrote
         else:
-            self.transport.abortConnection()
+            self.abortConnection()
         return False
 
     def firewall_messages(self, count: int = 1) -> bool:
@@ -187,6 +213,7 @@ class _Tracked(ProtocolWrapper):
     def makeConnection(self, transport) -> None:
         """Connect the wrapped protocol now, or wait for a trusted proxy's header."""
         directlyProvides(self, providedBy(transport))
+        self._outbox = outbox_for(transport)
         Protocol.makeConnection(self, transport)
         if self._awaiting_header:
             fw = self.factory.firewall
@@ -320,6 +347,8 @@ class _Tracked(ProtocolWrapper):
 
     def connectionLost(self, reason: Failure) -> None:
         """Stop counting and tracking; tell the wrapped protocol."""
+        if self._outbox is not None:
+            self._outbox.discard()
         if self._header_timer is not None and self._header_timer.active():
             self._header_timer.cancel()
         fw = self.factory.firewall
