@@ -10,10 +10,13 @@ from firewall import settings as firewall_settings
 from gateway.admin import settings as admin_settings
 from gateway.bots import settings as bots_settings
 from gateway.bots.service import faq_upstream
+from gateway.cluster import settings as cluster_settings
 from gateway.plugins import Part
 from gateway.store import settings as store_settings
 
 admin = Part(name="admin", sections={"admin": admin_settings.parse})
+# The [cluster] section: Redis, this node's name, timings, workers (docs/cluster.md).
+cluster = Part(name="cluster", sections={"cluster": cluster_settings.parse})
 bots = Part(name="bots", sections={"bots": bots_settings.parse}, upstreams=(faq_upstream,))
 firewall = Part(name="firewall", sections={"firewall": firewall_settings.parse})
 # The [store] section: backend, DSN and retention_days (gateway.store.retention).

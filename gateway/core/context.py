@@ -45,6 +45,8 @@ class Core:
     local: LocalAgents = attrs.field(init=False, factory=LocalAgents)
     view: DirectoryView = attrs.field(init=False)
     shutting_down: bool = attrs.field(init=False, default=False)
+    # The node's cluster membership (gateway.cluster.node.ClusterNode), None when alone.
+    cluster: Any = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         self.queues = {name: Queue(q) for name, q in self.config.queues.items()}

@@ -54,7 +54,10 @@ class Desk:
             # The newest login wins, as with an XMPP resource conflict.
             old.session.party.close("logged in from another connection")
             self.gone(old.session)
-        session = AgentSession(self, self.relay, party, core.ids.session())
+        cluster = core.cluster
+        # In a cluster, what the agent does in conversations homed elsewhere goes there.
+        desk, relay = cluster.fronts(self, self.relay) if cluster else (self, self.relay)
+        session = AgentSession(desk, relay, party, core.ids.session())
         presence = AgentPresence(
             name=record.name,
             alias=record.display_name,
@@ -72,7 +75,10 @@ class Desk:
             features=frozenset(features),
             node=core.node,
         )
-        agent = LiveAgent(presence, session, core.publish)
+        if cluster is not None:
+            agent = cluster.local_agent(presence, session, core.publish)
+        else:
+            agent = LiveAgent(presence, session, core.publish)
         session.agent = agent
         core.local.add(agent)
         core.publish(presence)
@@ -99,6 +105,9 @@ class Desk:
         self._log.info("agent {agent} left", agent=agent.name)
         core.write(core.directory.withdraw(agent.name, session.id))
         self.dispatcher.agent_left(agent)
+        if core.shutting_down:
+            # Its conversations stay as they are, to be resumed after the restart.
+            return
         for conv_id in list(agent.conversations):
             conv = self.relay.conversations.get(conv_id)
             if conv is None or conv.state != CONNECTED:

@@ -3,9 +3,9 @@
 A new protocol is one folder under ``protocols/`` and one line here.
 """
 
-from gateway.app.parts import admin, bots, firewall, store
+from gateway.app.parts import admin, bots, cluster, firewall, store
 from protocols.irc import adapter as irc
 from protocols.jsonim import adapter as jsonim
 from protocols.xmpp import adapter as xmpp
 
-__all__ = ["admin", "bots", "firewall", "irc", "jsonim", "store", "xmpp"]
+__all__ = ["admin", "bots", "cluster", "firewall", "irc", "jsonim", "store", "xmpp"]
