@@ -28,7 +28,7 @@ _ERRORS = {cls.code: cls for cls in (BadRequest, NotAllowed, Unavailable, Intern
 
 def encode_event(event: Any) -> dict[str, Any]:
     """An event as plain values, its kind under ``kind``."""
-    data = attrs.asdict(event, retain_collection_types=False)
+    data = attrs.asdict(event)
     data["kind"] = type(event).__name__
     return data
 
