@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.logger import Logger
 
 from gateway import logs
@@ -146,6 +146,11 @@ class Membership:
             self.index[field] = (node.name, conv.id)
         args = [x for pair in fields.items() for x in pair]
         node.link.call("HSET", self._key("resume"), *args).addErrback(lambda f: None)
+        # Among this node's conversations at once, not at the next beat: a crash in
+        # between must not hide it from the survivor.
+        node.link.call("SADD", self._key(f"c:{node.name}"), conv.id).addErrback(lambda f: None)
+        if self._written is not None:
+            self._written.add(conv.id)
         node.link.publish(self._key("resume"), json.dumps({"set": fields})).addErrback(
             lambda f: None
         )
@@ -214,8 +219,10 @@ class Membership:
         if field:
             self._refused[field] = self.node.reactor.seconds() + REFUSED_S
 
-    def hand_over(self, conv: Any, target: str) -> None:
-        """Give ``conv`` to node ``target``: it leaves this node, whole, once stored."""
+    def hand_over(self, conv: Any, target: str) -> Deferred:
+        """Give ``conv`` to node ``target``: it leaves this node, whole, once stored.
+
+        Fires once the hand-over is sent."""
         node = self.node
         gw = node.gateway
         gw.holder.holds.release(conv.id)
@@ -245,7 +252,7 @@ class Membership:
             target=target,
         )
         # A read queues behind every write of the conversation: sent once they are stored.
-        gw.core.store.get_conversation(conv.id).addBoth(lambda _: node.send(target, take))
+        return gw.core.store.get_conversation(conv.id).addBoth(lambda _: node.send(target, take))
 
     def take(self, message: dict) -> None:
         """A conversation handed to this node: from the store, held for its parties."""
@@ -314,14 +321,15 @@ class Membership:
         for other in others:
             node.send(other, {"op": "draining"})
         yield self.beat()
-        moved = 0
+        sent = []
         for i, conv in enumerate(list(node.gateway.relay.conversations.values())):
             if conv.resume_hash is None and conv.resume_key is None:
                 continue
             if conv.state not in ("queued", "offered", "connected"):
                 continue
-            self.hand_over(conv, others[i % len(others)])
-            moved += 1
+            sent.append(self.hand_over(conv, others[i % len(others)]))
+        yield DeferredList(sent)
+        moved = len(sent)
         self._log.info(
             "cluster: drained {count} conversations to {nodes}",
             count=moved,

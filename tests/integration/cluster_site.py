@@ -92,7 +92,9 @@ def wait_port(port: int, what: str, timeout: float = harness.START_TIMEOUT) -> N
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{what} is not listening on {port} after {timeout}s") from None
+                raise AssertionError(
+                    f"{what} is not listening on {port} after {timeout}s"
+                ) from None
             # Polling a port that is not open yet: each try costs a refused connect.
             time.sleep(0.02)
 
@@ -102,7 +104,9 @@ class Redis(_Process):
 
     def __init__(self, workdir: Path) -> None:
         binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed: install Debian's redis-server (tests/run does)"
+        assert binary, (
+            "redis-server is not installed: install Debian's redis-server (tests/run does)"
+        )
         self.port = free_port()
         workdir.mkdir(parents=True, exist_ok=True)
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",

@@ -11,7 +11,7 @@ PostgreSQL stopped and started again. One cluster serves the module.
 from __future__ import annotations
 
 import random
-import re
+import signal
 import time
 
 import harness
@@ -208,4 +208,308 @@ def test_transfer_to_a_colleague_on_a_third_node(cluster):
     _end(bob, customer, conversation)
     assert cluster.agent_load("anna") == {} and cluster.agent_load("bob") == {}
     for c in (anna, bob, customer):
+        c.close()
+
+
+STRESS_SEED = 1717
+STRESS_CUSTOMERS = 30
+STRESS_CAPACITY = 2  # agents.default_capacity in harness.BASE_CONFIG
+
+
+class _Ledger:
+    """What every agent has been sent, checked as it arrives: seats and rings."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.load: dict[str, set[str]] = {}  # agent -> offer ids and conversations held
+        self.ringing: dict[str, str] = {}  # conversation -> the agent it rings now
+        self.violations: list[str] = []
+        self.served: set[str] = set()
+
+    def offered(self, agent: str, offer: str, conversation: str) -> None:
+        with self.lock:
+            seats = self.load.setdefault(agent, set())
+            seats.add(offer)
+            if len(seats) > STRESS_CAPACITY:
+                self.violations.append(f"{agent} over capacity: {sorted(seats)}")
+            other = self.ringing.get(conversation)
+            if other is not None and other != agent:
+                self.violations.append(f"{conversation} rings {other} and {agent} at once")
+            self.ringing[conversation] = agent
+
+    def answered(self, agent: str, offer: str, conversation: str, taken: bool) -> None:
+        with self.lock:
+            seats = self.load.setdefault(agent, set())
+            seats.discard(offer)
+            if self.ringing.get(conversation) == agent:
+                del self.ringing[conversation]
+            if taken:
+                seats.add(conversation)
+
+    def ended(self, agent: str, conversation: str) -> None:
+        with self.lock:
+            self.load.get(agent, set()).discard(conversation)
+            self.served.add(conversation)
+
+
+def _stress_agent(node: Node, name: str, rng: random.Random, ledger: _Ledger, done, ready) -> None:
+    client = _agent(node, name)
+    ready.release()
+    offers: dict[str, str] = {}
+    try:
+        while not done.is_set():
+            try:
+                frame = client.expect_any(["offer", "revoked", "message", "ended"], timeout=0.5)
+            except AssertionError:
+                if client._eof:
+                    raise
+                continue
+            kind = frame["type"]
+            if kind == "offer":
+                offers[frame["offer"]] = frame["conversation"]
+                ledger.offered(name, frame["offer"], frame["conversation"])
+                take = rng.random() > 0.2
+                ledger.answered(name, frame["offer"], frame["conversation"], take)
+                client.send({"type": "accept" if take else "reject", "offer": frame["offer"]})
+            elif kind == "revoked":
+                conversation = offers.get(frame["offer"], "")
+                ledger.answered(name, frame["offer"], conversation, False)
+            elif kind == "message" and frame.get("from") == "customer":
+                client.send({"type": "message", "conversation": frame["conversation"],
+                             "text": "re: " + frame["text"], "id": client.new_id("r")})  # fmt: skip
+            elif kind == "ended":
+                ledger.ended(name, frame["conversation"])
+    finally:
+        client.close()
+
+
+def _stress_customer(node: Node, index: int, results: dict) -> None:
+    client = node.connect(f"stress customer {index}")
+    try:
+        _customer(client, f"Cust{index}")
+        conversation = client.expect("connected", timeout=60)["conversation"]
+        text = f"question {index}"
+        client.send({"type": "message", "text": text, "id": "q"})
+        client.expect("ack", id="q")
+        client.expect("message", text="re: " + text, timeout=30)
+        client.send({"type": "end"})
+        client.expect("ended", conversation=conversation)
+        results[index] = conversation
+    finally:
+        client.close()
+
+
+def test_many_agents_and_customers_at_once_on_every_node(cluster):
+    import threading
+
+    rng = random.Random(STRESS_SEED)
+    ledger = _Ledger()
+    done = threading.Event()
+    ready = threading.Semaphore(0)
+    names = list(cluster.nodes)
+    agents = [
+        threading.Thread(
+            target=_stress_agent,
+            args=(
+                cluster.node(names[i % 3]),
+                name,
+                random.Random(rng.random()),
+                ledger,
+                done,
+                ready,
+            ),
+            daemon=True,
+        )
+        for i, name in enumerate(STRESS_AGENTS)
+    ]
+    for thread in agents:
+        thread.start()
+    # Every agent is logged in and available on its node before the customers come.
+    for _ in STRESS_AGENTS:
+        assert ready.acquire(timeout=20), "stress agents did not all log in"
+    results: dict[int, str] = {}
+    customers = [
+        threading.Thread(
+            target=_stress_customer,
+            args=(cluster.node(rng.choice(names)), i, results),
+            daemon=True,
+        )
+        for i in range(STRESS_CUSTOMERS)
+    ]
+    for thread in customers:
+        thread.start()
+    for thread in customers:
+        thread.join(90)
+    # Every seat is free again in Redis once the last conversation's end is recorded.
+    deadline = time.monotonic() + 5
+    while any(cluster.agent_load(name) for name in STRESS_AGENTS):
+        assert time.monotonic() < deadline, {n: cluster.agent_load(n) for n in STRESS_AGENTS}
+        time.sleep(0.05)
+    done.set()
+    for thread in agents:
+        thread.join(10)
+    assert ledger.violations == []
+    assert sorted(results) == list(range(STRESS_CUSTOMERS)), "customers not served"
+    assert len(set(results.values())) == STRESS_CUSTOMERS
+    assert ledger.served == set(results.values())
+
+
+def _refused(node: Node) -> dict:
+    """A new customer on ``node`` is refused: the error frame."""
+    client = node.connect("refused customer")
+    try:
+        client.send({"type": "hello", "protocol": "jsonim/1", "role": "customer",
+                     "client": {"name": "itest", "version": "1"}, "features": []})  # fmt: skip
+        return client.expect("error")
+    finally:
+        client.close()
+
+
+def test_redis_stopped_and_started_again(cluster):
+    node = cluster.node("node1")
+    anna = _agent(node, "anna")
+    customer = node.connect("customer@node1")
+    _customer(customer, "Ola")
+    conversation = _connect(customer, anna)
+    mark = node.log_mark()
+    cluster.redis.stop()
+    node.wait_log(r"redis \S+ not reachable", mark)
+    # New work is refused with a clear error; the conversation hosted here goes on.
+    assert _refused(node)["code"] == "unavailable"
+    exchange(customer, anna, conversation, "still there?", "Yes, still here.")
+    mark = node.log_mark()
+    marks = {n.name: n.log_mark() for n in cluster.nodes.values()}
+    cluster.redis.start()
+    for other in cluster.nodes.values():
+        other.wait_log(r"cluster: node \S+ in step with redis", marks[other.name])
+    # Redis lost everything it held: every node wrote its part again.
+    assert cluster.agent_load("anna") == {f"c:{conversation}": "jsonim|node1"}
+    bob = _agent(cluster.node("node2"), "bob")
+    late = cluster.node("node3").connect("customer after the outage")
+    _customer(late, "Pia")
+    second = _connect(late, bob)
+    exchange(late, bob, second, "hello again", "Hello!")
+    exchange(customer, anna, conversation, "and now?", "All good.")
+    _end(anna, customer, conversation)
+    _end(bob, late, second)
+    for c in (anna, bob, customer, late):
+        c.close()
+
+
+def test_postgresql_stopped_and_started_again(cluster):
+    node = cluster.node("node2")
+    cleo = _agent(cluster.node("node3"), "cleo")
+    customer = node.connect("customer@node2")
+    _customer(customer, "Quinn")
+    conversation = _connect(customer, cleo)
+    exchange(customer, cleo, conversation, "before", "Before.")
+    cluster.pg.halt()
+    customer.send({"type": "message", "text": "while the database is down", "id": "down"})
+    error = customer.expect("error", id="down")
+    assert error["code"] == "internal", error
+    mark = node.log_mark()
+    cluster.pg.resume()
+    # The store connects again at its next write; messages are acknowledged once stored.
+    acked = None
+    deadline = time.monotonic() + 20
+    while acked is None:
+        assert time.monotonic() < deadline, "no message stored after PostgreSQL came back"
+        mid = customer.new_id("up")
+        customer.send({"type": "message", "text": "after", "id": mid})
+        frame = customer.expect_any(["ack", "error"], timeout=10, id=mid)
+        if frame["type"] == "ack":
+            acked = frame["msg"]
+    assert node.gateway.proc.poll() is None and mark >= 0
+    assert cluster.stored(conversation)[acked] == "after"
+    _end(cleo, customer, conversation)
+    cleo.close()
+    customer.close()
+
+
+def _resume(node: Node, token: str, name: str, timeout: float = 30.0) -> tuple[JsonImClient, dict]:
+    """Resume with ``token`` on ``node``, again while told ``unavailable`` (moving here)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        client = node.connect(name)
+        client.send({"type": "hello", "protocol": "jsonim/1", "role": "customer",
+                     "client": {"name": "itest", "version": "1"}, "features": ["typing"],
+                     "resume": token})  # fmt: skip
+        frame = client.expect_any(["welcome", "error"], timeout=10)
+        if frame["type"] == "welcome":
+            return client, frame
+        client.close()
+        assert frame["code"] == "unavailable", frame
+        assert time.monotonic() < deadline, f"could not resume on {node.name}: {frame}"
+        # Told to come back in a moment: the hand-over is on its way.
+        time.sleep(0.1)
+
+
+def test_sigterm_hands_conversations_to_the_other_nodes_and_the_node_rejoins(cluster):
+    draining = cluster.node("node3")
+    cleo = _agent(cluster.node("node1"), "cleo")
+    customer = draining.connect("customer@node3")
+    welcome = _customer(customer, "Rosa")
+    conversation = _connect(customer, cleo)
+    exchange(customer, cleo, conversation, "before the restart", "Noted.")
+    assert draining.stop() in (0, -signal.SIGTERM)
+    assert customer.closed(10)
+    back, resumed = _resume(cluster.node("node2"), welcome["resume"], "customer back@node2")
+    back.expect("connected", conversation=conversation)
+    cleo.expect("connected", conversation=conversation)
+    exchange(back, cleo, conversation, "after the restart", "Still here.")
+    # The node starts again and takes load again.
+    draining.start()
+    bob = _agent(draining, "bob")
+    cleo.send({"type": "presence", "status": "away"})
+    late = cluster.node("node2").connect("customer for the rejoined node")
+    _customer(late, "Sven")
+    second = _connect(late, bob)
+    exchange(late, bob, second, "hi", "Hello from the rejoined node.")
+    _end(bob, late, second)
+    _end(cleo, back, conversation)
+    for c in (cleo, bob, back, late, customer):
+        c.close()
+
+
+def test_kill_9_mid_conversation_loses_no_acknowledged_message(cluster):
+    victim = cluster.node("node1")
+    anna = _agent(cluster.node("node2"), "anna")
+    customer = victim.connect("customer@node1")
+    welcome = _customer(customer, "Tara")
+    conversation = _connect(customer, anna)
+    # Two more wait in line while Anna is away, in this order.
+    set_presence(anna, "away")
+    queued = []
+    for name in ("First", "Second"):
+        client = victim.connect(f"queued {name}")
+        _customer(client, name)
+        queued.append(client)
+    for i in range(60):
+        customer.send({"type": "message", "text": f"burst {i}", "id": f"b{i}"})
+    customer.expect("ack", id="b10")
+    victim.kill()
+    customer.closed(10)
+    acked = customer.acked()
+    assert len(acked) >= 11
+    for client in queued:
+        client.closed(10)
+    # A survivor takes the lost node's conversations; the customer resumes elsewhere.
+    back, _ = _resume(cluster.node("node3"), welcome["resume"], "customer back@node3")
+    back.expect("connected", conversation=conversation)
+    again = anna.expect("connected", conversation=conversation, timeout=20)
+    told = {h["text"] for h in again.get("history", [])} | {
+        f["text"] for f in anna.frames_of("message") if f.get("conversation") == conversation
+    }
+    stored = cluster.stored(conversation)
+    for msg, text in acked.items():
+        assert stored.get(msg) == text, msg
+        assert text in told, text
+    exchange(back, anna, conversation, "are you there?", "Yes.")
+    # The queued customers kept their order: the first is offered first.
+    set_presence(anna, "available")
+    first = anna.expect("offer", timeout=20)
+    assert first["customer"]["identity"]["name"] == "First", first
+    for c in (anna, back, customer, *queued):
         c.close()
