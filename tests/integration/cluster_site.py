@@ -153,9 +153,9 @@ class HAProxy(_Process):
         assert Path(binary).exists(), "haproxy is not installed: install Debian's haproxy"
         self.port = free_port()
         workdir.mkdir(parents=True, exist_ok=True)
+        options = "send-proxy-v2 source 127.0.0.2 check check-send-proxy inter 5s"
         servers = "\n".join(
-            f"    server {name} 127.0.0.1:{port} send-proxy-v2 source 127.0.0.2 check check-send-proxy inter 5s"
-            for name, port in node_ports.items()
+            f"    server {name} 127.0.0.1:{port} {options}" for name, port in node_ports.items()
         )
         self.config = workdir / "haproxy.cfg"
         self.config.write_text(HAPROXY_TEMPLATE.format(port=self.port, servers=servers))

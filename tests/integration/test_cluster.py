@@ -455,7 +455,7 @@ def test_sigterm_hands_conversations_to_the_other_nodes_and_the_node_rejoins(clu
     exchange(customer, cleo, conversation, "before the restart", "Noted.")
     assert draining.stop() in (0, -signal.SIGTERM)
     assert customer.closed(10)
-    back, resumed = _resume(cluster.node("node2"), welcome["resume"], "customer back@node2")
+    back, _ = _resume(cluster.node("node2"), welcome["resume"], "customer back@node2")
     back.expect("connected", conversation=conversation)
     cleo.expect("connected", conversation=conversation)
     exchange(back, cleo, conversation, "after the restart", "Still here.")
