@@ -513,3 +513,33 @@ def test_kill_9_mid_conversation_loses_no_acknowledged_message(cluster):
     assert first["customer"]["identity"]["name"] == "First", first
     for c in (anna, back, customer, *queued):
         c.close()
+
+
+def test_two_workers_on_one_host_share_the_listeners(cluster, tmp_path):
+    config = node_config(tmp_path, "wk", cluster.redis.port, cluster.dsn)
+    text = config.read_text().replace('prefix = "imgw:"', "")
+    config.write_text(text.replace("[cluster]\n", '[cluster]\nworkers = 2\nprefix = "wk:"\n'))
+    supervisor = harness.Gateway(tmp_path / "cwd", config, "workers")
+    try:
+        shared = r"jsonim listener \S+ listening on 127\.0\.0\.1:(\d+) \(shared by 2 workers\)"
+        port = int(supervisor.wait_for_log(shared, 20).group(1))
+        supervisor.port = port
+        for index in range(2):
+            supervisor.wait_for_log(rf"cluster: node wk-w{index} in step with redis", 30)
+        nodes = set(cluster.redis.command("SMEMBERS", "wk:nodes").split())
+        assert nodes == {"wk-w0", "wk-w1"}
+        # Wherever the kernel puts each connection, customers and agents converse.
+        for i in range(4):
+            agent = supervisor.connect(f"agent {i}")
+            hello_agent(agent, STRESS_AGENTS[i], STRESS_PASSWORD)
+            customer = supervisor.connect(f"customer {i}")
+            _customer(customer, f"W{i}")
+            conversation = _connect(customer, agent)
+            exchange(customer, agent, conversation, f"question {i}", f"answer {i}")
+            _end(agent, customer, conversation)
+            agent.close()
+            customer.close()
+    finally:
+        status = supervisor.stop()
+    assert status in (0, -signal.SIGTERM), supervisor.log_tail()
+    assert "worker 1 still running" not in supervisor.log()
