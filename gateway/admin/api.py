@@ -202,6 +202,8 @@ class ApiEndpoints(Resource):
                 return {"ok": True, "agent": name}
             case "GET", ["queues"]:
                 return views.queues_view(gw.queues, now)
+            case "GET", ["cluster"]:
+                return views.cluster_view(gw, now)
             case "GET", ["conversations"]:
                 return views.conversations_view(gw.conversations.values(), now)
             case "GET", ["conversations", cid, "transcript"]:

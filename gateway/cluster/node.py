@@ -26,6 +26,7 @@ from twisted.logger import Logger
 
 from gateway import logs
 from gateway.cluster.membership import Membership
+from gateway.cluster.metrics import ClusterCollector
 from gateway.cluster.proxies import (
     ClusterAgent,
     ClusterDelivery,
@@ -92,6 +93,7 @@ class ClusterNode(MultiService):
         self.core.cluster = self
         self.core.delivery = ClusterDelivery(self.core.delivery, self)
         self.directory.watch(self._presence)
+        gateway.metrics.watch(ClusterCollector(self))
 
     def channel(self, node: str) -> str:
         """The bus channel of ``node``."""

@@ -211,6 +211,28 @@ def test_transfer_to_a_colleague_on_a_third_node(cluster):
         c.close()
 
 
+def test_admin_cluster_and_metrics_show_every_node(cluster, monkeypatch):
+    import json
+    import urllib.request
+
+    node = cluster.node("node2")
+    admin_port = node.gateway.listener_port("admin")
+    monkeypatch.setenv("IMGATEWAY_ADMIN_URL", f"http://127.0.0.1:{admin_port}")
+    monkeypatch.delenv("IMGATEWAY_ADMIN_TOKEN", raising=False)
+    view = json.loads(harness.admin(node.config, "cluster", "--json").stdout)
+    assert view["clustered"] is True and view["node"] == "node2" and view["redis"] is True
+    assert [n["node"] for n in view["nodes"]] == list(NODES)
+    assert {n["state"] for n in view["nodes"]} == {"up"}
+    table = harness.admin(node.config, "cluster").stdout
+    assert "node node2; redis reachable" in table and "node3" in table
+    metrics_port = node.gateway.listener_port("metrics")
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    assert 'imgateway_cluster_nodes{state="up"} 3.0' in text
+    assert "imgateway_cluster_redis_up 1.0" in text
+    assert 'imgateway_cluster_node_conversations{node="node1"}' in text
+
+
 STRESS_SEED = 1717
 STRESS_CUSTOMERS = 30
 STRESS_CAPACITY = 2  # agents.default_capacity in harness.BASE_CONFIG
