@@ -249,12 +249,17 @@ level = "{log_level}"
 jsonim = ["tcp:0:interface=127.0.0.1:backlog=1024"]
 irc = [{irc}]
 xmpp = [{xmpp}]
+web = [{web}]
 
 [jsonim]
 heartbeat_s = 3600
 hello_timeout_s = 600
 messages_per_second = 1000000.0
 message_burst = 1000000
+
+[web]
+max_connections_per_origin = 10000000
+handshake_timeout_s = 600
 
 [agents]
 default_capacity = 1000
@@ -302,6 +307,7 @@ def gateway_config(
     *,
     irc: bool = False,
     xmpp: bool = False,
+    web: bool = False,
     log_level: str = "warn",
     component_port: int | None = None,
 ) -> str:
@@ -315,6 +321,7 @@ def gateway_config(
         log_level=log_level,
         irc='"tcp:0:interface=127.0.0.1:backlog=1024"' if irc else "",
         xmpp='"tcp:0:interface=127.0.0.1:backlog=1024"' if xmpp else "",
+        web='"tcp:0:interface=127.0.0.1:backlog=1024"' if web else "",
     )
     if component_port is not None:
         text = text.replace(

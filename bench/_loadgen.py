@@ -111,6 +111,43 @@ class Conn(asyncio.Protocol):
         self.transport.abort()
 
 
+class WsConn(Conn):
+    """A WebSocket connection (after :func:`ws_connect`): each write is one masked text
+    message. The mask key is zero, which servers accept and which costs nothing; the
+    server's unmasked frames carry the tokens as they are."""
+
+    framed = False
+
+    def write(self, data: bytes) -> None:
+        """One text message, or raw bytes before the handshake."""
+        assert self.transport is not None
+        if not self.framed:
+            self.transport.write(data)
+            return
+        length = len(data)
+        if length < 126:
+            head = bytes((0x81, 0x80 | length))
+        elif length < 1 << 16:
+            head = bytes((0x81, 0x80 | 126)) + struct.pack("!H", length)
+        else:
+            head = bytes((0x81, 0x80 | 127)) + struct.pack("!Q", length)
+        self.transport.write(head + b"\0\0\0\0" + data)
+
+
+async def ws_connect(port: int, path: str = "/ws") -> WsConn:
+    """A WebSocket to 127.0.0.1:``port`` after its opening handshake."""
+    loop = asyncio.get_running_loop()
+    _, conn = await loop.create_connection(WsConn, "127.0.0.1", port)
+    conn.write(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: YmVuY2gtd2Vic29ja2V0IQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    await conn.expect(rb"HTTP/1\.1 101 [^\r]*\r\n(?:[^\r]+\r\n)*\r\n")
+    conn.framed = True
+    return conn
+
+
 # Linux: bind() picks no port; connect() does, by the whole 4-tuple. Without it, binding
 # a source address makes the kernel search for a port no socket holds, TIME_WAIT ones
 # from the previous run included, which slows connecting down to a crawl.

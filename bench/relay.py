@@ -18,6 +18,9 @@ raw sockets, never inside the measured server):
   anonymous c2s users (plain TCP on loopback, no TLS on either side).
 - ``component``: customers and agents are Prosody c2s users; the gateway is attached
   to Prosody as the XEP-0114 component ``support.localhost``; beside ``prosody`` again.
+- ``web``: customers and agents speak JSON-IM over WebSocket on the web listener
+  (``/ws``, one frame per text message), as the widget and the agent console do;
+  beside the ``jsonim`` case (the same session over TCP lines) when both run.
 
 Each conversation carries messages both ways. Per case: the maximum rate (closed loop,
 ``--window`` messages in flight per side of each conversation), then an open loop at 50%
@@ -110,6 +113,52 @@ async def jsonim_rig(gateway: common.Gateway, pairs: int, agents: list[str]) -> 
         senders.append(lg.Sender(agent, head, tail))
         customers.append(conn)
     return Rig("jsonim", gateway.pid, agent_conns + customers, senders)
+
+
+# -- JSON-IM over WebSocket (the web listener) -------------------------------------------
+
+
+async def web_rig(gateway: common.Gateway, pairs: int, agents: list[str]) -> Rig:
+    """``pairs`` WebSocket customers, each in conversation with one of ``agents``."""
+    port = gateway.ports["web"]
+    agent_conns = []
+    for name in agents:
+        conn = await lg.ws_connect(port)
+        hello = {
+            "type": "hello",
+            "protocol": "jsonim/1",
+            "role": "agent",
+            "client": {"name": "bench", "version": "1"},
+            "auth": {"user": name, "password": PASSWORD},
+        }
+        conn.write(json.dumps(hello).encode())
+        await conn.expect(rb'"type":"welcome"')
+        conn.write(b'{"type":"presence","status":"available"}')
+        agent_conns.append(conn)
+    customers, senders = [], []
+    hello = {
+        "type": "hello",
+        "protocol": "jsonim/1",
+        "role": "customer",
+        "client": {"name": "bench", "version": "1"},
+        "topic": "billing",
+    }
+    offer_pattern = r'\{"type":"offer","offer":"(o-[^"]+)","conversation":"(c-[^"]+)"'
+    for _ in range(pairs):
+        conn = await lg.ws_connect(port)
+        conn.write(json.dumps(hello).encode())
+        await conn.expect(rb'"type":"welcome"')
+        agent, match = await lg.expect_any(agent_conns, offer_pattern)
+        offer, conversation = match.group(1), match.group(2)
+        agent.write(b'{"type":"accept","offer":"%s"}' % offer)
+        await conn.expect(rb'"type":"connected"')
+        await agent.expect(rb'"type":"connected","conversation":"' + conversation)
+        tail = lg.PAD.encode() + b'"}'
+        senders.append(lg.Sender(conn, b'{"type":"message","text":"', tail))
+        head = b'{"type":"message","conversation":"%s","text":"' % conversation
+        senders.append(lg.Sender(agent, head, tail))
+        customers.append(conn)
+    return Rig("web", gateway.pid, agent_conns + customers, senders)
 
 
 # -- IRC ---------------------------------------------------------------------------------
@@ -416,6 +465,7 @@ async def main_async(options: argparse.Namespace) -> int:
     common.raise_nofile()
     wanted = options.cases.split(",")
     agents = {p: [f"{p[0]}agent{i}" for i in range(options.agents)] for p in ("jsonim", "irc")}
+    agents["web"] = [f"wagent{i}" for i in range(options.agents)]
     agents["xmpp"] = [f"xagent{i}" for i in range(options.agents)]
     agents["component"] = [f"cagent{i}" for i in range(options.agents)]
     capacity = math.ceil(options.pairs / options.agents) + 1
@@ -434,6 +484,7 @@ async def main_async(options: argparse.Namespace) -> int:
             data_dir,
             irc=True,
             xmpp=True,
+            web=True,
             log_level="info",
             component_port=prosody.component_port if "component" in wanted else None,
         ),
@@ -452,7 +503,7 @@ async def main_async(options: argparse.Namespace) -> int:
                 gateway.add_agent(
                     name, PASSWORD, capacity, address if protocol == "component" else []
                 )
-        started = gateway.start(["jsonim", "irc", "xmpp"])
+        started = gateway.start(["jsonim", "irc", "xmpp", "web"])
         print(f"gateway listening {started:.2f} s after start (load {common.load_average()})")
         if "irc" in wanted:
             ngircd = common.Ngircd(root / "ngircd")
@@ -461,6 +512,11 @@ async def main_async(options: argparse.Namespace) -> int:
             "jsonim": (
                 "jsonim",
                 lambda: jsonim_rig(gateway, options.pairs, agents["jsonim"]),
+                None,
+            ),
+            "web": (
+                "web",
+                lambda: web_rig(gateway, options.pairs, agents["web"]),
                 None,
             ),
             "irc": (
@@ -486,8 +542,16 @@ async def main_async(options: argparse.Namespace) -> int:
             profile = root / f"profile-{protocol}.txt" if options.profile else None
             ours = await measure(rig, options, profile)
             rig.close()
+            if protocol == "jsonim":
+                # The web case's baseline: the same JSON-IM session over TCP lines.
+                peers["jsonim"] = ours
             peer = None
-            peer_name = {"irc": "ngircd", "xmpp": "prosody", "component": "prosody"}.get(protocol)
+            peer_name = {
+                "irc": "ngircd",
+                "xmpp": "prosody",
+                "component": "prosody",
+                "web": "jsonim",
+            }.get(protocol)
             if peer_name in peers:
                 peer = peers[peer_name]  # measured once per run, under the same load
             elif make_peer is not None and peer_name is not None:
@@ -516,9 +580,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--venv", help="venv with imgateway installed (default: this one)")
     parser.add_argument(
         "--cases",
-        default="jsonim,irc,xmpp,component",
-        help="comma-separated: jsonim, irc (vs ngircd), xmpp (vs Prosody), component "
-        "(XMPP through Prosody, vs Prosody)",
+        default="jsonim,web,irc,xmpp,component",
+        help="comma-separated: jsonim, web (JSON-IM over WebSocket), irc (vs ngircd), xmpp "
+        "(vs Prosody), component (XMPP through Prosody, vs Prosody)",
     )
     parser.add_argument("--pairs", type=int, help="customer-agent pairs (quick 50, full 200)")
     parser.add_argument("--agents", type=int, default=5, help="agent accounts per protocol")

@@ -373,7 +373,9 @@ class ClusterNode(MultiService):
         self.send(home, message)
         return True
 
-    def forward_say(self, session: Any, conversation: str, text: str) -> Deferred | None:
+    def forward_say(
+        self, session: Any, conversation: str, text: str, markup: str | None = None
+    ) -> Deferred | None:
         """An agent's line in a conversation homed elsewhere: fires with its message id."""
         home = self.remote_conversations.get((session.name, conversation))
         if home is None:
@@ -386,6 +388,7 @@ class ClusterNode(MultiService):
             "session": session.id,
             "conv": conversation,
             "text": text,
+            "markup": markup,
         }
         return self.request(home, message)
 
@@ -428,7 +431,9 @@ class ClusterNode(MultiService):
     def _on_say(self, message: dict) -> None:
         try:
             session = self._proxy_session(message)
-            d = self.gateway.relay.agent_says(session, message["conv"], message["text"])
+            d = self.gateway.relay.agent_says(
+                session, message["conv"], message["text"], message.get("markup")
+            )
         except GatewayError as e:
             self._answer(message, error=encode_error(e))
             return
@@ -443,6 +448,15 @@ class ClusterNode(MultiService):
         try:
             session = self._proxy_session(message)
             self.gateway.relay.agent_typing(session, message["conv"], message["state"])
+        except GatewayError:
+            pass
+
+    def _on_receipt(self, message: dict) -> None:
+        try:
+            session = self._proxy_session(message)
+            self.gateway.relay.agent_receipt(
+                session, message["conv"], message["msg"], message["state"]
+            )
         except GatewayError:
             pass
 

@@ -211,12 +211,20 @@ class RelayFront:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._relay, name)
 
-    def agent_says(self, session: Any, conversation: str, text: str) -> Deferred:
+    def agent_says(
+        self, session: Any, conversation: str, text: str, markup: str | None = None
+    ) -> Deferred:
         """Store and deliver an agent's line on the conversation's home node."""
-        d = self._cluster.forward_say(session, conversation, text)
+        d = self._cluster.forward_say(session, conversation, text, markup)
         if d is None:
-            return self._relay.agent_says(session, conversation, text)
+            return self._relay.agent_says(session, conversation, text, markup)
         return d
+
+    def agent_receipt(self, session: Any, conversation: str, msg: str, state: str) -> None:
+        """Tell the customer what became of its message, wherever the conversation lives."""
+        op = {"op": "receipt", "msg": msg, "state": state}
+        if not self._cluster.forward(session, conversation, op):
+            self._relay.agent_receipt(session, conversation, msg, state)
 
     def agent_typing(self, session: Any, conversation: str, state: str) -> None:
         """Relay typing, from wherever the conversation lives."""

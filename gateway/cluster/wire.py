@@ -16,6 +16,7 @@ _EVENTS = {
         ev.Queued,
         ev.Connected,
         ev.Message,
+        ev.Receipt,
         ev.Typing,
         ev.Ended,
         ev.Offer,

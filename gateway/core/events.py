@@ -20,6 +20,9 @@ END_REASONS = frozenset({"customer", "agent", "timeout", "no_agents", "closed", 
 # Why an offer was withdrawn (JSON-IM `revoked.reason`).
 REVOKE_REASONS = frozenset({"timeout", "taken", "customer_left"})
 
+# What a receipt says of a message: its recipient's client has it, or has shown it.
+RECEIPT_STATES = ("delivered", "read")
+
 
 @attrs.frozen
 class ClientInfo:
@@ -96,6 +99,18 @@ class Message:
     msg: str
     text: str
     ts: float
+    # The sender's formatting (the markup subset of the rich_text feature), for
+    # parties that show it; ``text`` is always its plain rendering.
+    markup: str | None = None
+
+
+@attrs.frozen
+class Receipt:
+    """The other side's client has received (``delivered``) or shown (``read``) a message."""
+
+    conversation: str
+    msg: str
+    state: str
 
 
 @attrs.frozen

@@ -40,8 +40,14 @@ class ICustomerSession(ISession):
     conversation = Attribute("The customer's conversation (None once gone).")
     resume_token = Attribute("A token to take the conversation back after a drop, or None.")
 
-    def say(text):
-        """Store a customer line; a Deferred firing with its message id once committed."""
+    def say(text, *, markup=None):
+        """Store a customer line; a Deferred firing with its message id once committed.
+
+        ``markup``: the line as formatted (rich_text), ``text`` its plain rendering.
+        """
+
+    def receipt(msg, state):
+        """The customer's client has received (delivered) or shown (read) message ``msg``."""
 
     def typing(state):
         """Relay a typing notification (active, paused) to the agent, if one is there."""
@@ -68,8 +74,11 @@ class IAgentSession(ISession):
     def reject(offer):
         """Decline an offered conversation."""
 
-    def say(conversation, text):
+    def say(conversation, text, *, markup=None):
         """Store an agent line; a Deferred firing with its message id once committed."""
+
+    def receipt(conversation, msg, state):
+        """The agent's client has received (delivered) or shown (read) message ``msg``."""
 
     def typing(conversation, state):
         """Relay a typing notification to the customer."""

@@ -143,8 +143,14 @@ class Relay:
             raise NotAllowed("the conversation has ended")
         return conv
 
-    def customer_says(self, session: CustomerSession, text: str) -> Deferred[str]:
-        """Store a customer line, then deliver it or take it as an interview answer."""
+    def customer_says(
+        self, session: CustomerSession, text: str, markup: str | None = None
+    ) -> Deferred[str]:
+        """Store a customer line, then deliver it or take it as an interview answer.
+
+        ``markup`` (rich_text) goes to the agent beside ``text``, its plain rendering,
+        which alone is stored and answers the interview.
+        """
         try:
             conv = self._live_conversation(session)
         except GatewayError as e:
@@ -163,18 +169,38 @@ class Relay:
         # Delivered now, acknowledged after the commit: the ack is the durability
         # promise, the other side need not wait for the disk. The store keeps the
         # order of appends, so the transcript's order is the order delivered.
-        self._customer_said(None, conv, entry)
+        self._customer_said(None, conv, entry, markup)
         return self._acked(acked, entry, delivered=conv.state == CONNECTED)
 
-    def _customer_said(self, _: object, conv: Conversation, entry: StoredMessage) -> None:
+    def _customer_said(
+        self, _: object, conv: Conversation, entry: StoredMessage, markup: str | None = None
+    ) -> None:
         conv.remember(ev.HistoryEntry(ev.CUSTOMER, entry.text, entry.ts))
         self._core.metrics.count_message(conv.protocol, ev.CUSTOMER)
         if conv.state == INTERVIEW:
             self._next_question(conv, conv.interview.answer(entry.text))
         elif conv.state == CONNECTED:
             self.deliver(
-                conv.agent, ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts)
+                conv.agent,
+                ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts, markup),
             )
+
+    def customer_receipt(self, session: CustomerSession, msg: str, state: str) -> None:
+        """The customer's client has received or shown the agent's message ``msg``."""
+        self._receipt(self._live_conversation(session), msg, state, to_agent=True)
+
+    def agent_receipt(self, session: Any, conversation: str, msg: str, state: str) -> None:
+        """The agent's client has received or shown the customer's message ``msg``."""
+        conv = self.agent_conversation(session.agent, conversation)
+        self._receipt(conv, msg, state, to_agent=False)
+
+    def _receipt(self, conv: Conversation, msg: str, state: str, *, to_agent: bool) -> None:
+        """Tell the other side of a connected conversation what became of its message."""
+        if state not in ev.RECEIPT_STATES:
+            raise BadRequest(f"state must be one of {', '.join(ev.RECEIPT_STATES)}")
+        if conv.state == CONNECTED:
+            target = conv.agent if to_agent else conv.customer
+            self.deliver(target, ev.Receipt(conv.id, msg, state))
 
     def customer_typing(self, session: CustomerSession, state: str) -> None:
         """Relay the customer's typing to the agent."""
@@ -233,7 +259,9 @@ class Relay:
             raise NotAllowed(f"not in conversation {conversation}")
         return conv
 
-    def agent_says(self, session: Any, conversation: str, text: str) -> Deferred[str]:
+    def agent_says(
+        self, session: Any, conversation: str, text: str, markup: str | None = None
+    ) -> Deferred[str]:
         """Store an agent line and deliver it to the customer."""
         try:
             conv = self.agent_conversation(session.agent, conversation)
@@ -242,6 +270,7 @@ class Relay:
         text_filter = self._core.text_filter
         if text_filter is not None:
             text = text_filter(text)
+            markup = text_filter(markup) if markup is not None else None
         msg_id = self._core.ids.message()
         ts = self._clock.seconds()
         entry = StoredMessage(
@@ -253,7 +282,7 @@ class Relay:
         # As the customer's: delivered now, acknowledged after the commit.
         conv.remember(ev.HistoryEntry(ev.AGENT, text, ts))
         self._core.metrics.count_message(session.agent.protocol, ev.AGENT)
-        self.deliver(conv.customer, ev.Message(conv.id, ev.AGENT, msg_id, text, ts))
+        self.deliver(conv.customer, ev.Message(conv.id, ev.AGENT, msg_id, text, ts, markup))
         return self._acked(acked, entry, delivered=True)
 
     def agent_typing(self, session: Any, conversation: str, state: str) -> None:

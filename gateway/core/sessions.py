@@ -30,9 +30,16 @@ class CustomerSession:
         # back after a drop or a restart; see gateway.core.resume.
         self.resume_token: str | None = None
 
-    def say(self, text: str) -> Deferred[str]:
-        """Store a customer line; fires with its message id once it is committed."""
-        return self._relay.customer_says(self, text)
+    def say(self, text: str, *, markup: str | None = None) -> Deferred[str]:
+        """Store a customer line; fires with its message id once it is committed.
+
+        ``markup``: the line as formatted (rich_text), ``text`` its plain rendering.
+        """
+        return self._relay.customer_says(self, text, markup)
+
+    def receipt(self, msg: str, state: str) -> None:
+        """The customer's client has received or shown the agent's message ``msg``."""
+        self._relay.customer_receipt(self, msg, state)
 
     def typing(self, state: str) -> None:
         """Relay a typing notification to the agent, if one is connected."""
@@ -80,9 +87,13 @@ class AgentSession:
         """Decline an offered conversation; it is not offered to this agent again."""
         self._desk.reject(self, offer)
 
-    def say(self, conversation: str, text: str) -> Deferred[str]:
+    def say(self, conversation: str, text: str, *, markup: str | None = None) -> Deferred[str]:
         """Store an agent line; fires with its message id once it is committed."""
-        return self._relay.agent_says(self, conversation, text)
+        return self._relay.agent_says(self, conversation, text, markup)
+
+    def receipt(self, conversation: str, msg: str, state: str) -> None:
+        """The agent's client has received or shown the customer's message ``msg``."""
+        self._relay.agent_receipt(self, conversation, msg, state)
 
     def typing(self, conversation: str, state: str) -> None:
         """Relay a typing notification to the customer."""

@@ -200,6 +200,15 @@ def _offer(event: events.Offer, agent: bool) -> dict[str, Any]:
     }
 
 
+def _receipt(event: events.Receipt, agent: bool) -> dict[str, Any]:
+    return {
+        "type": "receipt",
+        "conversation": event.conversation,
+        "msg": event.msg,
+        "state": event.state,
+    }
+
+
 def _revoked(event: events.Revoked, agent: bool) -> dict[str, Any]:
     return {"type": "revoked", "offer": event.offer, "reason": event.reason}
 
@@ -220,15 +229,20 @@ _RENDERERS: dict[type, Callable[[Any, bool], dict[str, Any]]] = {
     events.Offer: _offer,
     events.Revoked: _revoked,
     events.Notice: _notice,
+    events.Receipt: _receipt,
 }
 
 
-def event_frame(event: object, *, agent: bool) -> dict[str, Any]:
+def event_frame(event: object, *, agent: bool, rich: bool = False) -> dict[str, Any]:
     """The server frame for a neutral event, as an agent or a customer is shown it.
 
+    ``rich``: the party negotiated rich_text, and a message's markup goes with its text.
     Raises :class:`TypeError` for an object that is not a neutral event.
     """
     render = _RENDERERS.get(type(event))
     if render is None:
         raise TypeError(f"not a neutral event: {event!r}")
-    return render(event, agent)
+    frame = render(event, agent)
+    if rich and type(event) is events.Message and event.markup is not None:
+        frame["markup"] = event.markup
+    return frame

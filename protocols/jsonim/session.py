@@ -22,10 +22,12 @@ from zope.interface import implementer
 from firewall.common import TokenBucket
 from gateway import __version__, logs
 from gateway.core.errors import AuthFailed, BadRequest, GatewayError, NotAllowed, Unavailable
-from gateway.core.events import ClientInfo, Typing
+from gateway.core.events import AGENT, CUSTOMER, ClientInfo, Message, Receipt, Typing
 from gateway.core.interfaces import IParty
 from protocols.jsonim.codec import DecodeError, decode, error_frame, event_frame
 from protocols.jsonim.interfaces import IFrameLink
+from protocols.jsonim.markup import to_plain
+from protocols.jsonim.receipts import ReceiptBook
 from protocols.jsonim.settings import JsonImSettings
 
 if TYPE_CHECKING:
@@ -35,8 +37,10 @@ if TYPE_CHECKING:
 
 PROTOCOL = "jsonim"
 VERSION = "jsonim/1"
-SERVER_FEATURES = ("typing",)
+# rich_text and receipts: proposed extensions (docs/jsonim-web.md).
+SERVER_FEATURES = ("typing", "rich_text", "receipts")
 TYPING_STATES = ("active", "paused")
+MAX_PRESENCE_REASON = 64
 # Frames an agent may send while its login is checked; later ones are refused.
 MAX_FRAMES_DURING_LOGIN = 16
 _RATE_LIMITED = frozenset({"message", "typing"})
@@ -62,6 +66,17 @@ def _text(frame: dict[str, Any]) -> str:
     if not isinstance(text, str) or not text:
         raise BadRequest("text must be a non-empty string")
     return text
+
+
+def _said(frame: dict[str, Any], rich: bool) -> tuple[str, str | None]:
+    """A message's plain text and, from a rich_text client, its markup (if any)."""
+    markup = frame.get("markup") if rich else None
+    if markup is None:
+        return _text(frame), None
+    if not isinstance(markup, str) or not markup:
+        raise BadRequest("markup must be a non-empty string")
+    plain = to_plain(markup)
+    return plain, (None if plain == markup else markup)
 
 
 def _typing_state(frame: dict[str, Any]) -> str:
@@ -135,8 +150,11 @@ class JsonImSession:
         *,
         server_name: str,
         clock: IReactorTime,
+        protocol: str = PROTOCOL,
     ) -> None:
         self._link = link
+        # The channel the core and routing see: jsonim (TCP), web (WebSocket).
+        self._protocol = protocol
         self._gateway = gateway
         self._config = config
         self._server_name = server_name
@@ -144,6 +162,9 @@ class JsonImSession:
         self._state = _HELLO
         self._session: CustomerSession | AgentSession | None = None
         self._features: frozenset[str] = frozenset()
+        self._rich = False
+        # Messages this party may send receipts for (receipts negotiated).
+        self._receipts: ReceiptBook | None = None
         self._bucket = TokenBucket(config.messages_per_second, config.message_burst, clock)
         self._bad_frames = 0
         self._peer = link.peer
@@ -196,15 +217,24 @@ class JsonImSession:
         if self._held is not None:
             self._held.append(event)
             return
-        if self._closing or (type(event) is Typing and "typing" not in self._features):
+        kind = type(event)
+        if self._closing:
             return
+        if kind is Typing and "typing" not in self._features:
+            return
+        if kind is Receipt and self._receipts is None:
+            return
+        agent = self._state == _AGENT
         try:
-            frame = event_frame(event, agent=self._state == _AGENT)
+            frame = event_frame(event, agent=agent, rich=self._rich)
         except TypeError:
             self._log.failure(
                 "JSON-IM {peer}: cannot render {event!r}", peer=self._peer, event=event
             )
             return
+        if kind is Message and self._receipts is not None:
+            if event.sender == (CUSTOMER if agent else AGENT):
+                self._receipts.delivered(event.conversation, event.msg)
         self._link.send(frame)
 
     def close(self, reason: str) -> None:
@@ -309,7 +339,7 @@ class JsonImSession:
         try:
             session = self._gateway.customer_arrived(
                 self,
-                protocol=PROTOCOL,
+                protocol=self._protocol,
                 client=client,
                 answers=answers,
                 features=features,
@@ -341,7 +371,7 @@ class JsonImSession:
         try:
             d = self._gateway.agent_login(
                 self,
-                protocol=PROTOCOL,
+                protocol=self._protocol,
                 name=user,
                 password=password,
                 client=client,
@@ -404,6 +434,9 @@ class JsonImSession:
     def _welcome(self, session: CustomerSession | AgentSession, features: frozenset[str]) -> None:
         self._session = session
         self._features = features
+        self._rich = "rich_text" in features
+        if "receipts" in features:
+            self._receipts = ReceiptBook()
         held, self._held = self._held or [], None
         self._send(
             {
@@ -428,7 +461,9 @@ class JsonImSession:
     # -- customer frames -------------------------------------------------------
 
     def _customer_message(self, frame: dict[str, Any], frame_id: str | None) -> None:
-        self._acknowledge(self._session.say(_text(frame)), frame_id)
+        text, markup = _said(frame, self._rich)
+        said = self._session.say(text) if markup is None else self._session.say(text, markup=markup)
+        self._acknowledge(said, frame_id)
 
     def _customer_typing(self, frame: dict[str, Any], frame_id: str | None) -> None:
         self._session.typing(_typing_state(frame))
@@ -436,10 +471,27 @@ class JsonImSession:
     def _customer_end(self, frame: dict[str, Any], frame_id: str | None) -> None:
         self._session.end()
 
+    def _customer_receipt(self, frame: dict[str, Any], frame_id: str | None) -> None:
+        if self._book().report(frame.get("msg"), frame.get("state")) is not None:
+            self._session.receipt(frame["msg"], frame["state"])
+
     # -- agent frames ----------------------------------------------------------
 
     def _agent_presence(self, frame: dict[str, Any], frame_id: str | None) -> None:
-        self._session.set_presence(_string(frame, "status"))
+        status = _string(frame, "status")
+        reason = _optional(frame, "reason", str, "a string")
+        if reason is not None and len(reason) > MAX_PRESENCE_REASON:
+            raise BadRequest(f"reason must be at most {MAX_PRESENCE_REASON} characters")
+        self._session.set_presence(status)
+        if reason:
+            # Proposed extension: why an agent is away ("lunch"), for the log.
+            self._log.info(
+                "JSON-IM {peer}: agent {agent} is {status}: {reason}",
+                peer=self._peer,
+                agent=self._session.name,
+                status=status,
+                reason=repr(reason)[1:-1],
+            )
 
     def _agent_accept(self, frame: dict[str, Any], frame_id: str | None) -> None:
         self._session.accept(_string(frame, "offer"))
@@ -449,7 +501,14 @@ class JsonImSession:
 
     def _agent_message(self, frame: dict[str, Any], frame_id: str | None) -> None:
         conversation = _string(frame, "conversation")
-        self._acknowledge(self._session.say(conversation, _text(frame)), frame_id)
+        text, markup = _said(frame, self._rich)
+        session = self._session
+        said = (
+            session.say(conversation, text)
+            if markup is None
+            else session.say(conversation, text, markup=markup)
+        )
+        self._acknowledge(said, frame_id)
 
     def _agent_typing(self, frame: dict[str, Any], frame_id: str | None) -> None:
         self._session.typing(_string(frame, "conversation"), _typing_state(frame))
@@ -465,6 +524,16 @@ class JsonImSession:
 
     def _agent_end(self, frame: dict[str, Any], frame_id: str | None) -> None:
         self._session.end(_string(frame, "conversation"))
+
+    def _agent_receipt(self, frame: dict[str, Any], frame_id: str | None) -> None:
+        conversation = _string(frame, "conversation")
+        if self._book().report(frame.get("msg"), frame.get("state"), conversation) is not None:
+            self._session.receipt(conversation, frame["msg"], frame["state"])
+
+    def _book(self) -> ReceiptBook:
+        if self._receipts is None:
+            raise NotAllowed("receipts was not negotiated in hello")
+        return self._receipts
 
     # -- both roles ------------------------------------------------------------
 
@@ -562,6 +631,7 @@ _CUSTOMER_HANDLERS: dict[str, _Handler] = {
     "message": JsonImSession._customer_message,
     "typing": JsonImSession._customer_typing,
     "end": JsonImSession._customer_end,
+    "receipt": JsonImSession._customer_receipt,
     "ping": JsonImSession._ping,
     "pong": JsonImSession._pong,
 }
@@ -574,6 +644,7 @@ _AGENT_HANDLERS: dict[str, _Handler] = {
     "typing": JsonImSession._agent_typing,
     "transfer": JsonImSession._agent_transfer,
     "end": JsonImSession._agent_end,
+    "receipt": JsonImSession._agent_receipt,
     "ping": JsonImSession._ping,
     "pong": JsonImSession._pong,
 }

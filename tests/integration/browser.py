@@ -32,8 +32,12 @@ PAGE_LOAD_TIMEOUT_S = 30
 
 
 @contextlib.contextmanager
-def chromium(profile: Path) -> Iterator[webdriver.Chrome]:
-    """A headless Chromium with a fresh profile in ``profile``; quit on exit."""
+def chromium(profile: Path, *, network_log: bool = False) -> Iterator[webdriver.Chrome]:
+    """A headless Chromium with a fresh profile in ``profile``; quit on exit.
+
+    ``network_log``: DevTools network events (WebSocket frames too) are kept for
+    ``driver.get_log("performance")``.
+    """
     assert Path(CHROMIUM).exists(), "Debian's chromium is missing (apt-get install chromium)"
     assert Path(CHROMEDRIVER).exists(), "chromedriver is missing (apt-get install chromium-driver)"
     options = webdriver.ChromeOptions()
@@ -41,6 +45,8 @@ def chromium(profile: Path) -> Iterator[webdriver.Chrome]:
     for flag in FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
+    if network_log:
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     service = Service(
         executable_path=CHROMEDRIVER, log_output=str(profile.parent / "chromedriver.log")
     )

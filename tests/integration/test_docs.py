@@ -55,6 +55,7 @@ PARSED = {name: doc_blocks.read_page(REPO, name) for name in PAGES}
 BLOCKS = [block for page in PARSED.values() for block in page.blocks]
 
 OFFLINE_TAGS = (
+    "html",
     "toml",
     "routing-toml",
     "faq-toml",
@@ -256,10 +257,12 @@ def _check_firewall_rules(block: Block) -> None:
     assert list(rules.rules()), f"{block.id}: no rules"
 
 
-# The frame types of the JSON-IM/1 spec: client frames, then server frames.
+# The frame types of the JSON-IM/1 spec: client frames, then server frames; then those of
+# the proposed extensions the gateway implements (docs/jsonim-web.md).
 JSONIM_TYPES = frozenset(
     "hello message typing end presence accept reject transfer ping pong".split()
     + "welcome prompt queued connected ack ended offer revoked error".split()
+    + ["receipt"]
 )
 
 
@@ -281,6 +284,33 @@ def _check_jsonim_frames(block: Block) -> None:
 
 
 _COMPONENT = re.compile(r'Component "([^"]+)"\n {4}component_secret = "([^"]+)"')
+
+
+def _check_html(block: Block) -> None:
+    """An embed snippet: well-formed, and its widget attributes are ones the widget reads."""
+    from html.parser import HTMLParser
+
+    tags: list[tuple[str, dict]] = []
+
+    class Collect(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            tags.append((tag, dict(attrs)))
+
+    Collect().feed(block.text)
+    assert tags, f"{block.id}: no element"
+    widget = (REPO / "protocols" / "web" / "static" / "widget.js").read_text()
+    for tag, attrs in tags:
+        assert tag in ("script", "meta"), f"{block.id}: <{tag}> is no embed snippet"
+        if tag == "script":
+            assert attrs.get("src", "").endswith("/widget.js"), f"{block.id}: {attrs}"
+            for name in attrs:
+                if name.startswith("data-"):
+                    key = name.removeprefix("data-")
+                    assert f"dataset.{key}" in widget or name in widget, f"{block.id}: {name}"
+        else:
+            assert attrs.get("http-equiv") == "Content-Security-Policy", f"{block.id}: {attrs}"
+            directives = dict(d.strip().split(" ", 1) for d in attrs["content"].split(";"))
+            assert {"script-src", "style-src", "connect-src"} <= directives.keys()
 
 
 def _check_prosody_component(block: Block) -> None:
@@ -318,6 +348,8 @@ def test_offline_example(block, tmp_path, clean_env):
         _check_jsonim_frames(block)
     elif block.tag == "haproxy-cfg":
         _check_haproxy_config(block.text, work / "haproxy.cfg")
+    elif block.tag == "html":
+        _check_html(block)
     else:
         _check_prosody_component(block)
 

@@ -56,6 +56,8 @@ PAGE_OF = {
     "listeners.irc": "irc.md",
     "irc": "irc.md",
     "firewall": "firewall.md",
+    "listeners.web": "web.md",
+    "web": "web.md",
 }
 
 

@@ -126,7 +126,12 @@ class RulePlans:
 
 
 def make_harness(
-    tmp_path=None, store=None, agents=("anna", "bob", "carl"), plans=None, **changes
+    tmp_path=None,
+    store=None,
+    agents=("anna", "bob", "carl"),
+    plans=None,
+    text_filter=None,
+    **changes,
 ) -> Harness:
     # A directory without etc/imgateway.toml: packaged defaults only.
     cfg = gwconfig.load(cwd=Path(tmp_path or "/nonexistent-imgateway"))
@@ -154,6 +159,7 @@ def make_harness(
         clock=clock,
         verify_password=verify,
         ids=CountingIds(),
+        text_filter=text_filter,
     )
     # The agents logged in here, by name (LiveAgent: .session, .status, .load...).
     return Harness(gateway=gateway, clock=clock, store=store, directory=gateway.core.local)

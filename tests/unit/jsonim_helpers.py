@@ -34,8 +34,8 @@ class FakeSession:
         if method in self.raises:
             raise self.raises[method]
 
-    def say(self, *args: str) -> Deferred[str]:
-        self._record("say", *args)
+    def say(self, *args: str, **kwargs: str) -> Deferred[str]:
+        self._record("say", *args, **kwargs)
         d: Deferred[str] = Deferred()
         self.says.append(d)
         return d
@@ -45,6 +45,9 @@ class FakeSession:
 
     def end(self, *args: str) -> None:
         self._record("end", *args)
+
+    def receipt(self, *args: str) -> None:
+        self._record("receipt", *args)
 
     def set_presence(self, status: str) -> None:
         self._record("set_presence", status)
