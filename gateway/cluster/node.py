@@ -328,7 +328,16 @@ class ClusterNode(MultiService):
         if fields.get("wrapping_up") is False and not agent.wrapping_up:
             return
         agent.change(**fields)
+        if fields.get("wrapping_up") is True:
+            # The home node ends the wrap-up; should it be lost meanwhile, this does.
+            wrap_up = self.core.config.wrap_up_s
+            self.reactor.callLater(wrap_up + self.settings.node_timeout_s, self._wrapped_up, agent)
         self.gateway.dispatcher.match()
+
+    def _wrapped_up(self, agent: Any) -> None:
+        if agent.session is not None and not agent.session.gone and agent.wrapping_up:
+            agent.change(wrapping_up=False)
+            self.gateway.dispatcher.match()
 
     def _on_close(self, message: dict) -> None:
         session = self._local_session(message)
