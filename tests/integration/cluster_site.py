@@ -45,6 +45,21 @@ proxy_header_timeout_s = 5
 
 FIREWALL_RULES = "proxy { trusted 127.0.0.2; }\n"
 
+# JSON-IM clients a test opened, closed (their conversations ended) after it, pass or fail.
+OPENED: list = []
+
+
+def close_opened() -> None:
+    """End and close every client a test left open, so that the next starts clean."""
+    while OPENED:
+        client = OPENED.pop()
+        try:
+            if not client._eof:
+                client.send({"type": "end"})
+        except OSError:
+            pass
+        client.close()
+
 
 class _Process:
     """A foreground server as a child process, its output collected by a thread."""
@@ -199,8 +214,34 @@ class Node:
         gateway.wait_for_log(IN_STEP.format(node=self.name), harness.START_TIMEOUT)
 
     def connect(self, name: str):
-        """A JSON-IM connection straight to this node."""
-        return self.gateway.connect(name)
+        """A JSON-IM connection straight to this node (closed after the test)."""
+        client = self.gateway.connect(name)
+        OPENED.append(client)
+        return client
+
+    def agents(self) -> dict[str, dict]:
+        """Every agent as this node's view has it (its admin API), by name."""
+        import json
+        import urllib.request
+
+        port = self.gateway.listener_port("admin")
+        token = (self.config.parent / "data" / "admin.token").read_text().strip()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/agents", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return {a["name"]: a for a in json.load(answer)}
+
+    def wait_sees(self, agent: str, state: str | None, timeout: float = 20.0) -> None:
+        """Until this node's view has ``agent`` in ``state`` (None: logged out)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.agents().get(agent)
+            if (seen["state"] if seen else None) == state:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} sees {agent} as {seen}, not {state}")
+            time.sleep(0.05)
 
     def log_mark(self) -> int:
         """The index of the next log line (for waiting on what comes after)."""

@@ -14,6 +14,7 @@ import random
 import signal
 import time
 
+import cluster_site
 import harness
 import pytest
 from cluster_site import HAProxy, Node, Redis, node_config
@@ -106,6 +107,13 @@ def cluster(tmp_path_factory):
         site.stop()
 
 
+@pytest.fixture(autouse=True)
+def _clean_slate():
+    """Whatever a test leaves open (it failed midway) is ended and closed after it."""
+    yield
+    cluster_site.close_opened()
+
+
 def _agent(node: Node, name: str, status: str = "available") -> JsonImClient:
     client = node.connect(f"agent {name}@{node.name}")
     password = AGENTS.get(name, STRESS_PASSWORD)
@@ -183,6 +191,7 @@ def test_irc_customer_through_one_node_with_a_jsonim_agent_on_another(cluster):
 def test_through_haproxy_with_the_customers_real_address(cluster):
     cleo = _agent(cluster.node("node3"), "cleo")
     customer = JsonImClient(cluster.haproxy.port, name="customer via haproxy")
+    cluster_site.OPENED.append(customer)
     _customer(customer, "Hana")
     conversation = _connect(customer, cleo)
     exchange(customer, cleo, conversation, "hello through the balancer", "Hello!")
@@ -198,6 +207,8 @@ def test_transfer_to_a_colleague_on_a_third_node(cluster):
     conversation = _connect(customer, anna)
     exchange(customer, anna, conversation, "first question", "First answer.")
     bob = _agent(cluster.node("node3"), "bob")
+    # The conversation's node decides the transfer: once it has heard that bob is free.
+    cluster.node("node1").wait_sees("bob", "available")
     anna.send({"type": "transfer", "conversation": conversation, "to": {"agent": "bob"}})
     anna.expect("ended", conversation=conversation)
     offer = bob.expect("offer", conversation=conversation)
@@ -484,7 +495,9 @@ def test_sigterm_hands_conversations_to_the_other_nodes_and_the_node_rejoins(clu
     # The node starts again and takes load again.
     draining.start()
     bob = _agent(draining, "bob")
-    cleo.send({"type": "presence", "status": "away"})
+    set_presence(cleo, "away")
+    cluster.node("node2").wait_sees("cleo", "away")
+    cluster.node("node2").wait_sees("bob", "available")
     late = cluster.node("node2").connect("customer for the rejoined node")
     _customer(late, "Sven")
     second = _connect(late, bob)
@@ -503,6 +516,7 @@ def test_kill_9_mid_conversation_loses_no_acknowledged_message(cluster):
     conversation = _connect(customer, anna)
     # Two more wait in line while Anna is away, in this order.
     set_presence(anna, "away")
+    victim.wait_sees("anna", "away")
     queued = []
     for name in ("First", "Second"):
         client = victim.connect(f"queued {name}")
