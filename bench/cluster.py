@@ -353,6 +353,27 @@ return n
 async def routing_case(options, root: Path, dsn: str, redis: Redis) -> list[list[object]]:
     redis.cli("FLUSHALL")
     redis.cli("EVAL", SEED_AGENTS, "2", "imgw:a:", "imgw:agents", str(options.agents_in_redis))
+    # The floor: one client's reservations, one after another, nothing else running.
+    probe = subprocess.run(
+        [
+            str(options.venv / "bin" / "python"),
+            "-P",
+            str(Path(__file__).parent / "_reserve_probe.py"),
+            str(redis.port),
+            str(options.agents_in_redis),
+            str(options.customers),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    floor = json.loads(probe.stdout.strip().splitlines()[-1])
+    print(
+        f"routing: one client's reservations p50/p99 {floor['p50_us']:.0f}/"
+        f"{floor['p99_us']:.0f} µs (load {common.load_average()})",
+        flush=True,
+    )
     gateways = []
     for name in ("r1", "r2", "r3"):
         directory = root / f"routing-{name}"
@@ -415,6 +436,7 @@ async def routing_case(options, root: Path, dsn: str, redis: Redis) -> list[list
             f"{options.agents_in_redis:,}",
             f"{options.customers:,} at {options.arrivals:,.0f}/s",
             f"{count / elapsed:,.0f}",
+            f"{floor['p50_us'] / 1e3:.2f} / {floor['p99_us'] / 1e3:.2f}",
             f"≤ {p50 * 1e3:g}",
             f"≤ {p99 * 1e3:g}",
         ]
@@ -470,8 +492,9 @@ async def main_async(options) -> int:
                         "agents in Redis",
                         "customers",
                         "decisions/s",
-                        "reserve p50 ms",
-                        "reserve p99 ms",
+                        "one client's reserve p50 / p99 ms",
+                        "nodes: reserve p50 ms (bucket)",
+                        "nodes: reserve p99 ms (bucket)",
                     ],
                     rows,
                 )
