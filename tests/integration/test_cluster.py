@@ -11,6 +11,7 @@ PostgreSQL stopped and started again. One cluster serves the module.
 from __future__ import annotations
 
 import random
+import re
 import signal
 import time
 
@@ -61,9 +62,18 @@ class Cluster:
         for name, password in AGENTS.items():
             harness.add_agent(self.config, name, password, name.title())
         for name in STRESS_AGENTS:
-            harness.admin(self.config, "agent", "add", name, "--password-stdin",
-                          "--display-name", name.upper(), "--skill", "billing:4",
-                          stdin=STRESS_PASSWORD + "\n")  # fmt: skip
+            harness.admin(
+                self.config,
+                "agent",
+                "add",
+                name,
+                "--password-stdin",
+                "--display-name",
+                name.upper(),
+                "--skill",
+                "billing:4",
+                stdin=STRESS_PASSWORD + "\n",
+            )
         for node in self.nodes.values():
             node.start()
         self.haproxy = HAProxy(self.tmp / "haproxy", {n: x.port for n, x in self.nodes.items()})
@@ -192,7 +202,21 @@ def test_through_haproxy_with_the_customers_real_address(cluster):
     cleo = _agent(cluster.node("node3"), "cleo")
     customer = JsonImClient(cluster.haproxy.port, name="customer via haproxy")
     cluster_site.OPENED.append(customer)
-    _customer(customer, "Hana")
+    welcome = _customer(customer, "Hana")
+    # The node saw the customer's own address (PROXY v2 from HAProxy), not HAProxy's.
+    pattern = rf"JSON-IM (\S+): customer session {welcome['session']}"
+    deadline = time.monotonic() + 10
+    while not (
+        seen := [
+            m.group(1)
+            for n in cluster.nodes.values()
+            for line in list(n.gateway.lines)
+            if (m := re.search(pattern, line))
+        ]
+    ):
+        assert time.monotonic() < deadline, "no node logged the customer's session"
+        time.sleep(0.05)
+    assert len(seen) == 1 and seen[0].startswith("127.0.0.1:"), seen
     conversation = _connect(customer, cleo)
     exchange(customer, cleo, conversation, "hello through the balancer", "Hello!")
     _end(cleo, customer, conversation)
@@ -310,8 +334,14 @@ def _stress_agent(node: Node, name: str, rng: random.Random, ledger: _Ledger, do
                 conversation = offers.get(frame["offer"], "")
                 ledger.answered(name, frame["offer"], conversation, False)
             elif kind == "message" and frame.get("from") == "customer":
-                client.send({"type": "message", "conversation": frame["conversation"],
-                             "text": "re: " + frame["text"], "id": client.new_id("r")})  # fmt: skip
+                client.send(
+                    {
+                        "type": "message",
+                        "conversation": frame["conversation"],
+                        "text": "re: " + frame["text"],
+                        "id": client.new_id("r"),
+                    }
+                )
             elif kind == "ended":
                 ledger.ended(name, frame["conversation"])
     finally:
@@ -393,8 +423,15 @@ def _refused(node: Node) -> dict:
     """A new customer on ``node`` is refused: the error frame."""
     client = node.connect("refused customer")
     try:
-        client.send({"type": "hello", "protocol": "jsonim/1", "role": "customer",
-                     "client": {"name": "itest", "version": "1"}, "features": []})  # fmt: skip
+        client.send(
+            {
+                "type": "hello",
+                "protocol": "jsonim/1",
+                "role": "customer",
+                "client": {"name": "itest", "version": "1"},
+                "features": [],
+            }
+        )
         return client.expect("error")
     finally:
         client.close()
@@ -466,9 +503,16 @@ def _resume(node: Node, token: str, name: str, timeout: float = 30.0) -> tuple[J
     deadline = time.monotonic() + timeout
     while True:
         client = node.connect(name)
-        client.send({"type": "hello", "protocol": "jsonim/1", "role": "customer",
-                     "client": {"name": "itest", "version": "1"}, "features": ["typing"],
-                     "resume": token})  # fmt: skip
+        client.send(
+            {
+                "type": "hello",
+                "protocol": "jsonim/1",
+                "role": "customer",
+                "client": {"name": "itest", "version": "1"},
+                "features": ["typing"],
+                "resume": token,
+            }
+        )
         frame = client.expect_any(["welcome", "error"], timeout=10)
         if frame["type"] == "welcome":
             return client, frame
