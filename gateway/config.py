@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from gateway.hours import Hours, HoursError
+from gateway.hours import Closure, Hours, HoursError
 from gateway.plugins import parts
 
 SITE_CONFIG = Path("etc/imgateway.toml")
@@ -69,6 +69,8 @@ class QueueConfig:
     # relay: the gateway hosts the conversation; redirect: after routing, the customer
     # is given the agent's public address and the IM server hosts the rest.
     hosting: str = "relay"
+    # Skill -> minimum level an agent needs to serve this queue (beside its teams).
+    skills: Mapping[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -105,6 +107,8 @@ class Config:
     log_format: str = "text"
     log_file: str = ""
     shutdown_deadline_s: float = 10.0
+    # Events the routing server's feed holds while the server is away (then the oldest go).
+    feed_max_events: int = 100_000
 
     def queue_for_topic(self, topic: str | None) -> str:
         """The queue a customer's topic leads to."""
@@ -321,6 +325,7 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
             hours=_hours(q),
             overflow=q.text("overflow", "") or None,
             hosting=q.text("hosting", "relay", check=_one_of(("relay", "redirect"))),
+            skills=_queue_skills(q),
         )
         q.done()
     qs.done()
@@ -347,6 +352,7 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
     file_token = rt.text("remote_token", "")
     remote_token = os.environ.get("IMGATEWAY_ROUTER_TOKEN") or file_token
     remote_deadline_s = rt.number("remote_deadline_s", 0.5, low=0.01, high=60)
+    feed_max_events = rt.number("feed_max_events", 100_000, low=100, high=10_000_000, integer=True)
     rt.done()
     for queue in queues.values():
         if queue.overflow is not None and queue.overflow not in queues:
@@ -400,7 +406,18 @@ def _validate(data: dict, sources: tuple[str, ...], source: str) -> Config:
         log_format=log_format,
         log_file=log_file,
         shutdown_deadline_s=shutdown_deadline_s,
+        feed_max_events=feed_max_events,
     )
+
+
+def _queue_skills(q: Reader) -> dict[str, int]:
+    table = q.get("skills", dict, {})
+    for skill, level in table.items():
+        if _valid_name(skill):
+            raise q.fail(f"skills.{skill}", f"{_valid_name(skill)} for a skill")
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 5:
+            raise q.fail(f"skills.{skill}", f"must be a level from 0 to 5, not {level!r}")
+    return dict(table)
 
 
 def _hours(q: Reader) -> Hours:
@@ -409,9 +426,18 @@ def _hours(q: Reader) -> Hours:
         raise q.fail("hours", "must be a list of strings like 'mon-fri 08:00-18:00'")
     zone = q.text("timezone", "UTC")
     try:
-        return Hours.parse(lines, zone)
+        hours = Hours.parse(lines, zone)
     except HoursError as e:
         raise q.fail("hours" if lines else "timezone", str(e)) from None
+    # Dated closures beside the weekly hours (gateway.hours.Closure).
+    holidays = q.get("holidays", list, [])
+    closures = []
+    for i, text in enumerate(holidays):
+        try:
+            closures.append(Closure.parse(text if isinstance(text, str) else ""))
+        except HoursError as e:
+            raise q.fail(f"holidays[{i}]", str(e)) from None
+    return hours.with_closures(closures)
 
 
 def _field(source: str, prefix: str, table: Any) -> FieldConfig:

@@ -1,4 +1,9 @@
-"""Service hours: when a queue takes customers, in the queue's own time zone."""
+"""Service hours: when a queue takes customers, in the queue's own time zone.
+
+Weekly windows (``mon-fri 08:00-18:00``) and, beside them, dated closures (holidays):
+``2025-12-25`` (the whole day), ``2025-12-24 14:00-24:00`` (part of a day) or
+``2025-12-24..2025-12-26`` (several days), each in the queue's zone.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +21,46 @@ _SPEC = re.compile(
 )
 
 
+_CLOSURE = re.compile(
+    r"^\s*(?P<first>\d{4}-\d{2}-\d{2})(?:\s*\.\.\s*(?P<last>\d{4}-\d{2}-\d{2}))?"
+    r"(?:\s+(?P<open>\d{1,2}:\d{2})\s*-\s*(?P<close>\d{1,2}:\d{2}))?\s*$"
+)
+
+
 class HoursError(ValueError):
     """A service-hours line that does not parse."""
+
+
+@attrs.frozen
+class Closure:
+    """A dated closure: days ``first`` to ``last``, from minute ``start`` to ``end`` of each."""
+
+    first: dt.date
+    last: dt.date
+    start: int = 0
+    end: int = 24 * 60
+
+    @classmethod
+    def parse(cls, text: str) -> Closure:
+        """``2025-12-25``, ``2025-12-24 14:00-24:00`` or ``2025-12-24..2025-12-26``."""
+        m = _CLOSURE.match(text)
+        if not m:
+            raise HoursError(f"{text!r} is not like '2025-12-25' or '2025-12-24 14:00-24:00'")
+        try:
+            first = dt.date.fromisoformat(m["first"])
+            last = dt.date.fromisoformat(m["last"]) if m["last"] else first
+        except ValueError:
+            raise HoursError(f"{text!r} names a day that does not exist") from None
+        if last < first:
+            raise HoursError(f"{text!r} ends before it begins")
+        start, end = (_minutes(m["open"]), _minutes(m["close"])) if m["open"] else (0, 24 * 60)
+        if end <= start:
+            raise HoursError(f"{text!r} closes before it opens")
+        return cls(first=first, last=last, start=start, end=end)
+
+    def covers(self, day: dt.date, minute: int) -> bool:
+        """Whether the closure holds on ``day`` at ``minute`` past midnight."""
+        return self.first <= day <= self.last and self.start <= minute < self.end
 
 
 def _minutes(text: str) -> int:
@@ -33,10 +76,12 @@ class Hours:
 
     windows: tuple[tuple[int, int, int], ...] = ()  # (weekday, open minute, close minute)
     zone: str = "UTC"
+    closures: tuple[Closure, ...] = ()
 
     @classmethod
-    def parse(cls, lines: Sequence[str], zone: str = "UTC") -> Hours:
-        """Lines like ``mon-fri 08:00-18:00`` or ``sat 10:00-14:00``."""
+    def parse(cls, lines: Sequence[str], zone: str = "UTC", holidays: Sequence[str] = ()) -> Hours:
+        """Lines like ``mon-fri 08:00-18:00`` or ``sat 10:00-14:00``; ``holidays`` are
+        dated closures (see :class:`Closure`)."""
         try:
             ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -57,13 +102,22 @@ class Hours:
                 if day == last:
                     break
                 day = (day + 1) % 7
-        return cls(windows=tuple(windows), zone=zone)
+        closures = tuple(Closure.parse(text) for text in holidays)
+        return cls(windows=tuple(windows), zone=zone, closures=closures)
+
+    def with_closures(self, closures: Sequence[Closure]) -> Hours:
+        """These hours with more dated closures (the ones stored by the service desk)."""
+        return attrs.evolve(self, closures=self.closures + tuple(closures))
 
     def is_open(self, timestamp: float) -> bool:
         """Whether the queue takes customers at this POSIX time."""
-        if not self.windows:
+        if not self.windows and not self.closures:
             return True
         local = dt.datetime.fromtimestamp(timestamp, ZoneInfo(self.zone))
         minute = local.hour * 60 + local.minute
+        if any(c.covers(local.date(), minute) for c in self.closures):
+            return False
+        if not self.windows:
+            return True
         day = local.weekday()
         return any(d == day and o <= minute < c for d, o, c in self.windows)

@@ -19,7 +19,15 @@ from twisted.internet.threads import blockingCallFromThread
 from twisted.python.threadable import isInIOThread
 
 # A conversation's live states (gateway.core.conversation), always reported, 0 or not.
-CONVERSATION_STATES = ("interview", "queued", "offered", "connected")
+# The service desk's (gateway.desk.context): the survey after the end, a message left.
+CONVERSATION_STATES = (
+    "interview",
+    "queued",
+    "offered",
+    "connected",
+    "survey",
+    "leaving_message",
+)
 AGENT_STATES = ("available", "away", "offline", "full", "wrap_up")
 _WAIT_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 3600)
 _HANDLE_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)

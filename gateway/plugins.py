@@ -52,6 +52,11 @@ class IAdapter(IGatewayPart):
         "The scheme of IM addresses agents are provisioned by on this protocol "
         "('xmpp' for xmpp:anna@corp.example), or None."
     )
+    features = Attribute(
+        "The features this protocol can grant an agent's IM software ('typing', "
+        "'rich_text', 'receipts', ...; plain text goes without saying). Routing rules "
+        "that require a feature no adapter grants are refused when loaded."
+    )
 
     def normalise_address(address):
         """An agent IM address (without scheme) as it is stored and compared."""
@@ -82,6 +87,7 @@ class Adapter:
     upstreams: tuple[UpstreamBuilder, ...] = ()
     address_scheme: str | None = None
     normalise: Callable[[str], str] = _same
+    features: frozenset[str] = frozenset()
 
     def normalise_address(self, address: str) -> str:
         """An agent IM address (without scheme) as stored and compared."""

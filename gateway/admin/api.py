@@ -24,14 +24,17 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from gateway import logs
-from gateway.admin import firewall_api, supervisor, views
+from gateway.admin import desk_api, firewall_api, supervisor, views
 from gateway.admin.interfaces import IAdministered
 from gateway.admin.settings import TOKEN_FILE
 from gateway.core.errors import BadRequest, GatewayError, NotAllowed, Unavailable
 from gateway.directory.records import STATUSES
 
 # Mount point under /v1 -> builder of the resource served there ("fw": the firewall).
-ADMIN_RESOURCES: dict[str, Callable[[IAdministered], Resource]] = {"fw": firewall_api.resource}
+ADMIN_RESOURCES: dict[str, Callable[[IAdministered], Resource]] = {
+    "fw": firewall_api.resource,
+    "desk": desk_api.resource,
+}
 
 COOKIE = b"imgateway_admin"
 MAX_BODY = 64 * 1024
@@ -201,7 +204,13 @@ class ApiEndpoints(Resource):
                 gw.logout_agent(name)
                 return {"ok": True, "agent": name}
             case "GET", ["queues"]:
-                return views.queues_view(gw.queues, now)
+                return views.queues_view(gw.queues, now, gw.teams)
+            case "GET", ["teams"]:
+                return views.teams_view(gw.teams, gw.agents)
+            case "POST", ["teams", "reload"]:
+                return self._service.reload_teams().addCallback(
+                    lambda teams: {"ok": True, "teams": list(teams.names)}
+                )
             case "GET", ["cluster"]:
                 return views.cluster_view(gw, now)
             case "GET", ["conversations"]:
@@ -294,7 +303,7 @@ def _status_of(error: GatewayError) -> int:
     return 500
 
 
-_RESOURCES = ("summary", "agents", "queues", "conversations")
+_RESOURCES = ("summary", "agents", "queues", "teams", "conversations")
 
 
 def _known(path: list[str]) -> bool:
@@ -407,8 +416,9 @@ class AdminRoot(Resource):
         if path in self._static:
             return self._static[path]
         if path == b"v1":
-            # The cookie serves reads only: a cross-site form cannot act with it.
-            cookie_ok = request.method in (b"GET", b"HEAD")
+            # The cookie serves reads, and the supervisor page's own actions: a
+            # cross-site form cannot act with it.
+            cookie_ok = request.method in (b"GET", b"HEAD") or desk_api.page_action(request)
             if not self._auth.check(request, cookie_ok=cookie_ok):
                 return _Unauthorized()
             return self._v1

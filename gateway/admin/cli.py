@@ -21,10 +21,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway import config as config_module
-from gateway.admin import firewall_cli
+from gateway.admin import desk_cli, firewall_cli, teams_cli
 from gateway.admin.live import Failed as LiveFailed
 from gateway.admin.live import add_commands as add_live_commands
 from gateway.config import Config, ConfigError
+from gateway.core.events import Decision
 from gateway.passwords import hash_password, scram_credentials
 from gateway.plugins import adapters
 from gateway.store import engine_for
@@ -180,7 +181,11 @@ def _parser() -> argparse.ArgumentParser:
     transcript.set_defaults(run=_transcript)
     # Commands on the running gateway, through its admin API (gateway.admin.live).
     add_live_commands(commands, actions, common)
+    desk_cli.add_commands(commands, actions, common)  # the service desk's (gateway.desk)
     firewall_cli.add_commands(commands, common)  # fw …: the firewall (firewall/cli.py)
+    teams_cli.add_commands(  # team …: teams and the queues they serve
+        commands, common, teams_cli.CliHelpers(_database, _transaction, _Failed, _Usage)
+    )
     return parser
 
 
@@ -367,6 +372,8 @@ def _transcript(args: argparse.Namespace, cfg: Config) -> None:
     if record.ended is not None:
         header += f", ended {_iso(record.ended)} ({record.end_reason or '-'})"
     print(_clean(header))
+    if record.routing:
+        print(_clean(f"routing: {Decision.from_dict(record.routing).text()}"))
     for m in messages:
         print(f"[{_iso(m.ts)}] {_clean(_sender(m))}: {_clean(m.text)}")
 
@@ -472,9 +479,12 @@ def _client(record: ConversationRecord) -> str:
 
 
 def _sender(message: StoredMessage) -> str:
+    who = message.sender
     if message.sender == "agent" and message.agent:
-        return f"agent ({message.agent})"
-    return message.sender
+        who = f"agent ({message.agent})"
+    if message.audience != "all":
+        who += f" (to {message.audience} only)"
+    return who
 
 
 def _skills_text(skills: Mapping[str, int]) -> str:
@@ -522,6 +532,7 @@ def _conversation_json(record: ConversationRecord) -> dict[str, Any]:
         "agent": record.agent,
         "ended": None if record.ended is None else _iso(record.ended),
         "end_reason": record.end_reason,
+        "routing": None if record.routing is None else dict(record.routing),
     }
 
 
@@ -532,6 +543,7 @@ def _message_json(message: StoredMessage) -> dict[str, Any]:
         "sender": message.sender,
         "agent": message.agent,
         "text": message.text,
+        "audience": message.audience,
     }
 
 

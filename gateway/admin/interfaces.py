@@ -25,3 +25,7 @@ class IAdministered(Interface):
 
     def reload_rules():
         """Read the routing rules file again; False when it is bad (nothing changed)."""
+
+    def reload_teams():
+        """Read the teams from the database again; a Deferred firing with the new
+        :class:`gateway.directory.teams.Teams`."""

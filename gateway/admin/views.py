@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.core.conversation import Conversation, Queue
+from gateway.core.events import Decision
+from gateway.directory.teams import NO_TEAMS, Teams
 from gateway.metrics import oldest_wait
 from gateway.store.records import ConversationRecord, StoredMessage
 
@@ -22,12 +24,14 @@ def agent_view(agent: Any, now: float) -> dict[str, Any]:
         "alias": agent.alias,
         "state": agent.state,
         "status": agent.status,
+        "reason": agent.reason or None,
         "protocol": agent.protocol,
         "bot": agent.bot,
         "capacity": agent.capacity,
         "load": agent.load,
         "conversations": sorted(agent.conversations),
         "offers": len(agent.offers),
+        "teams": list(getattr(agent, "teams", ())),
         "idle_s": round(max(0.0, now - agent.idle_since), 1) if not agent.conversations else 0,
     }
 
@@ -37,17 +41,40 @@ def agents_view(agents: Iterable[Any], now: float) -> list[dict[str, Any]]:
     return [agent_view(a, now) for a in sorted(agents, key=lambda a: a.name)]
 
 
-def queues_view(queues: Mapping[str, Queue], now: float) -> list[dict[str, Any]]:
-    """Every queue: depth, how long the first in line has waited, and the wait estimate."""
+def queues_view(
+    queues: Mapping[str, Queue], now: float, teams: Teams = NO_TEAMS
+) -> list[dict[str, Any]]:
+    """Every queue: depth, how long the first in line has waited, the wait estimate,
+    and the teams that serve it (None: every agent may)."""
+    views = []
+    for name, queue in sorted(queues.items()):
+        serving = teams.serving(name)
+        views.append(
+            {
+                "name": name,
+                "depth": len(queue),
+                "oldest_wait_s": round(oldest_wait(queue, now), 1),
+                "eta_s": queue.eta(len(queue) + 1),
+                "active": queue.active,
+                "teams": None if serving is None else sorted(serving),
+                "skills": dict(queue.config.skills),
+            }
+        )
+    return views
+
+
+def teams_view(teams: Teams, agents: Any) -> list[dict[str, Any]]:
+    """Every team: members, the queues it serves, and which members are logged in."""
+    logged_in = {a.name for a in agents}
     return [
         {
-            "name": name,
-            "depth": len(queue),
-            "oldest_wait_s": round(oldest_wait(queue, now), 1),
-            "eta_s": queue.eta(len(queue) + 1),
-            "active": queue.active,
+            "name": team.name,
+            "description": team.description,
+            "members": sorted(team.members),
+            "queues": sorted(team.queues),
+            "logged_in": sorted(team.members & logged_in),
         }
-        for name, queue in sorted(queues.items())
+        for team in teams
     ]
 
 
@@ -66,6 +93,7 @@ def conversation_view(conv: Conversation, now: float) -> dict[str, Any]:
         "waited_s": round(max(0.0, now - conv.arrival[0]), 1)
         if conv.arrival is not None and conv.waiting
         else None,
+        "routing": conv.decision.to_dict() if conv.decision is not None else None,
     }
 
 
@@ -123,7 +151,7 @@ def summary_view(gateway: Any, agents: Any, now: float) -> dict[str, Any]:
         "server": gateway.config.name,
         "time": now,
         "shutting_down": gateway.shutting_down,
-        "queues": queues_view(gateway.queues, now),
+        "queues": queues_view(gateway.queues, now, gateway.teams),
         "agents": agents_view(agents, now),
         "conversations": conversations_view(gateway.conversations.values(), now),
         "cluster": cluster_view(gateway, now),
@@ -152,6 +180,7 @@ def transcript_json(record: ConversationRecord, messages: Sequence[StoredMessage
             "started": iso(record.started),
             "ended": iso(record.ended),
             "end_reason": record.end_reason,
+            "routing": None if record.routing is None else dict(record.routing),
         },
         "messages": [
             {
@@ -160,6 +189,7 @@ def transcript_json(record: ConversationRecord, messages: Sequence[StoredMessage
                 "agent": m.agent,
                 "text": m.text,
                 "ts": iso(m.ts),
+                "audience": m.audience,
             }
             for m in messages
         ],
@@ -181,7 +211,11 @@ def transcript_text(record: ConversationRecord, messages: Sequence[StoredMessage
     if record.ended is not None:
         header += f", ended {iso(record.ended)} ({record.end_reason or '-'})"
     lines = [_one_line(header)]
+    if record.routing:
+        lines.append(_one_line(f"routing: {Decision.from_dict(record.routing).text()}"))
     for m in messages:
         who = f"agent {m.agent}" if m.sender == "agent" and m.agent else m.sender
+        if m.audience != "all":
+            who += f" (to {m.audience} only)"
         lines.append(f"[{iso(m.ts)}] {_one_line(who)}: {_one_line(m.text)}")
     return "\n".join(lines) + "\n"

@@ -37,15 +37,25 @@ from gateway.admin.service import AdminService
 from gateway.config import Config, ConfigError
 from gateway.core.gateway import Gateway
 from gateway.daemon import Listener, StartupError, release, where, with_backlog, within_deadline
+from gateway.desk.service import ServiceDesk
 from gateway.directory.memory import MemoryDirectory
+from gateway.directory.teams import Teams
 from gateway.metrics import GatewayMetrics
-from gateway.plugins import parts
+from gateway.plugins import adapters, parts
+from gateway.routing.features import grantable_features
+from gateway.routing.feed import EventFeed
 from gateway.routing.remote import LocalPlans, RemotePlans
 from gateway.routing.rules import RuleSet
 from gateway.store import open_store
 
 # Password checks (scrypt) running at once.
 PASSWORD_CHECKS = 2
+
+
+def load_rules(config: Config) -> RuleSet:
+    """The routing rules file, checked against the features the protocols can grant."""
+    grantable = grantable_features(adapters())
+    return RuleSet.load(config.rules_file, queues=config.queues, grantable=grantable)
 
 
 class _FirewallFirst:
@@ -98,6 +108,7 @@ class GatewayService(MultiService):
             raise StartupError(str(e)) from None
         self.outbound = FirewalledReactor(reactor, self.firewall)
         self._checks = DeferredSemaphore(PASSWORD_CHECKS)
+        self.feed = self._feed(config, self.outbound)
         self.gateway = Gateway(
             config,
             store=self.store,
@@ -108,9 +119,17 @@ class GatewayService(MultiService):
             metrics=self.metrics,
             text_filter=self.firewall.translate_text,
             node=self.cluster.name if self.cluster else "",
+            events=self.feed,
         )
         if self.cluster is not None:
             self.cluster.attach(self.gateway)
+        if self.feed is not None:
+            self.feed.snapshot = self.gateway.feed_snapshot
+        try:
+            # The service desk, in the same database (its writes in the store's order).
+            self.desk = ServiceDesk(self.gateway, self.store).attach()
+        except ConfigError as e:
+            raise StartupError(str(e)) from None
         found = parts()
         # Bound listening ports: (listener kind, endpoint string, port).
         self.ports: list[tuple[str, str, Any]] = []
@@ -193,7 +212,7 @@ class GatewayService(MultiService):
     def _plans(config: Config, reactor):
         """Local rules, or the routing server with the local rules as its fallback."""
         try:
-            rules = RuleSet.load(config.rules_file, queues=config.queues)
+            rules = load_rules(config)
         except ConfigError as e:
             raise StartupError(str(e)) from None
         if not config.remote_url:
@@ -204,6 +223,21 @@ class GatewayService(MultiService):
             local=rules,
             reactor=reactor,
             deadline_s=config.remote_deadline_s,
+            gateway=config.name,
+            hold_s=config.offer_timeout_s,
+        )
+
+    def _feed(self, config: Config, reactor: Any) -> EventFeed | None:
+        """The routing server's event feed, when there is a routing server."""
+        if not config.remote_url:
+            return None
+        return EventFeed(
+            config.remote_url,
+            config.remote_token,
+            reactor=reactor,
+            gateway_name=config.name,
+            max_events=config.feed_max_events,
+            registry=self.metrics.registry,
         )
 
     def _verify_password(self, password: str, stored: str | None) -> Deferred[bool]:
@@ -245,7 +279,7 @@ class GatewayService(MultiService):
         A bad file is logged and changes nothing (the running rules stay).
         """
         try:
-            rules = RuleSet.load(self.config.rules_file, queues=self.config.queues)
+            rules = load_rules(self.config)
         except ConfigError as e:
             self._log.error("routing rules not reloaded: {error}", error=str(e))
             return False
@@ -257,10 +291,24 @@ class GatewayService(MultiService):
         self._log.info("routing rules reloaded from {source}", source=rules.source)
         return True
 
+    def reload_teams(self) -> Deferred:
+        """Read teams and the queues they serve from the database; fires with the Teams."""
+
+        def loaded(records: list) -> Teams:
+            teams = Teams.of(records)
+            self.gateway.set_teams(teams)
+            return teams
+
+        return self.store.teams().addCallback(loaded)
+
+    def _reload_teams_logged(self) -> None:
+        self.reload_teams().addErrback(lambda f: self._log.failure("loading teams failed", f))
+
     def _hangup(self, signum, frame) -> None:
         # Signal handlers must not touch the reactor's state directly.
         self._reactor.callFromThread(self.reload_rules)
         self._reactor.callFromThread(self.firewall.reload_in_thread, self._reactor)
+        self._reactor.callFromThread(self._reload_teams_logged)
 
     def startService(self) -> None:
         """Open the store, then let the core serve."""
@@ -277,6 +325,11 @@ class GatewayService(MultiService):
                 f"gateway.data_dir: cannot open the database in {self.config.data_dir}: {e}"
             ) from None
         self.admin.prepare()
+        # Teams first: the writer answers in order, so the restore below routes with them.
+        self._reload_teams_logged()
+        self.desk.start().addErrback(
+            lambda f: self._log.failure("starting the service desk failed", f)
+        )
         if self.cluster is None:
             # What a kill or crash left open: held for resuming, or marked interrupted.
             # (In a cluster, a lost node's conversations are taken by a survivor.)
@@ -304,11 +357,14 @@ class GatewayService(MultiService):
         if self.cluster is not None:
             # Hand conversations to the other nodes (a rolling upgrade), then leave.
             yield self.cluster.leave()
+        self.desk.stop()
         self.gateway.shutdown()
         yield super().stopService()
         plans = self.gateway.dispatcher.plans
         if isinstance(plans, RemotePlans):
             yield plans.close()
+        if self.feed is not None:
+            yield self.feed.close()
         yield self.store.close()
         self._log.info("imgateway stopped")
         self.admin.close_json_log()

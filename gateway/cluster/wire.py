@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import Any
 
 import attrs
@@ -9,21 +11,10 @@ import attrs
 from gateway.core import events as ev
 from gateway.core.errors import BadRequest, GatewayError, InternalError, NotAllowed, Unavailable
 
-_EVENTS = {
-    cls.__name__: cls
-    for cls in (
-        ev.Prompt,
-        ev.Queued,
-        ev.Connected,
-        ev.Message,
-        ev.Receipt,
-        ev.Typing,
-        ev.Ended,
-        ev.Offer,
-        ev.Revoked,
-        ev.Notice,
-    )
-}
+# Every event kind the core has (attrs classes of gateway.core.events), by name.
+_KINDS = {name: cls for name, cls in vars(ev).items() if isinstance(cls, type) and attrs.has(cls)}
+for _cls in _KINDS.values():
+    attrs.resolve_types(_cls, vars(ev))
 _ERRORS = {cls.code: cls for cls in (BadRequest, NotAllowed, Unavailable, InternalError)}
 
 
@@ -37,16 +28,28 @@ def encode_event(event: Any) -> dict[str, Any]:
 def decode_event(data: dict[str, Any]) -> Any:
     """The event :func:`encode_event` made; KeyError or TypeError if it is not one."""
     values = dict(data)
-    cls = _EVENTS[values.pop("kind")]
-    if cls is ev.Offer:
-        card = dict(values["customer"])
-        card["client"] = ev.ClientInfo(**card["client"])
-        values["customer"] = ev.CustomerCard(**card)
-    elif cls is ev.Connected:
-        values["history"] = tuple(ev.HistoryEntry(**h) for h in values.get("history", ()))
-    elif cls is ev.Prompt:
-        values["choices"] = tuple(ev.Choice(**c) for c in values.get("choices", ()))
-    return cls(**values)
+    return _build(_KINDS[values.pop("kind")], values)
+
+
+def _build(cls: type, values: dict[str, Any]) -> Any:
+    fields = {f.name: f.type for f in attrs.fields(cls)}
+    return cls(**{name: _value(fields[name], value) for name, value in values.items()})
+
+
+def _value(kind: Any, value: Any) -> Any:
+    """``value`` (plain JSON) as the field type ``kind`` wants it."""
+    if value is None:
+        return None
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(kind) if a is not type(None)]
+        return _value(options[0], value) if len(options) == 1 else value
+    if origin in (tuple, frozenset):
+        item = typing.get_args(kind)[0]
+        return origin(_value(item, v) for v in value)
+    if isinstance(kind, type) and attrs.has(kind):
+        return _build(kind, value)
+    return value
 
 
 def encode_error(error: GatewayError) -> dict[str, str]:

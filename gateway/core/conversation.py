@@ -33,6 +33,8 @@ class PendingOffer:
     conversation: Conversation
     agent: str
     timer: Any = None
+    # Why this agent (gateway.core.events.Decision).
+    decision: Any = None
 
 
 @attrs.define(eq=False)
@@ -54,7 +56,8 @@ class Conversation:
     agent: Any = None
     # Offers ringing now, by id (several with the broadcast strategy).
     offers: dict[str, PendingOffer] = attrs.field(factory=dict)
-    routing: bool = False
+    # True while a plan is asked for; a requeue's token while it is asked again.
+    routing: Any = False
     # The matching engine's view while waiting, and the timer of its plan step.
     task: Any = None
     step_timer: Any = None
@@ -72,6 +75,17 @@ class Conversation:
     # resume by instead (gateway.core.resume).
     resume_hash: str | None = None
     resume_key: str | None = None
+    # The routing decision behind the current (or last) offer or agent.
+    decision: Any = None
+    # What the gateway converts for the current agent (gateway.routing.translate).
+    translated: frozenset[str] = frozenset()
+    # The customer's own address on an IM server that can carry the conversation
+    # without the gateway (component and bot modes), for redirect hosting; never shown.
+    address: str | None = None
+    # The customer's verified identity (an XMPP account, a site's signed id...), and
+    # their earlier conversations the desk found by it (gateway.desk.history).
+    customer_id: str | None = None
+    past: tuple = ()
 
     @property
     def answers(self) -> dict[str, str]:
@@ -101,13 +115,16 @@ class Conversation:
 
 
 class Queue:
-    """Conversations waiting for an agent, in arrival order, with a wait estimate."""
+    """Conversations waiting for an agent, in the order they are served (priority, then
+    arrival), with a wait estimate."""
 
     def __init__(self, config: QueueConfig) -> None:
         self.config = config
         self._waiting: dict[str, Conversation] = {}
-        # Kept sorted by arrival: new arrivals append, requeued ones slot back in.
-        self._order: list[tuple[tuple[float, int], str]] = []
+        # Kept sorted by (-priority, arrival, id), the order the matching engine serves
+        # in: new arrivals go after their priority's line, requeued ones slot back in.
+        self._keys: dict[str, tuple] = {}
+        self._order: list[tuple] = []
         # Average handle time (seconds per conversation), refined as conversations end,
         # and the conversations from this queue agents are handling now.
         self._handle_s = config.expected_wait_s
@@ -124,28 +141,38 @@ class Queue:
     def __contains__(self, conversation: Conversation) -> bool:
         return conversation.id in self._waiting
 
+    @staticmethod
+    def _key(conversation: Conversation) -> tuple:
+        task = conversation.task
+        priority = task.priority if task is not None else 0
+        return (-priority, conversation.arrival, conversation.id)
+
     def add(self, conversation: Conversation) -> None:
-        """Put a conversation in line by its arrival."""
-        if conversation.id in self._waiting:
+        """Put a conversation in line by its priority and arrival (again, if either changed)."""
+        key = self._key(conversation)
+        if self._keys.get(conversation.id) == key:
             return
+        self.remove(conversation)
         self._waiting[conversation.id] = conversation
-        bisect.insort(self._order, (conversation.arrival, conversation.id))
+        self._keys[conversation.id] = key
+        bisect.insort(self._order, key)
 
     def remove(self, conversation: Conversation) -> None:
         """Take a conversation out of line."""
         if self._waiting.pop(conversation.id, None) is not None:
-            key = (conversation.arrival, conversation.id)
+            key = self._keys.pop(conversation.id)
             del self._order[bisect.bisect_left(self._order, key)]
 
     def position(self, conversation: Conversation) -> int:
         """1-based place in line, 0 when not waiting here."""
-        if conversation.id not in self._waiting:
+        key = self._keys.get(conversation.id)
+        if key is None:
             return 0
-        return bisect.bisect_left(self._order, (conversation.arrival, conversation.id)) + 1
+        return bisect.bisect_left(self._order, key) + 1
 
     def in_order(self) -> Iterator[Conversation]:
-        """Waiting conversations, first in line first (a snapshot)."""
-        return iter([self._waiting[cid] for _, cid in self._order])
+        """Waiting conversations, first served first (a snapshot)."""
+        return iter([self._waiting[key[2]] for key in self._order])
 
     def eta(self, position: int) -> int:
         """Estimated seconds until a customer at ``position`` is connected."""

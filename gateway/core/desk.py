@@ -25,7 +25,7 @@ from gateway.directory.records import AVAILABLE, OFFLINE, STATUSES, AgentPresenc
 AGENT_DROPPED = "Your agent was disconnected. We are connecting you with another agent."
 TRANSFERRED = "You are being transferred to another agent. Please stay with us."
 REDIRECTED = "{alias} will continue with you directly at {address}. Please write there."
-REDIRECTING = "Customer {alias} ({address}) will write to you directly; the gateway stepped out."
+REDIRECTING = "Customer {alias} will write to you directly at {address}; the gateway stepped out."
 
 
 @implementer(IDesk)
@@ -74,6 +74,7 @@ class Desk:
             addresses=tuple(record.addresses),
             features=frozenset(features),
             node=core.node,
+            teams=core.teams.teams_of(record.name),
         )
         if cluster is not None:
             agent = cluster.local_agent(presence, session, core.publish)
@@ -81,7 +82,9 @@ class Desk:
             agent = LiveAgent(presence, session, core.publish)
         session.agent = agent
         core.local.add(agent)
+        core.events.emit("agent_login", record.name, self.dispatcher.agent_facts(presence))
         core.publish(presence)
+        core.hooks.presence(agent, agent.status)
         self.reattach(agent)
         self.dispatcher.match()
         self._log.info(
@@ -102,6 +105,8 @@ class Desk:
         core = self._core
         core.local.remove(agent)
         agent.retire(status=OFFLINE)
+        core.events.emit("agent_logout", agent.name, {"conversations": len(agent.conversations)})
+        core.hooks.logged_out(agent)
         self._log.info("agent {agent} left", agent=agent.name)
         core.write(core.directory.withdraw(agent.name, session.id))
         self.dispatcher.agent_left(agent)
@@ -114,7 +119,7 @@ class Desk:
                 continue
             self.leave(conv, agent)
             self.relay.system_line(conv, AGENT_DROPPED)
-            self.dispatcher.requeue(conv)
+            self.dispatcher.requeue(conv, reason="agent_dropped")
         self.dispatcher.match()
 
     # -- presence ----------------------------------------------------------------
@@ -131,6 +136,7 @@ class Desk:
         else:
             agent.change(status=status)
         self._log.info("agent {agent} is {status}", agent=agent.name, status=status)
+        self._core.hooks.presence(agent, status)
         self.dispatcher.match()
 
     # -- offers ----------------------------------------------------------------------
@@ -145,37 +151,44 @@ class Desk:
         agent.joined(conv.id, conv.protocol)
         relay = self.relay
         relay.cancel_timer(conv)
+        routing = conv.decision.to_dict() if conv.decision is not None else None
         self._core.write(
-            self._core.store.update_conversation(conv.id, state=CONNECTED, agent=agent.name)
+            self._core.store.update_conversation(
+                conv.id, state=CONNECTED, agent=agent.name, routing=routing
+            )
         )
         self._log.info("{agent} accepted {conversation}", agent=agent.name, conversation=conv.id)
         if self._redirect(conv, agent):
             return
         relay.deliver(conv.customer, ev.Connected(conv.id, agent.alias))
-        relay.deliver(agent, ev.Connected(conv.id, conv.alias, tuple(conv.history)))
+        relay.deliver(agent, ev.Connected(conv.id, conv.alias, tuple(conv.history), past=conv.past))
         self.holding.tell_if_away(conv)
         self.dispatcher.match()
 
     def _redirect(self, conv: Conversation, agent: LiveAgent) -> bool:
-        """Redirect hosting: hand each side the other's public address and step out.
+        """Redirect hosting: give the customer the agent's public address and step out.
 
-        Only where the queue asks for it and both sides are on the same IM network
-        (the customer's key is its address there, and the agent has one there too).
+        Only where the queue asks for it and an IM server can carry the conversation:
+        the customer came through one (component or bot mode: ``conv.address``) on
+        which the agent has an address too. The gateway's own listeners cannot: there
+        the customer would be sent to an address that does not exist. The agent is
+        told the customer's alias, never its address: the customer writes first.
         """
         if self._core.queues[conv.queue].config.hosting != "redirect":
             return False
-        prefix = f"{conv.protocol}:"
-        theirs = [a for a in agent.addresses if a.startswith(prefix)]
-        if not theirs or not (conv.key or "").startswith(prefix):
+        scheme = (conv.address or "").partition(":")[0]
+        theirs = [a for a in agent.addresses if scheme and a.startswith(f"{scheme}:")]
+        if not theirs:
             return False
         self._log.info(
             "conversation {conversation} redirected to {agent}'s own address",
             conversation=conv.id,
             agent=agent.name,
         )
+        self._core.events.emit("redirected", conv.id, {"agent": agent.name})
         relay = self.relay
         relay.system_line(conv, REDIRECTED.format(alias=agent.alias, address=theirs[0]))
-        relay.deliver(agent, ev.Notice(REDIRECTING.format(alias=conv.alias, address=conv.key)))
+        relay.deliver(agent, ev.Notice(REDIRECTING.format(alias=conv.alias, address=theirs[0])))
         relay.end(conv, "agent")
         self._core.write(self._core.store.update_conversation(conv.id, end_reason="redirected"))
         return True
@@ -211,6 +224,11 @@ class Desk:
             conversation=conv.id,
             target=queue or agent,
         )
+        self._core.events.emit(
+            "transferred",
+            conv.id,
+            {"agent": session.name, "to_queue": queue, "to_agent": agent, "by": "agent"},
+        )
         self.leave(conv, session.agent)
         self.relay.deliver(session.agent, ev.Ended(conv.id, "agent"))
         conv.declined.add(session.name)
@@ -222,7 +240,7 @@ class Desk:
         conv.target_agent = agent
         self.relay.system_line(conv, TRANSFERRED)
         # A bot handing over means "a person, please": no bot takes it back.
-        self.dispatcher.requeue(conv, queue, people_only=session.agent.bot)
+        self.dispatcher.requeue(conv, queue, people_only=session.agent.bot, reason="transfer")
 
     def leave(self, conv: Conversation, agent: LiveAgent) -> None:
         """The agent is no longer in the conversation; wrap-up time may follow."""
@@ -236,6 +254,7 @@ class Desk:
             self._core.metrics.handle_seconds.labels(conv.queue).observe(now - conv.connected_at)
             conv.connected_at = None
         self.dispatcher.remember_agent(conv, agent.name)
+        self._core.hooks.left(conv, agent)
         live = agent.session is not None and not agent.session.gone
         if self._config.wrap_up_s and not agent.wrapping_up and live:
             agent.change(wrapping_up=True)
@@ -244,7 +263,7 @@ class Desk:
             self.dispatcher.match()
 
     def _wrapped_up(self, agent: LiveAgent) -> None:
-        if agent.session.gone:
+        if agent.session.gone or not self._core.hooks.wrap_up_over(agent):
             return
         agent.change(wrapping_up=False)
         self.dispatcher.match()

@@ -8,11 +8,10 @@ accepted conversation back to the gateway core.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 import attrs
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -23,10 +22,26 @@ from gateway.core.agents import LiveAgent
 from gateway.core.context import Core
 from gateway.core.conversation import CONNECTED, ENDED, OFFERED, QUEUED, Conversation, PendingOffer
 from gateway.core.errors import NotAllowed
+from gateway.core.planning import (
+    Sticky,
+    agent_facts,
+    checked_assignment,
+    customer_of,
+    decision_of,
+    routed_fields,
+)
 from gateway.core.ports import IDispatch, IRelay
 from gateway.directory.records import AVAILABLE, AWAY, AgentPresence
 from gateway.routing.engine import Engine, Task
-from gateway.routing.plan import FALLBACK, Customer, Plan, Target
+from gateway.routing.plan import (
+    FALLBACK,
+    NEW,
+    REQUEUE,
+    TRANSFER,
+    Plan,
+    PlanRequest,
+    Target,
+)
 
 WAIT_TIMEOUT = "We are sorry, no agent could take your conversation in time."
 NO_AGENTS = "We are sorry, no agents are available right now. Please try again later."
@@ -34,9 +49,6 @@ QUEUE_FULL = "We are sorry, too many customers are waiting. Please try again lat
 CLOSED = "We are closed right now. Please come back during our opening hours."
 NOT_COMPATIBLE = "We are sorry, no agent can take a conversation from your IM software now."
 SET_AWAY = "You missed {n} offers in a row, so you were set away. Set yourself available again."
-
-# Returning customers remembered for sticky routing, at most.
-STICKY_MEMORY = 100_000
 
 
 @implementer(IDispatch)
@@ -51,20 +63,45 @@ class Dispatcher:
         self._clock = core.clock
         self._queues = core.queues
         self.plans = plans
-        self.engine = Engine(self._config.queue_for_topic)
+        self.engine = Engine(self._config.queue_for_topic, self._serves)
         self.offers: dict[str, PendingOffer] = {}
-        self._recent: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._sticky = Sticky(self._config.sticky_s)
         self._matching = False
         self._changed_queues: set[str] = set()
         # Conversations whose offer could not be reserved (Redis away), to retry.
         self._parked: list[Conversation] = []
+        # Each agent's status as last seen: a change may change the waits promised.
+        self._statuses: dict[str, str | None] = {}
         self.relay: IRelay = None
         # The engine is fed from the directory: this node's agents and, in a
         # cluster, everyone's.
         core.directory.watch(self._presence_changed)
 
+    def _serves(self, queue: str, agent: AgentPresence) -> bool:
+        """Queues own agents: the teams serving ``queue`` and its skills admit ``agent``."""
+        if not self._core.teams.serves(agent.teams, queue):
+            return False
+        config = self._queues[queue].config if queue in self._queues else None
+        skills = config.skills if config is not None else {}
+        return all(agent.skills.get(s, -1) >= level for s, level in skills.items())
+
+    def _free(self, name: str) -> bool:
+        presence = self._core.view.get(name)
+        return presence is not None and presence.has_room
+
+    def teams_changed(self) -> None:
+        """Teams or their queues changed: who may serve which queue is worked out again."""
+        self.engine.membership_changed()
+        self.match()
+
     def _presence_changed(self, name: str, presence: AgentPresence | None) -> None:
+        status = presence.status if presence is not None else None
+        if self._statuses.get(name) != status:
+            # Who can serve changed: waits promised (or not) are told again.
+            self._statuses[name] = status
+            self._changed_queues.update(self._queues)
         if presence is None:
+            self._statuses.pop(name, None)
             known = self.engine.agent(name)
             if known is not None:
                 self.engine.agent_left(known)
@@ -76,17 +113,20 @@ class Dispatcher:
 
     # -- entering the queue -----------------------------------------------
 
+    def agent_facts(self, presence: AgentPresence) -> dict[str, Any]:
+        """What the event feed says of an agent at login (skills, teams, queues served)."""
+        return agent_facts(presence, sorted(q for q in self._queues if self._serves(q, presence)))
+
     def route(self, conv: Conversation) -> None:
         """The interview is done: classify the conversation, then queue it."""
-        customer = Customer.of(
-            protocol=conv.protocol,
-            client=conv.client.name,
-            version=conv.client.version,
-            answers=conv.answers,
-        )
         conv.routing = True
         started = self._clock.seconds()
-        d = maybeDeferred(self.plans.plan, customer)
+        request = PlanRequest(
+            conversation=conv.id, reason=NEW, queue=self._config.queue_for_topic(conv.topic)
+        )
+        # The desk may first look the customer up (their history, for the offer).
+        d = self._core.hooks.before_route(conv) or succeed(None)
+        d.addCallback(lambda _: self.plans.plan(customer_of(conv), request))
         d.addCallback(self._planned, conv, started)
         d.addErrback(self._plan_failed, conv, started)
 
@@ -113,7 +153,9 @@ class Dispatcher:
             rule=plan.rule,
             reason=plan.reason,
         )
-        plan = self._with_sticky(conv, plan)
+        plan = checked_assignment(plan, self._free)
+        self._core.events.emit("routed", conv.id, routed_fields(plan))
+        plan = self._sticky.first(conv, plan, self._clock.seconds())
         task = Task(
             id=conv.id,
             plan=plan,
@@ -134,53 +176,104 @@ class Dispatcher:
                 task.requires = frozenset()
         self._place(conv, self.engine.queue_of(task))
 
-    def _with_sticky(self, conv: Conversation, plan: Plan) -> Plan:
-        """Put the customer's previous agent first, for routing.sticky_s."""
-        if not self._config.sticky_s or not conv.key:
-            return plan
-        last = self._recent.get(conv.key)
-        if last is None or self._clock.seconds() - last[1] > self._config.sticky_s:
-            return plan
-        first = Target(
-            queue=plan.targets[0].queue,
-            agents=frozenset({last[0]}),
-            timeout_s=self._config.sticky_s,
-        )
-        return attrs.evolve(plan, targets=(first, *plan.targets))
-
     def remember_agent(self, conv: Conversation, agent: str) -> None:
         """Note who served this customer, for sticky routing."""
-        if not self._config.sticky_s or not conv.key:
-            return
-        self._recent[conv.key] = (agent, self._clock.seconds())
-        self._recent.move_to_end(conv.key)
-        while len(self._recent) > STICKY_MEMORY:
-            self._recent.popitem(last=False)
+        self._sticky.remember(conv, agent, self._clock.seconds())
 
     def requeue(
-        self, conv: Conversation, queue: str | None = None, *, people_only: bool = False
+        self,
+        conv: Conversation,
+        queue: str | None = None,
+        *,
+        people_only: bool = False,
+        reason: str = "requeue",
     ) -> None:
-        """Back in line after an agent dropped or transferred it (keeping its place)."""
+        """Back in line after an agent dropped or transferred it (keeping its place).
+
+        A transfer to a named colleague is decided here; otherwise the plan source is
+        asked again (a routing server re-plans with its live state), with the plan the
+        gateway would follow as the fallback: the same plan at the same target after a
+        drop, one target in the named queue after a transfer there.
+        """
         if conv.task is None:
             self.route(conv)
             return
+        task = conv.task
+        plan = task.plan
         if queue is not None:
-            # A transfer to a queue: one target there, any agent of it.
-            plan = conv.task.plan
+            # A transfer to a queue: one target there, the queue's members.
             target = Target(queue=queue, bots=False if people_only else None)
-            conv.task.plan = attrs.evolve(plan, targets=(target,), reason="transfer")
-            conv.task.step = 0
-        if conv.target_agent is not None:
-            plan = conv.task.plan
+            plan = attrs.evolve(plan, targets=(target,), reason="transfer")
+        named = conv.target_agent
+        self._core.events.emit(
+            "requeued", conv.id, {"reason": reason, "queue": queue, "to_agent": named}
+        )
+        if named is not None:
             # Should the colleague go away unanswering, the plan goes on after a while.
             first = Target(
                 queue=conv.queue,
-                agents=frozenset({conv.target_agent}),
+                agents=frozenset({named}),
                 timeout_s=2 * self._config.offer_timeout_s,
             )
-            conv.task.plan = attrs.evolve(plan, targets=(first, *plan.targets), reason="transfer")
-            conv.task.step = 0
-        self._place(conv, self.engine.queue_of(conv.task))
+            plan = attrs.evolve(plan, targets=(first, *plan.targets), reason="transfer")
+            self._replan(conv, plan, keep_step=False)
+            return
+        token = conv.routing = object()
+        conv.state = QUEUED
+        request = PlanRequest(
+            conversation=conv.id,
+            reason=TRANSFER if queue is not None else REQUEUE,
+            queue=queue or conv.queue,
+            people_only=people_only,
+            exclude=frozenset(task.exclude),
+            fallback=plan,
+        )
+        started = self._clock.seconds()
+        d = maybeDeferred(self.plans.plan, customer_of(conv), request)
+        d.addErrback(self._replan_failed, conv, plan)
+        why = request.reason
+        d.addCallback(self._replanned, conv, token, plan, queue is None, started, why)
+
+    def _replan_failed(self, failure: Failure, conv: Conversation, plan: Plan) -> Plan:
+        self._log.failure("no new plan for {conversation}", failure, conversation=conv.id)
+        return plan
+
+    def _replanned(
+        self,
+        plan: Plan,
+        conv: Conversation,
+        token: object,
+        own: Plan,
+        keep_step: bool,
+        started: float,
+        why: str,
+    ) -> None:
+        if conv.routing is not token:
+            return  # a later requeue (or the end) took over
+        conv.routing = False
+        metrics = self._core.metrics
+        metrics.decision_seconds.observe(max(0.0, self._clock.seconds() - started))
+        metrics.decisions.labels(plan.source).inc()
+        if conv.state == ENDED:
+            return
+        plan = checked_assignment(plan, self._free)
+        self._core.events.emit("routed", conv.id, routed_fields(plan, why))
+        if plan is not own:
+            self._log.info(
+                "conversation {conversation} re-planned by {source} rules: rule {rule} ({reason})",
+                conversation=conv.id,
+                source=plan.source,
+                rule=plan.rule,
+                reason=plan.reason,
+            )
+        self._replan(conv, plan, keep_step=keep_step and plan.targets == own.targets)
+
+    def _replan(self, conv: Conversation, plan: Plan, *, keep_step: bool) -> None:
+        task = conv.task
+        task.plan = plan
+        if not keep_step:
+            task.step = 0
+        self._place(conv, self.engine.queue_of(task))
 
     def _place(self, conv: Conversation, queue_name: str) -> None:
         """Put the conversation in a queue, honouring its hours and limits."""
@@ -208,6 +301,7 @@ class Dispatcher:
             self.relay.system_line(conv, NO_AGENTS)
             self.relay.end(conv, "no_agents")
             return
+        conv.decision = decision_of(conv, queue_name)
         self._core.write(
             self._core.store.update_conversation(
                 conv.id,
@@ -216,6 +310,7 @@ class Dispatcher:
                 topic=conv.topic,
                 identity=dict(conv.answers),
                 agent=None,
+                routing=conv.decision.to_dict(),
             )
         )
         if conv.queue is not None and conv.queue != queue_name:
@@ -229,6 +324,17 @@ class Dispatcher:
         queue.add(conv)
         self._changed_queues.add(queue_name)
         self.relay.start_timer(conv, queue.config.max_wait_s, self._wait_timed_out)
+        self._core.events.emit(
+            "queued",
+            conv.id,
+            {
+                "queue": queue_name,
+                "priority": conv.task.priority,
+                "rule": conv.task.plan.rule,
+                "target": conv.task.step + 1,
+                "arrival": conv.arrival[0],
+            },
+        )
         self._log.info(
             "conversation {conversation} queued in {queue} (rule {rule}, priority {priority})",
             conversation=conv.id,
@@ -274,6 +380,7 @@ class Dispatcher:
             step=task.step + 1,
             rule=task.plan.rule,
         )
+        self._core.events.emit("escalated", conv.id, {"target": task.step + 1, "queue": queue})
         if queue != conv.queue:
             self.engine.remove(task)
             self._place(conv, queue)
@@ -323,7 +430,13 @@ class Dispatcher:
 
     def _offer(self, conv: Conversation, agent: LiveAgent) -> None:
         timeout = self._config.offer_timeout_s
-        offer = PendingOffer(id=self._core.ids.offer(), conversation=conv, agent=agent.name)
+        decision = decision_of(conv, conv.queue)
+        lacking = conv.task.plan.requires - agent.presence.capabilities
+        if lacking:
+            decision = attrs.evolve(decision, translated=tuple(sorted(lacking)))
+        offer = PendingOffer(
+            id=self._core.ids.offer(), conversation=conv, agent=agent.name, decision=decision
+        )
         offer.timer = self._clock.callLater(timeout, self._offer_lapsed, offer)
         self.offers[offer.id] = offer
         agent.offered(offer.id)
@@ -331,6 +444,16 @@ class Dispatcher:
         conv.task.ringing.add(agent.name)
         conv.state = OFFERED
         self._core.metrics.offers.inc()
+        self._core.events.emit(
+            "offered",
+            conv.id,
+            {
+                "agent": agent.name,
+                "offer": offer.id,
+                "target": decision.target,
+                "strategy": decision.strategy,
+            },
+        )
         plan = conv.task.plan
         self._log.info(
             "offered {conversation} to {agent} (rule {rule}, target {step}, {strategy},"
@@ -350,8 +473,9 @@ class Dispatcher:
             client=conv.client,
             topic=conv.topic,
             identity={k: v for k, v in conv.answers.items() if k != "topic"},
+            history=conv.past,
         )
-        event = ev.Offer(offer.id, conv.id, round(timeout), card)
+        event = ev.Offer(offer.id, conv.id, round(timeout), card, decision)
         cluster = self._core.cluster
         if cluster is None:
             self.relay.deliver(agent, event)
@@ -424,6 +548,11 @@ class Dispatcher:
         return offer
 
     def _revoke(self, offer: PendingOffer, reason: str) -> None:
+        self._core.events.emit(
+            "revoked",
+            offer.conversation.id,
+            {"agent": offer.agent, "offer": offer.id, "reason": reason},
+        )
         agent = self._agent(offer.agent)
         if agent is not None:
             self.relay.deliver(agent, ev.Revoked(offer.id, reason))
@@ -432,6 +561,7 @@ class Dispatcher:
         offer.timer = None
         conv = offer.conversation
         self._core.metrics.timeouts.inc()
+        self._core.events.emit("lapsed", conv.id, {"agent": offer.agent, "offer": offer.id})
         self._take_offer(offer)
         self._revoke(offer, "timeout")
         conv.task.exclude.add(offer.agent)
@@ -477,12 +607,20 @@ class Dispatcher:
         if agent.lapses:
             agent.change(lapses=0)
         self.withdraw(conv)
+        conv.decision = offer.decision
+        conv.translated = frozenset(offer.decision.translated) if offer.decision else frozenset()
         self._queues[conv.queue].active += 1
         conv.connected_at = self._clock.seconds()
         self._core.metrics.accepts.inc()
+        waited = None
         if conv.arrival is not None:
             waited = max(0.0, conv.connected_at - conv.arrival[0])
             self._core.metrics.wait_seconds.labels(conv.queue).observe(waited)
+        self._core.events.emit(
+            "accepted",
+            conv.id,
+            {"agent": agent.name, "offer": offer.id, "queue": conv.queue, "waited_s": waited},
+        )
         return conv
 
     def reject(self, session: Any, offer_id: str) -> None:
@@ -491,6 +629,7 @@ class Dispatcher:
         conv = offer.conversation
         self._take_offer(offer)
         self._core.metrics.rejects.inc()
+        self._core.events.emit("rejected", conv.id, {"agent": session.name, "offer": offer.id})
         if session.agent.lapses:
             session.agent.change(lapses=0)
         conv.task.exclude.add(session.name)
@@ -525,10 +664,34 @@ class Dispatcher:
 
     def _send_positions(self) -> None:
         changed, self._changed_queues = self._changed_queues, set()
+        servable: dict[Any, bool] = {}
         for name in changed:
             queue = self._queues[name]
             for position, conv in enumerate(queue.in_order(), 1):
-                current = (position, queue.eta(position))
+                current = (position, self._eta(queue, conv, position, servable))
                 if conv.last_sent_position != current and conv.state != CONNECTED:
                     conv.last_sent_position = current
                     self.relay.deliver(conv.customer, ev.Queued(*current))
+
+    def _eta(self, queue: Any, conv: Conversation, position: int, servable: dict) -> int | None:
+        """The wait to promise at ``position``; None while no logged-in agent can serve
+        the conversation's current target (``servable`` caches the answer per pool)."""
+        pool = conv.task.pool if conv.task is not None else None
+        if pool is None:
+            return None
+        can = servable.get(pool)
+        if can is None:
+            view = self._core.view
+            can = servable[pool] = any(
+                (a := view.get(name)) is not None and a.status == AVAILABLE for name in pool.members
+            )
+        return queue.eta(position) if can else None
+
+    def queued(self, conv: Conversation) -> ev.Queued | None:
+        """Where a waiting conversation stands now (None when it is not in line)."""
+        queue = self._queues.get(conv.queue) if conv.queue is not None else None
+        position = queue.position(conv) if queue is not None else 0
+        if not position:
+            return None
+        conv.last_sent_position = (position, self._eta(queue, conv, position, {}))
+        return ev.Queued(*conv.last_sent_position)

@@ -36,8 +36,10 @@ from gateway.core.relay import Relay
 from gateway.core.sessions import AgentSession, CustomerSession
 from gateway.core.throttle import LoginThrottle
 from gateway.directory.interfaces import IAgentDirectory
+from gateway.directory.teams import Teams
 from gateway.metrics import GatewayMetrics
-from gateway.routing.interfaces import IRouter
+from gateway.routing.feed import agent_state
+from gateway.routing.interfaces import IEventSink, IRouter
 from gateway.store.interfaces import IStore
 from gateway.store.records import AgentRecord
 
@@ -67,6 +69,7 @@ class Gateway:
         text_filter: Callable[[str], str] | None = None,
         delivery: IDelivery | None = None,
         node: str = "",
+        events: IEventSink | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics if metrics is not None else GatewayMetrics()
@@ -83,11 +86,14 @@ class Gateway:
             metrics=self.metrics,
             text_filter=text_filter,
             node=node,
+            **({"events": events} if events is not None else {}),
         )
         self.relay = Relay(core)
         self.desk = Desk(core)
         self.dispatcher = Dispatcher(core, plans)
         self.holder = Holder(core)
+        # The service desk's agent actions (gateway.desk), once one is attached.
+        self.service_desk: Any = None
         for part in (self.relay, self.desk, self.dispatcher, self.holder):
             part.relay, part.desk = self.relay, self.desk
             part.dispatcher, part.holding = self.dispatcher, self.holder
@@ -127,6 +133,48 @@ class Gateway:
         """True once shutdown() began: newcomers are refused."""
         return self.core.shutting_down
 
+    @property
+    def teams(self) -> Teams:
+        """Who serves which queue (gateway.directory.teams)."""
+        return self.core.teams
+
+    def set_teams(self, teams: Teams) -> None:
+        """Teams were (re)loaded: agents' memberships and the queues they serve change."""
+        self.core.teams = teams
+        for agent in self.core.local:
+            mine = teams.teams_of(agent.name)
+            if agent.presence.teams != mine:
+                agent.change(teams=mine)
+                facts = self.dispatcher.agent_facts(agent.presence)
+                self.core.events.emit("agent_teams", agent.name, facts)
+        self._log.info(
+            "teams: {count} ({names})", count=len(teams), names=", ".join(teams.names) or "none"
+        )
+        self.dispatcher.teams_changed()
+
+    def feed_snapshot(self) -> dict[str, Any]:
+        """This gateway's live state for the routing server's feed (when it asks)."""
+        dispatcher = self.dispatcher
+        agents = [
+            {"agent": a.name, **dispatcher.agent_facts(a.presence), **agent_state(a.presence)}
+            for a in self.core.local
+        ]
+        conversations = []
+        for conv in self.relay.conversations.values():
+            task = conv.task
+            conversations.append(
+                {
+                    "conversation": conv.id,
+                    "state": conv.state,
+                    "queue": conv.queue,
+                    "agent": conv.agent.name if conv.agent is not None else None,
+                    "priority": task.priority if task is not None else 0,
+                    "arrival": conv.arrival[0] if conv.arrival is not None else None,
+                    "started": conv.started,
+                }
+            )
+        return {"agents": agents, "conversations": conversations}
+
     def restore(self) -> Deferred:
         """Take back what the store says was open when the gateway last stopped.
 
@@ -161,6 +209,9 @@ class Gateway:
         key: str | None = None,
         resume: str | None = None,
         resume_key: str | None = None,
+        verified: Mapping[str, str] | None = None,
+        address: str | None = None,
+        customer_id: str | None = None,
     ) -> CustomerSession:
         """A customer connected: open a conversation and start the interview.
 
@@ -169,6 +220,14 @@ class Gateway:
         is held (see gateway.core.resume) takes it back instead, found by the ``resume``
         token it was given or else by ``resume_key`` (default: ``key``), an address
         that names the same person (IRC: nick and ident, not just the ident).
+        ``verified`` are identity details the connection proved (an attached IM
+        server's account, a site-signed identity): routing rules trust them as
+        ``account`` where customer claims are not. ``address`` is where the customer
+        can be written to on an IM server that carries conversations itself
+        (component and bot modes); redirect hosting hands only such customers over.
+        ``customer_id`` is an identity the adapter issued and the customer presented
+        (a JSON-IM customer token); the service desk recognises a returning customer by
+        it, or else by a verified ``account``, ``id`` or ``email``.
         """
         refused = self._refusing()
         if refused:
@@ -189,6 +248,9 @@ class Gateway:
             answers=answers,
             key=key,
             resume_key=resume_key,
+            verified=verified,
+            address=address,
+            customer_id=customer_id,
         )
 
     def agent_login(
@@ -383,9 +445,14 @@ class Gateway:
             conversation=conv.id,
             target=queue or agent,
         )
+        self.core.events.emit(
+            "transferred",
+            conv.id,
+            {"agent": None, "to_queue": queue, "to_agent": agent, "by": "supervisor"},
+        )
         self.dispatcher.withdraw(conv, "transferred")
         conv.target_agent = agent
-        self.dispatcher.requeue(conv, queue)
+        self.dispatcher.requeue(conv, queue, reason="transfer")
 
     def set_agent_status(self, name: str, status: str) -> None:
         """A supervisor sets a logged-in agent available, away or offline."""

@@ -122,11 +122,9 @@ class Holder:
             if prompt is not None:
                 relay.deliver(session, prompt)
         elif conv.waiting:
-            queue = self._core.queues[conv.queue]
-            position = queue.position(conv)
-            if position:
-                conv.last_sent_position = (position, queue.eta(position))
-                relay.deliver(session, ev.Queued(*conv.last_sent_position))
+            queued = self.dispatcher.queued(conv)
+            if queued is not None:
+                relay.deliver(session, queued)
         return session
 
     def new_resume_token(self, conv: Conversation, session: Any) -> None:
@@ -170,6 +168,11 @@ class Holder:
                         record.id, state=ENDED, ended=now, end_reason="interrupted"
                     )
                 )
+                self._core.events.emit(
+                    "ended",
+                    record.id,
+                    {"reason": "interrupted", "state": record.state, "agent": record.agent},
+                )
                 self._log.info(
                     "conversation {conversation} interrupted by the restart",
                     conversation=record.id,
@@ -191,6 +194,11 @@ class Holder:
             interview=Interview(self._config.fields, dict(record.identity)),
         )
         absent.conversation = conv
+        self._core.events.emit(
+            "restored",
+            conv.id,
+            {"state": record.state, "queue": record.queue, "agent": record.agent},
+        )
         conv.key = conv.resume_key = key
         conv.resume_hash = token_hash
         # The original arrival keeps the customer's place against later arrivals.
@@ -251,7 +259,7 @@ class Holder:
                 conversation=conv.id,
             )
             conv.state = QUEUED
-            self.dispatcher.requeue(conv)
+            self.dispatcher.requeue(conv, reason="agent_not_back")
 
     def reclaim(self, agent: str) -> list[Conversation]:
         """The restored conversations that waited for ``agent``, who is back."""

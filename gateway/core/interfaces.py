@@ -95,6 +95,9 @@ class IGateway(Interface):
 
     config = Attribute("The gateway's configuration (gateway.config.Config).")
     queues = Attribute("Queues by name.")
+    service_desk = Attribute(
+        "The service desk's actions (gateway.desk.interfaces.IServiceDesk), or None."
+    )
 
     def customer_arrived(
         party,
@@ -106,8 +109,15 @@ class IGateway(Interface):
         key=None,
         resume=None,
         resume_key=None,
+        verified=None,
+        address=None,
+        customer_id=None,
     ):
-        """A customer connected: an ICustomerSession (its conversation opened or resumed)."""
+        """A customer connected: an ICustomerSession (its conversation opened or resumed).
+
+        ``verified``: identity details the connection proved (trusted as ``account``);
+        ``address``: where an attached IM server can carry the conversation directly.
+        """
 
     def agent_login(party, *, protocol, name, password, client, features=frozenset(), address=None):
         """Authenticate an agent by password; a Deferred firing with its IAgentSession."""

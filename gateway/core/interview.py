@@ -45,20 +45,46 @@ def validate(field: FieldConfig, answer: str) -> str | None:
     return answer
 
 
-class Interview:
-    """Walks a customer through the configured fields not already answered."""
+# Where an answer came from, for routing rules that trust only some (gateway.routing.rules):
+INTERVIEW = "interview"  # a configured question, answered and validated
+ACCOUNT = "account"  # verified: the customer's IM server, or the site's signed identity
+CLAIM = "claim"  # anything else the customer's software sent
 
-    def __init__(self, fields: Sequence[FieldConfig], given: Mapping[str, str]) -> None:
+
+class Interview:
+    """Walks a customer through the configured fields not already answered.
+
+    ``verified`` are details the customer's connection proved (an attached IM server's
+    account, a site-signed identity); they win over what the customer gave and are never
+    asked. :attr:`sources` says where each answer came from.
+    """
+
+    def __init__(
+        self,
+        fields: Sequence[FieldConfig],
+        given: Mapping[str, str],
+        verified: Mapping[str, str] | None = None,
+    ) -> None:
         known = {f.name for f in fields}
+        verified = verified or {}
         # Extra identity details the customer offered are kept for the agent.
         self.answers: dict[str, str] = {k: v for k, v in given.items() if k not in known}
+        self.sources: dict[str, str] = dict.fromkeys(self.answers, CLAIM)
         for field in fields:
-            if field.name in given:
+            if field.name in given and field.name not in verified:
                 value = validate(field, given[field.name])
                 if value is not None:
                     self.answers[field.name] = value
+                    self.sources[field.name] = INTERVIEW
+        self.answers.update(verified)
+        self.sources.update(dict.fromkeys(verified, ACCOUNT))
         # Answers given up front that did not validate are asked again.
         self._pending = [f for f in fields if f.name not in self.answers]
+
+    @property
+    def asking(self) -> str | None:
+        """The field the current question asks, if any."""
+        return self._pending[0].name if self._pending else None
 
     @property
     def done(self) -> bool:
@@ -79,5 +105,6 @@ class Interview:
         if value is None:
             return prompt_for(field, retry=True)
         self.answers[field.name] = value
+        self.sources[field.name] = INTERVIEW
         self._pending.pop(0)
         return self.current()

@@ -51,8 +51,12 @@ class IDispatch(Interface):
     def route(conv):
         """The interview is done: classify the conversation, then queue it."""
 
-    def requeue(conv, queue=None, people_only=False):
-        """Back in line after an agent dropped or transferred it."""
+    def requeue(conv, queue=None, people_only=False, reason="requeue"):
+        """Back in line after an agent dropped or transferred it (re-planned where a
+        routing server decides); ``reason`` says why, for the event feed."""
+
+    def agent_facts(presence):
+        """What the event feed says of an agent at login (skills, teams, queues served)."""
 
     def withdraw(conv, reason="customer_left"):
         """The conversation stops waiting: out of queue and engine, its offers revoked."""
@@ -71,6 +75,9 @@ class IDispatch(Interface):
 
     def match():
         """Turn every possible match into offers, then update queue positions."""
+
+    def queued(conv):
+        """The Queued event of where a waiting conversation stands now, or None."""
 
 
 class IDesk(Interface):
@@ -107,3 +114,42 @@ class IHolding(Interface):
     def reclaim(agent):
         """The restored conversations that waited for the agent named ``agent`` (who is
         back): they wait no more, and are returned for the desk to give back."""
+
+
+class IDeskHooks(Interface):
+    """What the core tells the service desk, and the few answers it takes from it."""
+
+    def opened(conv):
+        """A new conversation opened (its customer's verified identity is known)."""
+
+    def before_route(conv):
+        """A Deferred routing waits for (the customer's history, loaded), or None."""
+
+    def relayed(conv, event):
+        """A line (an ev.Message) went between the customer and the agent."""
+
+    def customer_line(conv, entry):
+        """A customer's stored line in a state the relay does not handle itself."""
+
+    def says(session, conversation, text):
+        """An agent's line in a conversation it is not the agent of: a Deferred (the
+        message id), or None when the desk does not take it either."""
+
+    def ending(conv, reason):
+        """The conversation is about to end; True: the desk keeps it going (a survey,
+        a message left) and ends it later itself."""
+
+    def ended(conv, reason):
+        """The conversation ended."""
+
+    def left(conv, agent):
+        """An agent left a conversation (it ended, was transferred, or the agent went)."""
+
+    def wrap_up_over(agent):
+        """The wrap-up time ran out: False keeps the agent in wrap-up (a disposition due)."""
+
+    def presence(agent, status):
+        """An agent's status changed (or it logged in, with its first status)."""
+
+    def logged_out(agent):
+        """An agent logged out."""

@@ -24,11 +24,25 @@ from gateway.core.errors import BadRequest, GatewayError, InternalError, NotAllo
 from gateway.core.interview import Interview
 from gateway.core.ports import IDesk, IDispatch, IHolding, IRelay
 from gateway.core.sessions import CustomerSession
+from gateway.routing import translate
 from gateway.store.errors import StoreBusy
 from gateway.store.records import ConversationRecord, StoredMessage
 
 TYPING_STATES = ("active", "paused")
 ANSWER_TIMEOUT = "This conversation was closed because we did not hear from you."
+
+
+def identity_of(verified: Mapping[str, str] | None) -> str | None:
+    """The identity a returning customer is known by, from what its connection proved:
+    an IM server's account (``xmpp:…``, ``irc:…``), else a site's signed ``id`` or
+    ``email``."""
+    verified = verified or {}
+    if verified.get("account"):
+        return verified["account"]
+    for field in ("id", "email"):
+        if verified.get(field):
+            return f"site-{field}:{verified[field]}"
+    return None
 
 
 def _refused(d: Deferred) -> bool:
@@ -66,8 +80,15 @@ class Relay:
         answers: Mapping[str, str],
         key: str | None,
         resume_key: str | None,
+        verified: Mapping[str, str] | None = None,
+        address: str | None = None,
+        customer_id: str | None = None,
     ) -> CustomerSession:
-        """A new customer: a conversation opened, the interview started."""
+        """A new customer: a conversation opened, the interview started.
+
+        ``verified``: details the connection proved (gateway.core.interview);
+        ``address``: where the customer can be written to directly, for redirect hosting.
+        """
         core = self._core
         session = CustomerSession(self, party, core.ids.session())
         self.customers.add(session)
@@ -81,7 +102,8 @@ class Relay:
             protocol=protocol,
             client=client,
             started=now,
-            interview=Interview(self._config.fields, answers),
+            interview=Interview(self._config.fields, answers, verified),
+            address=address,
         )
         conv.key = key or (f"email:{answers['email'].casefold()}" if answers.get("email") else None)
         session.conversation = conv
@@ -109,7 +131,17 @@ class Relay:
             version=client.version,
         )
         conv.resume_key = resume_key or key
+        events = core.events
+        events.emit(
+            "opened",
+            conv.id,
+            {"protocol": protocol, "client": client.name, "version": client.version},
+        )
+        for field, source in conv.interview.sources.items():
+            events.emit("answered", conv.id, {"field": field, "source": source})
+        conv.customer_id = identity_of(verified) or customer_id
         self.holding.new_resume_token(conv, session)
+        core.hooks.opened(conv)
         # The greeting announces questions; skip it when hello answered them all.
         if self._config.greeting and not conv.interview.done:
             self.system_line(conv, self._config.greeting)
@@ -161,6 +193,7 @@ class Relay:
         acked = self._append(entry)
         if _refused(acked):
             return self._acked(acked, entry, delivered=False)
+        self._core.events.message(conv.id, msg_id, ev.CUSTOMER, len(text), ts, text)
         if conv.state == INTERVIEW:
             # An answer moves the interview on once it is stored, as before: a
             # customer told to send it again is still answering the same question.
@@ -178,12 +211,19 @@ class Relay:
         conv.remember(ev.HistoryEntry(ev.CUSTOMER, entry.text, entry.ts))
         self._core.metrics.count_message(conv.protocol, ev.CUSTOMER)
         if conv.state == INTERVIEW:
-            self._next_question(conv, conv.interview.answer(entry.text))
+            field = conv.interview.asking
+            prompt = conv.interview.answer(entry.text)
+            if field is not None and field in conv.answers:
+                self._core.events.emit(
+                    "answered", conv.id, {"field": field, "source": conv.interview.sources[field]}
+                )
+            self._next_question(conv, prompt)
         elif conv.state == CONNECTED:
-            self.deliver(
-                conv.agent,
-                ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts, markup),
-            )
+            event = ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts, markup)
+            self.to_agent(conv, event)
+            self._core.hooks.relayed(conv, event)
+        elif not conv.waiting:
+            self._core.hooks.customer_line(conv, entry)
 
     def customer_receipt(self, session: CustomerSession, msg: str, state: str) -> None:
         """The customer's client has received or shown the agent's message ``msg``."""
@@ -199,8 +239,10 @@ class Relay:
         if state not in ev.RECEIPT_STATES:
             raise BadRequest(f"state must be one of {', '.join(ev.RECEIPT_STATES)}")
         if conv.state == CONNECTED:
-            target = conv.agent if to_agent else conv.customer
-            self.deliver(target, ev.Receipt(conv.id, msg, state))
+            if to_agent:
+                self.to_agent(conv, ev.Receipt(conv.id, msg, state))
+            else:
+                self.deliver(conv.customer, ev.Receipt(conv.id, msg, state))
 
     def customer_typing(self, session: CustomerSession, state: str) -> None:
         """Relay the customer's typing to the agent."""
@@ -208,7 +250,7 @@ class Relay:
         if state not in TYPING_STATES:
             raise BadRequest(f"typing state must be one of {', '.join(TYPING_STATES)}")
         if conv.state == CONNECTED:
-            self.deliver(conv.agent, ev.Typing(conv.id, state))
+            self.to_agent(conv, ev.Typing(conv.id, state))
 
     def customer_identified(self, session: CustomerSession, client: ev.ClientInfo) -> None:
         """The customer's IM software became known after arrival."""
@@ -266,7 +308,9 @@ class Relay:
         try:
             conv = self.agent_conversation(session.agent, conversation)
         except GatewayError as e:
-            return fail(e)
+            # A supervisor or colleague beside the agent: the desk's business.
+            taken = self._core.hooks.says(session, conversation, text)
+            return fail(e) if taken is None else taken
         text_filter = self._core.text_filter
         if text_filter is not None:
             text = text_filter(text)
@@ -280,9 +324,12 @@ class Relay:
         if _refused(acked):
             return self._acked(acked, entry, delivered=False)
         # As the customer's: delivered now, acknowledged after the commit.
+        self._core.events.message(conv.id, msg_id, ev.AGENT, len(text), ts, text)
         conv.remember(ev.HistoryEntry(ev.AGENT, text, ts))
         self._core.metrics.count_message(session.agent.protocol, ev.AGENT)
-        self.deliver(conv.customer, ev.Message(conv.id, ev.AGENT, msg_id, text, ts, markup))
+        event = ev.Message(conv.id, ev.AGENT, msg_id, text, ts, markup)
+        self.deliver(conv.customer, event)
+        self._core.hooks.relayed(conv, event)
         return self._acked(acked, entry, delivered=True)
 
     def agent_typing(self, session: Any, conversation: str, state: str) -> None:
@@ -296,7 +343,7 @@ class Relay:
 
     def end(self, conv: Conversation, reason: str) -> None:
         """End a conversation in any state, telling whoever is still there."""
-        if conv.state == ENDED:
+        if conv.state == ENDED or self._core.hooks.ending(conv, reason):
             return
         previous = conv.state
         conv.state = ENDED
@@ -310,6 +357,11 @@ class Relay:
         self.deliver(conv.customer, ev.Ended(conv.id, reason))
         self._aliases.discard(conv.alias)
         del self.conversations[conv.id]
+        self._core.events.emit(
+            "ended",
+            conv.id,
+            {"reason": reason, "state": previous, "agent": None if agent is None else agent.name},
+        )
         self._core.write(
             self._store.update_conversation(
                 conv.id, state=ENDED, ended=self._clock.seconds(), end_reason=reason
@@ -321,9 +373,19 @@ class Relay:
             reason=reason,
             state=previous,
         )
+        self._core.hooks.ended(conv, reason)
         self.dispatcher.match()
 
     # -- plumbing -------------------------------------------------------------------
+
+    def to_agent(self, conv: Conversation, event: Any) -> None:
+        """Deliver a conversation's event to its agent, converted for what the agent's
+        software lacks (the translate fallback, gateway.routing.translate)."""
+        if conv.translated:
+            event = translate.convert(event, conv.translated)
+            if event is None:
+                return
+        self.deliver(conv.agent, event)
 
     def deliver(self, target: Any, event: Any) -> None:
         """Hand an event to a customer session or a live agent, if still connected."""
@@ -376,6 +438,7 @@ class Relay:
         )
         conv.remember(ev.HistoryEntry(ev.SYSTEM, text, ts))
         self._core.write(self._store.append(entry))
+        self._core.events.message(conv.id, entry.id, ev.SYSTEM, len(text), ts, text)
         return entry
 
     def system_line(self, conv: Conversation, text: str) -> None:

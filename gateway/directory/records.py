@@ -52,7 +52,11 @@ class AgentPresence:
     wrapping_up: bool = False
     # Offers let lapse in a row; at agents.max_lapsed_offers the agent is set away.
     lapses: int = 0
+    # Why the agent is away (a code of [desk] away_reasons), "" otherwise.
+    reason: str = ""
     node: str = ""
+    # The teams the agent belongs to (gateway.directory.teams), sorted.
+    teams: tuple[str, ...] = ()
     # What the agent's IM software can show: plain text always, plus its features.
     capabilities: frozenset[str] = attrs.field(init=False, repr=False)
 
@@ -86,7 +90,7 @@ class AgentPresence:
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON-ready values."""
         data = {name: getattr(self, name) for name in _FIELD_ORDER}
-        for key in ("addresses", "features", "conversations", "offers"):
+        for key in ("addresses", "features", "conversations", "offers", "teams"):
             data[key] = sorted(data[key])
         data["skills"] = dict(self.skills)
         data["protocol_capacity"] = dict(self.protocol_capacity)
@@ -98,6 +102,7 @@ class AgentPresence:
         """A record from :meth:`to_dict`'s values."""
         values = dict(data)
         values["addresses"] = tuple(values.get("addresses", ()))
+        values["teams"] = tuple(values.get("teams", ()))
         values["features"] = frozenset(values.get("features", ()))
         for key in ("conversations", "offers"):
             values[key] = set(values.get(key, ()))

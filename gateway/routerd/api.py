@@ -37,7 +37,13 @@ class RouterApi(Resource):
     _log = Logger(observer=logs.observer)
 
     def __init__(
-        self, book: RuleBook, *, token: str, max_body: int, reload: Callable[[], int]
+        self,
+        book: RuleBook,
+        *,
+        token: str,
+        max_body: int,
+        reload: Callable[[], int],
+        live: Any = None,
     ) -> None:
         super().__init__()
         self._book = book
@@ -49,6 +55,42 @@ class RouterApi(Resource):
             (b"v1", b"health"): (b"GET", self._health),
             (b"v1", b"reload"): (b"POST", self._reload_rules),
         }
+        if live is not None:
+            # The event feed, decisions with live state, and statistics
+            # (gateway.routerd.live): each answers (status, JSON value).
+            self._routes.update(
+                {
+                    (b"v1", b"events"): (b"POST", self._posted(live.events)),
+                    (b"v1", b"decide"): (b"POST", self._posted(live.decide)),
+                    (b"v1", b"stats"): (b"GET", self._read(live.stats)),
+                    (b"v1", b"state"): (b"GET", self._read(live.state)),
+                }
+            )
+
+    def _posted(self, handler: Callable[[Any], tuple[int, Any]]) -> Callable[[Any], bytes]:
+        def render(request: Any) -> bytes:
+            if not self._authorized(request):
+                return self._unauthorized(request)
+            body = _body(request, self._max_body)
+            if body is None:
+                return _error(request, 413, f"the body is larger than {self._max_body} bytes")
+            try:
+                data = json.loads(body)
+            except (ValueError, RecursionError):
+                return _error(request, 400, "the body is not valid JSON")
+            code, value = handler(data)
+            return _json(request, code, value)
+
+        return render
+
+    def _read(self, handler: Callable[[], tuple[int, Any]]) -> Callable[[Any], bytes]:
+        def render(request: Any) -> bytes:
+            if not self._authorized(request):
+                return self._unauthorized(request)
+            code, value = handler()
+            return _json(request, code, value)
+
+        return render
 
     def render(self, request) -> bytes:
         """Dispatch on the path and method; every answer is JSON."""

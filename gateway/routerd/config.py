@@ -35,6 +35,13 @@ class RouterConfig:
     max_body: int
     log_level: str
     media: Mapping[str, Path | None]
+    # The event feed's journal and state (None: in memory only), and its settings.
+    data_dir: Path | None = None
+    metrics: tuple[str, ...] = ()
+    service_level_s: float = 20.0
+    feed_texts: bool = False
+    fsync: bool = True
+    compact_after: int = 10_000
 
 
 def load(
@@ -81,8 +88,20 @@ def _validate(
         problem = _valid_name(queue) if isinstance(queue, str) else "must be a string"
         if problem:
             raise router.fail(f"queues[{i}]", problem)
-    max_body = router.number("max_body", low=256, high=16 * 1024 * 1024, integer=True)
+    max_body = router.number("max_body", low=256, high=64 * 1024 * 1024, integer=True)
+    data_dir = router.text("data_dir", "")
+    metrics = router.get("metrics", list, [])
+    for i, endpoint in enumerate(metrics):
+        if not isinstance(endpoint, str) or not endpoint:
+            raise router.fail(f"metrics[{i}]", "must be a Twisted endpoint string")
+    service_level_s = router.number("service_level_s", 20, low=0, high=86400)
     router.done()
+
+    feed = root.table_of("feed")
+    feed_texts = feed.get("texts", bool, False)
+    fsync = feed.get("fsync", bool, True)
+    compact_after = feed.number("compact_after", 10_000, low=1, high=10_000_000, integer=True)
+    feed.done()
 
     logging = root.table_of("logging")
     log_level = logging.text(
@@ -116,6 +135,12 @@ def _validate(
         max_body=max_body,
         log_level=log_level,
         media=media,
+        data_dir=_resolve(base, data_dir) if data_dir else None,
+        metrics=tuple(metrics),
+        service_level_s=service_level_s,
+        feed_texts=feed_texts,
+        fsync=fsync,
+        compact_after=compact_after,
     )
 
 

@@ -29,13 +29,19 @@ class RuleBook:
     media: Mapping[str, Path | None]
     queues: Collection[str]
     _loader: Loader = RuleSet.load
+    # Features the agent protocols can grant (gateway.routing.features); the chat
+    # rules may require no other. None: not checked.
+    grantable: Mapping[str, Collection[str]] | None = None
     rules: Mapping[str, RuleSet] = attrs.field(init=False, factory=dict)
     # Successful loads so far: 1 after startup, one more per reload.
     generation: int = attrs.field(init=False, default=0)
 
     def load(self) -> Mapping[str, RuleSet]:
         """Read every rules file; install them only if all of them are valid."""
-        fresh = {name: self._loader(path, queues=self.queues) for name, path in self.media.items()}
+        fresh = {}
+        for name, path in self.media.items():
+            checks = {"grantable": self.grantable} if name == "chat" and self.grantable else {}
+            fresh[name] = self._loader(path, queues=self.queues, **checks)
         self.rules = MappingProxyType(fresh)
         self.generation += 1
         self._log.info(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+from prometheus_client.twisted import MetricsResource
 from twisted.application.service import MultiService
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import serverFromString
@@ -15,9 +17,15 @@ import gateway
 from gateway import logs
 from gateway.config import ConfigError
 from gateway.daemon import Listener, StartupError, release, where
+from gateway.plugins import adapters
 from gateway.routerd.api import RouterApi, request_factory
 from gateway.routerd.config import RouterConfig
+from gateway.routerd.ingest import FeedIngest
+from gateway.routerd.live import LiveApi
 from gateway.routerd.rulebook import RuleBook
+from gateway.routerd.state import LiveState
+from gateway.routerd.stats import RouterCollector
+from gateway.routing.features import grantable_features
 
 # Seconds a connection may sit idle before the server closes it.
 IDLE_TIMEOUT_S = 60
@@ -47,15 +55,31 @@ class RouterService(MultiService):
         self._previous_hup: Any = None
         self._hup_installed = False
         if book is None:
-            book = RuleBook(media=config.media, queues=config.queues)
+            book = RuleBook(
+                media=config.media,
+                queues=config.queues,
+                grantable=grantable_features(adapters()),
+            )
         self.book = book
         try:
             self.book.load()
         except ConfigError as e:
             raise StartupError(str(e), "imrouter") from None
-        self.api = RouterApi(
-            self.book, token=config.token, max_body=config.max_body, reload=self.reload
+        # The live state its gateways' feeds build, journaled under data_dir.
+        self.ingest = FeedIngest(
+            LiveState(service_level_s=config.service_level_s),
+            config.data_dir,
+            fsync=config.fsync,
+            compact_after=config.compact_after,
         )
+        live = LiveApi(
+            ingest=lambda: self.ingest, book=self.book, clock=reactor, texts=config.feed_texts
+        )
+        self.api = RouterApi(
+            self.book, token=config.token, max_body=config.max_body, reload=self.reload, live=live
+        )
+        self.registry = CollectorRegistry()
+        self.registry.register(RouterCollector(lambda: self.ingest, reactor))
         self.site = Site(
             self.api,
             requestFactory=request_factory(config.max_body),
@@ -80,6 +104,23 @@ class RouterService(MultiService):
                 program="imrouter",
                 announce=self._bound,
             ).setServiceParent(self.listeners)
+        metrics = Site(MetricsResource(registry=self.registry))
+        metrics.noisy = False
+        for description in config.metrics:
+            try:
+                endpoint = serverFromString(reactor, description)
+            except (ValueError, KeyError, TypeError) as e:
+                raise StartupError(
+                    f"router.metrics: bad endpoint {description!r}: {e}", "imrouter"
+                ) from None
+            Listener(
+                "router.metrics",
+                description,
+                endpoint,
+                metrics,
+                program="imrouter",
+                announce=self._bound_metrics,
+            ).setServiceParent(self.listeners)
 
     @property
     def ports(self) -> list:
@@ -92,6 +133,9 @@ class RouterService(MultiService):
             where=where(listener.port),
             endpoint=listener.description,
         )
+
+    def _bound_metrics(self, listener: Listener) -> None:
+        self._log.info("imrouter metrics listening on {where}", where=where(listener.port))
 
     def reload(self) -> int:
         """Read every rules file again; all or nothing. Returns the new generation.
@@ -120,6 +164,13 @@ class RouterService(MultiService):
             sources=" + ".join(self.config.sources),
         )
         try:
+            self.ingest.open()
+        except (OSError, ValueError) as e:
+            where_ = self.config.data_dir
+            raise StartupError(
+                f"router.data_dir: cannot read the feed state in {where_}: {e}", "imrouter"
+            ) from None
+        try:
             super().privilegedStartService()
         except StartupError:
             release(self.listeners)
@@ -143,4 +194,6 @@ class RouterService(MultiService):
             signal.signal(signal.SIGHUP, self._previous_hup or signal.SIG_DFL)
             self._hup_installed = False
         yield super().stopService()
+        self.ingest.compact()
+        self.ingest.close()
         self._log.info("imrouter stopped")

@@ -49,14 +49,16 @@ def _target_key(target: Target, queue: str) -> tuple:
 class _Slot:
     """The engine's bookkeeping of one agent login: its latest record and version."""
 
-    __slots__ = ("capabilities", "last_offer", "record", "version")
+    __slots__ = ("capabilities", "last_offer", "record", "teams", "version")
 
     def __init__(self, record) -> None:
         self.record = record
         self.version = 0
         self.last_offer = 0
-        # As counted in the engine's tally (a record may change in place).
+        # As counted in the engine's tally, and as pools were admitted by (a record
+        # may change in place).
         self.capabilities = record.capabilities
+        self.teams = getattr(record, "teams", ())
 
 
 @attrs.define(eq=False)
@@ -90,13 +92,22 @@ class Task:
         return self.plan.priority
 
 
+# serves(queue, agent): whether the queue's membership (teams, skills) admits the agent.
+Serves = Callable[[str, Any], bool]
+
+
 class Pool:
     """Agents and waiting tasks of one target."""
 
-    def __init__(self, target: Target, queue: str, key: tuple = ()) -> None:
+    def __init__(
+        self, target: Target, queue: str, key: tuple = (), serves: Serves | None = None
+    ) -> None:
         self.target = target
         self.queue = queue
         self.key = key
+        # Named agents (a transfer to a colleague, sticky routing, a rule's `agents`)
+        # were chosen on purpose: the queue's membership does not narrow them.
+        self._serves = serves if not target.agents else None
         self.members: set[str] = set()
         self._ready: list[tuple] = []
         self._waiting: list[tuple] = []
@@ -112,6 +123,8 @@ class Pool:
         if t.protocols and agent.protocol not in t.protocols:
             return False
         if t.bots is not None and agent.bot != t.bots:
+            return False
+        if self._serves is not None and not self._serves(self.queue, agent):
             return False
         return all(agent.skills.get(s, -1) >= level for s, level in t.skills.items())
 
@@ -181,8 +194,12 @@ class Pool:
 class Engine:
     """Matches tasks to agents; the core turns each match into an offer."""
 
-    def __init__(self, topic_queue: Callable[[str | None], str]) -> None:
+    def __init__(
+        self, topic_queue: Callable[[str | None], str], serves: Serves | None = None
+    ) -> None:
         self._topic_queue = topic_queue
+        # Queue membership (gateway.directory.teams): None admits every agent anywhere.
+        self._serves = serves
         self._pools: dict[tuple, Pool] = {}
         self._dirty: set[Pool] = set()
         self._capabilities: Counter[frozenset[str]] = Counter()
@@ -212,6 +229,11 @@ class Engine:
                 slot.capabilities = agent.capabilities
                 self._capabilities[agent.capabilities] += 1
             slot.record = agent
+            teams = getattr(agent, "teams", ())
+            if teams != slot.teams:
+                # Another team, other queues: its pools are worked out again.
+                slot.teams = teams
+                self._admit(slot)
         slot.version = next(self._versions)
         if agent.has_room:
             for pool in self._pools.values():
@@ -219,6 +241,29 @@ class Engine:
                     pool.push_agent(slot)
                     if len(pool):
                         self._dirty.add(pool)
+
+    def _admit(self, slot: _Slot) -> None:
+        name = slot.record.name
+        for pool in self._pools.values():
+            if pool.target.agents and name not in pool.target.agents:
+                continue
+            if pool.admits(slot.record):
+                pool.members.add(name)
+            else:
+                pool.members.discard(name)
+
+    def membership_changed(self) -> None:
+        """Teams or queue skills changed: every pool's members are worked out again."""
+        for slot in self._slots.values():
+            slot.teams = getattr(slot.record, "teams", ())
+            self._admit(slot)
+            if slot.record.has_room:
+                slot.version = next(self._versions)
+                for pool in self._pools.values():
+                    if slot.record.name in pool.members:
+                        pool.push_agent(slot)
+                        if len(pool):
+                            self._dirty.add(pool)
 
     def agent_left(self, agent) -> None:
         """An agent logged out (its last record)."""
@@ -251,7 +296,7 @@ class Engine:
         key = _target_key(target, queue)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = Pool(target, queue, key)
+            pool = self._pools[key] = Pool(target, queue, key, self._serves)
             # A pool of named agents (a transfer, sticky routing) looks only at them.
             if target.agents:
                 slots = [self._slots[n] for n in target.agents if n in self._slots]

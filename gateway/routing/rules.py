@@ -19,7 +19,9 @@ from typing import Any
 import attrs
 
 from gateway.config import ConfigError, Reader
+from gateway.routing.features import grantable_check
 from gateway.routing.plan import FALLBACKS, LOCAL, STRATEGIES, Customer, Plan, Target
+from gateway.routing.trust import Trust
 from gateway.routing.versions import VersionRange, parse_version
 
 DEFAULTS_SOURCE = "packaged defaults"
@@ -84,18 +86,35 @@ class RuleSet:
     _default: _Rule
     _entries: tuple[_Entry, ...]
     _default_entry: _Entry
+    # Where rules trust each attribute from ([trust]).
+    trust: Trust = attrs.field(factory=Trust)
     # Plans are immutable, so one per (rule, entry) pair is built and reused.
     _plans: dict[tuple[int, int], Plan] = attrs.field(factory=dict, eq=False, repr=False)
 
     @classmethod
-    def load(cls, path: Path | None, *, queues: Collection[str]) -> RuleSet:
+    def load(
+        cls,
+        path: Path | None,
+        *,
+        queues: Collection[str],
+        grantable: Mapping[str, Collection[str]] | None = None,
+    ) -> RuleSet:
         """Read and validate ``path``; None reads the packaged ``routing_defaults.toml``.
 
-        ``queues`` are the configured queue names a target may name.
+        ``queues`` are the configured queue names a target may name. ``grantable`` maps
+        each protocol adapter to the features it can grant an agent's IM software
+        (:func:`gateway.routing.features.grantable_features`); with it, a compatibility
+        entry requiring one no adapter grants is refused (no agent could ever serve it).
+        None checks nothing.
         """
         if path is None:
             text = resources.files("gateway").joinpath(DEFAULTS_RESOURCE).read_text("utf-8")
-            return cls.parse(_toml(text, DEFAULTS_SOURCE), source=DEFAULTS_SOURCE, queues=queues)
+            return cls.parse(
+                _toml(text, DEFAULTS_SOURCE),
+                source=DEFAULTS_SOURCE,
+                queues=queues,
+                grantable=grantable,
+            )
         source = str(path)
         if not Path(path).is_file():
             raise ConfigError(source, "-", "no such file")
@@ -103,10 +122,17 @@ class RuleSet:
             text = Path(path).read_text("utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(source, "-", f"cannot read: {e}") from None
-        return cls.parse(_toml(text, source), source=source, queues=queues)
+        return cls.parse(_toml(text, source), source=source, queues=queues, grantable=grantable)
 
     @classmethod
-    def parse(cls, data: Mapping, *, source: str, queues: Collection[str]) -> RuleSet:
+    def parse(
+        cls,
+        data: Mapping,
+        *,
+        source: str,
+        queues: Collection[str],
+        grantable: Mapping[str, Collection[str]] | None = None,
+    ) -> RuleSet:
         """Validate and precompile rule data already parsed from TOML or JSON."""
         if not isinstance(data, Mapping):
             raise ConfigError(source, "-", f"must be a table, not {type(data).__name__}")
@@ -114,7 +140,10 @@ class RuleSet:
         if "default" not in root.table:
             raise root.fail("default", "is required: the workflow when no rule matches")
         queue_names = frozenset(queues)
-        fallback, default_service, entries = _compatibility(root.table_of("compatibility"))
+        fallback, default_service, entries = _compatibility(
+            root.table_of("compatibility"), grantable
+        )
+        trust = Trust.parse(root.table_of("trust"))
         raw_rules = root.get("rules", list, [])
         rules = tuple(
             _rule(Reader(source, raw, f"rules[{i}]"), queue_names)
@@ -122,6 +151,8 @@ class RuleSet:
         )
         _check_unique(source, "rules", [r.name for r in rules], "rule")
         _check_reachable(source, "rules", [not r.conditions for r in rules], "has no match")
+        for i, rule in enumerate(rules):
+            trust.check_rule(source, f"rules[{i}].match", [key for key, _ in rule.conditions])
         default = _workflow(root.table_of("default"), DEFAULT_NAME, queue_names)
         root.done()
         return cls(
@@ -139,29 +170,44 @@ class RuleSet:
                 requires=frozenset(),
                 fallback=fallback,
             ),
+            trust=trust,
         )
 
     def classify(self, customer: Customer) -> Plan:
         """The plan for ``customer``: the first matching rule (else the default
         workflow) with the first matching compatibility entry (else the default)."""
-        return self._classify(customer.attributes, customer.media)
+        return self._classify(customer.attributes, customer.media, customer.sources)
 
     def classify_media(self, media: str, customer: Customer) -> Plan:
         """Classify ``customer`` as arriving on ``media`` (``chat``, ``email``, ...).
 
         One rule set serves one media; the routing server holds one per media.
         """
-        return self._classify(customer.attributes, media)
+        return self._classify(customer.attributes, media, customer.sources)
 
-    def _classify(self, attributes: Mapping[str, str], media: str) -> Plan:
+    def _classify(
+        self, attributes: Mapping[str, str], media: str, sources: Mapping[str, str]
+    ) -> Plan:
         folded = _fold_all(attributes)
         folded["media"] = _fold(media)
-        rule_index = self._match_rule(folded)
+        # Rules see only what the site trusts; the compatibility table sees the software.
+        ignored = [
+            key
+            for key, source in sources.items()
+            if key in folded and not self.trust.trusts(key, source)
+        ]
+        matched = folded
+        if ignored:
+            matched = {k: v for k, v in folded.items() if k not in ignored}
+        rule_index = self._match_rule(matched)
         entry_index = self._match_entry(folded)
         key = (rule_index, entry_index)
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = self._plan(rule_index, entry_index)
+        if ignored:
+            untrusted = ", ".join(f"{k} ({sources[k]})" for k in sorted(ignored))
+            plan = attrs.evolve(plan, reason=f"{plan.reason}; not trusted: {untrusted}")
         return plan
 
     def _match_rule(self, folded: Mapping[str, str]) -> int:
@@ -293,12 +339,19 @@ def _check_reachable(source: str, prefix: str, takes_all: list[bool], why: str) 
             )
 
 
-def _compatibility(comp: Reader) -> tuple[str, str, tuple[_Entry, ...]]:
+def _compatibility(
+    comp: Reader, grantable: Mapping[str, Collection[str]] | None
+) -> tuple[str, str, tuple[_Entry, ...]]:
     fallback = comp.text("fallback", "translate", check=_one_of(FALLBACKS))
     default_service = comp.text("default_service", "relay", check=_valid_name)
     raw_entries = comp.get("entries", list, [])
     entries = tuple(
-        _entry(Reader(comp.source, raw, comp.key(f"entries[{i}]")), default_service, fallback)
+        _entry(
+            Reader(comp.source, raw, comp.key(f"entries[{i}]")),
+            default_service,
+            fallback,
+            grantable,
+        )
         for i, raw in enumerate(raw_entries)
     )
     comp.done()
@@ -310,7 +363,9 @@ def _compatibility(comp: Reader) -> tuple[str, str, tuple[_Entry, ...]]:
     return fallback, default_service, entries
 
 
-def _entry(e: Reader, default_service: str, fallback: str) -> _Entry:
+def _entry(
+    e: Reader, default_service: str, fallback: str, grantable: Mapping[str, Collection[str]] | None
+) -> _Entry:
     name = e.text("name", check=_not_default("compatibility entry"))
     protocol = _optional(e, "protocol", str)
     if protocol is not None and not protocol.strip():
@@ -332,7 +387,7 @@ def _entry(e: Reader, default_service: str, fallback: str) -> _Entry:
         # "*" constrains nothing; None lets the entry skip parsing the version.
         versions=None if version_range is None or version_range.is_any else version_range,
         service=e.text("service", default_service, check=_valid_name),
-        requires=frozenset(_strings(e, "requires", _valid_name)),
+        requires=frozenset(_strings(e, "requires", grantable_check(grantable))),
         fallback=e.text("fallback", fallback, check=_one_of(FALLBACKS)),
     )
     e.done()

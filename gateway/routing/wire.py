@@ -12,7 +12,18 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.routing.plan import FALLBACKS, REMOTE, STRATEGIES, Customer, Plan, Target
+from gateway.routing.plan import (
+    CONNECTION,
+    FALLBACKS,
+    REASONS,
+    REMOTE,
+    SOURCES,
+    STRATEGIES,
+    Customer,
+    Plan,
+    PlanRequest,
+    Target,
+)
 
 # Bounds on what a peer may send; a classification is small.
 MAX_TEXT = 1024
@@ -108,15 +119,19 @@ def _target_from_json(data: Any, where: str) -> Target:
 
 
 def customer_to_json(customer: Customer) -> dict[str, Any]:
-    """The body of ``POST /v1/classify`` for a customer."""
-    return {"media": customer.media, "attributes": dict(customer.attributes)}
+    """The body of ``POST /v1/classify`` for a customer (``sources`` when known)."""
+    body: dict[str, Any] = {"media": customer.media, "attributes": dict(customer.attributes)}
+    if customer.sources:
+        body["sources"] = dict(customer.sources)
+    return body
 
 
 def customer_from_json(data: Any) -> Customer:
     """The customer in a ``POST /v1/classify`` body; unknown top-level keys are ignored.
 
-    Raises :class:`WireError` unless ``media`` is a string and ``attributes`` an object
-    of strings.
+    Raises :class:`WireError` unless ``media`` is a string, ``attributes`` an object
+    of strings and ``sources``, when given, an object of attribute -> source
+    (``connection``, ``interview``, ``account`` or ``claim``).
     """
     body = _Fields(data, "body")
     media = body.text("media")
@@ -128,7 +143,13 @@ def customer_from_json(data: Any) -> Customer:
             raise WireError(f"attributes: bad attribute name {key!r}")
         if not _is_text(value):
             raise WireError(f"attributes.{key}: must be a string of at most {MAX_TEXT} characters")
-    return Customer(attributes=dict(attributes), media=media)
+    sources = data.get("sources") or {}
+    if not isinstance(sources, Mapping) or len(sources) > MAX_ITEMS:
+        raise WireError("sources: must be an object of attribute -> source")
+    for key, source in sources.items():
+        if source not in (CONNECTION, *SOURCES):
+            raise WireError(f"sources.{key}: must be one of {', '.join((CONNECTION, *SOURCES))}")
+    return Customer(attributes=dict(attributes), media=media, sources=dict(sources))
 
 
 def _is_text(value: Any) -> bool:
@@ -183,3 +204,47 @@ class _Fields:
         if len(value) > MAX_ITEMS or not all(_is_text(v) and v for v in value):
             raise WireError(f"{self.where}.{name}: must be a list of names")
         return frozenset(value)
+
+
+def request_to_json(
+    customer: Customer, request: PlanRequest, *, gateway: str, node: str
+) -> dict[str, Any]:
+    """The body of ``POST /v1/decide``: the customer, and the request beside it."""
+    return {
+        **customer_to_json(customer),
+        "gateway": gateway,
+        "node": node,
+        "conversation": request.conversation,
+        "reason": request.reason,
+        "queue": request.queue,
+        "people_only": request.people_only,
+        "exclude": sorted(request.exclude),
+    }
+
+
+def request_from_json(data: Any) -> tuple[Customer, PlanRequest, str, str]:
+    """(customer, request, gateway, node) of a ``POST /v1/decide`` body; WireError."""
+    customer = customer_from_json(data)
+    body = _Fields(data, "body")
+    reason = body.choice("reason", REASONS)
+    people_only = body.get("people_only", bool)
+    request = PlanRequest(
+        conversation=body.text("conversation"),
+        reason=reason,
+        queue=body.text("queue", optional=True),
+        people_only=people_only,
+        exclude=body.names("exclude"),
+    )
+    return customer, request, body.text("gateway", empty=True), body.text("node", empty=True)
+
+
+def assignment_from_json(data: Any) -> tuple[tuple[str, ...], str] | None:
+    """The agents a decision assigns and why (``assigned`` of a reply), or None."""
+    assigned = data.get("assigned") if isinstance(data, Mapping) else None
+    if assigned is None:
+        return None
+    fields = _Fields(assigned, "assigned")
+    agents = fields.get("agents", list)
+    if not agents or len(agents) > MAX_ITEMS or not all(_is_text(a) and a for a in agents):
+        raise WireError("assigned.agents: must be a non-empty list of names")
+    return tuple(agents), fields.text("reason")

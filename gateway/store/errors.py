@@ -75,3 +75,27 @@ class MessageExists(StoreError):
     def __init__(self, message: str) -> None:
         super().__init__(f"message {message!r} already exists")
         self.message = message
+
+
+class TeamExists(StoreError):
+    """A team of that name already exists."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"team {name!r} already exists")
+        self.name = name
+
+
+class UnknownTeam(StoreError):
+    """No team of that name exists."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no such team: {name!r}")
+        self.name = name
+
+
+class UnknownAgent(StoreError):
+    """No agent account of that name is provisioned."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no such agent: {name!r}")
+        self.name = name

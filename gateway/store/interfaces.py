@@ -10,7 +10,7 @@ store's own, engine-neutral (gateway.store.errors).
 
 from __future__ import annotations
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 
 class IStore(Interface):
@@ -65,6 +65,9 @@ class IStore(Interface):
     def purge_ended_before(ts):
         """Delete conversations that ended before ``ts`` with their messages; Deferred
         firing with how many conversations went (transcript retention)."""
+
+    def teams():
+        """Deferred firing with every :class:`gateway.store.records.TeamRecord`, by name."""
 
     def close():
         """Finish pending writes and release the database; returns a Deferred."""
@@ -179,3 +182,44 @@ class IEngine(Interface):
 
     def purge_ended_before(ts):
         """Delete conversations that ended before ``ts`` and their messages; the count."""
+
+    # Teams and the queues they serve (gateway.directory.teams says what they mean).
+
+    def add_team(team):
+        """Create a TeamRecord with its members and queues; ``TeamExists`` if the name
+        is taken, ``UnknownAgent`` for a member that is not provisioned."""
+
+    def remove_team(name):
+        """Remove a team and its memberships; False if there was none of that name."""
+
+    def describe_team(name, description):
+        """Change a team's description; ``UnknownTeam``."""
+
+    def get_team(name):
+        """The TeamRecord named ``name``, or None."""
+
+    def list_teams():
+        """Every TeamRecord, by name."""
+
+    def add_team_members(team, agents):
+        """Put provisioned agents in a team (members already: nothing);
+        ``UnknownTeam``, ``UnknownAgent``."""
+
+    def remove_team_members(team, agents):
+        """Take agents out of a team; how many were in it. ``UnknownTeam``."""
+
+    def add_team_queues(team, queues):
+        """The team serves these queues too; ``UnknownTeam``."""
+
+    def remove_team_queues(team, queues):
+        """The team no longer serves these queues; how many it served. ``UnknownTeam``."""
+
+    # Any other statement: what other rooms keep (the service desk, gateway.desk.sql).
+
+    placeholder = Attribute("The parameter mark this engine's statements use: '?' or '%s'.")
+
+    def execute(statement, params=()):
+        """Run a statement that returns no rows; the number of rows it changed."""
+
+    def fetch(statement, params=()):
+        """Run a query; its rows as tuples."""

@@ -26,6 +26,7 @@ from gateway.store.records import (
     AgentRecord,
     ConversationRecord,
     StoredMessage,
+    TeamRecord,
     check_conversation_changes,
 )
 
@@ -46,6 +47,8 @@ class MemoryStore:
         # conversation id -> (resume token hash, customer key)
         self.resumes: dict[str, tuple[str | None, str | None]] = {}
         self._message_ids: set[str] = set()
+        # Team name -> TeamRecord (members and queues included).
+        self.team_records: dict[str, TeamRecord] = {}
         self._closed = False
         for agent in agents:
             self.add_agent(agent)
@@ -143,6 +146,14 @@ class MemoryStore:
             return len(old)
 
         return self._do(purge, ts)
+
+    def teams(self) -> Deferred:
+        """Fires with every :class:`TeamRecord`, by name."""
+        return self._do(lambda: [self.team_records[n] for n in sorted(self.team_records)])
+
+    def set_teams(self, records: Iterable[TeamRecord]) -> None:
+        """Replace every team (tests)."""
+        self.team_records = {r.name: r for r in records}
 
     def close(self) -> Deferred:
         """Refuse further operations."""

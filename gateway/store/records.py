@@ -28,6 +28,18 @@ class AgentRecord:
 
 
 @attrs.frozen
+class TeamRecord:
+    """A team of agents and the queues it serves (see gateway.directory.teams)."""
+
+    name: str
+    description: str = ""
+    created: float = 0.0
+    # Agent names, and queue names, each sorted.
+    members: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class ConversationRecord:
     """One customer's case as stored."""
 
@@ -44,6 +56,9 @@ class ConversationRecord:
     agent: str | None = None
     ended: float | None = None
     end_reason: str | None = None
+    # The routing decision behind its current or last agent (gateway.core.events.Decision
+    # as a dict): rule, target, strategy, compatibility, source, reason, queue.
+    routing: Mapping[str, object] | None = None
 
 
 @attrs.frozen
@@ -51,7 +66,9 @@ class StoredMessage:
     """One line of a transcript.
 
     ``sender`` is customer, agent or system; ``agent`` names the agent account
-    for agent lines (never shown to customers).
+    for agent lines (never shown to customers). ``audience`` is who saw it:
+    ``all``, or ``agents`` for a line the customer never saw (a supervisor's
+    whisper, a consultation between agents).
     """
 
     id: str
@@ -60,6 +77,7 @@ class StoredMessage:
     text: str
     ts: float
     agent: str | None = None
+    audience: str = "all"
 
 
 # Columns of a conversation that may change after it is opened.
@@ -74,6 +92,7 @@ CONVERSATION_CHANGES = frozenset(
         "end_reason",
         "client_name",
         "client_version",
+        "routing",
     }
 )
 

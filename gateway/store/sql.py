@@ -22,7 +22,7 @@ AGENT_COLUMNS = (
 )
 CONVERSATION_COLUMNS = (
     "id, customer_alias, protocol, client_name, client_version, queue, topic,"
-    " identity, state, agent, started, ended, end_reason"
+    " identity, state, agent, started, ended, end_reason, routing"
 )
 MESSAGE_COLUMNS = "id, conversation, sender, agent, text, ts"
 
@@ -65,7 +65,7 @@ class Queries:
         # Conversations.
         self.insert_conversation = q(
             f"INSERT INTO conversations ({CONVERSATION_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         self.get_conversation = q(f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?")
         # rowid: SQLite's own; a column of that name on PostgreSQL (its migration 1).
@@ -98,7 +98,7 @@ class Queries:
             for count in range(ROWS_PER_INSERT + 1)
         )
         self.transcript = q(
-            "SELECT id, conversation, sender, text, ts, agent FROM messages"
+            "SELECT id, conversation, sender, text, ts, agent, audience FROM messages"
             " WHERE conversation = ? ORDER BY seq"
         )
 
@@ -170,7 +170,12 @@ def conversation_values(record: ConversationRecord) -> tuple:
         record.started,
         record.ended,
         record.end_reason,
+        _optional_json(record.routing),
     )
+
+
+def _optional_json(value: Mapping[str, Any] | None) -> str | None:
+    return None if value is None else to_json(value)
 
 
 def conversation_record(row: Sequence[Any]) -> ConversationRecord:
@@ -189,6 +194,7 @@ def conversation_record(row: Sequence[Any]) -> ConversationRecord:
         started,
         ended,
         end_reason,
+        routing,
     ) = row
     return ConversationRecord(
         id=id_,
@@ -204,12 +210,16 @@ def conversation_record(row: Sequence[Any]) -> ConversationRecord:
         agent=agent,
         ended=ended,
         end_reason=end_reason,
+        routing=None if routing is None else json.loads(routing),
     )
 
 
 def change_values(changes: Mapping[str, Any]) -> dict[str, Any]:
-    """A conversation's changes as column values (identity as JSON text)."""
-    return {k: to_json(v) if k == "identity" else v for k, v in changes.items()}
+    """A conversation's changes as column values (identity and routing as JSON text)."""
+    return {
+        k: (to_json(v) if k == "identity" else _optional_json(v) if k == "routing" else v)
+        for k, v in changes.items()
+    }
 
 
 def message_values(message: StoredMessage) -> tuple:
@@ -227,8 +237,10 @@ def message_values(message: StoredMessage) -> tuple:
 def messages(rows: Iterable[Sequence[Any]]) -> list[StoredMessage]:
     """StoredMessages from rows of :attr:`Queries.transcript`."""
     return [
-        StoredMessage(id=id_, conversation=conv, sender=sender, text=text, ts=ts, agent=agent)
-        for id_, conv, sender, text, ts, agent in rows
+        StoredMessage(
+            id=id_, conversation=conv, sender=sender, text=text, ts=ts, agent=agent, audience=seen
+        )
+        for id_, conv, sender, text, ts, agent, seen in rows
     ]
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from zope.interface import implementer
 
-from gateway.store import sql
+from gateway.store import sql, teams
 from gateway.store.errors import (
     AddressTaken,
     AgentExists,
@@ -37,6 +37,7 @@ from gateway.store.records import (
     AgentRecord,
     ConversationRecord,
     StoredMessage,
+    TeamRecord,
     check_conversation_changes,
 )
 
@@ -126,11 +127,129 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # Teams and the queues they serve (gateway.store.teams, gateway.directory.teams).
+    teams.migration("REAL"),
+    (
+        # The routing decision behind a conversation's agent (rule, target, strategy,
+        # compatibility entry, source, reason, queue), as JSON; NULL before any offer.
+        "ALTER TABLE conversations ADD COLUMN routing TEXT",
+    ),
+    (
+        # The service desk (gateway.desk): who saw each line, supervisors, the agents
+        # and supervisors in a conversation beside its agent, customers' verified
+        # identities, wrap-ups and notes, offline messages, surveys, canned responses,
+        # agents' states with their reasons, and dated closures of queues.
+        "ALTER TABLE messages ADD COLUMN audience TEXT NOT NULL DEFAULT 'all'",
+        """
+        CREATE TABLE agent_roles (
+            agent TEXT PRIMARY KEY REFERENCES agents (name) ON DELETE CASCADE,
+            role TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE conversation_parties (
+            conversation TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            agent TEXT NOT NULL,
+            role TEXT NOT NULL,
+            joined REAL NOT NULL,
+            left_at REAL
+        )
+        """,
+        "CREATE INDEX conversation_parties_conversation ON conversation_parties (conversation)",
+        """
+        CREATE TABLE customer_ids (
+            conversation TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
+            customer TEXT NOT NULL,
+            started REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX customer_ids_customer ON customer_ids (customer, started)",
+        """
+        CREATE TABLE wrapups (
+            conversation TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            agent TEXT NOT NULL,
+            queue TEXT,
+            disposition TEXT,
+            tags TEXT NOT NULL DEFAULT '[]',
+            ts REAL NOT NULL,
+            PRIMARY KEY (conversation, agent)
+        )
+        """,
+        "CREATE INDEX wrapups_ts ON wrapups (ts)",
+        """
+        CREATE TABLE notes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            agent TEXT NOT NULL,
+            text TEXT NOT NULL,
+            ts REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX notes_conversation ON notes (conversation)",
+        """
+        CREATE TABLE offline_messages (
+            id TEXT PRIMARY KEY,
+            conversation TEXT REFERENCES conversations (id) ON DELETE SET NULL,
+            customer TEXT,
+            alias TEXT NOT NULL,
+            protocol TEXT NOT NULL,
+            name TEXT,
+            queue TEXT,
+            text TEXT NOT NULL,
+            received REAL NOT NULL,
+            state TEXT NOT NULL,
+            agent TEXT,
+            reply TEXT,
+            replied REAL,
+            delivered REAL
+        )
+        """,
+        "CREATE INDEX offline_messages_customer ON offline_messages (customer, state)",
+        """
+        CREATE TABLE surveys (
+            conversation TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
+            queue TEXT,
+            agent TEXT,
+            score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+            comment TEXT,
+            ts REAL NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE canned (
+            team TEXT NOT NULL DEFAULT '',
+            name TEXT NOT NULL,
+            text TEXT NOT NULL,
+            created REAL NOT NULL,
+            PRIMARY KEY (team, name)
+        )
+        """,
+        """
+        CREATE TABLE agent_states (
+            agent TEXT NOT NULL,
+            status TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            started REAL NOT NULL,
+            ended REAL
+        )
+        """,
+        "CREATE INDEX agent_states_started ON agent_states (started)",
+        """
+        CREATE TABLE closures (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            queue TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            created REAL NOT NULL
+        )
+        """,
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _SQL = sql.Queries("?")
+_TEAMS = teams.TeamQueries("?")
 
 
 def _error(e: sqlite3.Error) -> DatabaseError:
@@ -461,3 +580,53 @@ class SqliteEngine:
     def transcript(self, conversation: str) -> list[StoredMessage]:
         """The messages of a conversation, in the order they were stored."""
         return sql.messages(self._execute(_SQL.transcript, (conversation,)).fetchall())
+
+    # Teams (the statements are gateway.store.teams').
+
+    def add_team(self, team: TeamRecord) -> None:
+        """Create a team with its members and queues; TeamExists, UnknownAgent."""
+        teams.add_team(self._execute, _TEAMS, team)
+
+    def remove_team(self, name: str) -> bool:
+        """Remove a team and its memberships; False if there was none of that name."""
+        return teams.remove_team(self._execute, _TEAMS, name)
+
+    def describe_team(self, name: str, description: str) -> None:
+        """Change a team's description; UnknownTeam."""
+        teams.describe_team(self._execute, _TEAMS, name, description)
+
+    def get_team(self, name: str) -> TeamRecord | None:
+        """The team ``name`` with its members and queues, or None."""
+        return teams.get_team(self._execute, _TEAMS, name)
+
+    def list_teams(self) -> list[TeamRecord]:
+        """Every team, by name, with its members and queues."""
+        return teams.list_teams(self._execute, _TEAMS)
+
+    def add_team_members(self, team: str, agents: Sequence[str]) -> None:
+        """Put agents in a team; UnknownTeam, UnknownAgent."""
+        teams.add_members(self._execute, _TEAMS, team, agents)
+
+    def remove_team_members(self, team: str, agents: Sequence[str]) -> int:
+        """Take agents out of a team; how many were in it. UnknownTeam."""
+        return teams.remove_members(self._execute, _TEAMS, team, agents)
+
+    def add_team_queues(self, team: str, queues: Sequence[str]) -> None:
+        """The team serves these queues too; UnknownTeam."""
+        teams.add_queues(self._execute, _TEAMS, team, queues)
+
+    def remove_team_queues(self, team: str, queues: Sequence[str]) -> int:
+        """The team no longer serves these queues; how many it served. UnknownTeam."""
+        return teams.remove_queues(self._execute, _TEAMS, team, queues)
+
+    # Any other statement (the service desk's, gateway.desk.sql), with ``?`` marks.
+
+    placeholder = "?"
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement that returns no rows; the number of rows it changed."""
+        return self._execute(statement, params).rowcount
+
+    def fetch(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run a query; its rows."""
+        return self._execute(statement, params).fetchall()

@@ -178,6 +178,10 @@ class GroupCommitStore:
         """Delete conversations ended before ``ts``; fires with the count once committed."""
         return self._submit(self.engine.purge_ended_before, ts)
 
+    def teams(self) -> Deferred:
+        """Fires with every :class:`TeamRecord`, by name."""
+        return self._submit(self.engine.list_teams)
+
     def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
         """Run ``function(engine, *args, **kwargs)`` in the writer thread.
 

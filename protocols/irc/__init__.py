@@ -31,4 +31,6 @@ adapter = Adapter(
     listeners={"irc": _listener},
     upstreams=(bot.build,),
     address_scheme="irc",
+    # Typing notifications to agents whose client has IRCv3 message-tags.
+    features=frozenset({"typing"}),
 )

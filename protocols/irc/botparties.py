@@ -47,6 +47,8 @@ class BotDirectory:
         self.customers: dict[str, BotCustomer] = {}
         self.agents: dict[str, BotAgent] = {}
         self._pending: dict[str, list[tuple[str, bool]]] = {}
+        # Services accounts (IRCv3 account-tag) of senders being looked up.
+        self._accounts: dict[str, str | None] = {}
 
     def received(self, nick: str, account: str | None, text: str, *, notice: bool) -> None:
         """A private message or notice from ``nick`` to the bot."""
@@ -54,6 +56,7 @@ class BotDirectory:
         if key in self.agents:
             self.agents[key].received(text, notice)
         elif key in self.customers:
+            self.customers[key].account = _account(account)
             self.customers[key].received(text, notice)
         elif key in self._pending:
             if len(self._pending[key]) < MAX_PENDING:
@@ -63,6 +66,7 @@ class BotDirectory:
 
     def _identify(self, nick: str, account: str | None, text: str) -> None:
         key = nick.lower()
+        self._accounts[key] = _account(account)
         if self.settings.bot.agent_identity == "account":
             address = f"irc:{account.lower()}" if account and account != "*" else None
         else:
@@ -107,6 +111,7 @@ class BotDirectory:
 
     def _customer(self, nick: str) -> BotCustomer:
         customer = BotCustomer(self, nick)
+        customer.account = self._accounts.pop(nick.lower(), None)
         self.customers[nick.lower()] = customer
         return customer
 
@@ -158,6 +163,8 @@ class BotCustomer:
         self.over = True
         self.agent_alias: str | None = None
         self.client = ev.ClientInfo()
+        # The customer's services account: the identity the service desk knows them by.
+        self.account: str | None = None
         self._asked_version = False
         self._version_timer: IDelayedCall | None = None
 
@@ -193,6 +200,10 @@ class BotCustomer:
                 answers={},
                 features=frozenset(),
                 key=f"irc:{self.nick}",  # the network keeps nicks; a returning customer
+                # The network carries a conversation without us (redirect hosting).
+                address=f"irc:{self.nick}",
+                # Their services account: trusted, and how the service desk knows them.
+                **({"verified": {"account": f"irc:{self.account}"}} if self.account else {}),
             )
         except GatewayError as e:
             self.over = True
@@ -260,7 +271,8 @@ class BotAgent:
     def attach(self, session: Any) -> None:
         """The core logged the agent in."""
         self.session = session
-        self.desk = AgentDesk(session, self.notify)
+        desk = getattr(self.directory.gateway, "service_desk", None)
+        self.desk = AgentDesk(session, self.notify, desk)
         session.set_presence("available")
         self.notify(HELP)
 
@@ -322,3 +334,8 @@ class BotAgent:
         session, self.session = self.session, None
         if session is not None:
             session.disconnected()
+
+
+def _account(account: str | None) -> str | None:
+    """A services account from an account-tag (``*``: none), folded."""
+    return account.lower() if account and account != "*" else None

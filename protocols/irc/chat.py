@@ -49,7 +49,8 @@ class ChatCommands:
         """Registration completed: agents become available; held events go out."""
         held, self._held = self._held or [], None
         if self.agent is not None:
-            self.desk = AgentDesk(self.agent, self.notice_from_service)
+            desk = getattr(self.gateway, "service_desk", None)
+            self.desk = AgentDesk(self.agent, self.notice_from_service, desk)
             self.agent.set_presence("available")
             self.notice_from_service(HELP)
         for event in held:
@@ -301,7 +302,8 @@ class ChatCommands:
                 client=self.client,
                 answers={},
                 features=self.chat_features(),
-                # Ident and address stay when the nick changes: a returning customer.
+                # Ident and address stay when the nick changes: a returning customer (for
+                # sticky routing; unverified, so not an identity for the service desk).
                 key=f"irc:{self.user}@{self.peer.rsplit(':', 1)[0]}",
                 # Resuming after a drop takes the same nick as well (gateway.core.resume).
                 resume_key=f"irc:{self.nick.lower()}!{self.user}@{self.peer.rsplit(':', 1)[0]}",

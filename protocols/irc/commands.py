@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import attrs
 
-COMMANDS = ("accept", "reject", "transfer", "end", "status", "away", "back", "help")
+from gateway.desk import chat
+
+# The service desk's commands (gateway.desk.chat): monitor, whisper, wrapup, canned...
+DESK = frozenset(chat.COMMANDS)
+COMMANDS = ("accept", "reject", "transfer", "end", "status", "away", "back", "help", *DESK)
 
 HELP = (
     "Commands (write them to me): "
     "accept [OFFER] | reject [OFFER] | transfer [CUSTOMER] QUEUE | transfer [CUSTOMER] @AGENT "
-    "| end [CUSTOMER] | status | away | back. Talk to a customer by writing to its nick."
+    "| end [CUSTOMER] | status | away [REASON] | back | help desk (supervise, consult, wrap up,"
+    " canned...). Talk to a customer by writing to its nick."
+)
+DESK_HELP = "Service desk: " + " | ".join(
+    f"{name} {usage}".rstrip() for name, (usage, _) in chat.COMMANDS.items()
 )
 
 

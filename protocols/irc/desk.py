@@ -10,18 +10,24 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from gateway.core import events as ev
-from gateway.core.errors import BadRequest
-from protocols.irc.commands import HELP, Command
+from gateway.core.errors import BadRequest, GatewayError
+from gateway.desk import chat
+from protocols.irc.commands import DESK, DESK_HELP, HELP, Command
 
 
 class AgentDesk:
     """What an agent has open; ``notify`` tells the agent a short text."""
 
-    def __init__(self, session: Any, notify: Callable[[str], None]) -> None:
+    def __init__(
+        self, session: Any, notify: Callable[[str], None], service_desk: Any = None
+    ) -> None:
         self.session = session
         self.notify = notify
+        # The gateway's service desk (gateway.desk), for its commands.
+        self.service_desk = service_desk
         self.offers: list[str] = []
         self.alias_of: dict[str, str] = {}  # conversation id -> customer nick
         self.conversation_of: dict[str, str] = {}  # customer nick -> conversation id
@@ -60,7 +66,32 @@ class AgentDesk:
 
     def run(self, command: Command) -> None:
         """Carry out one command; a GatewayError says why it could not be."""
+        if command.name in DESK or (command.name == "away" and command.args):
+            self._desk(command)
+            return
         getattr(self, "_" + command.name)(command.args)
+
+    def _desk(self, command: Command) -> None:
+        """A service desk command: its answer comes as a notice once it is done."""
+        if command.name == "away":
+            if self.service_desk is None:
+                raise BadRequest("away takes no reason here")
+            d = self.service_desk.away(self.session, command.args[0])
+            d.addCallback(lambda r: f"You are away ({r['reason']}): no new offers.")
+        else:
+            d = chat.run(self.service_desk, self.session, command.name, command.args, None)
+
+        def answered(text: str | None) -> None:
+            if text:
+                self.notify(text)
+
+        def refused(failure: Failure) -> None:
+            if failure.check(GatewayError):
+                self.notify(f"{failure.value.code}: {failure.value.text}")
+            else:
+                self.notify("internal: internal error")
+
+        d.addCallbacks(answered, refused)
 
     def _conversation(self, args: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
         if args:
@@ -118,4 +149,4 @@ class AgentDesk:
         self.notify("You are available.")
 
     def _help(self, args: tuple[str, ...]) -> None:
-        self.notify(HELP)
+        self.notify(DESK_HELP if args[:1] == ("desk",) else HELP)

@@ -12,6 +12,7 @@ import time
 import attrs
 
 from gateway.core import events as ev
+from gateway.desk import chat
 
 SERVICE = "service"  # the service nick (Support)
 PEER = "peer"  # the other side: the agent's alias for a customer, c-7f3a for an agent
@@ -48,12 +49,17 @@ def for_customer(event: object, agent_alias: str | None) -> list[Said]:
         case ev.Prompt(text=text):
             # The core's prompt text lists the choices, numbered, one a line.
             return [Said(SERVICE, text)]
+        case ev.Queued(position=position, eta_s=None):
+            return [Said(SERVICE, f"You are number {position} in the queue.")]
         case ev.Queued(position=position, eta_s=eta):
             return [Said(SERVICE, f"You are number {position} in the queue (about {_wait(eta)}).")]
         case ev.Connected():
             return [Said(SERVICE, f"You are now talking with {agent_alias}.")]
-        case ev.Message(sender=ev.AGENT, text=text):
+        case ev.Message(sender=ev.AGENT, text=text, alias=None):
             return [Said(PEER, text, peer=agent_alias)]
+        case ev.Message(sender=ev.AGENT, text=text, alias=alias):
+            # A second agent (a colleague in conference, a supervisor) is named.
+            return [Said(SERVICE, f"[{alias}] {text}")]
         case ev.Message(text=text):
             return [Said(SERVICE, text)]
         case ev.Ended(reason=reason):
@@ -70,24 +76,32 @@ def for_agent(event: object, alias_of: dict[str, str]) -> list[Said]:
     """An agent's view of an event; ``alias_of`` maps conversation id -> customer nick."""
     if _NOTICE is not None and isinstance(event, _NOTICE):
         return [Said(SERVICE, event.text, notice=True)]
+    desk_text = chat.event_text(event)
+    if desk_text is not None:
+        return [Said(SERVICE, line, notice=True) for line in desk_text.splitlines()]
     match event:
-        case ev.Offer(offer=offer, expires_in_s=expires, customer=card):
+        case ev.Offer(offer=offer, expires_in_s=expires, customer=card) as event:
             details = [f"{card.protocol}, {card.client.name} {card.client.version}".rstrip()]
             if card.topic:
                 details.append(f"topic {card.topic}")
             details += [f"{k}: {v}" for k, v in sorted(card.identity.items())]
+            past = chat.past_text(card.history)
+            if past:
+                details.append(past)
+            routing = f" Routing: {event.routing.text()}" if event.routing is not None else ""
             return [
                 Said(
                     SERVICE,
                     f"Offer {offer}: {card.alias} ({'; '.join(details)}), "
-                    f"expires in {expires}s. Reply: accept {offer} | reject {offer}",
+                    f"expires in {expires}s. Reply: accept {offer} | reject {offer}.{routing}",
                     notice=True,
                 )
             ]
         case ev.Revoked(offer=offer, reason=reason):
             return [Said(SERVICE, f"Offer {offer} withdrawn ({reason}).", notice=True)]
         case ev.Connected(conversation=conv, peer_alias=alias, history=history):
-            lines = [Said(SERVICE, f"You are now talking with {alias} ({conv}).", notice=True)]
+            joined = chat.joined_text(event) or f"You are now talking with {alias} ({conv})."
+            lines = [Said(SERVICE, joined, notice=True)]
             lines += [
                 Said(PEER, f"[{_clock(h.ts)} {h.sender}] {h.text}", notice=True, peer=alias)
                 for h in history
@@ -99,7 +113,8 @@ def for_agent(event: object, alias_of: dict[str, str]) -> list[Said]:
                 return []
             if sender == ev.CUSTOMER:
                 return [Said(PEER, text, peer=alias)]
-            return [Said(PEER, f"[{sender}] {text}", notice=True, peer=alias)]
+            prefix = chat.line_prefix(event, for_agent=True) or f"[{sender}] "
+            return [Said(PEER, prefix + text, notice=True, peer=alias)]
         case ev.Ended(conversation=conv, reason=reason):
             alias = alias_of.get(conv, conv)
             why = _END_REASONS.get(reason, reason)

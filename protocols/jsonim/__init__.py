@@ -12,6 +12,7 @@ from typing import Any
 from gateway.plugins import Adapter
 from protocols.jsonim import settings
 from protocols.jsonim.protocol import JsonImFactory, JsonImProtocol
+from protocols.jsonim.session import SERVER_FEATURES
 
 
 def build(gateway: Any, config: Any, reactor: Any) -> JsonImFactory:
@@ -19,6 +20,11 @@ def build(gateway: Any, config: Any, reactor: Any) -> JsonImFactory:
     return JsonImFactory(gateway, config.sections["jsonim"], server_name=config.name, clock=reactor)
 
 
-adapter = Adapter(name="jsonim", sections={"jsonim": settings.parse}, listeners={"jsonim": build})
+adapter = Adapter(
+    name="jsonim",
+    sections={"jsonim": settings.parse},
+    listeners={"jsonim": build},
+    features=frozenset(SERVER_FEATURES),
+)
 
 __all__ = ["JsonImFactory", "JsonImProtocol", "adapter", "build"]

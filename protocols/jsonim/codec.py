@@ -146,6 +146,7 @@ def _prompt(event: events.Prompt, agent: bool) -> dict[str, Any]:
 
 
 def _queued(event: events.Queued, agent: bool) -> dict[str, Any]:
+    # eta_s is null while no agent can serve the customer (docs/jsonim.md, "Queue positions").
     return {"type": "queued", "position": event.position, "eta_s": event.eta_s}
 
 
@@ -156,16 +157,34 @@ def _connected(event: events.Connected, agent: bool) -> dict[str, Any]:
             "conversation": event.conversation,
             "agent": {"alias": event.peer_alias},
         }
-    return {
+    frame = {
         "type": "connected",
         "conversation": event.conversation,
         "customer": {"alias": event.peer_alias},
         "history": [{"from": h.sender, "text": h.text, "ts": h.ts} for h in event.history],
     }
+    # Proposed additions (docs/desk.md): who else is there, and the customer's past.
+    if event.role != "agent":
+        frame["role"] = event.role
+    if event.agent_alias is not None:
+        frame["agent"] = {"alias": event.agent_alias}
+    if event.past:
+        frame["past"] = [_past(p) for p in event.past]
+    return frame
+
+
+def _past(p: events.PastConversation) -> dict[str, Any]:
+    return {
+        "conversation": p.conversation,
+        "started": p.started,
+        "topic": p.topic,
+        "disposition": p.disposition,
+        "agent": p.agent_alias,
+    }
 
 
 def _message(event: events.Message, agent: bool) -> dict[str, Any]:
-    return {
+    frame = {
         "type": "message",
         "conversation": event.conversation,
         "from": event.sender,
@@ -173,6 +192,12 @@ def _message(event: events.Message, agent: bool) -> dict[str, Any]:
         "text": event.text,
         "ts": event.ts,
     }
+    # Proposed additions (docs/desk.md): a second agent's line, and agents-only lines.
+    if event.alias is not None:
+        frame["alias"] = event.alias
+    if event.private:
+        frame["private"] = True
+    return frame
 
 
 def _typing(event: events.Typing, agent: bool) -> dict[str, Any]:
@@ -183,20 +208,51 @@ def _ended(event: events.Ended, agent: bool) -> dict[str, Any]:
     return {"type": "ended", "conversation": event.conversation, "reason": event.reason}
 
 
+def _card(card: events.CustomerCard) -> dict[str, Any]:
+    customer = {
+        "alias": card.alias,
+        "protocol": card.protocol,
+        "client": {"name": card.client.name, "version": card.client.version},
+        "topic": card.topic,
+        "identity": dict(card.identity),
+    }
+    if card.history:
+        customer["history"] = [_past(p) for p in card.history]
+    return customer
+
+
 def _offer(event: events.Offer, agent: bool) -> dict[str, Any]:
-    card = event.customer
     return {
         "type": "offer",
         "offer": event.offer,
         "conversation": event.conversation,
         "expires_in_s": event.expires_in_s,
-        "customer": {
-            "alias": card.alias,
-            "protocol": card.protocol,
-            "client": {"name": card.client.name, "version": card.client.version},
-            "topic": card.topic,
-            "identity": dict(card.identity),
-        },
+        "customer": _card(event.customer),
+        # Proposed addition (docs/jsonim.md, "Routing in offers"): why this agent.
+        **({"routing": event.routing.to_dict()} if event.routing is not None else {}),
+    }
+
+
+def _wrap_up(event: events.WrapUp, agent: bool) -> dict[str, Any]:
+    return {
+        "type": "wrap_up",
+        "conversation": event.conversation,
+        "customer": {"alias": event.customer_alias},
+        "dispositions": list(event.dispositions),
+        "required": event.required,
+        "timeout_s": event.timeout_s,
+    }
+
+
+def _task(event: events.Task, agent: bool) -> dict[str, Any]:
+    return {
+        "type": "task",
+        "task": event.task,
+        "kind": event.kind,
+        "customer": _card(event.customer),
+        "queue": event.queue,
+        "text": event.text,
+        "received": event.received,
     }
 
 
@@ -230,6 +286,8 @@ _RENDERERS: dict[type, Callable[[Any, bool], dict[str, Any]]] = {
     events.Revoked: _revoked,
     events.Notice: _notice,
     events.Receipt: _receipt,
+    events.WrapUp: _wrap_up,
+    events.Task: _task,
 }
 
 

@@ -24,6 +24,7 @@ from gateway import __version__, logs
 from gateway.core.errors import AuthFailed, BadRequest, GatewayError, NotAllowed, Unavailable
 from gateway.core.events import AGENT, CUSTOMER, ClientInfo, Message, Receipt, Typing
 from gateway.core.interfaces import IParty
+from protocols.jsonim import deskframes, identity
 from protocols.jsonim.codec import DecodeError, decode, error_frame, event_frame
 from protocols.jsonim.interfaces import IFrameLink
 from protocols.jsonim.markup import to_plain
@@ -43,8 +44,8 @@ TYPING_STATES = ("active", "paused")
 MAX_PRESENCE_REASON = 64
 # Frames an agent may send while its login is checked; later ones are refused.
 MAX_FRAMES_DURING_LOGIN = 16
-_RATE_LIMITED = frozenset({"message", "typing"})
-_AGENT_ONLY = frozenset({"accept", "reject", "presence", "transfer"})
+_RATE_LIMITED = frozenset({"message", "typing"}) | deskframes.LINES
+_AGENT_ONLY = frozenset({"accept", "reject", "presence", "transfer"}) | deskframes.FRAME_TYPES
 
 _HELLO, _LOGIN, _CUSTOMER, _AGENT = "hello", "login", "customer", "agent"
 
@@ -168,6 +169,8 @@ class JsonImSession:
         self._bucket = TokenBucket(config.messages_per_second, config.message_burst, clock)
         self._bad_frames = 0
         self._peer = link.peer
+        # The customer token given in welcome (gateway.desk.identity), if a customer.
+        self._customer_token: str | None = None
         # Until welcome is sent, the core's events wait here (None: sent directly).
         self._held: list[object] | None = None
         self._close_when_welcomed = False
@@ -332,6 +335,12 @@ class JsonImSession:
         features: frozenset[str],
     ) -> None:
         answers = _answers(frame)
+        verified = identity.verified(
+            frame.get("identity") or {},
+            frame.get("identity_signature"),
+            self._config.identity_secret,
+        )
+        customer_id, self._customer_token = deskframes.customer_token(self._gateway, frame)
         self._cancel_hello_timer()
         # The core may deliver a prompt before it returns the session that welcome
         # names: hold such events so that welcome goes first.
@@ -343,6 +352,8 @@ class JsonImSession:
                 client=client,
                 answers=answers,
                 features=features,
+                **({"verified": verified} if verified else {}),
+                **({"customer_id": customer_id} if customer_id else {}),
                 **_resume_token(frame),
             )
         except BaseException:
@@ -449,6 +460,7 @@ class JsonImSession:
                 # Proposed extension (docs/jsonim.md, "Resume"): hello {"resume": ...} within
                 # the grace period takes this conversation back after a drop.
                 **_resume_field(session),
+                **({"customer_token": self._customer_token} if self._customer_token else {}),
             }
         )
         for event in held:
@@ -482,6 +494,9 @@ class JsonImSession:
         reason = _optional(frame, "reason", str, "a string")
         if reason is not None and len(reason) > MAX_PRESENCE_REASON:
             raise BadRequest(f"reason must be at most {MAX_PRESENCE_REASON} characters")
+        # With the service desk, an away reason is one of its codes, kept and reported.
+        if deskframes.away(self._desk(), frame, frame_id):
+            return
         self._session.set_presence(status)
         if reason:
             # Proposed extension: why an agent is away ("lunch"), for the log.
@@ -500,6 +515,9 @@ class JsonImSession:
         self._session.reject(_string(frame, "offer"))
 
     def _agent_message(self, frame: dict[str, Any], frame_id: str | None) -> None:
+        if frame.get("private") is True:
+            deskframes.private_message(self._desk(), frame, frame_id)
+            return
         conversation = _string(frame, "conversation")
         text, markup = _said(frame, self._rich)
         session = self._session
@@ -514,6 +532,8 @@ class JsonImSession:
         self._session.typing(_string(frame, "conversation"), _typing_state(frame))
 
     def _agent_transfer(self, frame: dict[str, Any], frame_id: str | None) -> None:
+        if deskframes.transfer(self._desk(), frame, frame_id):
+            return
         conversation = _string(frame, "conversation")
         to = frame.get("to")
         if not isinstance(to, dict) or ("queue" in to) == ("agent" in to):
@@ -535,6 +555,13 @@ class JsonImSession:
             raise NotAllowed("receipts was not negotiated in hello")
         return self._receipts
 
+    def _agent_desk(self, frame: dict[str, Any], frame_id: str | None) -> None:
+        deskframes.handle(self._desk(), frame, frame_id)
+
+    def _desk(self) -> deskframes.DeskLink:
+        desk = getattr(self._gateway, "service_desk", None)
+        return deskframes.DeskLink(self._session, desk, self._send, self._request_failed, self._ack)
+
     # -- both roles ------------------------------------------------------------
 
     def _ping(self, frame: dict[str, Any], frame_id: str | None) -> None:
@@ -552,11 +579,11 @@ class JsonImSession:
             errbackArgs=(frame_id,),
         )
 
-    def _ack(self, msg: str, frame_id: str | None) -> None:
+    def _ack(self, msg: str, frame_id: str | None, extra: dict | None = None) -> None:
         if frame_id is None:
-            self._send({"type": "ack", "msg": msg})
+            self._send({"type": "ack", "msg": msg, **(extra or {})})
         else:
-            self._send({"type": "ack", "id": frame_id, "msg": msg})
+            self._send({"type": "ack", "id": frame_id, "msg": msg, **(extra or {})})
 
     def _request_failed(self, failure: Failure, frame_id: str | None) -> None:
         if failure.check(GatewayError):
@@ -647,6 +674,8 @@ _AGENT_HANDLERS: dict[str, _Handler] = {
     "receipt": JsonImSession._agent_receipt,
     "ping": JsonImSession._ping,
     "pong": JsonImSession._pong,
+    # The service desk's (proposed additions, docs/desk.md).
+    **dict.fromkeys(deskframes.FRAME_TYPES, JsonImSession._agent_desk),
 }
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import attrs
+
+from protocols.jsonim.identity import SECRET_ENV
 
 
 @attrs.frozen
@@ -18,6 +21,8 @@ class JsonImSettings:
     max_bad_frames: int = 3
     messages_per_second: float = 5.0
     message_burst: int = 20
+    # The key of site-signed identities (protocols.jsonim.identity); empty: none.
+    identity_secret: str = attrs.field(default="", repr=False)
 
 
 def parse(j: Any) -> JsonImSettings:
@@ -30,6 +35,8 @@ def parse(j: Any) -> JsonImSettings:
         max_bad_frames=j.number("max_bad_frames", low=1, high=1000, integer=True),
         messages_per_second=j.number("messages_per_second", low=0.01, high=1e6),
         message_burst=j.number("message_burst", low=1, high=1e6, integer=True),
+        # A secret in the environment wins over the file.
+        identity_secret=os.environ.get(SECRET_ENV) or j.text("identity_secret", ""),
     )
     j.done()
     return settings

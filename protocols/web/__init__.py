@@ -13,7 +13,7 @@ from typing import Any
 from gateway.plugins import Adapter
 from protocols.web import settings
 from protocols.web.site import WebSite, web_site
-from protocols.web.socket import WebChatFactory
+from protocols.web.socket import FEATURES, WebChatFactory
 
 
 def build(gateway: Any, config: Any, reactor: Any) -> WebSite:
@@ -25,6 +25,11 @@ def build(gateway: Any, config: Any, reactor: Any) -> WebSite:
     return web_site(sockets, web, server_name=config.name, clock=reactor)
 
 
-adapter = Adapter(name="web", sections={"web": settings.parse}, listeners={"web": build})
+adapter = Adapter(
+    name="web",
+    sections={"web": settings.parse},
+    listeners={"web": build},
+    features=FEATURES,
+)
 
 __all__ = ["WebChatFactory", "WebSite", "adapter", "build"]

@@ -24,10 +24,13 @@ from firewall.interfaces import IFirewalledProtocol
 from gateway import logs
 from protocols.jsonim.codec import encode, error_frame
 from protocols.jsonim.interfaces import IFrameLink
-from protocols.jsonim.session import JsonImSession
+from protocols.jsonim.session import SERVER_FEATURES, JsonImSession
 from protocols.jsonim.settings import JsonImSettings
 from protocols.tcp import firewall_message_hook, firewall_role
 from protocols.web.settings import ANY_ORIGIN, WebSettings
+
+# What the agent console is granted: what a JSON-IM session is.
+FEATURES = frozenset(SERVER_FEATURES)
 
 PROTOCOL = "web"
 SERVER = "imgateway"

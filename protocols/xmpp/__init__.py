@@ -40,4 +40,6 @@ adapter = Adapter(
     address_scheme="xmpp",
     # Bare JIDs compare case-insensitively in their local and domain parts.
     normalise=str.lower,
+    # XEP-0085 chat states.
+    features=frozenset({"typing"}),
 )

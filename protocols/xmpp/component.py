@@ -229,7 +229,7 @@ def build(gateway: Any, config: Any, reactor: Any) -> ClientService | None:
     settings: XmppSettings | None = config.sections.get("xmpp")
     if settings is None or not settings.domain:
         return None
-    hub = Hub(gateway, settings, reactor)
+    hub = Hub(gateway, settings, reactor, server=True)
     endpoint = HostnameEndpoint(reactor, settings.server_host, settings.server_port)
     factory = ComponentFactory(hub, settings, reactor)
     service = ClientService(endpoint, factory, retryPolicy=factory.retry_delay, clock=reactor)

@@ -24,7 +24,7 @@ from firewall.common import TokenBucket
 from gateway import __version__, logs
 from gateway.core import events as ev
 from gateway.core.errors import AuthFailed, GatewayError
-from protocols.xmpp import commands, ns, render, stanzas
+from protocols.xmpp import commands, desk, ns, render, stanzas
 from protocols.xmpp.jid import InvalidJid, Jid, parse_jid
 from protocols.xmpp.parties import AgentParty, CustomerParty
 from protocols.xmpp.settings import XmppSettings
@@ -51,10 +51,15 @@ class Hub:
 
     _log = Logger(observer=logs.observer)
 
-    def __init__(self, gateway, settings: XmppSettings, clock: IReactorTime) -> None:
+    def __init__(
+        self, gateway, settings: XmppSettings, clock: IReactorTime, *, server: bool = False
+    ) -> None:
         self._gateway = gateway
         self.settings = settings
         self._clock = clock
+        # Component mode: customers are accounts of the attached server, which can carry
+        # a conversation without us (redirect hosting) and has authenticated them.
+        self._server = server
         self.domain = settings.domain
         self.support = settings.support_jid
         self._send: Callable[[domish.Element], None] | None = None
@@ -227,6 +232,12 @@ class Hub:
 
     # -- customers -------------------------------------------------------------
 
+    def _server_account(self, bare: str) -> dict:
+        """What the attached server vouches for: the customer's account, where to write."""
+        if not self._server:
+            return {}
+        return {"verified": {"account": f"xmpp:{bare}"}, "address": f"xmpp:{bare}"}
+
     def _new_customer(self, stanza: domish.Element, sender: Jid) -> None:
         if len(self.customers) >= self.settings.max_customers:
             self.send(stanzas.error_reply(stanza, "wait", "resource-constraint"))
@@ -246,6 +257,7 @@ class Hub:
                 answers={},
                 features=FEATURES,
                 key=f"xmpp:{sender.bare}",  # a returning customer, for sticky routing
+                **self._server_account(sender.bare),
             )
         except GatewayError as e:
             self._forget_customer(party)
@@ -522,6 +534,9 @@ class Hub:
         sender = f"{alias}@{self.domain}" if alias else self.support
         try:
             command = commands.parse(text)
+            if command is not None and commands.for_desk(command):
+                desk.run(self._gateway, party, command.name, command.args, alias, sender, self._say)
+                return
             if command is None:
                 reply = "Write to a customer's address to talk to them; /help lists the commands."
             else:
@@ -537,7 +552,7 @@ class Hub:
         session = party.session
         name, args = command.name, command.args
         if name == "help":
-            return commands.HELP
+            return desk.HELP if args == ("desk",) else commands.HELP
         if name in ("available", "away"):
             session.set_presence(name)
             return f"You are {name}."
@@ -587,8 +602,13 @@ class Hub:
         lines.append(f"Offers: {', '.join(party.offers) or 'none'}")
         return "\n".join(lines)
 
+    def _say(self, sender: str, to: str, text: str) -> None:
+        self.send(stanzas.message(sender, to, text))
+
     def deliver_to_agent(self, party: AgentParty, event: object) -> None:
         """Render an event for an agent: chats from the customer's translated address."""
+        if desk.deliver(party, event, self.support, self.domain, self.send):
+            return
         if isinstance(event, ev.Offer):
             alias = event.customer.alias
             party.offers[event.offer] = alias
@@ -609,7 +629,7 @@ class Hub:
                 return
             sender = f"{alias}@{self.domain}"
             if isinstance(event, ev.Message):
-                self.send(stanzas.message(sender, party.jid, event.text))
+                self.send(stanzas.message(sender, party.jid, desk.line_for_agent(event)))
             elif isinstance(event, ev.Typing):
                 state = render.CHATSTATE_OUT.get(event.state)
                 if state:

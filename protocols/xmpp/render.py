@@ -9,6 +9,7 @@ from __future__ import annotations
 from twisted.words.xish import domish
 
 from gateway.core import events as ev
+from gateway.desk import chat
 from protocols.xmpp import ns
 from protocols.xmpp.stanzas import xml_text
 
@@ -71,7 +72,9 @@ def form_answer(stanza: domish.Element) -> str | None:
 
 
 def queued(event: ev.Queued) -> str:
-    """The customer's place in line."""
+    """The customer's place in line (no time promised while nobody can serve it)."""
+    if event.eta_s is None:
+        return f"You are number {event.position} in line."
     minutes = max(1, round(event.eta_s / 60))
     return f"You are number {event.position} in line (about {minutes} min)."
 
@@ -85,7 +88,8 @@ def customer_line(event: object) -> str | None:
     if isinstance(event, ev.Connected):
         return f"You are now chatting with {event.peer_alias}."
     if isinstance(event, ev.Message):
-        return event.text
+        # A second agent's line (a colleague in conference, a supervisor) names them.
+        return f"[{event.alias}] {event.text}" if event.alias else event.text
     if isinstance(event, ev.Ended):
         return END_TEXTS.get(event.reason, END_TEXTS["closed"])
     return None
@@ -102,6 +106,11 @@ def offer(event: ev.Offer, customer_address: str) -> str:
     if card.topic:
         lines.append(f"Topic: {card.topic}")
     lines += [f"{key}: {value}" for key, value in sorted(card.identity.items())]
+    past = chat.past_text(card.history)
+    if past:
+        lines.append(past)
+    if event.routing is not None:
+        lines.append(f"Routing: {event.routing.text()}")
     lines.append(
         f"Reply /accept {event.offer} or /reject {event.offer} (expires in {event.expires_in_s} s)."
     )

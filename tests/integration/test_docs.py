@@ -58,6 +58,7 @@ OFFLINE_TAGS = (
     "html",
     "toml",
     "routing-toml",
+    "feed-json",
     "faq-toml",
     "imrouter-toml",
     "firewall-rules",
@@ -187,7 +188,7 @@ def clean_env(monkeypatch):
 def _check_site_config(block: Block, work: Path, monkeypatch) -> None:
     from firewall import ruleset
     from gateway import config
-    from gateway.routing.rules import RuleSet
+    from gateway.app.service import load_rules
 
     for name, value in _named_secrets(block.text).items():
         monkeypatch.setenv(name, value)
@@ -196,7 +197,7 @@ def _check_site_config(block: Block, work: Path, monkeypatch) -> None:
     site.write_text(block.text)
     loaded = config.load(site)
     # What startup reads next: the routing rules and the firewall rules files.
-    RuleSet.load(loaded.rules_file, queues=loaded.queues)
+    load_rules(loaded)
     rules = loaded.sections["firewall"].rules
     if rules is not None:
         ruleset.parse(rules.read_text("utf-8"), str(rules))
@@ -250,6 +251,22 @@ def _check_router_config(block: Block, work: Path) -> None:
     RuleBook(media=router.media, queues=router.queues).load()
 
 
+def _check_feed_batch(block: Block) -> None:
+    from gateway.routerd.ingest import Batch
+    from gateway.routing.feed import EVENT_TYPES
+
+    batch = Batch.parse(json.loads(block.text))
+    for event in batch.events:
+        assert event["type"] in EVENT_TYPES, f"{block.id}: no event type: {event}"
+    # The page's table of event types names every type the gateway sends, and no other.
+    page = (REPO / block.page).read_text()
+    rows = page.split("| Type | Fields | When |", 1)[1].split("\n\n", 1)[0]
+    listed = set()
+    for line in rows.splitlines()[2:]:
+        listed |= set(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
+    assert listed == set(EVENT_TYPES), sorted(listed ^ set(EVENT_TYPES))
+
+
 def _check_firewall_rules(block: Block) -> None:
     from firewall import ruleset
 
@@ -263,6 +280,9 @@ JSONIM_TYPES = frozenset(
     "hello message typing end presence accept reject transfer ping pong".split()
     + "welcome prompt queued connected ack ended offer revoked error".split()
     + ["receipt"]
+    # The service desk's proposed additions (docs/jsonim.md): agent requests, answers.
+    + "live monitor barge leave team agent_state consult conference wrap_up note".split()
+    + "history canned canned_list tasks task_reply task_release result task".split()
 )
 
 
@@ -338,6 +358,8 @@ def test_offline_example(block, tmp_path, clean_env):
         _check_site_config(block, work, clean_env)
     elif block.tag == "routing-toml":
         _check_routing_rules(block, work)
+    elif block.tag == "feed-json":
+        _check_feed_batch(block)
     elif block.tag == "faq-toml":
         _check_knowledge(block, work)
     elif block.tag == "imrouter-toml":
@@ -618,9 +640,11 @@ def walk(site):
 
 def test_the_quick_start_walk_through(walk):
     assert walk["conversation"] in walk["listing"]
-    header, *lines = walk["transcript"].splitlines()
+    header, routing, *lines = walk["transcript"].splitlines()
     assert header.startswith(f"conversation {walk['conversation']}: "), header
     assert header.endswith("(agent)"), header  # the agent ended it
+    # The routing decision behind the agent: the packaged rules' default workflow.
+    assert routing.startswith("routing: rule default, target 1 (longest_idle)"), routing
     said = [line.split("] ", 1)[1] for line in lines if "] system: " not in line]
     assert said == walk["lines"], walk["transcript"]
 

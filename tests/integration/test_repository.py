@@ -59,6 +59,7 @@ PAGE_OF = {
     "listeners.web": "web.md",
     "web": "web.md",
     "cluster": "cluster.md",
+    "desk": "desk.md",
 }
 
 

@@ -121,7 +121,9 @@ class RulePlans:
     def __init__(self, ruleset: RuleSet) -> None:
         self.ruleset = ruleset
 
-    def plan(self, customer):
+    def plan(self, customer, request=None):
+        if request is not None and request.fallback is not None:
+            return succeed(request.fallback)
         return succeed(self.ruleset.classify(customer))
 
 

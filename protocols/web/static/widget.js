@@ -257,9 +257,12 @@
     queued: function (f) {
       setPhase('queued');
       showChoices([]);
-      var minutes = Math.max(1, Math.round(Number(f.eta_s) / 60));
-      setStatus('You are number ' + Number(f.position) + ' in the queue (about ' + minutes +
-                ' min).');
+      // eta_s is null while no agent can serve the queue: no time is promised then.
+      var wait = '';
+      if (f.eta_s !== null && f.eta_s !== undefined) {
+        wait = ' (about ' + Math.max(1, Math.round(Number(f.eta_s) / 60)) + ' min)';
+      }
+      setStatus('You are number ' + Number(f.position) + ' in the queue' + wait + '.');
       save();
     },
     connected: function (f) {

@@ -373,6 +373,7 @@ def test_conversations_json(run: _Run) -> None:
         "agent": "anna",
         "ended": "2026-11-29T10:05:00.000Z",
         "end_reason": "customer",
+        "routing": None,
     }
 
 
@@ -414,6 +415,7 @@ def test_transcript_json(run: _Run) -> None:
         "sender": "agent",
         "agent": "anna",
         "text": "Hello!",
+        "audience": "all",
     }
     assert document["messages"][3]["text"] == "line one\nline two\x1b[31m"
 

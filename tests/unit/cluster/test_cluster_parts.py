@@ -21,6 +21,14 @@ EVENTS = [
     ev.Prompt("topic", "What?", (ev.Choice("billing", "Billing"),)),
     ev.Queued(3, 120),
     ev.Connected("c-1", "Anna", (ev.HistoryEntry("customer", "hi", 1.5),)),
+    ev.Connected(
+        "c-1",
+        "c-7f3a",
+        (),
+        role="monitor",
+        agent_alias="Anna",
+        past=(ev.PastConversation("c-0", 1.0, "billing", "solved", "Bob"),),
+    ),
     ev.Message("c-1", "agent", "g-1", "Hello", 2.0, "<b>Hello</b>"),
     ev.Receipt("c-1", "g-1", "read"),
     ev.Typing("c-1", "active"),
@@ -30,11 +38,19 @@ EVENTS = [
         "c-1",
         20,
         ev.CustomerCard(
-            "c-7f3a", "irc", ev.ClientInfo("hexchat", "2.16"), "billing", {"name": "D"}
+            "c-7f3a",
+            "irc",
+            ev.ClientInfo("hexchat", "2.16"),
+            "billing",
+            {"name": "D"},
+            (ev.PastConversation("c-0", 1.0),),
         ),
+        ev.Decision("default", 1, "longest_idle", "default", "local", "why", "general", ("x",)),
     ),
     ev.Revoked("o-1", "taken"),
     ev.Notice("A supervisor set you away."),
+    ev.WrapUp("c-1", "c-7f3a", ("solved", "escalated"), True, 60),
+    ev.Task("t-1", ev.CustomerCard("c-1", "web", ev.ClientInfo(), None, {}), "general", "hi", 3.0),
 ]
 
 

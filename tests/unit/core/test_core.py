@@ -56,7 +56,8 @@ def test_interview_asks_each_field_then_queues():
     ]
 
     result_of(session.say("2"))
-    assert party.take() == [ev.Queued(position=1, eta_s=60)]
+    # No agent is logged in to serve it: no wait is promised.
+    assert party.take() == [ev.Queued(position=1, eta_s=None)]
     conv = session.conversation
     assert conv.state == "queued" and conv.queue == "general"
     assert conv.answers == {"name": "Dana", "topic": "tech"}
@@ -71,14 +72,16 @@ def test_a_wrong_answer_is_asked_again():
     assert again.field == "topic"
     assert again.text.startswith("Sorry, I didn't get that. What can we help you with?")
     result_of(session.say("billing"))
-    assert party.take() == [ev.Queued(position=1, eta_s=60)]
+    # No agent is logged in to serve it: no wait is promised.
+    assert party.take() == [ev.Queued(position=1, eta_s=None)]
 
 
 def test_answers_given_up_front_are_not_asked():
     h = make_harness()
     party, _ = h.customer({"name": "Dana", "topic": "Billing", "email": "d@example.org"})
     # No greeting announcing questions, no questions: straight to the queue.
-    assert party.take() == [ev.Queued(position=1, eta_s=60)]
+    # No agent is logged in to serve it: no wait is promised.
+    assert party.take() == [ev.Queued(position=1, eta_s=None)]
 
 
 def test_whole_conversation_from_offer_to_end():
@@ -158,8 +161,10 @@ def test_agent_drop_requeues_with_history_to_next_agent():
     anna_s.disconnected()
     dropped, queued = cust.take()
     assert dropped.sender == ev.SYSTEM and "disconnected" in dropped.text
-    # Anna held it 0 s: the handle-time estimate moved from 60 s to 48 s.
-    assert queued == ev.Queued(position=1, eta_s=48)
+    # Nobody else is logged in: no wait is promised. Anna held it 0 s: the
+    # handle-time estimate moved from 60 s to 48 s.
+    assert queued == ev.Queued(position=1, eta_s=None)
+    assert h.gateway.queues["general"].eta(1) == 48
 
     bob, bob_s = h.agent("bob")
     offer = bob.last(ev.Offer)

@@ -115,6 +115,10 @@ priority = 10
 [rules.match]
 "identity.tier" = "vip"
 [[rules.targets]]
+
+[trust]
+# Here the hello's tier is trusted (gateway.routing.trust); by default it is not.
+"identity.tier" = ["claim"]
 """
     h = harness(rules, [agent("anna", capacity=1)])
     _, _first = h.customer({"name": "Norm", "topic": "billing"})
@@ -396,6 +400,7 @@ def test_redirect_hosting_hands_over_addresses_and_steps_out():
         client=ev.ClientInfo("Gajim", "1.8"),
         answers={"name": "Dana", "topic": "other"},
         key="xmpp:dana@example.org",
+        address="xmpp:dana@example.org",  # component mode: the server can carry it
     )
     conv = h.gateway.dispatcher.offers[anna.last(ev.Offer).offer].conversation
     anna_s.accept(anna.last(ev.Offer).offer)
@@ -404,10 +409,33 @@ def test_redirect_hosting_hands_over_addresses_and_steps_out():
         "Anna will continue with you directly at xmpp:anna@corp.example. Please write there."
     )
     assert party.last(ev.Ended).reason == "agent"
-    assert "xmpp:dana@example.org" in anna.last(ev.Notice).text
+    # The agent is told the customer's alias, never its address.
+    notice = anna.last(ev.Notice).text
+    assert "dana@example.org" not in notice and conv.alias in notice
     assert result_of(h.store.get_conversation(conv.id)).end_reason == "redirected"
     assert anna_s.agent.load == 0
     # A JSON-IM customer has no address on that network: relayed as usual.
     json_party, _ = h.customer({"name": "Eve", "topic": "other"})
     anna_s.accept(anna.last(ev.Offer).offer)
     assert json_party.last(ev.Connected).peer_alias == "Anna"
+
+
+def test_redirect_hosting_only_where_an_im_server_carries_the_conversation():
+    """A customer on the gateway's own IRC listener has a key but no address on a
+    server: redirecting would send it to a nick that does not exist. Relayed instead."""
+    queues = {name: QueueConfig(name=name) for name in QUEUES}
+    queues["general"] = QueueConfig(name="general", hosting="redirect")
+    h = harness("", [agent("anna", addresses=("irc:anna",))], queues=queues)
+    anna, anna_s = h.agent("anna")
+    party = FakeParty()
+    h.gateway.customer_arrived(
+        party,
+        protocol="irc",
+        client=ev.ClientInfo("irssi", "1.4"),
+        answers={"name": "Dana", "topic": "other"},
+        key="irc:dana@10.0.0.5",
+    )
+    anna_s.accept(anna.last(ev.Offer).offer)
+    assert party.last(ev.Connected).peer_alias == "Anna"
+    assert anna.of(ev.Notice) == []
+    assert not [e for e in party.of(ev.Message) if "directly" in e.text]

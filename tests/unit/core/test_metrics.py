@@ -127,7 +127,8 @@ def test_the_grafana_dashboard_uses_only_metrics_we_export(h):
 
 def test_the_reported_states_are_the_cores():
     from gateway.core import conversation
+    from gateway.desk.context import LEAVING_MESSAGE, SURVEY
     from gateway.metrics import CONVERSATION_STATES
 
     live = (conversation.INTERVIEW, conversation.QUEUED, conversation.OFFERED)
-    assert CONVERSATION_STATES == (*live, conversation.CONNECTED)
+    assert CONVERSATION_STATES == (*live, conversation.CONNECTED, SURVEY, LEAVING_MESSAGE)

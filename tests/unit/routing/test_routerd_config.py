@@ -30,7 +30,7 @@ def test_packaged_defaults_with_the_token_from_the_environment(tmp_path):
     assert config.listen == ("tcp:7080:interface=127.0.0.1",)
     assert config.token == TOKEN
     assert config.queues == ("general",)
-    assert config.max_body == 65536
+    assert config.max_body == 4 * 1024 * 1024
     assert config.log_level == "info"
     assert config.media == {"chat": None, "email": None, "voice": None, "task": None}
     assert TOKEN not in repr(config)

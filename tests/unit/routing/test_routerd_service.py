@@ -75,7 +75,7 @@ def test_make_service_binds_a_site_serving_the_api(tmp_path, logged):
     assert (port, interface) == (7080, "127.0.0.1")
     assert isinstance(factory, Site) and isinstance(factory.resource, RouterApi)
     assert issubclass(factory.requestFactory, BoundedRequest)
-    assert factory.requestFactory.max_body == 65536
+    assert factory.requestFactory.max_body == 4 * 1024 * 1024
     lines = [formatEvent(e) for e in logged]
     assert any(re.fullmatch(r"imrouter listening on \S+:\d+", line) for line in lines), lines
 

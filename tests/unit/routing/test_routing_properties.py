@@ -46,6 +46,10 @@ QUEUES = {
 }
 
 RULES = """
+[trust]
+# The customers' tier is a claim here; trusted for these tests of priority.
+"identity.tier" = ["claim"]
+
 [[rules]]
 name = "vip"
 priority = 10

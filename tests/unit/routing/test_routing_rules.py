@@ -86,7 +86,7 @@ def test_example_vip_billing_on_modern_xmpp(example):
         ),
         priority=10,
         service="relay",
-        requires=frozenset({"typing", "receipts"}),
+        requires=frozenset({"typing"}),
         compatibility="xmpp-modern",
         fallback="translate",
         source=LOCAL,

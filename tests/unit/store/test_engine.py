@@ -78,7 +78,9 @@ def test_not_open_engines_provide_iengine(tmp_path: Path) -> None:
 
 def test_open_applies_every_migration(engine: IEngine) -> None:
     module = sqlite if isinstance(engine, SqliteEngine) else postgres
-    assert engine.schema_version() == module.SCHEMA_VERSION == len(module.MIGRATIONS) == 5
+    assert engine.schema_version() == module.SCHEMA_VERSION == len(module.MIGRATIONS)
+    # The two engines keep the same version numbers for the same schema.
+    assert len(sqlite.MIGRATIONS) == len(postgres.MIGRATIONS)
 
 
 def test_reopen_keeps_data_and_migrates_nothing(make_engine) -> None:
@@ -87,7 +89,7 @@ def test_reopen_keeps_data_and_migrates_nothing(make_engine) -> None:
     first.close()
     again = make_engine()
     assert again.get_agent("anna") == _agent(addresses=("irc:anna",))
-    assert again.schema_version() == 5
+    assert again.schema_version() == len(sqlite.MIGRATIONS)
 
 
 # Agents.
