@@ -226,6 +226,12 @@ class Relay:
         self.conversations[conv.id] = conv
         self._aliases.add(conv.alias)
 
+    def forget(self, conv: Conversation) -> None:
+        """A conversation moves to another node: it leaves this one, not ended."""
+        self.cancel_timer(conv)
+        self.conversations.pop(conv.id, None)
+        self._aliases.discard(conv.alias)
+
     # -- the customer's side ----------------------------------------------------
 
     def _live_conversation(self, session: CustomerSession) -> Conversation:
