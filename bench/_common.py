@@ -249,17 +249,12 @@ level = "{log_level}"
 jsonim = ["tcp:0:interface=127.0.0.1:backlog=1024"]
 irc = [{irc}]
 xmpp = [{xmpp}]
-web = [{web}]
 
 [jsonim]
 heartbeat_s = 3600
 hello_timeout_s = 600
 messages_per_second = 1000000.0
 message_burst = 1000000
-
-[web]
-max_connections_per_origin = 10000000
-handshake_timeout_s = 600
 
 [agents]
 default_capacity = 1000
@@ -310,26 +305,57 @@ def gateway_config(
     web: bool = False,
     log_level: str = "warn",
     component_port: int | None = None,
+    irc_bot_port: int | None = None,
 ) -> str:
     """The bench configuration: every rate and connection limit far out of the way.
 
     ``component_port``: also attach to Prosody's component port as
-    ``support.localhost`` (XEP-0114).
+    ``support.localhost`` (XEP-0114). ``irc_bot_port``: also join ngircd on that port
+    as the bot ``Support`` (bot mode; agents known by their nicks, as on a private
+    network).
     """
     text = GATEWAY_CONFIG.format(
         data=data,
         log_level=log_level,
         irc='"tcp:0:interface=127.0.0.1:backlog=1024"' if irc else "",
         xmpp='"tcp:0:interface=127.0.0.1:backlog=1024"' if xmpp else "",
-        web='"tcp:0:interface=127.0.0.1:backlog=1024"' if web else "",
     )
+    if web:
+        # Only when asked: a version without the web listener refuses its section.
+        text = text.replace(
+            "xmpp = [", 'web = ["tcp:0:interface=127.0.0.1:backlog=1024"]\nxmpp = [', 1
+        )
+        text += WEB_CONFIG
     if component_port is not None:
         text = text.replace(
             "[xmpp]\n",
             f'[xmpp]\ndomain = "support.localhost"\nserver_port = {component_port}\n'
             f'secret = "{COMPONENT_SECRET}"\n',
         )
+    if irc_bot_port is not None:
+        text += IRC_BOT_CONFIG.format(port=irc_bot_port)
     return text
+
+
+WEB_CONFIG = """
+[web]
+max_connections_per_origin = 10000000
+handshake_timeout_s = 600
+"""
+
+IRC_BOT_CONFIG = """
+[irc.bot]
+enabled = true
+host = "127.0.0.1"
+port = {port}
+tls = false
+channel = "#support"
+agent_identity = "nick"
+lines_per_second = 1000000.0
+line_burst = 1000000
+ping_interval_s = 3600
+presence_poll_s = 3600
+"""
 
 
 # -- the peers -------------------------------------------------------------------------
@@ -447,7 +473,7 @@ MaxJoins = 0
 MaxNickLength = 30
 PingTimeout = 3600
 PongTimeout = 3600
-
+{penalty}
 [Options]
 DNS = no
 Ident = no
@@ -462,9 +488,14 @@ Password = bench-Secret-1
 
 
 class Ngircd:
-    """ngircd in the foreground on a free loopback port."""
+    """ngircd in the foreground on a free loopback port.
 
-    def __init__(self, directory: Path) -> None:
+    ``penalties=False``: no flood penalties at all (``MaxPenaltyTime = 0``), for a
+    network that carries the gateway's bot, which is no IRC operator and so cannot
+    have the relaxed user mode +F that the bench's own users take.
+    """
+
+    def __init__(self, directory: Path, *, penalties: bool = True) -> None:
         self.binary = shutil.which("ngircd") or "/usr/sbin/ngircd"
         if not Path(self.binary).exists():
             raise RuntimeError("ngircd is not installed (apt-get install ngircd)")
@@ -473,7 +504,13 @@ class Ngircd:
         self.port = free_port()
         self.conf = directory / "ngircd.conf"
         self.conf.write_text(
-            NGIRCD_CONF.format(port=self.port, dir=directory, uid=os.getuid(), gid=os.getgid())
+            NGIRCD_CONF.format(
+                port=self.port,
+                dir=directory,
+                uid=os.getuid(),
+                gid=os.getgid(),
+                penalty="" if penalties else "MaxPenaltyTime = 0\n",
+            )
         )
         self.proc: subprocess.Popen | None = None
 

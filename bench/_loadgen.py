@@ -14,11 +14,13 @@ conversation, whichever connection that is.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import socket
 import struct
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import attrs
 
@@ -232,6 +234,14 @@ class Meter:
         self._tails[conn] = rest[-TAIL_KEEP:] if rest else b""
 
 
+def process_cpu(pid: int | None) -> float:
+    """User + system CPU seconds of ``pid`` (all its threads) so far, from /proc; 0 if None."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @attrs.frozen
 class Result:
     """Delivered messages per second and latency percentiles in µs."""
@@ -242,9 +252,26 @@ class Result:
     p99: float
     p999: float
     generator_cpu: float  # fraction of one core the generator used
+    server_cpu: float = float("nan")  # fraction of one core the server used (all threads)
+    # Fractions of a core used by other servers in the path (Prosody, ngircd), by pid.
+    others_cpu: dict[int, float] = attrs.field(factory=dict)
+
+    @property
+    def per_cpu_second(self) -> float:
+        """Messages delivered per second of the server's CPU time."""
+        if not self.server_cpu or self.server_cpu != self.server_cpu:
+            return float("nan")
+        return self.rate / self.server_cpu
 
 
-def _summary(meter: Meter, seconds: float, offered: float, cpu: float) -> Result:
+def _summary(
+    meter: Meter,
+    seconds: float,
+    offered: float,
+    cpu: float,
+    server_cpu: float = float("nan"),
+    others_cpu: dict[int, float] | None = None,
+) -> Result:
     values = sorted(meter.latencies)
 
     def pct(fraction: float) -> float:
@@ -253,7 +280,8 @@ def _summary(meter: Meter, seconds: float, offered: float, cpu: float) -> Result
         index = min(len(values) - 1, max(0, round(fraction * len(values)) - 1))
         return values[index] / 1000
 
-    return Result(meter.received / seconds, offered, pct(0.5), pct(0.99), pct(0.999), cpu)
+    rate = meter.received / seconds
+    return Result(rate, offered, pct(0.5), pct(0.99), pct(0.999), cpu, server_cpu, others_cpu or {})
 
 
 def _attach(conns: Sequence[Conn], meter: Meter) -> None:
@@ -262,9 +290,19 @@ def _attach(conns: Sequence[Conn], meter: Meter) -> None:
 
 
 async def run_closed(
-    conns: Sequence[Conn], senders: Sequence[Sender], window: int, warmup: float, seconds: float
+    conns: Sequence[Conn],
+    senders: Sequence[Sender],
+    window: int,
+    warmup: float,
+    seconds: float,
+    server_pid: int | None = None,
+    other_pids: Sequence[int] = (),
 ) -> Result:
-    """Closed loop: each sender keeps ``window`` messages in flight; the maximum rate."""
+    """Closed loop: each sender keeps ``window`` messages in flight; the maximum rate.
+
+    ``server_pid`` (and ``other_pids``, servers the messages also cross): CPU time is
+    read over the same seconds as the rate.
+    """
     meter = Meter(senders, closed_loop=True)
     _attach(conns, meter)
     for _ in range(window):
@@ -272,17 +310,26 @@ async def run_closed(
             meter.send(index)
     await asyncio.sleep(warmup)
     meter.recording = True
+    server0 = process_cpu(server_pid)
+    others0 = {pid: process_cpu(pid) for pid in other_pids}
     cpu0, t0 = time.process_time(), time.monotonic()
     await asyncio.sleep(seconds)
     meter.recording = False
     elapsed, cpu = time.monotonic() - t0, time.process_time() - cpu0
+    server = (process_cpu(server_pid) - server0) / elapsed if server_pid else float("nan")
+    others = {pid: (process_cpu(pid) - others0[pid]) / elapsed for pid in other_pids}
     meter.closed_loop = False
     await asyncio.sleep(0.5)  # let the window drain
-    return _summary(meter, elapsed, float("nan"), cpu / elapsed)
+    return _summary(meter, elapsed, float("nan"), cpu / elapsed, server, others)
 
 
 async def run_open(
-    conns: Sequence[Conn], senders: Sequence[Sender], rate: float, warmup: float, seconds: float
+    conns: Sequence[Conn],
+    senders: Sequence[Sender],
+    rate: float,
+    warmup: float,
+    seconds: float,
+    server_pid: int | None = None,
 ) -> Result:
     """Open loop: ``rate`` messages per second over all senders, round robin."""
     meter = Meter(senders, closed_loop=False)
@@ -292,12 +339,14 @@ async def run_open(
     begun = time.monotonic()
     record_at, stop_at = begun + warmup, begun + warmup + seconds
     cpu0 = t0 = None
+    server0 = 0.0
     while True:
         now = time.monotonic()
         if now >= stop_at:
             break
         if cpu0 is None and now >= record_at:
             meter.recording = True
+            server0 = process_cpu(server_pid)
             cpu0, t0 = time.process_time(), now
         due = int(rate * (now - begun)) - sent
         for _ in range(due):
@@ -306,6 +355,7 @@ async def run_open(
         await asyncio.sleep(0.0005)
     assert t0 is not None and cpu0 is not None
     elapsed, cpu = time.monotonic() - t0, time.process_time() - cpu0
+    server = (process_cpu(server_pid) - server0) / elapsed if server_pid else float("nan")
     await asyncio.sleep(0.5)  # stragglers still count towards latency
     meter.recording = False
-    return _summary(meter, elapsed, rate, cpu / elapsed)
+    return _summary(meter, elapsed, rate, cpu / elapsed, server)

@@ -2,8 +2,8 @@
 
 Run from a checkout (``bench/run`` builds the venv; see bench/README.md)::
 
-    bench/run relay.py --quick      # under two minutes
-    bench/run relay.py              # more pairs, longer windows
+    bench/run relay.py --quick      # about three minutes
+    bench/run relay.py              # more pairs, more and longer repeats
 
 Cases, each on loopback in this one run (the load generator is one asyncio process,
 raw sockets, never inside the measured server):
@@ -21,10 +21,14 @@ raw sockets, never inside the measured server):
 - ``web``: customers and agents speak JSON-IM over WebSocket on the web listener
   (``/ws``, one frame per text message), as the widget and the agent console do;
   beside the ``jsonim`` case (the same session over TCP lines) when both run.
+- ``ircbot``: bot mode: customers and agents are users of an ngircd of its own that the
+  gateway joins as the bot ``Support``; beside ``ngircd`` again.
 
 Each conversation carries messages both ways. Per case: the maximum rate (closed loop,
 ``--window`` messages in flight per side of each conversation), then an open loop at 50%
-and 90% of that rate with latency percentiles (send to delivery, one clock, µs).
+and 90% of that rate with latency percentiles (send to delivery, one clock, µs). Ours
+and the peer's are measured interleaved and repeated; each figure is the median of the
+repeats, and messages per server CPU-second (from /proc) are printed for both.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ class Rig:
     pid: int
     conns: list[lg.Conn]
     senders: list[lg.Sender]
+    # Other servers every message crosses (name: pid): Prosody for the component.
+    via: dict[str, int] = attrs.Factory(dict)
 
     def close(self) -> None:
         """Close every connection."""
@@ -225,6 +231,38 @@ async def ngircd_rig(server: common.Ngircd, pairs: int) -> Rig:
     return Rig("ngircd", server.pid, conns, senders)
 
 
+async def irc_bot_rig(
+    gateway: common.Gateway, server: common.Ngircd, pairs: int, agents: list[str]
+) -> Rig:
+    """Bot mode: customers and agents are ngircd users writing to the gateway's bot
+    ``Support``; every message crosses ngircd twice (to the bot, from the bot)."""
+    deadline = time.monotonic() + 30
+    while not gateway.logged(r"IRC bot: on \S+ as Support"):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the gateway's bot did not join ngircd")
+        await asyncio.sleep(0.05)
+    agent_conns = []
+    for name in agents:
+        conn = await ngircd_user(server, name)
+        conn.write(b"PRIVMSG Support :status\r\n")
+        await conn.expect(rb"You are available")
+        agent_conns.append(conn)
+    customers, senders = [], []
+    tail = lg.PAD.encode() + b"\r\n"
+    for i in range(pairs):
+        conn = await ngircd_user(server, f"bcust{i}")
+        conn.write(b"PRIVMSG Support :hello\r\n")
+        agent, match = await lg.expect_any(agent_conns, r"Offer (o-\S+): (c-[0-9a-f]+)")
+        offer, alias = match.group(1), match.group(2)
+        agent.write(b"PRIVMSG Support :accept %s\r\n" % offer)
+        await conn.expect(rb"You are now talking with \S+\r\n")
+        await agent.expect(rb"talking with " + alias)
+        senders.append(lg.Sender(conn, b"PRIVMSG Support :", tail))
+        senders.append(lg.Sender(agent, b"PRIVMSG Support :%s: " % alias, tail))
+        customers.append(conn)
+    return Rig("ircbot", gateway.pid, agent_conns + customers, senders, {"ngircd": server.pid})
+
+
 # -- XMPP ------------------------------------------------------------------------------
 
 STREAM = (
@@ -343,7 +381,7 @@ async def component_rig(
         senders.append(xmpp_sender(conn, support))
         senders.append(xmpp_sender(agent, alias))
         customers.append(conn)
-    return Rig("component", gateway.pid, agent_conns + customers, senders)
+    return Rig("component", gateway.pid, agent_conns + customers, senders, {"prosody": server.pid})
 
 
 async def prosody_user(server: common.Prosody) -> tuple[lg.Conn, str]:
@@ -368,22 +406,47 @@ async def prosody_rig(server: common.Prosody, pairs: int) -> Rig:
 
 
 @attrs.define
-class Figures:
-    """One case's results."""
+class Side:
+    """One server's measurements in one case: every repeat of each point."""
 
     name: str
-    maximum: lg.Result
-    half: lg.Result
-    ninety: lg.Result
-    server_cpu: float  # fraction of one core the server used at the maximum
+    maxima: list[lg.Result] = attrs.Factory(list)
+    half: list[lg.Result] = attrs.Factory(list)
+    ninety: list[lg.Result] = attrs.Factory(list)
+
+    def max_rate(self) -> float:
+        """The median of the maxima."""
+        return median([r.rate for r in self.maxima])
 
 
-async def measure(rig: Rig, options: argparse.Namespace, profile: Path | None = None) -> Figures:
-    """Maximum rate, then latency at 50% and 90% of it; ``profile``: py-spy the maximum."""
-    cpu0, t0 = common.cpu_seconds(rig.pid), time.monotonic()
+def median(values: list[float]) -> float:
+    """The median of the values that are numbers (nan if none)."""
+    numbers = sorted(v for v in values if v == v)
+    if not numbers:
+        return math.nan
+    middle = len(numbers) // 2
+    return numbers[middle] if len(numbers) % 2 else (numbers[middle - 1] + numbers[middle]) / 2
+
+
+def spread(values: list[float]) -> str:
+    """``min-max`` of the values, as integers with thousands separators."""
+    numbers = [v for v in values if v == v]
+    if len(numbers) < 2:
+        return ""
+    return f" ({min(numbers):,.0f}-{max(numbers):,.0f})"
+
+
+async def closed(rig: Rig, options: argparse.Namespace, profile: Path | None = None) -> lg.Result:
+    """One maximum (closed loop); ``profile``: py-spy the server meanwhile."""
     spy = _profile.start(rig.pid, options.warmup + options.seconds, profile) if profile else None
-    maximum = await lg.run_closed(
-        rig.conns, rig.senders, options.window, options.warmup, options.seconds
+    result = await lg.run_closed(
+        rig.conns,
+        rig.senders,
+        options.window,
+        options.warmup,
+        options.seconds,
+        rig.pid,
+        list(rig.via.values()),
     )
     if spy is not None and profile is not None:
         spy.wait(30)
@@ -394,68 +457,162 @@ async def measure(rig: Rig, options: argparse.Namespace, profile: Path | None = 
                 f"  profile of {rig.name} at the maximum ({profile.with_suffix('.summary.txt')}):"
             )
             print("    " + "\n    ".join(summary.splitlines()[:22]))
-    server_cpu = (common.cpu_seconds(rig.pid) - cpu0) / (time.monotonic() - t0)
-    results = []
-    rates = options.rates or [maximum.rate * 0.5, maximum.rate * 0.9]
-    for rate in rates:
-        results.append(
-            await lg.run_open(rig.conns, rig.senders, rate, options.warmup, options.seconds)
-        )
-    figures = Figures(rig.name, maximum, results[0], results[1], server_cpu)
+    via = "".join(f", {name} CPU {result.others_cpu[pid]:.0%}" for name, pid in rig.via.items())
     print(
-        f"  {rig.name}: max {maximum.rate:,.0f} msg/s (server CPU {server_cpu:.0%}, "
-        f"generator CPU {maximum.generator_cpu:.0%}); "
-        f"50%: p50/p99/p99.9 {results[0].p50:.0f}/{results[0].p99:.0f}/{results[0].p999:.0f} µs; "
-        f"90%: {results[1].p50:.0f}/{results[1].p99:.0f}/{results[1].p999:.0f} µs",
+        f"    {rig.name}: max {result.rate:,.0f} msg/s, server CPU {result.server_cpu:.0%} "
+        f"({result.per_cpu_second:,.0f} msg per CPU-second){via}, generator CPU "
+        f"{result.generator_cpu:.0%}",
         flush=True,
     )
-    return figures
+    return result
 
 
-def report(ours: Figures, peer: Figures | None) -> list[list[object]]:
-    """Rows of the table: metric, ours, peer, ratio (>1: ours is better)."""
+async def opened(rig: Rig, options: argparse.Namespace, rate: float) -> lg.Result:
+    """One open-loop point at ``rate``."""
+    result = await lg.run_open(
+        rig.conns, rig.senders, rate, options.warmup, options.seconds, rig.pid
+    )
+    print(
+        f"    {rig.name} at {rate:,.0f} msg/s: p50/p99/p99.9 "
+        f"{result.p50:,.0f}/{result.p99:,.0f}/{result.p999:,.0f} µs, server CPU "
+        f"{result.server_cpu:.0%}",
+        flush=True,
+    )
+    return result
 
-    def us(value: float) -> str:
-        return "—" if value != value else f"{value:,.0f}"
 
-    rows: list[list[object]] = []
+async def measure(
+    ours: Rig, peer: Rig | None, options: argparse.Namespace, profile: Path | None = None
+) -> tuple[Side, Side | None]:
+    """Ours and the peer, interleaved and repeated: the maxima (ABBA order), then the
+    open loop at 50% of each one's median maximum (ours repeated, the peer's once
+    between them), then ours at 90% once."""
+    mine = Side(ours.name)
+    theirs = Side(peer.name) if peer is not None else None
+    rigs = [(ours, mine)] + ([(peer, theirs)] if peer is not None else [])
+    for repeat in range(options.repeats):
+        order = rigs if repeat % 2 == 0 else rigs[::-1]
+        for rig, side in order:
+            first = rig is ours and repeat == 0
+            side.maxima.append(await closed(rig, options, profile if first else None))
+    half = [(ours, mine)] * options.repeats
+    if peer is not None:
+        half.insert(1, (peer, theirs))
+    for rig, side in half:
+        rate = options.rates[0] if options.rates else side.max_rate() * 0.5
+        side.half.append(await opened(rig, options, rate))
+    rate = options.rates[1] if options.rates else mine.max_rate() * 0.9
+    mine.ninety.append(await opened(ours, options, rate))
+    return mine, theirs
+
+
+def _ratio(ours: float, peer: float, higher_is_better: bool = True) -> float:
+    if not peer or not ours or ours != ours or peer != peer:
+        return math.nan
+    return ours / peer if higher_is_better else peer / ours
+
+
+def _x(value: float) -> str:
+    return "—" if value != value else f"{value:.2f}x"
+
+
+def _paired(ours: list[lg.Result], peer: list[lg.Result], key) -> tuple[float, str]:
+    """The median of the ratios of each repeat's pair, and their range."""
+    ratios = [_ratio(key(a), key(b)) for a, b in zip(ours, peer, strict=False)]
+    ratios = [r for r in ratios if r == r]
+    if not ratios:
+        return math.nan, ""
+    return median(ratios), f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+
+
+def _latency(results: list[lg.Result]) -> str:
+    if not results:
+        return "—"
+    p50, p99, p999 = (median([getattr(r, k) for r in results]) for k in ("p50", "p99", "p999"))
+    return f"{p50:,.0f} / {p99:,.0f} / {p999:,.0f}"
+
+
+def report(ours: Side, peer: Side | None, via: dict[str, int]) -> list[list[object]]:
+    """Rows of the table: metric, ours, peer, ratio (>1: ours is better).
+
+    Every figure is the median of the repeats, with their range in brackets; a
+    ratio is the median of the ratios of the interleaved pairs. ``via``: servers our
+    messages also cross, whose CPU at the maximum is shown beside ours.
+    """
     p = peer
+    rows: list[list[object]] = []
+    rate = [r.rate for r in ours.maxima]
+    ratio, ratio_range = _paired(ours.maxima, p.maxima, lambda r: r.rate) if p else (math.nan, "")
     rows.append(
         [
             f"{ours.name}: max msg/s",
-            f"{ours.maximum.rate:,.0f}",
-            f"{p.maximum.rate:,.0f}" if p else "—",
-            common.ratio(ours.maximum.rate, p.maximum.rate) if p else "—",
+            f"{median(rate):,.0f}{spread(rate)}",
+            f"{p.max_rate():,.0f}{spread([r.rate for r in p.maxima])}" if p else "—",
+            _x(ratio) + ratio_range,
+        ]
+    )
+    per_cpu = [r.per_cpu_second for r in ours.maxima]
+    ratio, ratio_range = (
+        _paired(ours.maxima, p.maxima, lambda r: r.per_cpu_second) if p else (math.nan, "")
+    )
+    rows.append(
+        [
+            f"{ours.name}: msg per server CPU-second at max",
+            f"{median(per_cpu):,.0f}{spread(per_cpu)}",
+            f"{median([r.per_cpu_second for r in p.maxima]):,.0f}"
+            f"{spread([r.per_cpu_second for r in p.maxima])}"
+            if p
+            else "—",
+            _x(ratio) + ratio_range,
         ]
     )
     for label, mine, theirs in (
-        ("p50 µs @50%", ours.half.p50, p.half.p50 if p else math.nan),
-        ("p99 µs @50%", ours.half.p99, p.half.p99 if p else math.nan),
-        ("p99.9 µs @50%", ours.half.p999, p.half.p999 if p else math.nan),
-        ("p50 µs @90%", ours.ninety.p50, p.ninety.p50 if p else math.nan),
-        ("p99 µs @90%", ours.ninety.p99, p.ninety.p99 if p else math.nan),
-        ("p99.9 µs @90%", ours.ninety.p999, p.ninety.p999 if p else math.nan),
+        ("@50%", ours.half, p.half if p else []),
+        ("@90%", ours.ninety, p.ninety if p else []),
     ):
+        p99 = median([r.p99 for r in mine])
         rows.append(
             [
-                f"{ours.name}: {label}",
-                us(mine),
-                us(theirs),
-                common.ratio(mine, theirs, higher_is_better=False),
+                f"{ours.name}: p50 / p99 / p99.9 µs {label}",
+                _latency(mine) + (spread([r.p99 for r in mine]) if len(mine) > 1 else ""),
+                _latency(theirs) if theirs else "—",
+                _x(_ratio(p99, median([r.p99 for r in theirs]), False)) if theirs else "—",
             ]
         )
+    cpu = f"{median([r.server_cpu for r in ours.maxima]):.0%}"
+    for name, pid in via.items():
+        cpu += f", {name} {median([r.others_cpu.get(pid, math.nan) for r in ours.maxima]):.0%}"
     rows.append(
         [
             f"{ours.name}: server CPU at max",
-            f"{ours.server_cpu:.0%}",
-            f"{p.server_cpu:.0%}" if p else "—",
+            cpu,
+            f"{median([r.server_cpu for r in p.maxima]):.0%}" if p else "—",
             "",
         ]
     )
     return rows
 
 
-Case = tuple[str, Callable[[], Awaitable[Rig]], Callable[[], Awaitable[Rig]] | None]
+def summary(ours: Side, peer: Side | None) -> dict[str, object]:
+    """The case's headline figures, for results.json."""
+    p = peer
+    return {
+        "max": median([r.rate for r in ours.maxima]),
+        "maxima": [r.rate for r in ours.maxima],
+        "per_cpu_second": median([r.per_cpu_second for r in ours.maxima]),
+        "p99_half_us": median([r.p99 for r in ours.half]),
+        "p99_half_each": [r.p99 for r in ours.half],
+        "peer": p.name if p else None,
+        "peer_max": p.max_rate() if p else None,
+        "peer_per_cpu_second": median([r.per_cpu_second for r in p.maxima]) if p else None,
+        "ratio_max": _paired(ours.maxima, p.maxima, lambda r: r.rate)[0] if p else None,
+        "ratio_per_cpu_second": (
+            _paired(ours.maxima, p.maxima, lambda r: r.per_cpu_second)[0] if p else None
+        ),
+    }
+
+
+Case = tuple[Callable[[], Awaitable[Rig]], str | None]
 
 
 async def main_async(options: argparse.Namespace) -> int:
@@ -464,7 +621,11 @@ async def main_async(options: argparse.Namespace) -> int:
     root = common.workdir("relay")
     common.raise_nofile()
     wanted = options.cases.split(",")
+    unknown = set(wanted) - {"jsonim", "web", "irc", "ircbot", "xmpp", "component"}
+    if unknown:
+        raise SystemExit(f"unknown cases: {', '.join(sorted(unknown))}")
     agents = {p: [f"{p[0]}agent{i}" for i in range(options.agents)] for p in ("jsonim", "irc")}
+    agents["ircbot"] = [f"bagent{i}" for i in range(options.agents)]
     agents["web"] = [f"wagent{i}" for i in range(options.agents)]
     agents["xmpp"] = [f"xagent{i}" for i in range(options.agents)]
     agents["component"] = [f"cagent{i}" for i in range(options.agents)]
@@ -474,9 +635,14 @@ async def main_async(options: argparse.Namespace) -> int:
     data_dir = root / "gateway" / "data"
     if options.data_dir:
         data_dir = Path(tempfile.mkdtemp(prefix="imgw-bench-data-", dir=options.data_dir))
-    ngircd = prosody = None
+    ngircd = network = prosody = None
     if "xmpp" in wanted or "component" in wanted:
         prosody = common.Prosody(root / "prosody")
+    if "irc" in wanted or "ircbot" in wanted:
+        ngircd = common.Ngircd(root / "ngircd")
+    if "ircbot" in wanted:
+        # The bot's network: an ngircd of its own, without flood penalties.
+        network = common.Ngircd(root / "ngircd-network", penalties=False)
     gateway = common.Gateway(
         venv,
         root / "gateway",
@@ -484,91 +650,84 @@ async def main_async(options: argparse.Namespace) -> int:
             data_dir,
             irc=True,
             xmpp=True,
-            web=True,
+            web="web" in wanted,
             log_level="info",
             component_port=prosody.component_port if "component" in wanted else None,
+            irc_bot_port=network.port if network is not None else None,
         ),
     )
     rows: list[list[object]] = []
-    peers: dict[str, Figures] = {}
+    results: dict[str, object] = {}
+    peer_rigs: dict[str, Rig] = {}
     try:
         if prosody is not None:
             prosody.start()
             if "component" in wanted:
                 for name in agents["component"]:
                     prosody.register(name, "corp.localhost", PASSWORD)
-        for protocol in wanted:
+        for server in (ngircd, network):
+            if server is not None:
+                server.start()
+        # The web case's baseline is a JSON-IM rig: its agents too.
+        provisioned = wanted + (["jsonim"] if "web" in wanted and "jsonim" not in wanted else [])
+        for protocol in provisioned:
             for name in agents.get(protocol, []):
-                address = ["--address", f"xmpp:{name}@corp.localhost"]
-                gateway.add_agent(
-                    name, PASSWORD, capacity, address if protocol == "component" else []
-                )
-        started = gateway.start(["jsonim", "irc", "xmpp", "web"])
+                address = {
+                    "component": ["--address", f"xmpp:{name}@corp.localhost"],
+                    "ircbot": ["--address", f"irc:{name}"],
+                }.get(protocol, [])
+                gateway.add_agent(name, PASSWORD, capacity, address)
+        started = gateway.start(["jsonim", "irc", "xmpp"] + (["web"] if "web" in wanted else []))
         print(f"gateway listening {started:.2f} s after start (load {common.load_average()})")
-        if "irc" in wanted:
-            ngircd = common.Ngircd(root / "ngircd")
-            ngircd.start()
         cases: dict[str, Case] = {
-            "jsonim": (
-                "jsonim",
-                lambda: jsonim_rig(gateway, options.pairs, agents["jsonim"]),
-                None,
+            "jsonim": (lambda: jsonim_rig(gateway, options.pairs, agents["jsonim"]), None),
+            "web": (lambda: web_rig(gateway, options.pairs, agents["web"]), "jsonim"),
+            "irc": (lambda: irc_gateway_rig(gateway, options.pairs, agents["irc"]), "ngircd"),
+            "ircbot": (
+                lambda: irc_bot_rig(gateway, network, options.pairs, agents["ircbot"]),
+                "ngircd",
             ),
-            "web": (
-                "web",
-                lambda: web_rig(gateway, options.pairs, agents["web"]),
-                None,
-            ),
-            "irc": (
-                "irc",
-                lambda: irc_gateway_rig(gateway, options.pairs, agents["irc"]),
-                lambda: ngircd_rig(ngircd, options.pairs),
-            ),
-            "xmpp": (
-                "xmpp",
-                lambda: xmpp_gateway_rig(gateway, options.pairs, agents["xmpp"]),
-                lambda: prosody_rig(prosody, options.pairs),
-            ),
+            "xmpp": (lambda: xmpp_gateway_rig(gateway, options.pairs, agents["xmpp"]), "prosody"),
             "component": (
-                "component",
                 lambda: component_rig(gateway, prosody, options.pairs, agents["component"]),
-                lambda: prosody_rig(prosody, options.pairs),
+                "prosody",
             ),
         }
+        makers = {
+            # The web case's baseline: the same JSON-IM session over TCP lines.
+            "jsonim": lambda: jsonim_rig(gateway, options.pairs, agents["jsonim"]),
+            "ngircd": lambda: ngircd_rig(ngircd, options.pairs),
+            "prosody": lambda: prosody_rig(prosody, options.pairs),
+        }
         for protocol in wanted:
-            _, make_ours, make_peer = cases[protocol]
+            make_ours, peer_name = cases[protocol]
             print(f"{protocol}: {options.pairs} pairs (load {common.load_average()})", flush=True)
             rig = await make_ours()
-            profile = root / f"profile-{protocol}.txt" if options.profile else None
-            ours = await measure(rig, options, profile)
-            rig.close()
-            if protocol == "jsonim":
-                # The web case's baseline: the same JSON-IM session over TCP lines.
-                peers["jsonim"] = ours
             peer = None
-            peer_name = {
-                "irc": "ngircd",
-                "xmpp": "prosody",
-                "component": "prosody",
-                "web": "jsonim",
-            }.get(protocol)
-            if peer_name in peers:
-                peer = peers[peer_name]  # measured once per run, under the same load
-            elif make_peer is not None and peer_name is not None:
-                rig = await make_peer()
-                peer = peers[peer_name] = await measure(rig, options)
-                rig.close()
-            rows += report(ours, peer)
+            if peer_name is not None:
+                if peer_name not in peer_rigs:
+                    peer_rigs[peer_name] = await makers[peer_name]()
+                peer = peer_rigs[peer_name]
+            profile = root / f"profile-{protocol}.txt" if options.profile else None
+            mine, theirs = await measure(rig, peer, options, profile)
+            rig.close()
+            rows += report(mine, theirs, rig.via)
+            results[protocol] = summary(mine, theirs) | {"load": common.load_average()}
     finally:
-        for server in (prosody, ngircd, gateway):
+        for peer_rig in peer_rigs.values():
+            peer_rig.close()
+        for server in (prosody, ngircd, network, gateway):
             if server is not None:
                 server.stop()
     print()
     print(
-        f"pairs {options.pairs}, window {options.window}, {options.seconds:g} s per point, "
-        f"load average {common.load_average()}, {os.cpu_count()} CPUs"
+        f"pairs {options.pairs}, window {options.window}, {options.repeats} repeats of "
+        f"{options.seconds:g} s per point, ours and the peer interleaved; load average "
+        f"{common.load_average()}, {os.cpu_count()} CPUs"
     )
+    print("figures: median of the repeats (their range); ratio: median of the paired ratios")
     print(common.table(["metric", "ours", "peer", "ratio (>1: ours better)"], rows))
+    (root / "results.json").write_text(json.dumps(results, indent=1))
     print(f"(work files: {root})")
     return 0
 
@@ -576,18 +735,22 @@ async def main_async(options: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parse options and run."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="under two minutes")
+    parser.add_argument("--quick", action="store_true", help="about two and a half minutes")
     parser.add_argument("--venv", help="venv with imgateway installed (default: this one)")
     parser.add_argument(
         "--cases",
-        default="jsonim,web,irc,xmpp,component",
-        help="comma-separated: jsonim, web (JSON-IM over WebSocket), irc (vs ngircd), xmpp "
-        "(vs Prosody), component (XMPP through Prosody, vs Prosody)",
+        default="jsonim,web,irc,ircbot,xmpp,component",
+        help="comma-separated: jsonim, web (JSON-IM over WebSocket, vs JSON-IM over TCP), irc "
+        "(vs ngircd), ircbot (bot mode through ngircd, vs ngircd), xmpp (vs Prosody), "
+        "component (XMPP through Prosody, vs Prosody)",
     )
     parser.add_argument("--pairs", type=int, help="customer-agent pairs (quick 50, full 200)")
     parser.add_argument("--agents", type=int, default=5, help="agent accounts per protocol")
     parser.add_argument("--window", type=int, default=8, help="closed loop: in flight per side")
     parser.add_argument("--seconds", type=float, help="measured seconds per point")
+    parser.add_argument(
+        "--repeats", type=int, help="repeats of each point, ours and the peer's interleaved"
+    )
     parser.add_argument(
         "--data-dir",
         help="directory for the gateway's database (default: the work directory, on disk; "
@@ -599,14 +762,18 @@ def main(argv: list[str] | None = None) -> int:
         help="two open-loop rates (msg/s) instead of 50%% and 90%% of the maximum",
     )
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy the gateway during each maximum"
+        "--profile", action="store_true", help="py-spy the gateway during its first maximum"
     )
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
+    parser.add_argument("--warmup", type=float, help="seconds before measuring")
     options = parser.parse_args(argv)
     if options.pairs is None:
         options.pairs = 50 if options.quick else 200
     if options.seconds is None:
-        options.seconds = 3.0 if options.quick else 10.0
+        options.seconds = 1.5 if options.quick else 5.0
+    if options.repeats is None:
+        options.repeats = 3 if options.quick else 5
+    if options.warmup is None:
+        options.warmup = 0.5 if options.quick else 1.0
     return asyncio.run(main_async(options))
 
 

@@ -29,6 +29,7 @@ from firewall.common import describe_address, log_observer
 from firewall.conntrack import Entry
 from firewall.engine import Firewall, Flow
 from firewall.interfaces import IFirewalledProtocol, IFirewallTransport
+from firewall.outbox import Outbox, outbox_for
 
 
 def canonical_peer(addr: IAddress) -> IAddress:
@@ -142,6 +143,8 @@ class _Tracked(ProtocolWrapper):
         # buffer is full, a DNAT relay waiting for its backend) or the message rate's lag.
         self._paused_inside = False
         self._closed_here = False
+        # A plain TCP connection's writes go out once per reactor turn (firewall.outbox).
+        self._outbox: Outbox | None = None
 
     # -- the transport the wrapped protocol sees ------------------------------------
 
@@ -153,20 +156,36 @@ class _Tracked(ProtocolWrapper):
         """Send to the client, counting bytes in conntrack."""
         if self.entry is not None:
             self.factory.firewall.conntrack.sent(self.entry, len(data))
-        self.transport.write(data)
+        if self._outbox is not None:
+            self._outbox.write(data)
+        else:
+            self.transport.write(data)
 
     def writeSequence(self, data) -> None:  # noqa: N802 (Twisted's name)
         """Send several chunks to the client."""
         self.write(b"".join(data))
 
     def loseConnection(self) -> None:
-        """Close once what is buffered is sent (the gateway's side ends it)."""
+        """Close once everything written, this turn's writes included, has gone out (the
+        gateway's side ends it)."""
         self._closed_here = True
+        if self._outbox is not None:
+            self._outbox.flush()
         super().loseConnection()
 
+    def startTLS(self, context: Any, normal: bool = True) -> None:  # noqa: N802
+        """STARTTLS: what was written before goes out in the clear first, as Twisted's
+        own transport does it; after it, writes go through the TLS layer."""
+        if self._outbox is not None:
+            self._outbox.flush()
+            self._outbox = None
+        self.transport.startTLS(context, normal)
+
     def abortConnection(self) -> None:
-        """Close at once (the gateway's side ends it)."""
+        """Close at once, dropping what was not sent (the gateway's side ends it)."""
         self._closed_here = True
+        if self._outbox is not None:
+            self._outbox.discard()
         self.transport.abortConnection()
 
     def pauseProducing(self) -> None:
@@ -183,6 +202,8 @@ class _Tracked(ProtocolWrapper):
     def stopProducing(self) -> None:
         """Close: the consumer this connection fed is gone."""
         self._closed_here = True
+        if self._outbox is not None:
+            self._outbox.flush()
         self.transport.stopProducing()
 
     def firewall_role(self, role: str) -> bool:
@@ -199,9 +220,9 @@ class _Tracked(ProtocolWrapper):
         self._closed_here = True
         if decision.verdict == "reject" and hook is not None:
             hook("refused by the firewall")
-            self.transport.loseConnection()
+            self.loseConnection()  # after the refusal the protocol just wrote
         else:
-            self.transport.abortConnection()
+            self.abortConnection()
         return False
 
     def firewall_messages(self, count: int = 1) -> bool:
@@ -245,6 +266,7 @@ class _Tracked(ProtocolWrapper):
     def makeConnection(self, transport) -> None:
         """Connect the wrapped protocol now, or wait for a trusted proxy's header."""
         provide_like(self, transport)
+        self._outbox = outbox_for(transport)
         Protocol.makeConnection(self, transport)
         if self._awaiting_header:
             fw = self.factory.firewall
@@ -384,6 +406,8 @@ class _Tracked(ProtocolWrapper):
 
     def connectionLost(self, reason: Failure) -> None:
         """Stop counting and tracking; tell the wrapped protocol."""
+        if self._outbox is not None:
+            self._outbox.discard()
         if self._header_timer is not None and self._header_timer.active():
             self._header_timer.cancel()
         fw = self.factory.firewall

@@ -252,6 +252,8 @@ class ApiEndpoints(Resource):
                 return self._service.reload_teams().addCallback(
                     lambda teams: {"ok": True, "teams": list(teams.names)}
                 )
+            case "GET", ["cluster"]:
+                return views.cluster_view(gw, now)
             case "GET", ["conversations"]:
                 return views.conversations_view(gw.conversations.values(), now)
             case "GET", ["conversations", cid, "transcript"]:

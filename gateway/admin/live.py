@@ -41,6 +41,12 @@ def add_commands(commands: Any, agent_actions: Any, common: argparse.ArgumentPar
     queues.add_argument("--json", action="store_true", help="print JSON")
     queues.set_defaults(run=_queues)
 
+    cluster = commands.add_parser(
+        "cluster", parents=[common], help="the cluster's nodes, their load and their parties"
+    )
+    cluster.add_argument("--json", action="store_true", help="print JSON")
+    cluster.set_defaults(run=_cluster)
+
     live = commands.add_parser("live", parents=[common], help="live conversations right now")
     live.add_argument("--json", action="store_true", help="print JSON")
     live.set_defaults(run=_live)
@@ -96,6 +102,33 @@ def _queues(args: argparse.Namespace, cfg: Config) -> None:
         for q in queues
     ]
     _print_table(("QUEUE", "WAITING", "OLDEST WAIT S", "ETA S", "WITH AGENTS"), rows)
+
+
+def _cluster(args: argparse.Namespace, cfg: Config) -> None:
+    cluster = _call(cfg, "GET", "/v1/cluster")
+    if args.json:
+        _print_json(cluster)
+        return
+    if not cluster["clustered"]:
+        print("one node (no [cluster] redis)")
+    else:
+        redis = "reachable" if cluster["redis"] else "NOT reachable"
+        print(f"node {cluster['node']}; redis {redis}")
+    rows = [
+        (
+            n["node"] or "-",
+            n["state"],
+            str(n["customers"]),
+            str(n["agents"]),
+            str(n["conversations"]),
+            str(n["held"]),
+            str(n["waiting"]),
+            "-" if n["age_s"] is None else f"{n['age_s']:g}",
+        )
+        for n in cluster["nodes"]
+    ]
+    headers = ("NODE", "STATE", "CUSTOMERS", "AGENTS", "CONVERSATIONS", "HELD", "WAITING", "SEEN S")
+    _print_table(headers, rows)
 
 
 def _live(args: argparse.Namespace, cfg: Config) -> None:

@@ -29,6 +29,9 @@ PAGE = """<!DOCTYPE html>
 <section><h2>Agents</h2>
 <table id="agents"><thead><tr><th>Agent</th><th>Shown as</th><th>State</th><th>Reason</th>
 <th>Load</th><th>Protocol</th><th>Conversations</th></tr></thead><tbody></tbody></table>
+<section><h2>Cluster <span id="node"></span></h2>
+<table id="cluster"><thead><tr><th>Node</th><th>State</th><th>Customers</th><th>Agents</th>
+<th>Conversations</th><th>Held</th><th>Waiting</th></tr></thead><tbody></tbody></table>
 </section>
 <section><h2>Live conversations</h2>
 <table id="conversations"><thead><tr><th>Conversation</th><th>Customer</th><th>State</th>
@@ -78,6 +81,14 @@ SCRIPT = r"""'use strict';
     fill('agents', s.agents, 'agent', [
       ['name', 'name'], ['alias', 'alias'], ['state', 'state'], ['reason', 'reason'],
       ['load', 'load'], ['protocol', 'protocol'], ['conversations', 'conversations']]);
+    if (s.cluster) {
+      fill('cluster', s.cluster.nodes, 'node', [
+        ['node', 'node'], ['state', 'state'], ['customers', 'customers'], ['agents', 'agents'],
+        ['conversations', 'conversations'], ['held', 'held'], ['waiting', 'waiting']]);
+      document.getElementById('node').textContent = s.cluster.clustered
+        ? '(this page: ' + s.cluster.node + (s.cluster.redis ? '' : '; redis NOT reachable') + ')'
+        : '(one node)';
+    }
     fill('conversations', s.conversations, 'conversation', [
       ['id', 'id'], ['customer', 'customer'], ['state', 'state'], ['queue', 'queue'],
       ['agent', 'agent'], ['protocol', 'protocol'], ['age', 'age_s']]);

@@ -104,6 +104,48 @@ def conversations_view(conversations: Iterable[Conversation], now: float) -> lis
     return [conversation_view(c, now) for c in ordered]
 
 
+def cluster_view(gateway: Any, now: float) -> dict[str, Any]:
+    """The cluster's nodes as this node last read them (one row when it is alone)."""
+    core = getattr(gateway, "core", None)
+    cluster = getattr(core, "cluster", None)
+    if cluster is None:
+        relay = getattr(gateway, "relay", None)
+        here = {
+            "node": "",
+            "state": "shutting down" if gateway.shutting_down else "up",
+            "customers": len(relay.customers) if relay is not None else 0,
+            "agents": len(core.local) if core is not None else 0,
+            "conversations": len(gateway.conversations),
+            "held": len(gateway.holds) if hasattr(gateway, "holds") else 0,
+            "waiting": sum(len(q) for q in gateway.queues.values()),
+            "age_s": 0.0,
+        }
+        return {"clustered": False, "node": "", "redis": None, "nodes": [here]}
+    nodes = []
+    for name, info in sorted(cluster.nodes.items()):
+        nodes.append(
+            {
+                "node": name,
+                "state": "draining" if info.get("draining") else "up",
+                "customers": info.get("customers", 0),
+                "agents": info.get("agents", 0),
+                "conversations": info.get("conversations", 0),
+                "held": info.get("held", 0),
+                "waiting": info.get("waiting", 0),
+                "age_s": round(max(0.0, now - info.get("seen", now)), 1),
+            }
+        )
+    for lost in sorted(cluster.members.lost):
+        nodes.append({"node": lost, "state": "lost", "customers": 0, "agents": 0,
+                      "conversations": 0, "held": 0, "waiting": 0, "age_s": None})  # fmt: skip
+    return {
+        "clustered": True,
+        "node": cluster.name,
+        "redis": cluster.link.available,
+        "nodes": nodes,
+    }
+
+
 def summary_view(gateway: Any, agents: Any, now: float) -> dict[str, Any]:
     """Everything the supervisor page shows, in one object."""
     return {
@@ -113,6 +155,7 @@ def summary_view(gateway: Any, agents: Any, now: float) -> dict[str, Any]:
         "queues": queues_view(gateway.queues, now, gateway.teams),
         "agents": agents_view(agents, now),
         "conversations": conversations_view(gateway.conversations.values(), now),
+        "cluster": cluster_view(gateway, now),
     }
 
 

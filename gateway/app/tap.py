@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from twisted.application.service import IService
 
 from gateway.config import ConfigError, load
@@ -24,4 +26,11 @@ def makeService(config: Options, reactor=None) -> IService:
         settings = load(config["config"])
     except ConfigError as e:
         raise StartupError(str(e)) from None
+    if settings.sections["cluster"].workers > 1:
+        from gateway.cluster.workers import WORKER_ENV, Workers, worker_config
+
+        if WORKER_ENV not in os.environ:
+            # The supervisor: it binds the listeners and runs the workers.
+            return Workers(settings, config["config"], reactor)
+        settings = worker_config(settings)
     return GatewayService(settings, reactor)

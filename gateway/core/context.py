@@ -56,6 +56,8 @@ class Core:
     shutting_down: bool = attrs.field(init=False, default=False)
     # The service desk, told of what happens (gateway.core.hooks); none by default.
     hooks: IDeskHooks = attrs.field(init=False, factory=NoDesk)
+    # The node's cluster membership (gateway.cluster.node.ClusterNode), None when alone.
+    cluster: Any = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         self.queues = {name: Queue(q) for name, q in self.config.queues.items()}

@@ -57,7 +57,10 @@ class Desk:
             self.relay.deliver(old, ev.Notice(f"You are logged out: {why}."))
             old.session.party.close(why)
             self.gone(old.session)
-        session = AgentSession(self, self.relay, party, core.ids.session())
+        cluster = core.cluster
+        # In a cluster, what the agent does in conversations homed elsewhere goes there.
+        desk, relay = cluster.fronts(self, self.relay) if cluster else (self, self.relay)
+        session = AgentSession(desk, relay, party, core.ids.session())
         presence = AgentPresence(
             name=record.name,
             alias=record.display_name,
@@ -76,7 +79,10 @@ class Desk:
             node=core.node,
             teams=core.teams.teams_of(record.name),
         )
-        agent = LiveAgent(presence, session, core.publish)
+        if cluster is not None:
+            agent = cluster.local_agent(presence, session, core.publish)
+        else:
+            agent = LiveAgent(presence, session, core.publish)
         session.agent = agent
         core.local.add(agent)
         core.events.emit("agent_login", record.name, self.dispatcher.agent_facts(presence))
@@ -107,6 +113,9 @@ class Desk:
         self._log.info("agent {agent} left", agent=agent.name)
         core.write(core.directory.withdraw(agent.name, session.id))
         self.dispatcher.agent_left(agent)
+        if core.shutting_down:
+            # Its conversations stay as they are, to be resumed after the restart.
+            return
         for conv_id in list(agent.conversations):
             conv = self.relay.conversations.get(conv_id)
             if conv is None or conv.state != CONNECTED:

@@ -68,6 +68,8 @@ class Dispatcher:
         self._sticky = Sticky(self._config.sticky_s)
         self._matching = False
         self._changed_queues: set[str] = set()
+        # Conversations whose offer could not be reserved (Redis away), to retry.
+        self._parked: list[Conversation] = []
         # Each agent's status as last seen: a change may change the waits promised.
         self._statuses: dict[str, str | None] = {}
         self.relay: IRelay = None
@@ -407,12 +409,24 @@ class Dispatcher:
         """Turn every possible match into offers, then update queue positions."""
         if self._matching:
             return
+        cluster = self._core.cluster
+        if cluster is not None and not cluster.available:
+            # No seat can be reserved while Redis is away: matched when it is back.
+            self._send_positions()
+            return
         self._matching = True
         try:
+            parked, self._parked = self._parked, []
+            for conv in parked:
+                if conv.state == QUEUED and conv.task is not None:
+                    self.engine.retry(conv.task)
             local = self._core.local
             for task, agents in self.engine.matches():
                 for presence in agents:
                     agent = local.get(presence.name)
+                    if agent is None and cluster is not None:
+                        # Another node's agent: offered through the cluster.
+                        agent = cluster.proxy(presence)
                     if agent is not None:
                         self._offer(task.owner, agent)
         finally:
@@ -466,7 +480,44 @@ class Dispatcher:
             identity={k: v for k, v in conv.answers.items() if k != "topic"},
             history=conv.past,
         )
-        self.relay.deliver(agent, ev.Offer(offer.id, conv.id, round(timeout), card, decision))
+        event = ev.Offer(offer.id, conv.id, round(timeout), card, decision)
+        cluster = self._core.cluster
+        if cluster is None:
+            self.relay.deliver(agent, event)
+            return
+        # Rung only once its seat is reserved in Redis, atomically against every node.
+        d = cluster.reserve(agent, offer.id, conv.protocol)
+        d.addCallback(self._reserved, offer, agent, event)
+
+    def _reserved(self, ok: bool | None, offer: PendingOffer, agent: LiveAgent, event: Any) -> None:
+        if self.offers.get(offer.id) is not offer:
+            # Taken back meanwhile (the customer left, another agent accepted).
+            return
+        if ok:
+            self.relay.deliver(agent, event)
+            return
+        conv = offer.conversation
+        self._take_offer(offer)
+        if ok is None:
+            # Redis is away: matched again when it is back (not now: it would loop).
+            if conv.state == OFFERED and not conv.offers:
+                conv.state = QUEUED
+                self._parked.append(conv)
+            return
+        # The agent had no room after all (another node reserved it first): next one.
+        latest = self._core.view.get(agent.name)
+        if latest is not None and latest.has_room:
+            # Redis and this node disagree until the next change: leave it out meanwhile.
+            conv.task.exclude.add(agent.name)
+        self._ring_over(conv)
+        self.match()
+
+    def _agent(self, name: str) -> LiveAgent | None:
+        """The agent named ``name``: logged in here, or (in a cluster) elsewhere."""
+        agent = self._core.local.get(name)
+        if agent is None and self._core.cluster is not None:
+            agent = self._core.cluster.proxy_named(name)
+        return agent
 
     def _take_offer(self, offer: PendingOffer) -> None:
         """Forget an offer: the agent's room and the conversation's ring are freed."""
@@ -478,7 +529,7 @@ class Dispatcher:
         conv.offers.pop(offer.id, None)
         if conv.task is not None:
             conv.task.ringing.discard(offer.agent)
-        agent = self._core.local.get(offer.agent)
+        agent = self._agent(offer.agent)
         if agent is not None:
             agent.unoffered(offer.id)
 
@@ -507,7 +558,7 @@ class Dispatcher:
             offer.conversation.id,
             {"agent": offer.agent, "offer": offer.id, "reason": reason},
         )
-        agent = self._core.local.get(offer.agent)
+        agent = self._agent(offer.agent)
         if agent is not None:
             self.relay.deliver(agent, ev.Revoked(offer.id, reason))
 
@@ -522,7 +573,7 @@ class Dispatcher:
         self._log.info(
             "offer of {conversation} to {agent} timed out", conversation=conv.id, agent=offer.agent
         )
-        agent = self._core.local.get(offer.agent)
+        agent = self._agent(offer.agent)
         if agent is not None:
             lapses = agent.lapses + 1
             if lapses >= self._config.max_lapsed_offers and agent.status == AVAILABLE:

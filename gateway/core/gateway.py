@@ -44,6 +44,7 @@ from gateway.store.interfaces import IStore
 from gateway.store.records import AgentRecord
 
 SHUTDOWN = "The service is restarting. Please reconnect in a moment."
+RESTORING = "the service is starting; please reconnect in a moment"
 
 VerifyPassword = Callable[[str, str | None], Deferred]
 
@@ -100,6 +101,8 @@ class Gateway:
         self._logins = LoginGuard(
             clock, free=config.login_failures_free, max_lockout_s=config.login_lockout_max_s
         )
+        # True while restore() reads back what the last run left open.
+        self.restoring = False
 
     # -- what the rest of the gateway reads ---------------------------------
 
@@ -171,8 +174,25 @@ class Gateway:
         return {"agents": agents, "conversations": conversations}
 
     def restore(self) -> Deferred:
-        """Take back what the store says was open when the gateway last stopped."""
-        return self.holder.restore()
+        """Take back what the store says was open when the gateway last stopped.
+
+        Meanwhile a returning customer (a resume token or key) is refused with
+        ``unavailable`` rather than given a new conversation.
+        """
+        self.restoring = True
+
+        def done(result: Any) -> Any:
+            self.restoring = False
+            return result
+
+        return self.holder.restore().addBoth(done)
+
+    def _refusing(self) -> str | None:
+        """Why newcomers are refused now (shutting down, cluster unavailable), or None."""
+        if self.core.shutting_down:
+            return "the service is shutting down"
+        cluster = self.core.cluster
+        return cluster.refusing() if cluster is not None else None
 
     # -- arrivals ---------------------------------------------------------
 
@@ -210,13 +230,20 @@ class Gateway:
         (a JSON-IM customer token); the service desk recognises a returning customer by
         it, or else by a verified ``account``, ``id`` or ``email``.
         """
-        if self.core.shutting_down:
-            raise Unavailable("the service is shutting down")
+        refused = self._refusing()
+        if refused:
+            raise Unavailable(refused)
+        returning = bool(resume or resume_key or key)
+        if self.restoring and returning:
+            raise Unavailable(RESTORING)
         resumed = self.holder.resume(party, token=resume, key=resume_key or key)
         if resumed is not None:
             if opening:
                 self.relay.opening_line(resumed, opening)
             return resumed
+        if self.core.cluster is not None and returning:
+            # Their conversation may be on another node: moved here, then resumed.
+            self.core.cluster.members.resume_elsewhere(resume, resume_key or key)
         return self.relay.open(
             party,
             protocol=protocol,
@@ -245,8 +272,9 @@ class Gateway:
 
         ``address`` (the peer's host) goes in the one log line of a failure.
         """
-        if self.core.shutting_down:
-            return fail(Unavailable("the service is shutting down"))
+        refused = self._refusing()
+        if refused:
+            return fail(Unavailable(refused))
         # Per address (an IPv6 /64), account and known place: see gateway.core.throttle.
         wait = self._logins.blocked_for(name, address)
         if wait > 0:
@@ -284,8 +312,9 @@ class Gateway:
         ``address`` is how the agent is provisioned (``xmpp:anna@corp.example``);
         fails with AuthFailed when it names no agent.
         """
-        if self.core.shutting_down:
-            return fail(Unavailable("the service is shutting down"))
+        refused = self._refusing()
+        if refused:
+            return fail(Unavailable(refused))
 
         def found(record):
             if record is None:
@@ -312,8 +341,9 @@ class Gateway:
         features: frozenset[str] = frozenset(),
     ) -> Deferred[AgentSession]:
         """Log in an agent whose adapter verified it against agent_credentials()."""
-        if self.core.shutting_down:
-            return fail(Unavailable("the service is shutting down"))
+        refused = self._refusing()
+        if refused:
+            return fail(Unavailable(refused))
 
         def found(record):
             if record is None:
@@ -338,10 +368,26 @@ class Gateway:
         )
 
     def shutdown(self) -> None:
-        """End every conversation with reason ``shutdown`` and refuse newcomers."""
+        """Refuse newcomers and close every connection.
+
+        A conversation its customer can resume (a resume token or key, and
+        ``resume_grace_s`` above 0) stays open in the store, as after a crash: the next
+        start (or, in a cluster, another node) holds it for its customer and agent.
+        The others end with reason ``shutdown``.
+        """
         self.core.shutting_down = True
         relay = self.relay
+        keep = self.config.resume_grace_s > 0
         for conv in list(relay.conversations.values()):
+            resumable = conv.resume_hash is not None or conv.resume_key is not None
+            if keep and resumable and (conv.waiting or conv.state == CONNECTED):
+                relay.system_line(conv, SHUTDOWN)
+                self.holder.holds.release(conv.id)
+                self.dispatcher.withdraw(conv)
+                relay.forget(conv)
+                if getattr(conv.customer, "conversation", None) is conv:
+                    conv.customer.conversation = None
+                continue
             relay.system_line(conv, SHUTDOWN)
             relay.end(conv, "shutdown")
         parties = [c.party for c in relay.customers]

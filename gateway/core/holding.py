@@ -64,6 +64,10 @@ class Holder:
     def release(self, conversation: str) -> None:
         """Stop holding a conversation (it ended)."""
         self.holds.release(conversation)
+        cluster = self._core.cluster
+        conv = self.relay.conversations.get(conversation)
+        if cluster is not None and conv is not None:
+            cluster.members.unindexed(conv)
 
     def tell_if_away(self, conv: Conversation) -> None:
         """An agent took a conversation whose customer is away: say so."""
@@ -139,6 +143,9 @@ class Holder:
         conv.resume_hash = resume.token_hash(token)
         session.resume_token = token
         self._core.write(self._core.store.set_resume(conv.id, conv.resume_hash, conv.resume_key))
+        if self._core.cluster is not None:
+            # Where the customer finds it again, from any node.
+            self._core.cluster.members.indexed(conv)
 
     # -- after a restart ---------------------------------------------------------
 
@@ -151,6 +158,11 @@ class Holder:
         number held.
         """
         return self._core.store.open_conversations().addCallback(self._restored)
+
+    def adopt(self, rows: list) -> int:
+        """Take conversations from the store (a lost or departing node's), held for their
+        customers and agents as after a restart; the number held."""
+        return self._restored(rows)
 
     def _restored(self, rows: list) -> int:
         now = self._clock.seconds()
@@ -219,6 +231,8 @@ class Holder:
             hold.agent = record.agent
             hold.agent_timer = self._clock.callLater(grace, self._agent_not_back, conv.id)
             agent = self._core.local.get(record.agent)
+            if agent is None and self._core.cluster is not None:
+                agent = self._core.cluster.proxy_named(record.agent)
             if agent is not None:
                 self.desk.reattach(agent)
         else:
@@ -230,6 +244,15 @@ class Holder:
             state=record.state,
             grace=grace,
         )
+
+    def wait_for_agent(self, conv: Conversation, agent: str) -> None:
+        """A connected conversation's agent was cut off with its node: held for
+        ``resume_grace_s`` for that agent to log in again (anywhere), then requeued."""
+        grace = self._config.resume_grace_s
+        hold = self.holds.get(conv.id) or Hold(conv)
+        hold.agent = agent
+        hold.agent_timer = self._clock.callLater(grace, self._agent_not_back, conv.id)
+        self.holds.add(hold)
 
     def _agent_not_back(self, conversation: str) -> None:
         hold = self.holds.get(conversation)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -24,7 +24,7 @@ from gateway.core.errors import BadRequest, GatewayError, InternalError, NotAllo
 from gateway.core.interfaces import IPartyLimits
 from gateway.core.interview import Interview
 from gateway.core.ports import IDesk, IDispatch, IHolding, IRelay
-from gateway.core.sessions import CustomerSession
+from gateway.core.sessions import CustomerSession, Done
 from gateway.routing import translate
 from gateway.store.errors import StoreBusy
 from gateway.store.records import ConversationRecord, StoredMessage
@@ -46,9 +46,70 @@ def identity_of(verified: Mapping[str, str] | None) -> str | None:
     return None
 
 
-def _refused(d: Deferred) -> bool:
-    """The store failed an append at once (closed, refused): it was never accepted."""
-    return d.called and isinstance(d.result, Failure)
+def _firing(d: Deferred) -> Done:
+    """A :data:`Done` that fires ``d`` (the Deferred API over the plain one)."""
+
+    def done(msg: str | None, error: Exception | None) -> None:
+        if error is None:
+            d.callback(msg)
+        else:
+            d.errback(error)
+
+    return done
+
+
+class _Line:
+    """One line on its way to the store: what its sender is told when it is committed.
+
+    The store may answer within ``append_then`` (a refusal, or a store that commits at
+    once): a refusal is final at once (never delivered); a commit is held until
+    :meth:`go`, so that the line is delivered before its sender hears of the commit.
+    """
+
+    __slots__ = ("_done", "_early", "_going", "_relay", "answer", "delivered", "entry", "refused")
+
+    def __init__(self, relay: Relay, entry: StoredMessage, done: Done, answer: Any) -> None:
+        self._relay = relay
+        self.entry = entry
+        self._done = done
+        # The conversation whose interview this line answers, if it does.
+        self.answer = answer
+        self.delivered = False
+        self.refused = False
+        self._going = False
+        self._early = False
+
+    def stored(self, failure: Failure | None) -> None:
+        """The store's answer."""
+        if failure is not None:
+            self.refused = not self._going
+            self._failed(failure)
+        elif self._going:
+            self._committed()
+        else:
+            self._early = True
+
+    def go(self) -> None:
+        """The relay has done its part; a commit that came meanwhile is told now."""
+        self._going = True
+        if self._early:
+            self._committed()
+
+    def _committed(self) -> None:
+        if self.answer is not None:
+            try:
+                self._relay._customer_said(None, self.answer, self.entry)
+            except Exception:
+                # As the Deferred chain did: the sender is told it failed.
+                self._failed(Failure())
+                return
+        self._done(self.entry.id, None)
+
+    def _failed(self, failure: Failure) -> None:
+        try:
+            self._relay._not_stored(failure, self.entry, self.delivered)
+        except GatewayError as e:
+            self._done(None, e)
 
 
 @implementer(IRelay)
@@ -165,6 +226,12 @@ class Relay:
         self.conversations[conv.id] = conv
         self._aliases.add(conv.alias)
 
+    def forget(self, conv: Conversation) -> None:
+        """A conversation moves to another node: it leaves this one, not ended."""
+        self.cancel_timer(conv)
+        self.conversations.pop(conv.id, None)
+        self._aliases.discard(conv.alias)
+
     # -- the customer's side ----------------------------------------------------
 
     def _live_conversation(self, session: CustomerSession) -> Conversation:
@@ -181,10 +248,20 @@ class Relay:
         ``markup`` (rich_text) goes to the agent beside ``text``, its plain rendering,
         which alone is stored and answers the interview.
         """
+        d: Deferred[str] = Deferred()
+        self.customer_says_then(session, text, _firing(d), markup)
+        return d
+
+    def customer_says_then(
+        self, session: CustomerSession, text: str, done: Done, markup: str | None = None
+    ) -> None:
+        """As :meth:`customer_says`, telling ``done(msg_id, None)`` after the commit, or
+        ``done(None, error)``; no Deferred on the way."""
         try:
             conv = self._live_conversation(session)
         except GatewayError as e:
-            return fail(e)
+            done(None, e)
+            return
         msg_id = self._core.ids.message()
         ts = self._clock.seconds()
         if conv.state == CONNECTED:
@@ -192,22 +269,26 @@ class Relay:
                 conv.agent, ev.Message(conv.id, ev.CUSTOMER, msg_id, text, ts, markup)
             )
             if refused:
-                return fail(BadRequest(f"not sent: {refused}"))
+                done(None, BadRequest(f"not sent: {refused}"))
+                return
         entry = StoredMessage(id=msg_id, conversation=conv.id, sender=ev.CUSTOMER, text=text, ts=ts)
-        acked = self._append(entry)
-        if _refused(acked):
-            return self._acked(acked, entry, delivered=False)
+        # An answer moves the interview on once it is stored, as before: a customer
+        # told to send it again is still answering the same question.
+        line = _Line(self, entry, done, conv if conv.state == INTERVIEW else None)
+        self._append(entry, line)
+        if line.refused:
+            line.go()
+            return
         self._core.events.message(conv.id, msg_id, ev.CUSTOMER, len(text), ts, text)
-        if conv.state == INTERVIEW:
-            # An answer moves the interview on once it is stored, as before: a
-            # customer told to send it again is still answering the same question.
-            acked.addCallback(self._customer_said, conv, entry)
-            return self._acked(acked, entry, delivered=False)
+        if line.answer is not None:
+            line.go()
+            return
         # Delivered now, acknowledged after the commit: the ack is the durability
         # promise, the other side need not wait for the disk. The store keeps the
         # order of appends, so the transcript's order is the order delivered.
         self._customer_said(None, conv, entry, markup)
-        return self._acked(acked, entry, delivered=conv.state == CONNECTED)
+        line.delivered = conv.state == CONNECTED
+        line.go()
 
     def opening_line(self, session: CustomerSession, text: str) -> None:
         """The line that brought the customer (XMPP, IRC): kept for the agent.
@@ -230,7 +311,7 @@ class Relay:
         )
         conv.remember(ev.HistoryEntry(ev.CUSTOMER, text, entry.ts))
         self._core.metrics.count_message(conv.protocol, ev.CUSTOMER)
-        self._core.write(self._append(entry))
+        self._core.write(self._store.append(entry))
         self._core.events.message(conv.id, entry.id, ev.CUSTOMER, len(text), entry.ts, text)
 
     def _opening_lost(self, failure: Failure, conv: Conversation) -> None:
@@ -351,12 +432,30 @@ class Relay:
         self, session: Any, conversation: str, text: str, markup: str | None = None
     ) -> Deferred[str]:
         """Store an agent line and deliver it to the customer."""
+        d: Deferred[str] = Deferred()
+        self.agent_says_then(session, conversation, text, _firing(d), markup)
+        return d
+
+    def agent_says_then(
+        self,
+        session: Any,
+        conversation: str,
+        text: str,
+        done: Done,
+        markup: str | None = None,
+    ) -> None:
+        """As :meth:`agent_says`, telling ``done(msg_id, None)`` after the commit, or
+        ``done(None, error)``; no Deferred on the way."""
         try:
             conv = self.agent_conversation(session.agent, conversation)
         except GatewayError as e:
             # A supervisor or colleague beside the agent: the desk's business.
             taken = self._core.hooks.says(session, conversation, text)
-            return fail(e) if taken is None else taken
+            if taken is None:
+                done(None, e)
+            else:
+                taken.addCallbacks(lambda msg: done(msg, None), lambda f: done(None, f.value))
+            return
         text_filter = self._core.text_filter
         if text_filter is not None:
             text = text_filter(text)
@@ -367,13 +466,16 @@ class Relay:
             conv.customer, ev.Message(conv.id, ev.AGENT, msg_id, text, ts, markup)
         )
         if refused:
-            return fail(BadRequest(f"not sent: {refused}"))
+            done(None, BadRequest(f"not sent: {refused}"))
+            return
         entry = StoredMessage(
             id=msg_id, conversation=conv.id, sender=ev.AGENT, text=text, ts=ts, agent=session.name
         )
-        acked = self._append(entry)
-        if _refused(acked):
-            return self._acked(acked, entry, delivered=False)
+        line = _Line(self, entry, done, None)
+        self._append(entry, line)
+        if line.refused:
+            line.go()
+            return
         # As the customer's: delivered now, acknowledged after the commit.
         self._core.events.message(conv.id, msg_id, ev.AGENT, len(text), ts, text)
         conv.remember(ev.HistoryEntry(ev.AGENT, text, ts))
@@ -381,7 +483,8 @@ class Relay:
         event = ev.Message(conv.id, ev.AGENT, msg_id, text, ts, markup)
         self.deliver(conv.customer, event)
         self._core.hooks.relayed(conv, event)
-        return self._acked(acked, entry, delivered=True)
+        line.delivered = True
+        line.go()
 
     def agent_typing(self, session: Any, conversation: str, state: str) -> None:
         """Relay the agent's typing to the customer."""
@@ -455,19 +558,11 @@ class Relay:
             return
         self._core.delivery.deliver(session, event)
 
-    def _append(self, entry: StoredMessage) -> Deferred[None]:
+    def _append(self, entry: StoredMessage, line: _Line) -> None:
         try:
-            return self._store.append(entry)
+            self._store.append_then(entry, line.stored)
         except Exception:
-            return fail()
-
-    def _acked(
-        self, acked: Deferred[None], entry: StoredMessage, *, delivered: bool
-    ) -> Deferred[str]:
-        """The sender's answer: the message id once committed, else why not."""
-        return acked.addCallbacks(
-            lambda _: entry.id, self._not_stored, errbackArgs=(entry, delivered)
-        )
+            line.stored(Failure())
 
     def _not_stored(self, failure: Failure, entry: StoredMessage, delivered: bool) -> None:
         if failure.check(StoreBusy):

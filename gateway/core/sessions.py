@@ -6,14 +6,20 @@ public ports (:mod:`gateway.core.ports`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gateway.core import events as ev
 from gateway.core.agents import LiveAgent
 from gateway.core.interfaces import IAgentSession, ICustomerSession
+
+# What a sender is told of its line (say_then): (message id, None) once committed, or
+# (None, the error saying why not).
+Done = Callable[[str | None, Exception | None], object]
 
 
 @implementer(ICustomerSession)
@@ -40,6 +46,11 @@ class CustomerSession:
     def receipt(self, msg: str, state: str) -> None:
         """The customer's client has received or shown the agent's message ``msg``."""
         self._relay.customer_receipt(self, msg, state)
+
+    def say_then(self, text: str, done: Done, *, markup: str | None = None) -> None:
+        """As :meth:`say` without a Deferred: ``done(msg_id, None)`` once committed, or
+        ``done(None, error)``."""
+        self._relay.customer_says_then(self, text, done, markup)
 
     def typing(self, state: str) -> None:
         """Relay a typing notification to the agent, if one is connected."""
@@ -100,6 +111,13 @@ class AgentSession:
         """The agent's client has received or shown the customer's message ``msg``."""
         self._relay.agent_receipt(self, conversation, msg, state)
 
+    def say_then(
+        self, conversation: str, text: str, done: Done, *, markup: str | None = None
+    ) -> None:
+        """As :meth:`say` without a Deferred: ``done(msg_id, None)`` once committed, or
+        ``done(None, error)``."""
+        self._relay.agent_says_then(self, conversation, text, done, markup)
+
     def typing(self, conversation: str, state: str) -> None:
         """Relay a typing notification to the customer."""
         self._relay.agent_typing(self, conversation, state)
@@ -115,3 +133,16 @@ class AgentSession:
     def disconnected(self) -> None:
         """The agent's connection is gone: its conversations are requeued."""
         self._desk.gone(self)
+
+
+def errors_to(
+    handler: Callable[[Failure], object],
+) -> Callable[[str | None, Exception | None], None]:
+    """A ``say_then`` completion handing a refusal to ``handler`` as a Failure (as the
+    errback of ``say``'s Deferred would get it); a commit needs nothing."""
+
+    def done(msg: str | None, error: Exception | None) -> None:
+        if error is not None:
+            handler(Failure(error))
+
+    return done

@@ -36,6 +36,12 @@ class IStore(Interface):
         """Append a :class:`gateway.store.records.StoredMessage`; the Deferred fires
         when it is committed, or fails with StoreBusy when too much waits already."""
 
+    def append_then(message, done):
+        """As :meth:`append` without a Deferred (the path of every chat line): calls
+        ``done(None)`` once committed, or ``done(failure)`` with the
+        :class:`twisted.python.failure.Failure` the Deferred would have failed with
+        (at once, within the call, when the message is refused)."""
+
     def get_agent(name):
         """Deferred firing with the :class:`gateway.store.records.AgentRecord` or None."""
 

@@ -74,6 +74,10 @@ class MemoryStore:
         """Append a message to its conversation."""
         return self._do(self._append, message)
 
+    def append_then(self, message: StoredMessage, done: Callable[[Any], Any]) -> None:
+        """As :meth:`append`: ``done(None)`` once stored, ``done(failure)`` if not."""
+        self.append(message).addCallbacks(lambda _: done(None), done)
+
     def get_agent(self, name: str) -> Deferred:
         """Fires with the :class:`AgentRecord` named ``name``, or None."""
         return self._do(self.agents.get, name)

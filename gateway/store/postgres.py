@@ -363,8 +363,37 @@ class PostgresEngine:
     # between begin() and commit() (psycopg's transaction() blocks nest instead).
 
     def begin(self) -> None:
-        """BEGIN (PostgreSQL locks rows as it writes them)."""
-        self._execute("BEGIN")
+        """BEGIN (PostgreSQL locks rows as it writes them).
+
+        A connection the server dropped (a restart, a failover) is made again first;
+        while the server cannot be reached this raises DatabaseError, and the batch's
+        operations fail (their messages are not acknowledged).
+        """
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._reconnect()
+        try:
+            self._execute("BEGIN")
+        except DatabaseError:
+            if not (self._conn.closed or self._conn.broken):
+                raise
+            # The server went away since the last batch (a restart): nothing of this
+            # transaction was sent yet, so connect again and begin it there.
+            self._reconnect()
+            self._execute("BEGIN")
+
+    def _reconnect(self) -> None:
+        old, self._conn = self._conn, None
+        if old is not None:
+            try:
+                old.close()
+            except psycopg.Error:
+                pass
+        try:
+            self._conn = psycopg.connect(
+                self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+            )
+        except psycopg.Error as e:
+            raise DatabaseError(f"postgresql: cannot reconnect: {str(e).strip()}") from e
 
     def commit(self) -> None:
         """COMMIT; a refused commit (a deferred constraint) leaves no transaction open."""
@@ -372,6 +401,8 @@ class PostgresEngine:
 
     def rollback(self) -> None:
         """ROLLBACK, if a transaction is open (or failed)."""
+        if self._conn is None or self._conn.closed:
+            return
         if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             self._execute("ROLLBACK")
 

@@ -44,10 +44,13 @@ class StoreStats:
     failed: int = 0
 
 
-# One queued operation: function(*args, **kwargs), fired into the Deferred.
-_Job = tuple[Callable[..., Any], tuple, dict, Deferred]
+# One queued operation: function(*args, **kwargs), fired into the Deferred, or for
+# append_then a plain callable told done(None) or done(failure).
+_Job = tuple[Callable[..., Any], tuple, dict, Any]
 # Queued by close(): the writer thread finishes the jobs before it, then exits.
 _STOP: Any = object()
+# Operations told of their commit per reactor turn (a slice: a fraction of a ms).
+TOLD_PER_TURN = 64
 
 
 @implementer(IStore)
@@ -87,6 +90,9 @@ class GroupCommitStore:
         self._wake_pending = False
         self._thread: threading.Thread | None = None
         self._closing: list[Deferred] | None = None
+        # Committed operations not yet told, and whether a turn is to tell more.
+        self._outcomes: deque[tuple[_Job, tuple[bool, Any]]] = deque()
+        self._telling = False
 
     def describe(self) -> str:
         """Where the data is, for logs (never a password)."""
@@ -141,6 +147,17 @@ class GroupCommitStore:
             # unbounded backlog in memory. Only messages: state changes still queue.
             return fail(StoreBusy(f"{self._max_pending} operations wait for the database"))
         return self._submit(self._insert_message, message)
+
+    def append_then(self, message: StoredMessage, done: Callable[[Failure | None], Any]) -> None:
+        """As :meth:`append`, with no Deferred: ``done(None)`` once committed, or
+        ``done(failure)`` (at once when refused). The relay's path for every line."""
+        if len(self._jobs) >= self._max_pending:
+            done(Failure(StoreBusy(f"{self._max_pending} operations wait for the database")))
+            return
+        if self._thread is None or self._closing is not None:
+            done(Failure(StoreClosed("the store is not running")))
+            return
+        self._push((self._insert_message, (message,), {}, done))
 
     def get_agent(self, name: str) -> Deferred:
         """Fires with the :class:`AgentRecord` named ``name``, or None."""
@@ -243,12 +260,34 @@ class GroupCommitStore:
     def _deliver(self, jobs: list[_Job], results: list[tuple[bool, Any]]) -> None:
         self.stats.batches += 1
         self.stats.items += len(jobs)
-        for (_, _, _, d), (ok, value) in zip(jobs, results, strict=True):
-            if ok:
+        self._outcomes.extend(zip(jobs, results, strict=True))
+        if not self._telling:
+            self._tell()
+
+    def _tell(self, everything: bool = False) -> None:
+        # A commit of hundreds of operations is told in slices, one per reactor turn,
+        # so that reading and relaying go on between them; in order, always.
+        self._telling = False
+        outcomes = self._outcomes
+        call_later = None if everything else getattr(self._reactor, "callLater", None)
+        count = len(outcomes) if call_later is None else min(len(outcomes), TOLD_PER_TURN)
+        for _ in range(count):
+            (_, _, _, d), (ok, value) = outcomes.popleft()
+            if not ok:
+                self.stats.failed += 1
+            if type(d) is not Deferred:
+                try:
+                    d(None if ok else value)
+                except Exception:
+                    # As a Deferred would: one failing completion does not stop the rest.
+                    self._log.failure("completing a store operation failed")
+            elif ok:
                 d.callback(value)
             else:
-                self.stats.failed += 1
                 d.errback(value)
+        if outcomes and call_later is not None:
+            self._telling = True
+            call_later(0, self._tell)
 
     def _commit_failed(self, count: int, error: Failure) -> None:
         self._log.failure(
@@ -256,6 +295,7 @@ class GroupCommitStore:
         )
 
     def _stopped(self, error: Failure | None) -> None:
+        self._tell(everything=True)  # every operation is told before the store closes
         if self._thread is not None:
             self._thread.join()
             self._thread = None

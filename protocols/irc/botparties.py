@@ -224,7 +224,7 @@ class BotCustomer:
         if self.over:
             self._start(opening=text)
             return
-        self.session.say(text).addErrback(self._failed)
+        self.session.say_then(text, self._said)
 
     def _start(self, opening: str | None = None) -> None:
         old, self.session = self.session, None
@@ -275,6 +275,11 @@ class BotCustomer:
 
     def _version_late(self) -> None:
         self._version_timer = None
+
+    def _said(self, msg: str | None, error: Exception | None) -> None:
+        # A line's outcome from the core: nothing to say once committed.
+        if error is not None:
+            self._failed(Failure(error))
 
     def _failed(self, failure: Failure) -> None:
         if failure.check(GatewayError):
@@ -346,15 +351,17 @@ class BotAgent:
             match = _ADDRESSED.match(text)
             peer = self.desk.peer(match.group(1)) if match else None
             if peer is not None:
-                d = self.desk.say(peer, match.group(2))
+                self.desk.say_then(peer, match.group(2), self._said)
             elif len(self.desk.conversation_of) == 1:
-                d = self.desk.say(next(iter(self.desk.conversation_of)), text)
+                self.desk.say_then(next(iter(self.desk.conversation_of)), text, self._said)
             else:
                 self.notify("Start with the customer's nick, e.g. 'c-7f3a: hello'. " + HELP)
-                return
-            d.addErrback(self._failed)
         except GatewayError as e:
             self.notify(f"{e.code}: {e.text}")
+
+    def _said(self, msg: str | None, error: Exception | None) -> None:
+        if error is not None:
+            self._failed(Failure(error))
 
     def _failed(self, failure: Failure) -> None:
         if failure.check(GatewayError):

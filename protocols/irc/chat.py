@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
@@ -27,6 +26,10 @@ from protocols.irc.message import Message, split_text
 TYPING = {"active": "active", "paused": "paused", "done": "paused"}
 LOBBY_GREETING = "Hello {nick}! I have opened a private conversation with you."
 MAX_HELD = 256
+
+
+def _one_line(text: str) -> bool:
+    return "\r" not in text and "\n" not in text and "\x00" not in text
 
 
 class ChatCommands:
@@ -118,6 +121,14 @@ class ChatCommands:
     def say_from(self: Connection, prefix: str, text: str, *, notice: bool = False) -> None:
         """PRIVMSG (or NOTICE) ``text`` from ``prefix`` to this client, cut to fit."""
         command = "NOTICE" if notice else "PRIVMSG"
+        head = f":{prefix} {command} {self.nick} :"
+        if text and self.nick and head.count(" ") == 3 and _one_line(head) and _one_line(text):
+            # A line of chat that fits as it is: the bytes serialise() would write.
+            data = f"{head}{text}\r\n".encode()
+            if len(data) <= self.settings.max_line:
+                if not self.closing:
+                    self.transport.write(data)
+                return
         overhead = len(f":{prefix} {command} {self.nick} :\r\n".encode())
         for piece in split_text(text, self.settings.max_line - overhead):
             self.send_from(prefix, command, self.nick or "*", piece)
@@ -140,10 +151,27 @@ class ChatCommands:
             return
         if self.closing:
             return
+        if type(event) is ev.Message and self._chat_line(event):
+            return
         if self.agent is not None:
             self._deliver_to_agent(event)
         else:
             self._deliver_to_customer(event)
+
+    def _chat_line(self: Connection, event: ev.Message) -> bool:
+        # The other side's line, written as render would have it said, without the
+        # rendering on the way; False: not such a line, render it.
+        if self.agent is None:
+            if event.sender != ev.AGENT or self.agent_alias is None:
+                return False
+            self.say_from(self.peer_mask(self.agent_alias), event.text)
+            return True
+        if event.sender != ev.CUSTOMER:
+            return False
+        alias = self.desk.alias_of.get(event.conversation)
+        if alias is not None:
+            self.say_from(self.peer_mask(alias), event.text)
+        return True
 
     def _deliver_to_customer(self: Connection, event: object) -> None:
         if isinstance(event, ev.Connected):
@@ -301,8 +329,7 @@ class ChatCommands:
         if self.customer_over:
             self._start_conversation(opening=text)
             return
-        d = self.customer.say(text)
-        d.addErrback(self._request_failed)
+        self.customer.say_then(text, self._said)
 
     def _start_conversation(self: Connection, opening: str | None = None) -> None:
         """The first message opens a conversation: kept for the agent, it answers no
@@ -330,6 +357,11 @@ class ChatCommands:
             self.customer_over = True
             self.notice_from_service(f"Sorry: {e.text}")
 
+    def _said(self: Connection, msg: str | None, error: Exception | None) -> None:
+        # A line's outcome from the core: nothing to say once committed.
+        if error is not None:
+            self._request_failed(Failure(error))
+
     def _request_failed(self: Connection, failure: Failure) -> None:
         if failure.check(GatewayError):
             self.notice_from_service(f"Not sent: {failure.value.text}")
@@ -351,8 +383,7 @@ class ChatCommands:
         if peer is None:
             self.reply(rpl.ERR_NOSUCHNICK, target[:30], "No such nick/channel")
             return
-        d: Deferred = self.desk.say(peer, text)
-        d.addErrback(self._request_failed)
+        self.desk.say_then(peer, text, self._said)
 
     def agent_raw_command(self: Connection, message: Message) -> bool:
         """``ACCEPT o-1`` and friends, as clients send unknown /commands; True if handled."""

@@ -60,6 +60,10 @@ class AgentDesk:
         """Say ``text`` in the conversation with customer ``alias``."""
         return self.session.say(self.conversation_of[alias], text)
 
+    def say_then(self, alias: str, text: str, done: Callable[..., object]) -> None:
+        """As :meth:`say`: ``done(msg_id, None)`` once committed, ``done(None, error)``."""
+        self.session.say_then(self.conversation_of[alias], text, done)
+
     def typing(self, alias: str, state: str) -> None:
         """Relay typing to customer ``alias``."""
         self.session.typing(self.conversation_of[alias], state)

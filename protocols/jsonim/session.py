@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -480,8 +480,11 @@ class JsonImSession:
 
     def _customer_message(self, frame: dict[str, Any], frame_id: str | None) -> None:
         text, markup = _said(frame, self._rich)
-        said = self._session.say(text) if markup is None else self._session.say(text, markup=markup)
-        self._acknowledge(said, frame_id)
+        done = partial(self._answer, frame_id)
+        if markup is None:
+            self._session.say_then(text, done)
+        else:
+            self._session.say_then(text, done, markup=markup)
 
     def _customer_typing(self, frame: dict[str, Any], frame_id: str | None) -> None:
         self._session.typing(_typing_state(frame))
@@ -526,13 +529,11 @@ class JsonImSession:
             return
         conversation = _string(frame, "conversation")
         text, markup = _said(frame, self._rich)
-        session = self._session
-        said = (
-            session.say(conversation, text)
-            if markup is None
-            else session.say(conversation, text, markup=markup)
-        )
-        self._acknowledge(said, frame_id)
+        done = partial(self._answer, frame_id)
+        if markup is None:
+            self._session.say_then(conversation, text, done)
+        else:
+            self._session.say_then(conversation, text, done, markup=markup)
 
     def _agent_typing(self, frame: dict[str, Any], frame_id: str | None) -> None:
         self._session.typing(_string(frame, "conversation"), _typing_state(frame))
@@ -577,13 +578,12 @@ class JsonImSession:
         # Receiving it was the point: the heartbeat was reset on arrival.
         pass
 
-    def _acknowledge(self, d: Deferred[str], frame_id: str | None) -> None:
-        d.addCallbacks(
-            self._ack,
-            self._request_failed,
-            callbackArgs=(frame_id,),
-            errbackArgs=(frame_id,),
-        )
+    def _answer(self, frame_id: str | None, msg: str | None, error: Exception | None) -> None:
+        # A message's outcome from the core: ack once committed, else the error.
+        if error is not None:
+            self._request_failed(Failure(error), frame_id)
+        else:
+            self._ack(msg, frame_id)
 
     def _ack(self, msg: str, frame_id: str | None, extra: dict | None = None) -> None:
         if frame_id is None:

@@ -89,8 +89,8 @@ def _to_client(element: domish.Element) -> None:
         element.uri = ns.CLIENT
     if element.defaultUri in (ns.COMPONENT, None):
         element.defaultUri = ns.CLIENT
-    for child in element.elements():
-        if child.uri == ns.COMPONENT or (child.uri is None):
+    for child in element.children:
+        if type(child) is not str and (child.uri == ns.COMPONENT or child.uri is None):
             _to_client(child)
 
 

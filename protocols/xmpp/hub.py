@@ -12,6 +12,7 @@ them. Outgoing stanzas are built anew from neutral events; no text is spliced as
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IReactorTime
@@ -345,8 +346,12 @@ class Hub:
         if body.strip().lower() in ("/end", "!end"):
             party.session.end()
             return
-        d = party.session.say(body)
-        d.addErrback(self._refused, stanza)
+        party.session.say_then(body, partial(self._said, stanza))
+
+    def _said(self, stanza: domish.Element, msg: str | None, error: Exception | None) -> None:
+        # A line's outcome from the core: nothing to say once committed.
+        if error is not None:
+            self._refused(Failure(error), stanza)
 
     def _refused(self, failure: Failure, stanza: domish.Element) -> None:
         if failure.check(GatewayError):
@@ -494,8 +499,7 @@ class Hub:
         if commands.is_command(body):
             self._agent_command(party, body, to.local, stanza)
             return
-        d = party.session.say(conversation, body)
-        d.addErrback(self._refused, stanza)
+        party.session.say_then(conversation, body, partial(self._said, stanza))
 
     def _agent_presence(self, party: AgentParty, stanza, sender: Jid, to: Jid, kind) -> None:
         if kind is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import attrs
 
 MAX_PART = 1023
@@ -33,10 +35,11 @@ class Jid:
         return self.full
 
 
-def parse_jid(text: str | None) -> Jid:
-    """Parse ``local@domain/resource``; raises :class:`InvalidJid`."""
-    if not text:
-        raise InvalidJid("empty address")
+# Addresses up to this long are remembered (a few MiB at most for the whole cache).
+_CACHED_LENGTH = 256
+
+
+def _parse(text: str) -> Jid:
     bare, slash, resource = text.partition("/")
     local, at, domain = bare.rpartition("@")
     if slash and not resource:
@@ -50,3 +53,17 @@ def parse_jid(text: str | None) -> Jid:
     ):
         raise InvalidJid("bad character")
     return Jid(local.lower(), domain.lower().rstrip("."), resource)
+
+
+# Jid is frozen, so one parse serves every stanza an address comes in.
+_parse_cached = lru_cache(maxsize=8192)(_parse)
+
+
+def parse_jid(text: str | None) -> Jid:
+    """Parse ``local@domain/resource``; raises :class:`InvalidJid`.
+
+    Addresses are parsed once: the last 8,192 short ones are remembered.
+    """
+    if not text:
+        raise InvalidJid("empty address")
+    return _parse_cached(text) if len(text) <= _CACHED_LENGTH else _parse(text)

@@ -15,6 +15,7 @@ condition; the stream is unusable afterwards.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from xml.parsers import expat
 
 from twisted.words.xish import domish
@@ -117,9 +118,17 @@ _REFUSALS = {
 }
 
 
-def _qname(name: str) -> tuple[str | None, str]:
+def _split(name: str) -> tuple[str | None, str]:
     uri, sep, local = name.rpartition(" ")
     return (uri, local) if sep else (None, name)
+
+
+# The few names streams use over and over, split once (short ones only: bounded memory).
+_split_cached = lru_cache(maxsize=1024)(_split)
+
+
+def _qname(name: str) -> tuple[str | None, str]:
+    return _split_cached(name) if len(name) <= 128 else _split(name)
 
 
 class StreamParser:

@@ -73,8 +73,10 @@ def prompt_form(event: ev.Prompt) -> domish.Element:
 
 def form_answer(stanza: domish.Element) -> str | None:
     """The single value of a submitted XEP-0004 form in a message, if there is one."""
-    for form in stanza.elements():
-        if (form.uri, form.name) != (ns.DATA_FORMS, "x") or form.getAttribute("type") != "submit":
+    for form in stanza.children:
+        if type(form) is str or (form.uri, form.name) != (ns.DATA_FORMS, "x"):
+            continue
+        if form.getAttribute("type") != "submit":
             continue
         for field in form.elements():
             if field.name != "field" or field.getAttribute("var") == "FORM_TYPE":

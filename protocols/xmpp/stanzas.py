@@ -27,6 +27,56 @@ def xml_text(text: str) -> str:
     return _NOT_XML.sub("\ufffd", text)
 
 
+class _ChatMessage(domish.Element):
+    """A message stanza whose serialisation is a template while it holds only its body.
+
+    Every chat line is one of these; domish's general serialiser (a serialiser object,
+    namespace bookkeeping, a list of pieces per element) cost more than routing it.
+    Anything added to it, or another namespace around it, takes the general path.
+    """
+
+    _ATTRIBUTES = ("from", "to", "type")
+
+    def toXml(  # noqa: N802 (Twisted's name and arguments)
+        self,
+        prefixes=None,
+        closeElement=1,  # noqa: N803
+        defaultUri="",  # noqa: N803
+        prefixesInScope=None,  # noqa: N803
+    ) -> str:
+        """The stanza as XML text; the same text domish writes, written faster."""
+        children = self.children
+        if (
+            closeElement
+            and self.uri == defaultUri
+            and len(children) == 1
+            and not self.localPrefixes
+            and tuple(self.attributes) == self._ATTRIBUTES
+        ):
+            body = children[0]
+            if (
+                isinstance(body, domish.Element)
+                and body.name == "body"
+                and body.uri == defaultUri
+                and not body.attributes
+                and not body.localPrefixes
+                and len(body.children) == 1
+                and isinstance(body.children[0], str)
+            ):
+                attributes = self.attributes
+                return (
+                    f"<message from='{_attribute(attributes['from'])}' "
+                    f"to='{_attribute(attributes['to'])}' "
+                    f"type='{_attribute(attributes['type'])}'>"
+                    f"<body>{domish.escapeToXml(body.children[0])}</body></message>"
+                )
+        return super().toXml(prefixes, closeElement, defaultUri, prefixesInScope)
+
+
+def _attribute(value: str) -> str:
+    return domish.escapeToXml(value, 1)
+
+
 def message(
     sender: str,
     to: str,
@@ -37,7 +87,7 @@ def message(
     uri: str = ns.COMPONENT,
 ) -> domish.Element:
     """A message stanza with an optional body and chat state."""
-    element = domish.Element((uri, "message"))
+    element = domish.Element((uri, "message")) if body is None else _ChatMessage((uri, "message"))
     element["from"], element["to"], element["type"] = sender, to, kind
     if body is not None:
         element.addElement("body", content=xml_text(body))
@@ -119,15 +169,18 @@ def stream_header(to: str | None, sender: str | None, uri: str, stream_id: str |
 
 def body_of(stanza: domish.Element) -> str | None:
     """The text of the first ``<body/>`` in the stanza's own namespace, if any."""
-    for child in stanza.elements():
-        if child.name == "body" and child.uri == stanza.uri:
+    # children, not elements(): that generator asks zope.interface about each child.
+    for child in stanza.children:
+        if type(child) is not str and child.name == "body" and child.uri == stanza.uri:
             return str(child)
     return None
 
 
 def child(stanza: domish.Element, uri: str, name: str | None = None):
     """The first child element in ``uri`` (named ``name`` if given), or None."""
-    for element in stanza.elements():
-        if element.uri == uri and (name is None or element.name == name):
+    for element in stanza.children:
+        if type(element) is str or element.uri != uri:
+            continue
+        if name is None or element.name == name:
             return element
     return None

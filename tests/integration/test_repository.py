@@ -58,6 +58,7 @@ PAGE_OF = {
     "firewall": "firewall.md",
     "listeners.web": "web.md",
     "web": "web.md",
+    "cluster": "cluster.md",
     "desk": "desk.md",
 }
 

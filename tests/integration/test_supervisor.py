@@ -108,6 +108,16 @@ def test_supervisor_page_follows_queues_agents_and_conversations(tmp_path):
                 lambda d: cell(d, "agents", "agent", "anna", "load") == "1",
             )
             assert cell(driver, "agents", "agent", "anna", "alias") == "Anna"
+            # One node, no cluster: the cluster table has this node's one row.
+            shows(
+                driver,
+                "this node's row in the cluster table",
+                lambda d: (
+                    cell(d, "cluster", "node", "", "conversations") == "1"
+                    and cell(d, "cluster", "node", "", "agents") == "1"
+                    and cell(d, "cluster", "node", "", "state") == "up"
+                ),
+            )
 
             exchange(customer, anna, conversation, "Hello", "Hi, how can I help?")
             anna.send({"type": "presence", "status": "away"})

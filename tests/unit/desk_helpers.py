@@ -56,6 +56,9 @@ class SyncStore:
     def append(self, message):
         return self._do(self.engine.insert_message, message)
 
+    def append_then(self, message, done):
+        self.append(message).addCallbacks(lambda _: done(None), done)
+
     def get_agent(self, name):
         return self._do(self.engine.get_agent, name)
 

@@ -40,6 +40,12 @@ class FakeSession:
         self.says.append(d)
         return d
 
+    def say_then(self, *args: Any, **kwargs: str) -> None:
+        # Recorded as say; the Deferred in ``says`` decides what ``done`` is told.
+        *words, done = args
+        said = self.say(*words, **kwargs)
+        said.addCallbacks(lambda msg: done(msg, None), lambda f: done(None, f.value))
+
     def typing(self, *args: str) -> None:
         self._record("typing", *args)
 

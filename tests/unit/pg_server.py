@@ -118,6 +118,20 @@ class PgServer:
             conn.execute(f"CREATE DATABASE {name}")
         return self.dsn(name)
 
+    def halt(self) -> None:
+        """Stop the server (fast shutdown), keeping its files, to :meth:`resume` later."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast",
+                  "-w", "-t", "30", "stop")  # fmt: skip
+
+    def resume(self) -> None:
+        """Start a halted server again on the same port."""
+        options = (
+            f"-k {self.dir} -p {self.port} -c listen_addresses=127.0.0.1"
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+                  "-o", options, "-w", "-t", str(START_TIMEOUT_S), "start")  # fmt: skip
+
     def stop(self) -> None:
         """Stop the cluster (fast shutdown) and remove its files."""
         try:

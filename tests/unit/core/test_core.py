@@ -588,3 +588,67 @@ def test_a_line_the_recipient_cannot_carry_is_refused_to_the_sender():
     assert failure[0].value.text == "not sent: at most 10 characters"
     assert len(h.store.messages[conv_id]) == before
     assert result_of(customer_s.say("short")).startswith("g-")
+
+
+def test_say_then_tells_the_sender_after_the_commit_and_the_other_side_at_once():
+    store = DeferredAppends()
+    h = make_harness(store=store)
+    anna, anna_s = h.agent("anna")
+    cust, cust_s = connect(h, anna, anna_s)
+    conv_id = cust_s.conversation.id
+    store.commit()
+    anna.take()
+    cust.take()
+    told = []
+    cust_s.say_then("one", lambda msg, error: told.append(("customer", msg, error)))
+    anna_s.say_then(conv_id, "two", lambda msg, error: told.append(("agent", msg, error)))
+    (one,) = anna.take()
+    (two,) = cust.take()
+    assert (one.text, two.text) == ("one", "two")
+    assert told == []
+    store.commit()
+    assert told == [("customer", one.msg, None), ("agent", two.msg, None)]
+    # A store that commits within the call (MemoryStore): delivered first, then told.
+    h2 = make_harness()
+    anna2, anna2_s = h2.agent("anna")
+    _c2, c2_s = connect(h2, anna2, anna2_s)
+    anna2.take()
+    order = []
+    anna2.deliver = lambda event: order.append(("delivered", event.text))
+    c2_s.say_then("now", lambda msg, error: order.append(("told", error)))
+    assert order == [("delivered", "now"), ("told", None)]
+
+
+def test_say_then_refusals_reach_done_as_gateway_errors_and_are_not_delivered():
+    h = make_harness()
+    anna, anna_s = h.agent("anna")
+    _cust, cust_s = connect(h, anna, anna_s)
+    anna.take()
+    h.store.append = lambda entry: fail(StoreBusy("50000 operations wait for the database"))
+    told = []
+    cust_s.say_then("too much", lambda msg, error: told.append((msg, error)))
+    ((msg, error),) = told
+    assert msg is None and isinstance(error, Unavailable)
+    assert anna.take() == []
+    told.clear()
+    anna_s.say_then("c-unknown", "hi", lambda msg, error: told.append((msg, error)))
+    ((msg, error),) = told
+    assert msg is None and isinstance(error, NotAllowed)
+
+
+def test_a_store_raising_on_append_fails_the_sender_and_delivers_nothing():
+    h = make_harness()
+    anna, anna_s = h.agent("anna")
+    _cust, cust_s = connect(h, anna, anna_s)
+    anna.take()
+
+    def broken(entry, done):
+        raise OSError("the database went away")
+
+    h.store.append_then = broken
+    told = []
+    cust_s.say_then("lost", lambda msg, error: told.append((msg, error)))
+    ((msg, error),) = told
+    assert msg is None and isinstance(error, InternalError)
+    assert error.text == "the message could not be stored; please send it again"
+    assert anna.take() == []

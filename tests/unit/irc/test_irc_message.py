@@ -54,3 +54,25 @@ def test_split_text_respects_the_budget(text, budget):
     for piece in split_text(text, budget):
         assert 0 < len(piece.encode()) <= budget
         assert "\n" not in piece and "\r" not in piece
+
+
+@given(
+    st.text(max_size=600),
+    st.sampled_from(["Support!service@gateway.invalid", "c-7f3a!customer@gateway.invalid"]),
+    st.booleans(),
+)
+def test_a_line_said_to_a_client_is_what_serialise_and_split_text_make_of_it(text, prefix, notice):
+    # say_from writes a line of chat that fits directly; it must be the very bytes the
+    # general path (split_text, then serialise per piece) writes.
+    from irc_helpers import server
+
+    srv = server()
+    client = srv.register("dana")
+    client.protocol.say_from(prefix, text, notice=notice)
+    command = "NOTICE" if notice else "PRIVMSG"
+    overhead = len(f":{prefix} {command} dana :\r\n".encode())
+    expected = b"".join(
+        serialise(Message(command, ("dana", piece), prefix))
+        for piece in split_text(text, 512 - overhead)
+    )
+    assert client.raw() == expected

@@ -656,3 +656,136 @@ def test_purge_ended_before(store: GroupCommitStore, reactor: _ThreadReactor) ->
     assert _value(reactor, store.get_conversation("c-1")) is None
     assert _value(reactor, store.transcript("c-1")) == []
     assert _value(reactor, store.get_conversation("c-2")).ended == 300.0
+
+
+# append_then: the relay's path for every line, without a Deferred.
+
+
+def _then(outcomes: list[Any], name: str) -> Callable[[Failure | None], None]:
+    return lambda failure: outcomes.append((name, failure))
+
+
+def test_append_then_tells_done_after_the_commit_in_order_with_the_other_operations(
+    store: GroupCommitStore, reactor: _ThreadReactor, backend: str, data_dir: Path
+) -> None:
+    outcomes: list[Any] = []
+    opened = store.open_conversation(_conversation())
+    opened.addCallback(lambda _: outcomes.append(("opened", None)))
+    release, gate = _gate(store)
+    store.append_then(_message("m1"), _then(outcomes, "m1"))
+    read = store.transcript("c-1")
+    store.append_then(_message("m2"), _then(outcomes, "m2"))
+    # Nothing is told before the writer has committed.
+    assert outcomes == []
+    release.set()
+    transcript = _value(reactor, read)
+    assert [m.id for m in transcript] == ["m1"]
+    last = store.transcript("c-1")
+    assert [m.id for m in _value(reactor, last)] == ["m1", "m2"]
+    assert outcomes == [("opened", None), ("m1", None), ("m2", None)]
+    assert _committed_ids(backend, data_dir) == [("m1",), ("m2",)]
+    assert _value(reactor, gate) is None
+
+
+def test_append_then_fails_alone_with_the_error_append_would_give(
+    store: GroupCommitStore, reactor: _ThreadReactor
+) -> None:
+    outcomes: list[Any] = []
+    _value(reactor, store.open_conversation(_conversation()))
+    store.append_then(_message("m1"), _then(outcomes, "m1"))
+    store.append_then(_message("m1"), _then(outcomes, "again"))
+    store.append_then(_message("m9", "c-9"), _then(outcomes, "orphan"))
+    store.append_then(_message("m2"), _then(outcomes, "m2"))
+    _value(reactor, store.transcript("c-1"))
+    assert [name for name, _ in outcomes] == ["m1", "again", "orphan", "m2"]
+    assert outcomes[0][1] is None and outcomes[3][1] is None
+    outcomes[1][1].trap(MessageExists)
+    outcomes[2][1].trap(UnknownConversation)
+    assert store.stats.failed == 2
+
+
+def test_append_then_refuses_at_once_when_too_much_waits_or_the_store_is_closed(
+    data_dir: Path,
+) -> None:
+    reactor = _TurnReactor()
+    store = _sqlite_store(data_dir, reactor, max_pending=2)
+    outcomes: list[Any] = []
+    store.append_then(_message("m0"), _then(outcomes, "not started"))
+    outcomes.pop()[1].trap(StoreClosed)
+    store.start()
+    try:
+        store.open_conversation(_conversation())
+        store.append_then(_message("m1"), _then(outcomes, "m1"))
+        store.append_then(_message("m2"), _then(outcomes, "busy"))
+        assert [name for name, _ in outcomes] == ["busy"]
+        outcomes.pop()[1].trap(StoreBusy)
+        _, wake, args = reactor.later.pop()
+        wake(*args)
+        _value(reactor, store.transcript("c-1"))
+        assert outcomes == [("m1", None)]
+    finally:
+        reactor.run_until(store.close())
+    store.append_then(_message("m3"), _then(outcomes, "closed"))
+    outcomes.pop()[1].trap(StoreClosed)
+
+
+def test_a_done_that_raises_does_not_stop_the_others(
+    store: GroupCommitStore, reactor: _ThreadReactor
+) -> None:
+    outcomes: list[Any] = []
+    _value(reactor, store.open_conversation(_conversation()))
+
+    def broken(failure: Failure | None) -> None:
+        raise RuntimeError("an adapter's bug")
+
+    store.append_then(_message("m1"), broken)
+    store.append_then(_message("m2"), _then(outcomes, "m2"))
+    _value(reactor, store.transcript("c-1"))
+    assert outcomes == [("m2", None)]
+
+
+def test_a_large_commit_is_told_in_slices_one_per_turn_in_order(data_dir: Path) -> None:
+    from gateway.store.writer import TOLD_PER_TURN
+
+    reactor = _TurnReactor()
+    store = _sqlite_store(data_dir, reactor)
+    store.start()
+    try:
+        told: list[str] = []
+        store.open_conversation(_conversation())
+        count = TOLD_PER_TURN + 10
+        for i in range(count):
+            store.append_then(_message(f"m{i}"), lambda f, i=i: told.append(f"m{i}"))
+        _, wake, args = reactor.later.pop()
+        wake(*args)
+        # The writer commits them in one batch; the reactor thread runs its answer.
+        f, args, kwargs = reactor.calls.get(timeout=_WAIT)
+        f(*args, **kwargs)
+        # The opening and the first slice of appends are told in this turn...
+        assert told == [f"m{i}" for i in range(TOLD_PER_TURN - 1)]
+        # ...the rest in the next one.
+        _, tell, args = reactor.later.pop()
+        tell(*args)
+        assert told == [f"m{i}" for i in range(count)]
+        assert reactor.later == []
+    finally:
+        reactor.run_until(store.close())
+
+
+def test_closing_tells_every_operation_not_yet_told(data_dir: Path) -> None:
+    from gateway.store.writer import TOLD_PER_TURN
+
+    reactor = _TurnReactor()
+    store = _sqlite_store(data_dir, reactor)
+    store.start()
+    told: list[str] = []
+    store.open_conversation(_conversation())
+    for i in range(TOLD_PER_TURN * 2):
+        store.append_then(_message(f"m{i}"), lambda f, i=i: told.append(f"m{i}"))
+    reactor.later.pop()[1]()
+    f, args, kwargs = reactor.calls.get(timeout=_WAIT)
+    f(*args, **kwargs)
+    assert len(told) == TOLD_PER_TURN - 1
+    closed = store.close()
+    assert _value(reactor, closed) is None
+    assert told == [f"m{i}" for i in range(TOLD_PER_TURN * 2)]
