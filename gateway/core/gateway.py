@@ -275,12 +275,9 @@ class Gateway:
         refused = self._refusing()
         if refused:
             return fail(Unavailable(refused))
-        # Per address (an IPv6 /64), account and known place: see gateway.core.throttle.
-        wait = self._logins.blocked_for(name, address)
-        if wait > 0:
-            # Locked out: refused without spending a password check on it.
-            self.auth_failed(protocol, name, address)
-            return fail(AuthFailed(f"too many failed logins; try again in {ceil(wait)} s"))
+        locked = self._locked_out(protocol, name, address)
+        if locked is not None:
+            return locked
         d = self._store.get_agent(name)
 
         def verify(record):
@@ -324,12 +321,35 @@ class Gateway:
 
         return self._store.find_agent(address).addCallback(found)
 
-    def agent_credentials(self, name: str) -> Deferred:
+    def _locked_out(self, protocol: str, name: str, address: str | None) -> Deferred | None:
+        # Per address (an IPv6 /64), account and known place: see gateway.core.throttle.
+        # Every way of logging in asks this first.
+        wait = self._logins.blocked_for(name, address)
+        if wait <= 0:
+            return None
+        # Locked out: refused without spending a password check on it.
+        self.auth_failed(protocol, name, address)
+        return fail(AuthFailed(f"too many failed logins; try again in {ceil(wait)} s"))
+
+    def agent_credentials(
+        self, name: str, *, protocol: str = "", address: str | None = None
+    ) -> Deferred:
         """An agent's stored SCRAM keys (JSON text, see gateway.passwords), or None.
 
-        For adapters whose authentication proves the password without sending it.
+        For adapters whose authentication proves the password without sending it: the
+        lockouts hold for them as for a password (AuthFailed while locked out), and they
+        report a proof that failed with :meth:`agent_login_failed`.
         """
+        locked = self._locked_out(protocol, name, address)
+        if locked is not None:
+            return locked
         return self._store.scram_credentials(name)
+
+    def agent_login_failed(self, protocol: str, name: str, address: str | None) -> None:
+        """A login the adapter checked itself failed: counted against the lockouts, and
+        logged as every failed login is."""
+        self._logins.failed(name, address)
+        self.auth_failed(protocol, name, address)
 
     def agent_authenticated(
         self,
@@ -339,8 +359,10 @@ class Gateway:
         name: str,
         client: ev.ClientInfo,
         features: frozenset[str] = frozenset(),
+        address: str | None = None,
     ) -> Deferred[AgentSession]:
-        """Log in an agent whose adapter verified it against agent_credentials()."""
+        """Log in an agent whose adapter verified it against agent_credentials()
+        (from ``address``, which becomes one of its known places)."""
         refused = self._refusing()
         if refused:
             return fail(Unavailable(refused))
@@ -348,6 +370,7 @@ class Gateway:
         def found(record):
             if record is None:
                 raise AuthFailed("authentication failed")
+            self._logins.succeeded(name, address)
             return self.desk.logged_in(party, record, protocol, client, features)
 
         return self._store.get_agent(name).addCallback(found)

@@ -154,10 +154,14 @@ class IGateway(Interface):
     def agent_attach(party, *, protocol, address, client, features=frozenset()):
         """Log in an agent an attached IM server authenticated, by its IM address."""
 
-    def agent_credentials(name):
-        """A Deferred firing with an agent's stored SCRAM keys (JSON text), or None."""
+    def agent_credentials(name, *, protocol="", address=None):
+        """A Deferred firing with an agent's stored SCRAM keys (JSON text), or None;
+        failing with AuthFailed while ``name`` is locked out at ``address``."""
 
-    def agent_authenticated(party, *, protocol, name, client, features=frozenset()):
+    def agent_login_failed(protocol, name, address):
+        """A login the adapter checked failed: count it against the lockouts, log it."""
+
+    def agent_authenticated(party, *, protocol, name, client, features=frozenset(), address=None):
         """Log in an agent whose adapter verified it against agent_credentials()."""
 
     def agent_join(party, record, *, protocol="internal", client=None):

@@ -27,8 +27,9 @@ class AgentAuth:
     def __init__(self, gateway: Any) -> None:
         self._gateway = gateway
 
-    def scram_keys(self, name: str, mechanism: str) -> Deferred:
-        """Fires with the agent's keys for ``mechanism`` (a dict), or None."""
+    def scram_keys(self, name: str, mechanism: str, address: str | None = None) -> Deferred:
+        """Fires with the agent's keys for ``mechanism`` (a dict), or None; fails with
+        AuthFailed while the agent is locked out at ``address``."""
 
         def pick(stored: str | None):
             if not stored:
@@ -39,7 +40,8 @@ class AgentAuth:
                 return None
             return keys if isinstance(keys, dict) else None
 
-        return self._gateway.agent_credentials(name).addCallback(pick)
+        d = self._gateway.agent_credentials(name, protocol=PROTOCOL, address=address)
+        return d.addCallback(pick)
 
     def login_with_password(
         self, party: Any, name: str, password: str, address: str | None = None
@@ -57,10 +59,10 @@ class AgentAuth:
         )
 
     def failed(self, name: str, address: str | None) -> None:
-        """SCRAM: a proof that did not verify, logged and counted as a failed login."""
-        self._gateway.auth_failed(PROTOCOL, name, address)
+        """SCRAM: a proof that did not verify, counted against the lockouts and logged."""
+        self._gateway.agent_login_failed(PROTOCOL, name, address)
 
-    def login_verified(self, party: Any, name: str) -> Deferred:
+    def login_verified(self, party: Any, name: str, address: str | None = None) -> Deferred:
         """SCRAM succeeded: log the agent in; fires with the AgentSession."""
         return self._gateway.agent_authenticated(
             party,
@@ -68,4 +70,5 @@ class AgentAuth:
             name=name,
             client=ev.ClientInfo(),
             features=frozenset({"typing"}),
+            address=address,
         )

@@ -316,7 +316,7 @@ class ClientStream(Protocol):
             self._scram_name = name
             self._check_name(name)
             self._busy = True
-            d = self._server.auth.scram_keys(name, mechanism)
+            d = self._server.auth.scram_keys(name, mechanism, self._peer_host())
             d.addCallback(self._scram_challenge)
             d.addErrback(self._async_failed)
 
@@ -344,9 +344,11 @@ class ClientStream(Protocol):
             if e.condition == "not-authorized":  # a wrong password or an unknown name
                 self._server.auth.failed(self._scram_name, self._peer_host())
             raise
-        name = scram.username
+        name, address = scram.username, self._peer_host()
         self._login(
-            name, lambda party: self._server.auth.login_verified(party, name), success=final
+            name,
+            lambda party: self._server.auth.login_verified(party, name, address),
+            success=final,
         )
 
     def _peer_host(self) -> str | None:

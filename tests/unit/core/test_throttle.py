@@ -134,3 +134,23 @@ def test_known_places_are_bounded_and_expire():
     assert guard.known("anna", f"192.0.2.{KNOWN_PLACES}")
     clock.advance(100)
     assert not guard.known("anna", f"192.0.2.{KNOWN_PLACES}")
+
+
+def test_logins_an_adapter_checks_itself_meet_the_same_lockouts():
+    # SCRAM (XMPP): the adapter asks for the keys and verifies the proof itself; its
+    # failures count, a lockout refuses the keys, and its success makes a known place.
+    h = make_harness(login_failures_free=2)
+    for _ in range(3):
+        h.gateway.agent_login_failed("xmpp", "anna", "198.51.100.7")
+    with pytest.raises(AuthFailed, match="too many failed logins; try again in 1 s"):
+        result_of(h.gateway.agent_credentials("anna", protocol="xmpp", address="198.51.100.7"))
+    with pytest.raises(AuthFailed, match="too many failed logins"):
+        result_of(login(h, "secret"))  # the password path sees the SCRAM failures
+    assert result_of(h.gateway.agent_credentials("anna", address="192.0.2.1")) is None
+    session = result_of(
+        h.gateway.agent_authenticated(
+            FakeParty(), protocol="xmpp", name="anna", client=ev.ClientInfo(), address="192.0.2.1"
+        )
+    )
+    assert session.name == "anna"
+    assert h.gateway._logins.known("anna", "192.0.2.1")
