@@ -14,13 +14,13 @@ import harness
 import pytest
 from browser import chromium
 from jsonim_client import JsonImClient, answer_interview, hello_customer
-from selenium.webdriver.common.by import By
 from web_site import Console, screenshots_on_failure, wait_for, web_port, write_config
 
 PASSWORDS = {"anna": "anna-Secret-1", "bob": "bob-Secret-2"}
 DISPOSITIONS = ["resolved", "callback", "wrong_number"]
 NOTE = "NOTE-5e1a wants the money back"
 WHISPER = "WHISPER-3c9d can you take a refund?"
+EVIL = "<img src=x onerror=\"window.__pwned='past'\">"
 DESK = f"""
 [desk]
 dispositions = {json.dumps(DISPOSITIONS)}
@@ -39,9 +39,7 @@ def site(tmp_path_factory):
     gateway = harness.start_gateway(root / "cwd", config, "web-desk-gateway")
     gateway.web = web_port(gateway)
     gateway.config_path = config
-    harness.admin(
-        config, "canned", "add", "greeting", "--text", "Hello {customer}, I am {agent}."
-    )
+    harness.admin(config, "canned", "add", "greeting", "--text", "Hello {customer}, I am {agent}.")
     harness.admin(config, "canned", "add", "bye", "--text", "Goodbye {customer}!")
     yield gateway
     gateway.stop()
@@ -50,18 +48,23 @@ def site(tmp_path_factory):
 _DESK = """
 const pane = document.querySelector(`.pane[data-conversation="${arguments[0]}"]`);
 if (!pane) { return null; }
-const text = (sel, root) => { const n = (root || pane).querySelector(sel); return n ? n.textContent : null; };
+const text = (sel, root) => {
+  const n = (root || pane).querySelector(sel);
+  return n ? n.textContent : null;
+};
 const form = pane.querySelector('.wrapup');
 return {
   wrapup: pane.dataset.wrapup || null,
   canned: Array.from(pane.querySelectorAll('.canned option'), (o) => o.value).filter(Boolean),
   lines: Array.from(pane.querySelectorAll('.log li'), (li) => ({
-    from: li.dataset.from, private: li.dataset.private === 'true', state: li.dataset.receipt || null,
+    from: li.dataset.from, private: li.dataset.private === 'true',
+    state: li.dataset.receipt || null,
     who: text('.who', li), text: text('.text', li),
   })),
   form: form && {
     legend: text('legend', form), due: text('.due', form), state: text('.wrapup-state', form),
-    dispositions: Array.from(form.querySelectorAll('input[type=radio]'), (r) => [r.value, r.required]),
+    dispositions: Array.from(
+      form.querySelectorAll('input[type=radio]'), (r) => [r.value, r.required]),
     labels: Array.from(form.querySelectorAll('fieldset label'), (l) => l.textContent),
   },
   past: Array.from(pane.querySelectorAll('.past-item'), (li) => text('.past-summary', li)),
@@ -86,6 +89,10 @@ class DeskConsole(Console):
             what,
             lambda: (s := self.desk(conversation)) is not None and predicate(s) and s,
         )
+
+    def state_text(self, conversation: str) -> str:
+        """The conversation's state as its pane's head shows it."""
+        return self.find(conversation, ".state").get_attribute("textContent")
 
     def find(self, conversation: str, css: str):
         """An element of the conversation's pane."""
@@ -192,7 +199,7 @@ def test_a_returning_customer_s_history_in_the_offer_and_the_conversation(site, 
         first = anna.offer()["conversation"]
         anna.accept(anna.offer())
         hana.expect("connected", conversation=first)
-        hana.send({"type": "message", "text": "Where is parcel 77?", "id": "h1"})
+        hana.send({"type": "message", "text": f"Where is parcel 77? {EVIL}", "id": "h1"})
         anna.wait_desk(first, "the customer's line", lambda s: line(s, "parcel 77"))
         anna.end(first)
         anna.wait_desk(first, "the wrap-up form", lambda s: s["wrapup"] == "due")
@@ -217,6 +224,10 @@ def test_a_returning_customer_s_history_in_the_offer_and_the_conversation(site, 
         shown = anna.wait_desk(second, "the earlier transcript", lambda s: s["transcript"])
         assert "Where is parcel 77?" in shown["transcript"]
         assert "Wrap-up: resolved" in shown["transcript"]
+        # The customer's markup in the earlier transcript is shown as text.
+        assert EVIL in shown["transcript"]
+        assert driver.execute_script("return window.__pwned === undefined")
+        assert driver.execute_script("return document.querySelectorAll('img').length") == 0
         again.send({"type": "end"})
         again.expect("ended", conversation=second)
         anna.wait_desk(second, "the wrap-up form", lambda s: s["wrapup"] == "due")
@@ -246,9 +257,7 @@ def test_consult_then_a_warm_hand_over_between_two_consoles(site, tmp_path):
         )
         whisper = line(consulted, WHISPER)
         assert (whisper["who"], whisper["private"]) == ("Anna (agents only)", True)
-        assert bob.driver.find_element(
-            By.CSS_SELECTOR, f'.pane[data-conversation="{conversation}"] .state'
-        ).text == ("consult (agent Anna)")
+        assert bob.state_text(conversation) == "consult (agent Anna)"
         bob.type(conversation, "Yes, send it over")
         answer = anna.wait_desk(
             conversation, "Bob's private answer", lambda s: line(s, "Yes, send it over")
@@ -265,10 +274,7 @@ def test_consult_then_a_warm_hand_over_between_two_consoles(site, tmp_path):
         )
         bob.wait(
             "Bob the conversation's agent",
-            lambda s: bob.driver.find_element(
-                By.CSS_SELECTOR, f'.pane[data-conversation="{conversation}"] .state'
-            ).text
-            == "connected",
+            lambda s: bob.state_text(conversation) == "connected",
         )
         bob.type(conversation, "Hi Lu, Bob here.")
         assert lu.expect("message", text="Hi Lu, Bob here.")["from"] == "agent"
