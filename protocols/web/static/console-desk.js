@@ -42,8 +42,14 @@ window.ImgatewayConsoleDesk = function (api) {
       canned = (Array.isArray(f.responses) ? f.responses : []).filter(function (c) {
         return c && typeof c.name === 'string';
       });
-      cannedPickers.forEach(fillPicker);
-    }, function () { canned = []; cannedPickers.forEach(fillPicker); });
+      refreshPickers();
+    }, function () { canned = []; refreshPickers(); });
+  }
+
+  function refreshPickers() {
+    // Pickers of closed conversations are gone from the page: dropped here.
+    cannedPickers = cannedPickers.filter(function (select) { return select.isConnected; });
+    cannedPickers.forEach(fillPicker);
   }
 
   function fillPicker(select) {
