@@ -20,9 +20,6 @@ class AddressError(ValueError):
     """Text that is not an IP address or network."""
 
 
-_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
-
-
 def parse_network(text: str) -> IPNetwork:
     """An address or ``address/length`` as a network; host bits must be zero.
 
@@ -34,8 +31,10 @@ def parse_network(text: str) -> IPNetwork:
         net = ipaddress.ip_network(text.strip(), strict=True)
     except ValueError as e:
         raise AddressError(f"{text!r} is not an IP address or network: {e}") from None
-    if net.version == 6 and net.prefixlen >= 96 and net.subnet_of(_MAPPED):  # type: ignore[arg-type]
-        return ipaddress.IPv4Network((int(net.network_address) & 0xFFFFFFFF, net.prefixlen - 96))
+    if net.version == 6 and net.prefixlen >= 96:
+        number = int(net.network_address)
+        if number >> 32 == _V4_MAPPED:  # in ::ffff:0:0/96
+            return ipaddress.IPv4Network((number & 0xFFFFFFFF, net.prefixlen - 96))
     return net
 
 

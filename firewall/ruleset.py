@@ -232,7 +232,10 @@ def parse(text: str, source: str = "rules", first_handle: int = 1) -> Ruleset:
     rs = Ruleset(source=source, next_handle=first_handle)
     seen: set[str] = set()
     pending_sets: list[tuple[Token, str]] = []
-    met: list[tuple[Chain, Rule, Token]] = []
+    # Chains with their rules in the order the file has them, and rules that name
+    # their handle.
+    met: list[tuple[Chain, list[Rule]]] = []
+    named: list[tuple[Rule, Token]] = []
     while p.peek() is not None:
         head = p.next()
         kind = head.text
@@ -253,6 +256,8 @@ def parse(text: str, source: str = "rules", first_handle: int = 1) -> Ruleset:
             seen.add(f"chain {name.text}")
             p.expect("{")
             chain = rs.chains[name.text]
+            rules: list[Rule] = []
+            met.append((chain, rules))
             for statement in p.statements():
                 if statement[0].text == "policy":
                     if len(statement) != 2 or statement[1].text not in ("accept", "drop"):
@@ -263,7 +268,9 @@ def parse(text: str, source: str = "rules", first_handle: int = 1) -> Ruleset:
                 for tok_set in (rule.saddr_set, rule.daddr_set):
                     if tok_set is not None:
                         pending_sets.append((statement[0], tok_set))
-                met.append((chain, rule, statement[0]))  # numbered by _number below
+                if rule.handle is not None:
+                    named.append((rule, statement[0]))
+                rules.append(rule)  # numbered by _number below
         elif kind in ("limits", "nat", "translate", "proxy", "conntrack"):
             if kind in seen:
                 raise p.fail(f"{kind!r} defined twice", head)
@@ -285,30 +292,41 @@ def parse(text: str, source: str = "rules", first_handle: int = 1) -> Ruleset:
     for token, name in pending_sets:
         if name not in rs.sets:
             raise p.fail(f"no set named {name!r}", token)
-    _number(p, rs, met, first_handle)
+    _number(p, rs, met, named, first_handle)
     return rs
 
 
-def _number(p: _Parser, rs: Ruleset, met: list[tuple[Chain, Rule, Token]], first: int) -> None:
-    """Give every rule its handle, in file order (``met``, as parsing met them): the one
-    the file names (``handle N``), else the next free number from ``first``."""
+def _number(
+    p: _Parser,
+    rs: Ruleset,
+    met: list[tuple[Chain, list[Rule]]],
+    named: list[tuple[Rule, Token]],
+    first: int,
+) -> None:
+    """Give every rule its handle, in file order (the chains ``met``, as parsing met
+    them): the one the file names (``handle N``, the rules ``named``), else the next
+    free number from ``first``."""
     given: dict[int, Token] = {}
-    for _, rule, token in met:
-        if rule.handle is not None:
-            if rule.handle in given:
-                raise p.fail(f"handle {rule.handle} given twice", token)
-            given[rule.handle] = token
-    for chain in rs.chains.values():
-        chain.rules = []
+    for rule, token in named:
+        if rule.handle in given:
+            raise p.fail(f"handle {rule.handle} given twice", token)
+        given[rule.handle] = token  # type: ignore[index]
     number = first
-    for chain, rule, _ in met:
-        handle = rule.handle
-        if handle is None:
-            while number in given:
+    for chain, rules in met:
+        if not given:  # the common file: one number after another
+            chain.rules = [(number + i, rule) for i, rule in enumerate(rules)]
+            number += len(rules)
+            continue
+        numbered = []
+        for rule in rules:
+            handle = rule.handle
+            if handle is None:
+                while number in given:
+                    number += 1
+                handle = number
                 number += 1
-            handle = number
-            number += 1
-        chain.rules.append((handle, rule))
+            numbered.append((handle, rule))
+        chain.rules = numbered
     rs.next_handle = max([number, *(h + 1 for h in given)])
 
 
