@@ -46,6 +46,12 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _write_bans(path: Path, text: str) -> None:
+    # The data directory may not exist yet (a PostgreSQL store makes no files there).
+    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_atomically(path, text)
+
+
 class BanStore:
     """Keeps the firewall's bans in ``path`` across restarts (see the module)."""
 
@@ -116,7 +122,7 @@ class BanStore:
 
     def _write_later(self) -> None:
         self._pending = None
-        d = self._run(write_atomically, self.path, self.text())
+        d = self._run(_write_bans, self.path, self.text())
         d.addErrback(
             lambda f: self._log.error(
                 "firewall bans not written to {path}: {error}",
@@ -131,7 +137,7 @@ class BanStore:
             self._pending.cancel()
             self._pending = None
             try:
-                write_atomically(self.path, self.text())
+                _write_bans(self.path, self.text())
             except OSError as e:
                 self._log.error(
                     "firewall bans not written to {path}: {error}",

@@ -88,6 +88,14 @@ class _FirewallFirst:
         return getattr(self._reactor, name)
 
 
+def bans_file_name(config: Config) -> str:
+    """The default bans file in the data directory: one per named cluster node, so that
+    workers sharing a data directory (``node1-w0``, ``node1-w1``) each keep their own."""
+    cluster = config.sections.get("cluster")
+    node = getattr(cluster, "node", "")
+    return f"firewall-{node}.bans" if node else "firewall.bans"
+
+
 @implementer(IAdministered)
 class GatewayService(MultiService):
     """Runs one gateway: binds its listeners, opens its store, serves its core."""
@@ -115,7 +123,7 @@ class GatewayService(MultiService):
             raise StartupError(str(e)) from None
         self.bans = BanStore(
             self.firewall,
-            fw_settings.bans_file or config.data_dir / "firewall.bans",
+            fw_settings.bans_file or config.data_dir / bans_file_name(config),
             reactor,
             lambda f, *a: deferToThreadPool(reactor, reactor.getThreadPool(), f, *a),
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import re
 import signal
+import subprocess
 import time
 
 import cluster_site
@@ -38,6 +39,7 @@ AGENTS = {
 }
 STRESS_AGENTS = [f"s{i:02d}" for i in range(9)]
 STRESS_PASSWORD = "stress-Secret-0"
+WORKERS_TOKEN = "workers-admin-token-0123456789"
 
 
 class Cluster:
@@ -603,7 +605,8 @@ def test_kill_9_mid_conversation_loses_no_acknowledged_message(cluster):
 def test_two_workers_on_one_host_share_the_listeners(cluster, tmp_path):
     config = node_config(tmp_path, "wk", cluster.redis.port, cluster.dsn)
     text = config.read_text().replace('prefix = "imgw:"', "")
-    config.write_text(text.replace("[cluster]\n", '[cluster]\nworkers = 2\nprefix = "wk:"\n'))
+    text = text.replace("[cluster]\n", '[cluster]\nworkers = 2\nprefix = "wk:"\n')
+    config.write_text(text.replace("[admin]\n", f'[admin]\ntoken = "{WORKERS_TOKEN}"\n', 1))
     supervisor = harness.Gateway(tmp_path / "cwd", config, "workers")
     try:
         shared = r"jsonim listener \S+ listening on 127\.0\.0\.1:(\d+) \(shared by 2 workers\)"
@@ -624,7 +627,33 @@ def test_two_workers_on_one_host_share_the_listeners(cluster, tmp_path):
             _end(agent, customer, conversation)
             agent.close()
             customer.close()
+        # Each worker bans through its own admin listener, and keeps its bans in a file
+        # of its own in the shared data directory.
+        admin = r"admin listener \S+ listening on 127\.0\.0\.1:(\d+)"
+        ports = sorted({int(p) for p in re.findall(admin, "\n".join(supervisor.lines))})
+        assert len(ports) == 2, ports
+        for port, address in zip(ports, ("192.0.2.10", "192.0.2.11"), strict=True):
+            env = harness.child_env()
+            env["IMGATEWAY_ADMIN_URL"] = f"http://127.0.0.1:{port}"
+            env["IMGATEWAY_ADMIN_TOKEN"] = WORKERS_TOKEN
+            subprocess.run(
+                [str(harness.BIN / "imgateway-admin"), "fw", "bans", "add", address],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=harness.COMMAND_TIMEOUT,
+                stdin=subprocess.DEVNULL,
+            )
     finally:
         status = supervisor.stop()
     assert status in (0, -signal.SIGTERM), supervisor.log_tail()
     assert "worker 1 still running" not in supervisor.log()
+    kept = {
+        name: [
+            line.split()[0]
+            for line in (tmp_path / "data" / f"firewall-{name}.bans").read_text().splitlines()
+            if line and not line.startswith("#")
+        ]
+        for name in ("wk-w0", "wk-w1")
+    }
+    assert sorted(kept.values()) == [["192.0.2.10"], ["192.0.2.11"]], kept
