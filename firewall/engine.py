@@ -143,7 +143,8 @@ class Firewall:
 
     def apply(self, text: str, source: str = "rules") -> Ruleset:
         """Parse, validate and install a whole rules text, or raise RulesError and keep the old."""
-        return self.install(self.parse(text, source))
+        with rules_module.without_cycle_collection():
+            return self.install(self.parse(text, source))
 
     def install(self, rs: Ruleset) -> Ruleset:
         """Swap in a rule set made by :meth:`parse` (which may run in a thread)."""

@@ -7,8 +7,11 @@ so a caller swaps rule sets atomically by assigning the result.
 
 from __future__ import annotations
 
+import gc
 import re
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import attrs
@@ -226,8 +229,39 @@ class _Parser:
             statement.append(token)
 
 
+_collector_lock = threading.Lock()
+_collector_held = 0
+_collector_was_on = False
+
+
+@contextmanager
+def without_cycle_collection() -> Iterator[None]:
+    """Parsing and compiling rules make no reference cycles but, for a large file,
+    millions of objects, which the cyclic collector would walk again and again (most of
+    the time a 100,000-rule file took): it waits until they are done. Uses in threads
+    may overlap: the last one out turns it back on."""
+    global _collector_held, _collector_was_on
+    with _collector_lock:
+        if _collector_held == 0:
+            _collector_was_on = gc.isenabled()
+            gc.disable()
+        _collector_held += 1
+    try:
+        yield
+    finally:
+        with _collector_lock:
+            _collector_held -= 1
+            if _collector_held == 0 and _collector_was_on:
+                gc.enable()
+
+
 def parse(text: str, source: str = "rules", first_handle: int = 1) -> Ruleset:
     """Parse and validate a whole rules text; handles are numbered from ``first_handle``."""
+    with without_cycle_collection():
+        return _parse(text, source, first_handle)
+
+
+def _parse(text: str, source: str, first_handle: int) -> Ruleset:
     p = _Parser(tokenize(text, source), source)
     rs = Ruleset(source=source, next_handle=first_handle)
     seen: set[str] = set()

@@ -168,3 +168,27 @@ def test_output_rules_match_destination_and_port():
     chain = CompiledChain(rs.chains["output"], rs.sets, output=True)
     assert chain.evaluate(parse_ip("10.0.0.1"), always, port=22).verdict == "drop"
     assert chain.evaluate(parse_ip("10.0.0.1"), always, port=80).verdict == "accept"
+
+
+def test_the_cycle_collector_waits_for_a_parse_and_comes_back_as_it_was():
+    import gc
+
+    from firewall.ruleset import without_cycle_collection
+
+    assert gc.isenabled()
+    with without_cycle_collection():
+        assert not gc.isenabled()
+        with without_cycle_collection():  # overlapping parses (threads)
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RulesError):
+        parse("chain input { ip saddr nowhere drop; }")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with without_cycle_collection():
+            pass
+        assert not gc.isenabled()  # off before, off after
+    finally:
+        gc.enable()
