@@ -22,24 +22,12 @@ from zope.interface import implementer
 
 from gateway.store import sql, teams
 from gateway.store.errors import (
-    AddressTaken,
-    AgentExists,
     ConstraintError,
-    ConversationExists,
     DatabaseError,
-    MessageExists,
     SchemaTooNew,
     StoreError,
-    UnknownConversation,
 )
 from gateway.store.interfaces import IEngine
-from gateway.store.records import (
-    AgentRecord,
-    ConversationRecord,
-    StoredMessage,
-    TeamRecord,
-    check_conversation_changes,
-)
 
 try:
     import psycopg
@@ -254,9 +242,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_SQL = sql.Queries("%s")
-_TEAMS = teams.TeamQueries("%s")
-
 
 def describe_dsn(dsn: str) -> str:
     """The database a libpq connection string names, for logs (never its password)."""
@@ -275,13 +260,33 @@ def _error(e: Exception) -> DatabaseError:
     return DatabaseError(text)
 
 
+def _conflict(e: Exception) -> str | None:
+    """The constraint behind a refused write (sql.DUPLICATE, sql.MISSING), or None."""
+    if isinstance(e, pg_errors.UniqueViolation):
+        return sql.DUPLICATE
+    if isinstance(e, pg_errors.ForeignKeyViolation):
+        return sql.MISSING
+    return None
+
+
 @implementer(IEngine)
-class PostgresEngine:
-    """The database a libpq connection string ``dsn`` names; one connection."""
+class PostgresEngine(sql.SqlEngine):
+    """The database a libpq connection string ``dsn`` names; one connection.
+
+    :attr:`connection` is the psycopg connection once open (made again by
+    :meth:`begin` after the server dropped it); most methods are
+    gateway.store.sql.SqlEngine's.
+    """
+
+    placeholder = "%s"
+    _sql = sql.Queries(placeholder)
+    _teams = teams.TeamQueries(placeholder)
+    # Nothing to catch without psycopg: open() refuses first.
+    driver_error = psycopg.Error if psycopg is not None else ()
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self._conn: Any = None
+        self.connection: Any = None
 
     @classmethod
     def from_config(cls, config: Any) -> PostgresEngine:
@@ -304,7 +309,7 @@ class PostgresEngine:
             )
         where = self.describe()
         try:
-            self._conn = psycopg.connect(
+            self.connection = psycopg.connect(
                 self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
             )
         except psycopg.Error as e:
@@ -317,7 +322,7 @@ class PostgresEngine:
 
     def close(self) -> None:
         """Close the connection (nothing if it is not open)."""
-        conn, self._conn = self._conn, None
+        conn, self.connection = self.connection, None
         if conn is not None:
             conn.close()
 
@@ -330,7 +335,7 @@ class PostgresEngine:
     def migrate(self) -> None:
         """Apply the migrations the database lacks, all under an advisory lock."""
         where = self.describe()
-        conn = self._conn
+        conn = self.connection
         try:
             conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
             try:
@@ -355,7 +360,7 @@ class PostgresEngine:
 
     def _execute(self, statement: str, params: Sequence[Any] | None = None) -> Any:
         try:
-            return self._conn.execute(statement, params)
+            return self.connection.execute(statement, params)
         except psycopg.Error as e:
             raise _error(e) from e
 
@@ -369,12 +374,12 @@ class PostgresEngine:
         while the server cannot be reached this raises DatabaseError, and the batch's
         operations fail (their messages are not acknowledged).
         """
-        if self._conn is None or self._conn.closed or self._conn.broken:
+        if self.connection is None or self.connection.closed or self.connection.broken:
             self._reconnect()
         try:
             self._execute("BEGIN")
         except DatabaseError:
-            if not (self._conn.closed or self._conn.broken):
+            if not (self.connection.closed or self.connection.broken):
                 raise
             # The server went away since the last batch (a restart): nothing of this
             # transaction was sent yet, so connect again and begin it there.
@@ -382,14 +387,14 @@ class PostgresEngine:
             self._execute("BEGIN")
 
     def _reconnect(self) -> None:
-        old, self._conn = self._conn, None
+        old, self.connection = self.connection, None
         if old is not None:
             try:
                 old.close()
             except psycopg.Error:
                 pass
         try:
-            self._conn = psycopg.connect(
+            self.connection = psycopg.connect(
                 self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
             )
         except psycopg.Error as e:
@@ -401,9 +406,9 @@ class PostgresEngine:
 
     def rollback(self) -> None:
         """ROLLBACK, if a transaction is open (or failed)."""
-        if self._conn is None or self._conn.closed:
+        if self.connection is None or self.connection.closed:
             return
-        if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        if self.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             self._execute("ROLLBACK")
 
     def savepoint(self) -> None:
@@ -418,215 +423,11 @@ class PostgresEngine:
         """RELEASE SAVEPOINT operation."""
         self._execute("RELEASE SAVEPOINT operation")
 
-    # Agents.
+    # The hooks of sql.SqlEngine.
 
-    def add_agent(self, agent: AgentRecord) -> None:
-        """Provision an agent account; :class:`AgentExists` if the name is taken."""
-        try:
-            self._conn.execute(_SQL.insert_agent, sql.agent_values(agent))
-        except pg_errors.UniqueViolation:
-            raise AgentExists(agent.name) from None
-        except psycopg.Error as e:
-            raise _error(e) from e
-        self._execute(_SQL.delete_addresses, (agent.name,))
-        if not agent.addresses:
-            return
-        try:
-            with self._conn.cursor() as cursor:
-                cursor.executemany(
-                    _SQL.insert_address, [(address, agent.name) for address in agent.addresses]
-                )
-        except pg_errors.UniqueViolation:
-            raise AddressTaken(f"an address of {agent.name} belongs to another agent") from None
-        except psycopg.Error as e:
-            raise _error(e) from e
+    def _execute_many(self, statement: str, rows: list[tuple]) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.executemany(statement, rows)
 
-    def find_agent(self, address: str) -> AgentRecord | None:
-        """The agent known by an IM address (``xmpp:anna@corp.example``), or None."""
-        row = self._execute(_SQL.find_agent, (address,)).fetchone()
-        return None if row is None else self._agent(row)
-
-    def remove_agent(self, name: str) -> bool:
-        """Remove an agent account; False if there was none of that name."""
-        return self._execute(_SQL.remove_agent, (name,)).rowcount > 0
-
-    def get_agent(self, name: str) -> AgentRecord | None:
-        """The agent account ``name``, or None."""
-        row = self._execute(_SQL.get_agent, (name,)).fetchone()
-        return None if row is None else self._agent(row)
-
-    def list_agents(self) -> list[AgentRecord]:
-        """Every agent account, by name."""
-        return [self._agent(row) for row in self._execute(_SQL.list_agents).fetchall()]
-
-    def set_password(self, name: str, password_hash: str) -> bool:
-        """Replace an agent's password hash; False if there is no agent of that name."""
-        return self._execute(_SQL.set_password, (password_hash, name)).rowcount > 0
-
-    def set_scram(self, name: str, credentials: str) -> None:
-        """Replace an agent's SCRAM keys (see :func:`gateway.passwords.scram_credentials`)."""
-        self._execute(_SQL.set_scram, (name, credentials))
-
-    def get_scram(self, name: str) -> str | None:
-        """An agent's SCRAM keys as stored (JSON), or None."""
-        row = self._execute(_SQL.get_scram, (name,)).fetchone()
-        return None if row is None else row[0]
-
-    def _agent(self, row: Sequence[Any]) -> AgentRecord:
-        addresses = self._execute(_SQL.agent_addresses, (row[0],)).fetchall()
-        return sql.agent_record(row, addresses)
-
-    # Conversations.
-
-    def insert_conversation(self, record: ConversationRecord) -> None:
-        """Record a new conversation; :class:`ConversationExists` for a known id."""
-        try:
-            self._conn.execute(_SQL.insert_conversation, sql.conversation_values(record))
-        except pg_errors.UniqueViolation:
-            raise ConversationExists(record.id) from None
-        except psycopg.Error as e:
-            raise _error(e) from e
-
-    def update_conversation(self, conversation: str, **changes: Any) -> None:
-        """Change columns of a conversation (see gateway.store.records.CONVERSATION_CHANGES).
-
-        Raises ValueError for any other column and :class:`UnknownConversation`
-        when no conversation has that id.
-        """
-        check_conversation_changes(changes)
-        if changes:
-            # Column names come from the whitelist, never from the caller.
-            values = sql.change_values(changes)
-            cursor = self._execute(
-                _SQL.update_conversation(values), (*values.values(), conversation)
-            )
-            found = cursor.rowcount > 0
-        else:
-            found = self.get_conversation(conversation) is not None
-        if not found:
-            raise UnknownConversation(conversation)
-
-    def get_conversation(self, conversation: str) -> ConversationRecord | None:
-        """The conversation ``conversation``, or None."""
-        row = self._execute(_SQL.get_conversation, (conversation,)).fetchone()
-        return None if row is None else sql.conversation_record(row)
-
-    def recent_conversations(self, limit: int) -> list[ConversationRecord]:
-        """The ``limit`` most recently started conversations, newest first."""
-        rows = self._execute(_SQL.recent_conversations, (limit,)).fetchall()
-        return [sql.conversation_record(row) for row in rows]
-
-    def open_conversations(self) -> list[tuple[ConversationRecord, str | None, str | None]]:
-        """Conversations not ended, oldest first, each with its token hash and key."""
-        return sql.open_conversation_rows(self._execute(_SQL.open_conversations).fetchall())
-
-    def set_resume(self, conversation: str, token_hash: str | None, key: str | None) -> None:
-        """Record how a conversation's customer may resume it (token hash, address key).
-
-        Raises :class:`UnknownConversation` when the conversation is not recorded.
-        """
-        try:
-            self._conn.execute(_SQL.set_resume, (conversation, token_hash, key))
-        except pg_errors.ForeignKeyViolation:
-            raise UnknownConversation(conversation) from None
-        except psycopg.Error as e:
-            raise _error(e) from e
-
-    def purge_ended_before(self, ts: float) -> int:
-        """Delete conversations that ended before ``ts`` and their messages; the count."""
-        self._execute(_SQL.purge_messages, (ts,))
-        return self._execute(_SQL.purge_conversations, (ts,)).rowcount
-
-    # Messages.
-
-    def insert_message(self, message: StoredMessage) -> None:
-        """Append a message to its conversation's transcript.
-
-        Raises :class:`MessageExists` for a known message id and
-        :class:`UnknownConversation` when its conversation is not recorded.
-        """
-        try:
-            self._conn.execute(
-                _SQL.insert_message,
-                (
-                    message.id,
-                    message.conversation,
-                    message.sender,
-                    message.agent,
-                    message.text,
-                    message.ts,
-                ),
-            )
-        except pg_errors.UniqueViolation:
-            raise MessageExists(message.id) from None
-        except pg_errors.ForeignKeyViolation:
-            raise UnknownConversation(message.conversation) from None
-        except psycopg.Error as e:
-            raise _error(e) from e
-
-    def insert_messages(self, messages: Sequence[StoredMessage]) -> None:
-        """Append several messages, in order, in a few multi-row statements.
-
-        Raises :class:`ConstraintError` if any of them is refused, without saying
-        which: :meth:`insert_message` them one by one to find it.
-        """
-        execute = self._conn.execute
-        try:
-            for statement, values in _SQL.message_chunks(messages):
-                execute(statement, values)
-        except psycopg.Error as e:
-            raise _error(e) from e
-
-    def transcript(self, conversation: str) -> list[StoredMessage]:
-        """The messages of a conversation, in the order they were stored."""
-        return sql.messages(self._execute(_SQL.transcript, (conversation,)).fetchall())
-
-    # Teams (the statements are gateway.store.teams').
-
-    def add_team(self, team: TeamRecord) -> None:
-        """Create a team with its members and queues; TeamExists, UnknownAgent."""
-        teams.add_team(self._execute, _TEAMS, team)
-
-    def remove_team(self, name: str) -> bool:
-        """Remove a team and its memberships; False if there was none of that name."""
-        return teams.remove_team(self._execute, _TEAMS, name)
-
-    def describe_team(self, name: str, description: str) -> None:
-        """Change a team's description; UnknownTeam."""
-        teams.describe_team(self._execute, _TEAMS, name, description)
-
-    def get_team(self, name: str) -> TeamRecord | None:
-        """The team ``name`` with its members and queues, or None."""
-        return teams.get_team(self._execute, _TEAMS, name)
-
-    def list_teams(self) -> list[TeamRecord]:
-        """Every team, by name, with its members and queues."""
-        return teams.list_teams(self._execute, _TEAMS)
-
-    def add_team_members(self, team: str, agents: Sequence[str]) -> None:
-        """Put agents in a team; UnknownTeam, UnknownAgent."""
-        teams.add_members(self._execute, _TEAMS, team, agents)
-
-    def remove_team_members(self, team: str, agents: Sequence[str]) -> int:
-        """Take agents out of a team; how many were in it. UnknownTeam."""
-        return teams.remove_members(self._execute, _TEAMS, team, agents)
-
-    def add_team_queues(self, team: str, queues: Sequence[str]) -> None:
-        """The team serves these queues too; UnknownTeam."""
-        teams.add_queues(self._execute, _TEAMS, team, queues)
-
-    def remove_team_queues(self, team: str, queues: Sequence[str]) -> int:
-        """The team no longer serves these queues; how many it served. UnknownTeam."""
-        return teams.remove_queues(self._execute, _TEAMS, team, queues)
-
-    # Any other statement (the service desk's, gateway.desk.sql), with ``%s`` marks.
-
-    placeholder = "%s"
-
-    def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
-        """Run a statement that returns no rows; the number of rows it changed."""
-        return self._execute(statement, params).rowcount
-
-    def fetch(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
-        """Run a query; its rows."""
-        return self._execute(statement, params).fetchall()
+    _error = staticmethod(_error)
+    _conflict = staticmethod(_conflict)

@@ -22,24 +22,12 @@ from zope.interface import implementer
 
 from gateway.store import sql, teams
 from gateway.store.errors import (
-    AddressTaken,
-    AgentExists,
     ConstraintError,
-    ConversationExists,
     DatabaseError,
-    MessageExists,
     SchemaTooNew,
     StoreError,
-    UnknownConversation,
 )
 from gateway.store.interfaces import IEngine
-from gateway.store.records import (
-    AgentRecord,
-    ConversationRecord,
-    StoredMessage,
-    TeamRecord,
-    check_conversation_changes,
-)
 
 DB_FILE = "imgateway.sqlite3"
 BUSY_TIMEOUT_MS = 5000
@@ -248,25 +236,41 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_SQL = sql.Queries("?")
-_TEAMS = teams.TeamQueries("?")
+# The constraints whose refusals the store names (sql.SqlEngine's writes).
+_CONFLICTS = {
+    "SQLITE_CONSTRAINT_PRIMARYKEY": sql.DUPLICATE,
+    "SQLITE_CONSTRAINT_UNIQUE": sql.DUPLICATE,
+    "SQLITE_CONSTRAINT_FOREIGNKEY": sql.MISSING,
+}
 
 
-def _error(e: sqlite3.Error) -> DatabaseError:
+def _error(e: Exception) -> DatabaseError:
     """A ``sqlite3`` error as the store's own."""
     if isinstance(e, sqlite3.IntegrityError):
         return ConstraintError(str(e))
     return DatabaseError(str(e))
 
 
+def _conflict(e: Exception) -> str | None:
+    """The constraint behind a refused write (sql.DUPLICATE, sql.MISSING), or None."""
+    if not isinstance(e, sqlite3.IntegrityError):
+        return None
+    return _CONFLICTS.get(e.sqlite_errorname)
+
+
 @implementer(IEngine)
-class SqliteEngine:
+class SqliteEngine(sql.SqlEngine):
     """The database file ``path`` (created with its directory, private to the service).
 
     :attr:`connection` is the ``sqlite3`` connection once open, for what only
     SQLite does (tracing statements, pragmas); everything else goes through
-    the methods.
+    the methods, most of them gateway.store.sql.SqlEngine's.
     """
+
+    placeholder = "?"
+    _sql = sql.Queries(placeholder)
+    _teams = teams.TeamQueries(placeholder)
+    driver_error = sqlite3.Error
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -413,220 +417,10 @@ class SqliteEngine:
         """RELEASE operation."""
         self._execute("RELEASE operation")
 
-    # Agents.
+    # The hooks of sql.SqlEngine.
 
-    def add_agent(self, agent: AgentRecord) -> None:
-        """Provision an agent account; :class:`AgentExists` if the name is taken."""
-        try:
-            self.connection.execute(_SQL.insert_agent, sql.agent_values(agent))
-        except sqlite3.IntegrityError as e:
-            if e.sqlite_errorname == "SQLITE_CONSTRAINT_PRIMARYKEY":
-                raise AgentExists(agent.name) from None
-            raise _error(e) from e
-        except sqlite3.Error as e:
-            raise _error(e) from e
-        self._execute(_SQL.delete_addresses, (agent.name,))
-        try:
-            self.connection.executemany(
-                _SQL.insert_address, [(address, agent.name) for address in agent.addresses]
-            )
-        except sqlite3.IntegrityError:
-            raise AddressTaken(f"an address of {agent.name} belongs to another agent") from None
-        except sqlite3.Error as e:
-            raise _error(e) from e
+    def _execute_many(self, statement: str, rows: list[tuple]) -> None:
+        self.connection.executemany(statement, rows)
 
-    def find_agent(self, address: str) -> AgentRecord | None:
-        """The agent known by an IM address (``xmpp:anna@corp.example``), or None."""
-        row = self._execute(_SQL.find_agent, (address,)).fetchone()
-        return None if row is None else self._agent(row)
-
-    def remove_agent(self, name: str) -> bool:
-        """Remove an agent account; False if there was none of that name."""
-        return self._execute(_SQL.remove_agent, (name,)).rowcount > 0
-
-    def get_agent(self, name: str) -> AgentRecord | None:
-        """The agent account ``name``, or None."""
-        row = self._execute(_SQL.get_agent, (name,)).fetchone()
-        return None if row is None else self._agent(row)
-
-    def list_agents(self) -> list[AgentRecord]:
-        """Every agent account, by name."""
-        return [self._agent(row) for row in self._execute(_SQL.list_agents).fetchall()]
-
-    def set_password(self, name: str, password_hash: str) -> bool:
-        """Replace an agent's password hash; False if there is no agent of that name."""
-        return self._execute(_SQL.set_password, (password_hash, name)).rowcount > 0
-
-    def set_scram(self, name: str, credentials: str) -> None:
-        """Replace an agent's SCRAM keys (see :func:`gateway.passwords.scram_credentials`)."""
-        self._execute(_SQL.set_scram, (name, credentials))
-
-    def get_scram(self, name: str) -> str | None:
-        """An agent's SCRAM keys as stored (JSON), or None."""
-        row = self._execute(_SQL.get_scram, (name,)).fetchone()
-        return None if row is None else row[0]
-
-    def _agent(self, row: Sequence[Any]) -> AgentRecord:
-        addresses = self._execute(_SQL.agent_addresses, (row[0],)).fetchall()
-        return sql.agent_record(row, addresses)
-
-    # Conversations.
-
-    def insert_conversation(self, record: ConversationRecord) -> None:
-        """Record a new conversation; :class:`ConversationExists` for a known id."""
-        try:
-            self.connection.execute(_SQL.insert_conversation, sql.conversation_values(record))
-        except sqlite3.IntegrityError as e:
-            if e.sqlite_errorname == "SQLITE_CONSTRAINT_PRIMARYKEY":
-                raise ConversationExists(record.id) from None
-            raise _error(e) from e
-        except sqlite3.Error as e:
-            raise _error(e) from e
-
-    def update_conversation(self, conversation: str, **changes: Any) -> None:
-        """Change columns of a conversation (see gateway.store.records.CONVERSATION_CHANGES).
-
-        Raises ValueError for any other column and :class:`UnknownConversation`
-        when no conversation has that id.
-        """
-        check_conversation_changes(changes)
-        if changes:
-            # Column names come from the whitelist, never from the caller.
-            values = sql.change_values(changes)
-            cursor = self._execute(
-                _SQL.update_conversation(values), (*values.values(), conversation)
-            )
-            found = cursor.rowcount > 0
-        else:
-            found = self.get_conversation(conversation) is not None
-        if not found:
-            raise UnknownConversation(conversation)
-
-    def get_conversation(self, conversation: str) -> ConversationRecord | None:
-        """The conversation ``conversation``, or None."""
-        row = self._execute(_SQL.get_conversation, (conversation,)).fetchone()
-        return None if row is None else sql.conversation_record(row)
-
-    def recent_conversations(self, limit: int) -> list[ConversationRecord]:
-        """The ``limit`` most recently started conversations, newest first."""
-        rows = self._execute(_SQL.recent_conversations, (limit,)).fetchall()
-        return [sql.conversation_record(row) for row in rows]
-
-    def open_conversations(self) -> list[tuple[ConversationRecord, str | None, str | None]]:
-        """Conversations not ended, oldest first, each with its token hash and key."""
-        return sql.open_conversation_rows(self._execute(_SQL.open_conversations).fetchall())
-
-    def set_resume(self, conversation: str, token_hash: str | None, key: str | None) -> None:
-        """Record how a conversation's customer may resume it (token hash, address key).
-
-        Raises :class:`UnknownConversation` when the conversation is not recorded.
-        """
-        try:
-            self.connection.execute(_SQL.set_resume, (conversation, token_hash, key))
-        except sqlite3.IntegrityError as e:
-            if e.sqlite_errorname == "SQLITE_CONSTRAINT_FOREIGNKEY":
-                raise UnknownConversation(conversation) from None
-            raise _error(e) from e
-        except sqlite3.Error as e:
-            raise _error(e) from e
-
-    def purge_ended_before(self, ts: float) -> int:
-        """Delete conversations that ended before ``ts`` and their messages; the count."""
-        self._execute(_SQL.purge_messages, (ts,))
-        return self._execute(_SQL.purge_conversations, (ts,)).rowcount
-
-    # Messages.
-
-    def insert_message(self, message: StoredMessage) -> None:
-        """Append a message to its conversation's transcript.
-
-        Raises :class:`MessageExists` for a known message id and
-        :class:`UnknownConversation` when its conversation is not recorded.
-        """
-        try:
-            self.connection.execute(
-                _SQL.insert_message,
-                (
-                    message.id,
-                    message.conversation,
-                    message.sender,
-                    message.agent,
-                    message.text,
-                    message.ts,
-                ),
-            )
-        except sqlite3.IntegrityError as e:
-            if e.sqlite_errorname == "SQLITE_CONSTRAINT_UNIQUE":
-                raise MessageExists(message.id) from None
-            if e.sqlite_errorname == "SQLITE_CONSTRAINT_FOREIGNKEY":
-                raise UnknownConversation(message.conversation) from None
-            raise _error(e) from e
-        except sqlite3.Error as e:
-            raise _error(e) from e
-
-    def insert_messages(self, messages: Sequence[StoredMessage]) -> None:
-        """Append several messages, in order, in a few multi-row statements.
-
-        Raises :class:`ConstraintError` if any of them is refused, without saying
-        which: :meth:`insert_message` them one by one to find it.
-        """
-        execute = self.connection.execute
-        try:
-            for statement, values in _SQL.message_chunks(messages):
-                execute(statement, values)
-        except sqlite3.Error as e:
-            raise _error(e) from e
-
-    def transcript(self, conversation: str) -> list[StoredMessage]:
-        """The messages of a conversation, in the order they were stored."""
-        return sql.messages(self._execute(_SQL.transcript, (conversation,)).fetchall())
-
-    # Teams (the statements are gateway.store.teams').
-
-    def add_team(self, team: TeamRecord) -> None:
-        """Create a team with its members and queues; TeamExists, UnknownAgent."""
-        teams.add_team(self._execute, _TEAMS, team)
-
-    def remove_team(self, name: str) -> bool:
-        """Remove a team and its memberships; False if there was none of that name."""
-        return teams.remove_team(self._execute, _TEAMS, name)
-
-    def describe_team(self, name: str, description: str) -> None:
-        """Change a team's description; UnknownTeam."""
-        teams.describe_team(self._execute, _TEAMS, name, description)
-
-    def get_team(self, name: str) -> TeamRecord | None:
-        """The team ``name`` with its members and queues, or None."""
-        return teams.get_team(self._execute, _TEAMS, name)
-
-    def list_teams(self) -> list[TeamRecord]:
-        """Every team, by name, with its members and queues."""
-        return teams.list_teams(self._execute, _TEAMS)
-
-    def add_team_members(self, team: str, agents: Sequence[str]) -> None:
-        """Put agents in a team; UnknownTeam, UnknownAgent."""
-        teams.add_members(self._execute, _TEAMS, team, agents)
-
-    def remove_team_members(self, team: str, agents: Sequence[str]) -> int:
-        """Take agents out of a team; how many were in it. UnknownTeam."""
-        return teams.remove_members(self._execute, _TEAMS, team, agents)
-
-    def add_team_queues(self, team: str, queues: Sequence[str]) -> None:
-        """The team serves these queues too; UnknownTeam."""
-        teams.add_queues(self._execute, _TEAMS, team, queues)
-
-    def remove_team_queues(self, team: str, queues: Sequence[str]) -> int:
-        """The team no longer serves these queues; how many it served. UnknownTeam."""
-        return teams.remove_queues(self._execute, _TEAMS, team, queues)
-
-    # Any other statement (the service desk's, gateway.desk.sql), with ``?`` marks.
-
-    placeholder = "?"
-
-    def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
-        """Run a statement that returns no rows; the number of rows it changed."""
-        return self._execute(statement, params).rowcount
-
-    def fetch(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
-        """Run a query; its rows."""
-        return self._execute(statement, params).fetchall()
+    _error = staticmethod(_error)
+    _conflict = staticmethod(_conflict)

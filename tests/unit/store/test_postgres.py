@@ -242,5 +242,5 @@ def test_the_engine_speaks_psycopg_only() -> None:
             imported.add((node.module or "").split(".")[0])
     assert "sqlite3" not in imported
     assert "psycopg" in imported
-    assert postgres._SQL.insert_message.count("%s") == 6
-    assert "?" not in postgres._SQL.insert_message
+    assert postgres.PostgresEngine._sql.insert_message.count("%s") == 6
+    assert "?" not in postgres.PostgresEngine._sql.insert_message
