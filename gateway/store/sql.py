@@ -12,8 +12,8 @@ driver) into records and back.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NoReturn
 
 from gateway.store import teams
 from gateway.store.errors import (
@@ -22,6 +22,7 @@ from gateway.store.errors import (
     ConversationExists,
     DatabaseError,
     MessageExists,
+    StoreError,
     UnknownConversation,
 )
 from gateway.store.records import (
@@ -306,6 +307,20 @@ class SqlEngine:
     def _conflict(self, e: Exception) -> str | None:
         raise NotImplementedError
 
+    def _refused(
+        self,
+        e: Exception,
+        duplicate: Callable[[], StoreError] | None = None,
+        missing: Callable[[], StoreError] | None = None,
+    ) -> NoReturn:
+        """Raise the store's error for a refused write: the caller's name for the conflict."""
+        conflict = self._conflict(e)
+        if conflict == DUPLICATE and duplicate is not None:
+            raise duplicate() from None
+        if conflict == MISSING and missing is not None:
+            raise missing() from None
+        raise self._error(e) from e
+
     # Agents.
 
     def add_agent(self, agent: AgentRecord) -> None:
@@ -313,9 +328,7 @@ class SqlEngine:
         try:
             self.connection.execute(self._sql.insert_agent, agent_values(agent))
         except self.driver_error as e:
-            if self._conflict(e) == DUPLICATE:
-                raise AgentExists(agent.name) from None
-            raise self._error(e) from e
+            self._refused(e, duplicate=lambda: AgentExists(agent.name))
         self._execute(self._sql.delete_addresses, (agent.name,))
         if not agent.addresses:
             return
@@ -324,9 +337,8 @@ class SqlEngine:
                 self._sql.insert_address, [(address, agent.name) for address in agent.addresses]
             )
         except self.driver_error as e:
-            if self._conflict(e) == DUPLICATE:
-                raise AddressTaken(f"an address of {agent.name} belongs to another agent") from None
-            raise self._error(e) from e
+            taken = f"an address of {agent.name} belongs to another agent"
+            self._refused(e, duplicate=lambda: AddressTaken(taken))
 
     def find_agent(self, address: str) -> AgentRecord | None:
         """The agent known by an IM address (``xmpp:anna@corp.example``), or None."""
@@ -370,9 +382,7 @@ class SqlEngine:
         try:
             self.connection.execute(self._sql.insert_conversation, conversation_values(record))
         except self.driver_error as e:
-            if self._conflict(e) == DUPLICATE:
-                raise ConversationExists(record.id) from None
-            raise self._error(e) from e
+            self._refused(e, duplicate=lambda: ConversationExists(record.id))
 
     def update_conversation(self, conversation: str, **changes: Any) -> None:
         """Change columns of a conversation (see gateway.store.records.CONVERSATION_CHANGES).
@@ -415,9 +425,7 @@ class SqlEngine:
         try:
             self.connection.execute(self._sql.set_resume, (conversation, token_hash, key))
         except self.driver_error as e:
-            if self._conflict(e) == MISSING:
-                raise UnknownConversation(conversation) from None
-            raise self._error(e) from e
+            self._refused(e, missing=lambda: UnknownConversation(conversation))
 
     def purge_ended_before(self, ts: float) -> int:
         """Delete conversations that ended before ``ts`` and their messages; the count."""
@@ -445,12 +453,11 @@ class SqlEngine:
                 ),
             )
         except self.driver_error as e:
-            conflict = self._conflict(e)
-            if conflict == DUPLICATE:
-                raise MessageExists(message.id) from None
-            if conflict == MISSING:
-                raise UnknownConversation(message.conversation) from None
-            raise self._error(e) from e
+            self._refused(
+                e,
+                duplicate=lambda: MessageExists(message.id),
+                missing=lambda: UnknownConversation(message.conversation),
+            )
 
     def insert_messages(self, messages: Sequence[StoredMessage]) -> None:
         """Append several messages, in order, in a few multi-row statements.
