@@ -3,12 +3,13 @@
 :class:`PostgresEngine` holds one psycopg connection in autocommit mode: every
 operation commits on its own unless the caller brackets several with
 :meth:`PostgresEngine.begin` and :meth:`PostgresEngine.commit` (the store's group
-commit, the CLI). The schema is :data:`MIGRATIONS`, PostgreSQL's own DDL
-(``DOUBLE PRECISION`` timestamps, identity columns); the versions applied are rows
-of a ``schema_version`` table, and migrating holds an advisory lock so that two
-gateways, or a gateway and the CLI, never apply one twice. The shared statements
-are in gateway.store.sql, with psycopg's ``%s``; psycopg's errors leave as
-gateway.store.errors (``UniqueViolation`` as ``MessageExists``, ...).
+commit, the CLI). The schema is :data:`MIGRATIONS`, gateway.store.schema's tables
+in PostgreSQL's types (``DOUBLE PRECISION`` timestamps, identity columns); the
+versions applied are rows of a ``schema_version`` table, and migrating holds an
+advisory lock so that two gateways, or a gateway and the CLI, never apply one
+twice. The shared statements and operations are gateway.store.sql's, with
+psycopg's ``%s``; psycopg's errors leave as gateway.store.errors
+(``UniqueViolation`` as ``MessageExists``, ...).
 
 Needs the ``postgresql`` extra (``pip install 'imgateway[postgresql]'``).
 """
@@ -20,7 +21,7 @@ from typing import Any
 
 from zope.interface import implementer
 
-from gateway.store import sql, teams
+from gateway.store import schema, sql, teams
 from gateway.store.errors import (
     ConstraintError,
     DatabaseError,
@@ -40,204 +41,13 @@ CONNECT_TIMEOUT_S = 10
 # Held while migrating. Any constant will do; this one is "imgw".
 _MIGRATION_LOCK = 0x696D6777
 
-# Migration N (1-based) takes the schema from version N-1 to N, as
-# gateway.store.sqlite.MIGRATIONS does for SQLite: the same tables and version
-# numbers. Append, never edit: a released migration has run on someone's database.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE agents (
-            name TEXT PRIMARY KEY,
-            display_name TEXT NOT NULL,
-            password_hash TEXT NOT NULL,
-            capacity INTEGER NOT NULL CHECK (capacity >= 1),
-            skills TEXT NOT NULL DEFAULT '{}',
-            created DOUBLE PRECISION NOT NULL
-        )
-        """,
-        """
-        CREATE TABLE conversations (
-            id TEXT PRIMARY KEY,
-            customer_alias TEXT NOT NULL,
-            protocol TEXT NOT NULL,
-            client_name TEXT NOT NULL,
-            client_version TEXT NOT NULL,
-            queue TEXT,
-            topic TEXT,
-            identity TEXT NOT NULL DEFAULT '{}',
-            state TEXT NOT NULL,
-            agent TEXT,
-            started DOUBLE PRECISION NOT NULL,
-            ended DOUBLE PRECISION,
-            end_reason TEXT
-        )
-        """,
-        "CREATE INDEX conversations_started ON conversations (started)",
-        """
-        CREATE TABLE messages (
-            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            id TEXT NOT NULL UNIQUE,
-            conversation TEXT NOT NULL REFERENCES conversations (id),
-            sender TEXT NOT NULL CHECK (sender IN ('customer', 'agent', 'system')),
-            agent TEXT,
-            text TEXT NOT NULL,
-            ts DOUBLE PRECISION NOT NULL
-        )
-        """,
-        "CREATE INDEX messages_conversation_seq ON messages (conversation, seq)",
-        # Insertion order, which recent_conversations() sorts ties by (SQLite's rowid).
-        "ALTER TABLE conversations ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY",
-    ),
-    (
-        # Routing attributes, and the IM addresses an agent is known by on servers
-        # that authenticate it for us (an XMPP server, an IRC network's services).
-        "ALTER TABLE agents ADD COLUMN location TEXT NOT NULL DEFAULT 'lan'",
-        "ALTER TABLE agents ADD COLUMN bot INTEGER NOT NULL DEFAULT 0",
-        """
-        CREATE TABLE agent_addresses (
-            address TEXT PRIMARY KEY,
-            agent TEXT NOT NULL REFERENCES agents (name) ON DELETE CASCADE
-        )
-        """,
-        "CREATE INDEX agent_addresses_agent ON agent_addresses (agent)",
-    ),
-    (
-        # SCRAM keys for agents logging in over XMPP SASL (see gateway.store.sqlite).
-        """
-        CREATE TABLE agent_scram (
-            agent TEXT PRIMARY KEY REFERENCES agents (name) ON DELETE CASCADE,
-            credentials TEXT NOT NULL
-        )
-        """,
-    ),
-    (
-        # Per-protocol limits within an agent's capacity, e.g. {"irc": 1}.
-        "ALTER TABLE agents ADD COLUMN protocol_capacity TEXT NOT NULL DEFAULT '{}'",
-    ),
-    (
-        # Resuming after a drop or a restart (gateway.core.resume).
-        """
-        CREATE TABLE resumes (
-            conversation TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
-            token_hash TEXT,
-            customer_key TEXT
-        )
-        """,
-    ),
-    # Teams and the queues they serve (gateway.store.teams, gateway.directory.teams).
-    teams.migration("DOUBLE PRECISION"),
-    (
-        # The routing decision behind a conversation's agent (rule, target, strategy,
-        # compatibility entry, source, reason, queue), as JSON; NULL before any offer.
-        "ALTER TABLE conversations ADD COLUMN routing TEXT",
-    ),
-    (
-        # The service desk (see gateway.store.sqlite).
-        "ALTER TABLE messages ADD COLUMN audience TEXT NOT NULL DEFAULT 'all'",
-        """
-        CREATE TABLE agent_roles (
-            agent TEXT PRIMARY KEY REFERENCES agents (name) ON DELETE CASCADE,
-            role TEXT NOT NULL
-        )
-        """,
-        """
-        CREATE TABLE conversation_parties (
-            conversation TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-            agent TEXT NOT NULL,
-            role TEXT NOT NULL,
-            joined DOUBLE PRECISION NOT NULL,
-            left_at DOUBLE PRECISION
-        )
-        """,
-        "CREATE INDEX conversation_parties_conversation ON conversation_parties (conversation)",
-        """
-        CREATE TABLE customer_ids (
-            conversation TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
-            customer TEXT NOT NULL,
-            started DOUBLE PRECISION NOT NULL
-        )
-        """,
-        "CREATE INDEX customer_ids_customer ON customer_ids (customer, started)",
-        """
-        CREATE TABLE wrapups (
-            conversation TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-            agent TEXT NOT NULL,
-            queue TEXT,
-            disposition TEXT,
-            tags TEXT NOT NULL DEFAULT '[]',
-            ts DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (conversation, agent)
-        )
-        """,
-        "CREATE INDEX wrapups_ts ON wrapups (ts)",
-        """
-        CREATE TABLE notes (
-            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            conversation TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-            agent TEXT NOT NULL,
-            text TEXT NOT NULL,
-            ts DOUBLE PRECISION NOT NULL
-        )
-        """,
-        "CREATE INDEX notes_conversation ON notes (conversation)",
-        """
-        CREATE TABLE offline_messages (
-            id TEXT PRIMARY KEY,
-            conversation TEXT REFERENCES conversations (id) ON DELETE SET NULL,
-            customer TEXT,
-            alias TEXT NOT NULL,
-            protocol TEXT NOT NULL,
-            name TEXT,
-            queue TEXT,
-            text TEXT NOT NULL,
-            received DOUBLE PRECISION NOT NULL,
-            state TEXT NOT NULL,
-            agent TEXT,
-            reply TEXT,
-            replied DOUBLE PRECISION,
-            delivered DOUBLE PRECISION
-        )
-        """,
-        "CREATE INDEX offline_messages_customer ON offline_messages (customer, state)",
-        """
-        CREATE TABLE surveys (
-            conversation TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
-            queue TEXT,
-            agent TEXT,
-            score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
-            comment TEXT,
-            ts DOUBLE PRECISION NOT NULL
-        )
-        """,
-        """
-        CREATE TABLE canned (
-            team TEXT NOT NULL DEFAULT '',
-            name TEXT NOT NULL,
-            text TEXT NOT NULL,
-            created DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (team, name)
-        )
-        """,
-        """
-        CREATE TABLE agent_states (
-            agent TEXT NOT NULL,
-            status TEXT NOT NULL,
-            reason TEXT NOT NULL DEFAULT '',
-            started DOUBLE PRECISION NOT NULL,
-            ended DOUBLE PRECISION
-        )
-        """,
-        "CREATE INDEX agent_states_started ON agent_states (started)",
-        """
-        CREATE TABLE closures (
-            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            queue TEXT NOT NULL,
-            spec TEXT NOT NULL,
-            name TEXT NOT NULL DEFAULT '',
-            created DOUBLE PRECISION NOT NULL
-        )
-        """,
-    ),
+# Migration N takes the schema from version N-1 to N (gateway.store.schema), in
+# PostgreSQL's types (DOUBLE PRECISION timestamps, identity columns).
+MIGRATIONS: tuple[tuple[str, ...], ...] = schema.migrations(
+    real="DOUBLE PRECISION",
+    serial="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    # Insertion order, which recent_conversations() sorts ties by (SQLite's rowid).
+    extra={1: ("ALTER TABLE conversations ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY",)},
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
