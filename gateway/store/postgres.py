@@ -221,18 +221,6 @@ class PostgresEngine(sql.SqlEngine):
         if self.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             self._execute("ROLLBACK")
 
-    def savepoint(self) -> None:
-        """SAVEPOINT operation."""
-        self._execute("SAVEPOINT operation")
-
-    def rollback_to_savepoint(self) -> None:
-        """ROLLBACK TO SAVEPOINT operation (also clears a failed statement's error)."""
-        self._execute("ROLLBACK TO SAVEPOINT operation")
-
-    def release_savepoint(self) -> None:
-        """RELEASE SAVEPOINT operation."""
-        self._execute("RELEASE SAVEPOINT operation")
-
     # The hooks of sql.SqlEngine.
 
     def _execute_many(self, statement: str, rows: list[tuple]) -> None:

@@ -277,7 +277,7 @@ class SqlEngine:
     """The IEngine operations both SQL engines run the same way, over their hooks.
 
     An engine (gateway.store.sqlite.SqliteEngine, gateway.store.postgres.PostgresEngine)
-    adds connecting, migrating and transactions, and sets:
+    adds connecting, migrating and begin/commit/rollback, and sets:
 
     - :attr:`placeholder` and :attr:`_sql`, :attr:`_teams` (the statements with it);
     - :attr:`connection`, its driver's connection once open (``execute(statement,
@@ -320,6 +320,20 @@ class SqlEngine:
         if conflict == MISSING and missing is not None:
             raise missing() from None
         raise self._error(e) from e
+
+    # Savepoints, in the standard words both take (SQLite's SAVEPOINT keyword is optional).
+
+    def savepoint(self) -> None:
+        """SAVEPOINT operation."""
+        self._execute("SAVEPOINT operation")
+
+    def rollback_to_savepoint(self) -> None:
+        """ROLLBACK TO SAVEPOINT operation (on PostgreSQL, also clears a failed statement)."""
+        self._execute("ROLLBACK TO SAVEPOINT operation")
+
+    def release_savepoint(self) -> None:
+        """RELEASE SAVEPOINT operation."""
+        self._execute("RELEASE SAVEPOINT operation")
 
     # Agents.
 

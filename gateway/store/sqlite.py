@@ -209,18 +209,6 @@ class SqliteEngine(sql.SqlEngine):
         if self.connection.in_transaction:
             self._execute("ROLLBACK")
 
-    def savepoint(self) -> None:
-        """SAVEPOINT operation."""
-        self._execute("SAVEPOINT operation")
-
-    def rollback_to_savepoint(self) -> None:
-        """ROLLBACK TO operation."""
-        self._execute("ROLLBACK TO operation")
-
-    def release_savepoint(self) -> None:
-        """RELEASE operation."""
-        self._execute("RELEASE operation")
-
     # The hooks of sql.SqlEngine.
 
     def _execute_many(self, statement: str, rows: list[tuple]) -> None:
