@@ -220,6 +220,21 @@ class RelayFront:
             return self._relay.agent_says(session, conversation, text, markup)
         return d
 
+    def agent_says_then(
+        self,
+        session: Any,
+        conversation: str,
+        text: str,
+        done: Any,
+        markup: str | None = None,
+    ) -> None:
+        """As :meth:`agent_says`, telling ``done(msg_id, None)`` or ``done(None, error)``."""
+        d = self._cluster.forward_say(session, conversation, text, markup)
+        if d is None:
+            self._relay.agent_says_then(session, conversation, text, done, markup)
+            return
+        d.addCallbacks(lambda msg: done(msg, None), lambda f: done(None, f.value))
+
     def agent_receipt(self, session: Any, conversation: str, msg: str, state: str) -> None:
         """Tell the customer what became of its message, wherever the conversation lives."""
         op = {"op": "receipt", "msg": msg, "state": state}

@@ -18,6 +18,7 @@ from zope.interface import implementer
 
 from gateway import logs
 from gateway.core import events as ev
+from gateway.core import positions
 from gateway.core.agents import LiveAgent
 from gateway.core.context import Core
 from gateway.core.conversation import CONNECTED, ENDED, OFFERED, QUEUED, Conversation, PendingOffer
@@ -682,33 +683,16 @@ class Dispatcher:
     def _send_positions(self) -> None:
         changed, self._changed_queues = self._changed_queues, set()
         servable: dict[Any, bool] = {}
+        view = self._core.view
         for name in changed:
             queue = self._queues[name]
             for position, conv in enumerate(queue.in_order(), 1):
-                current = (position, self._eta(queue, conv, position, servable))
+                current = (position, positions.eta(view, queue, conv, position, servable))
                 if conv.last_sent_position != current and conv.state != CONNECTED:
                     conv.last_sent_position = current
                     self.relay.deliver(conv.customer, ev.Queued(*current))
 
-    def _eta(self, queue: Any, conv: Conversation, position: int, servable: dict) -> int | None:
-        """The wait to promise at ``position``; None while no logged-in agent can serve
-        the conversation's current target (``servable`` caches the answer per pool)."""
-        pool = conv.task.pool if conv.task is not None else None
-        if pool is None:
-            return None
-        can = servable.get(pool)
-        if can is None:
-            view = self._core.view
-            can = servable[pool] = any(
-                (a := view.get(name)) is not None and a.status == AVAILABLE for name in pool.members
-            )
-        return queue.eta(position) if can else None
-
     def queued(self, conv: Conversation) -> ev.Queued | None:
         """Where a waiting conversation stands now (None when it is not in line)."""
         queue = self._queues.get(conv.queue) if conv.queue is not None else None
-        position = queue.position(conv) if queue is not None else 0
-        if not position:
-            return None
-        conv.last_sent_position = (position, self._eta(queue, conv, position, {}))
-        return ev.Queued(*conv.last_sent_position)
+        return positions.standing(self._core.view, queue, conv)

@@ -160,7 +160,10 @@ class ChatCommands:
 
     def _chat_line(self: Connection, event: ev.Message) -> bool:
         # The other side's line, written as render would have it said, without the
-        # rendering on the way; False: not such a line, render it.
+        # rendering on the way; False: not such a line, render it. A line naming a
+        # second agent (alias) or for agents only (private) is rendered.
+        if event.alias is not None or event.private:
+            return False
         if self.agent is None:
             if event.sender != ev.AGENT or self.agent_alias is None:
                 return False

@@ -134,7 +134,7 @@ class WebRoot(Resource):
             paths[b"console"] = Asset(_static("console.html"), _TYPES[".html"], _PAGE)
             no_store = {**_COMMON, b"cache-control": b"no-store"}
             paths[b"console.json"] = Asset(json.dumps(config).encode(), _TYPES[".json"], no_store)
-            for name in ("console.js", "console.css", "markup.js"):
+            for name in ("console.js", "console-desk.js", "console.css", "markup.js"):
                 paths[name.encode()] = Asset(_static(name), _TYPES[name[name.rindex(".") :]], _PAGE)
         if web.demo:
             paths[b"demo"] = Asset(_static("demo.html"), _TYPES[".html"], _PAGE)

@@ -561,10 +561,10 @@ def test_kill_9_mid_conversation_loses_no_acknowledged_message(cluster):
     # Two more wait in line while Anna is away, in this order.
     set_presence(anna, "away")
     victim.wait_sees("anna", "away")
-    queued = []
+    queued, tokens = [], []
     for name in ("First", "Second"):
         client = victim.connect(f"queued {name}")
-        _customer(client, name)
+        tokens.append(_customer(client, name)["resume"])
         queued.append(client)
     for i in range(60):
         customer.send({"type": "message", "text": f"burst {i}", "id": f"b{i}"})
@@ -587,11 +587,16 @@ def test_kill_9_mid_conversation_loses_no_acknowledged_message(cluster):
         assert stored.get(msg) == text, msg
         assert text in told, text
     exchange(back, anna, conversation, "are you there?", "Yes.")
-    # The queued customers kept their order: the first is offered first.
+    # The queued customers, held unoffered while their connections are gone, come
+    # back (the second first) and keep their order: the first is offered first.
+    returned = [
+        _resume(cluster.node("node2"), token, f"queued back {i}")[0]
+        for i, token in reversed(list(enumerate(tokens)))
+    ]
     set_presence(anna, "available")
     first = anna.expect("offer", timeout=20)
     assert first["customer"]["identity"]["name"] == "First", first
-    for c in (anna, back, customer, *queued):
+    for c in (anna, back, customer, *queued, *returned):
         c.close()
 
 

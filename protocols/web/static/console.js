@@ -1,8 +1,9 @@
 /* imgateway agent console: JSON-IM/1 over WebSocket as an agent (client
    "imgateway-console"), with the typing, rich_text and receipts features.
    Offers with the customer's card, several conversations with their history,
-   transfer, end, typing, receipts, presence with reasons. Every string from the
-   network is shown as text, or as the markup subset's DOM nodes (markup.js). */
+   transfer, end, typing, receipts, presence with reasons; the service desk's tools
+   (console-desk.js). Every string from the network is shown as text, or as the
+   markup subset's DOM nodes (markup.js). */
 'use strict';
 (function () {
   var VERSION = '1.0';
@@ -39,6 +40,14 @@
   }
 
   function newId(prefix) { nextId += 1; return prefix + nextId; }
+
+  var desk = window.ImgatewayConsoleDesk({
+    el: el, frame: frame, newId: newId, status: status,
+    add: function (chat, entry) { add(chat, entry); },
+    updateOwn: function (found) { updateOwn(found); },
+    chatFor: function (f) { return chatFor(f); },
+    activeId: function () { return active; },
+  });
 
   // -- presence ----------------------------------------------------------------------
 
@@ -144,6 +153,7 @@
     detail(dl, 'Topic', card.topic);
     Object.keys(card.identity || {}).forEach(function (k) { detail(dl, k, card.identity[k]); });
     li.appendChild(dl);
+    desk.offerCard(li, f);
     var left = el('p', {class: 'expires'});
     li.appendChild(left);
     var accept = el('button', {type: 'button', class: 'primary accept'}, 'Accept');
@@ -178,19 +188,28 @@
 
   // -- conversations -----------------------------------------------------------------
 
-  function lineNode(entry, alias) {
-    var li = el('li', {class: 'line from-' + entry.from + (entry.history ? ' history' : '')});
-    li.dataset.from = entry.from;
-    if (entry.msg) { li.dataset.msg = entry.msg; }
-    if (entry.id) { li.dataset.id = entry.id; }
-    var who = entry.from === 'agent' ? (entry.history ? 'Agent' : 'You')
-            : entry.from === 'customer' ? alias : '';
-    if (who) { li.appendChild(el('span', {class: 'who'}, who)); }
+  function own(entry) { return entry.from === 'agent' && !entry.history && !entry.other; }
+
+  function lineText(entry) {
     var text = el('span', {class: 'text'});
     text.appendChild(entry.markup ? ImgatewayMarkup.render(entry.markup, document)
                                   : ImgatewayMarkup.plain(entry.text, document));
-    li.appendChild(text);
-    if (entry.from === 'agent' && !entry.history) {
+    return text;
+  }
+
+  function lineNode(entry, alias) {
+    var li = el('li', {class: 'line from-' + entry.from + (entry.history ? ' history' : '') +
+                               (entry.private ? ' private' : '')});
+    li.dataset.from = entry.from;
+    if (entry.private) { li.dataset.private = 'true'; }
+    if (entry.msg) { li.dataset.msg = entry.msg; }
+    if (entry.id) { li.dataset.id = entry.id; }
+    var who = entry.from === 'agent' ? (entry.other ? entry.alias : entry.history ? 'Agent' : 'You')
+            : entry.from === 'customer' ? alias : '';
+    if (who && entry.private) { who += ' (agents only)'; }
+    if (who) { li.appendChild(el('span', {class: 'who'}, who)); }
+    li.appendChild(lineText(entry));
+    if (own(entry)) {
       li.appendChild(el('span', {class: 'receipt'}));
       showReceipt(li, entry);
     }
@@ -207,8 +226,11 @@
   function openChat(f) {
     var id = f.conversation;
     var alias = String((f.customer && f.customer.alias) || 'customer');
-    if (chats[id]) { chats[id].pane.remove(); chats[id].tab.remove(); }
-    var chat = {id: id, alias: alias, entries: [], ended: false, unread: 0, typingSent: 0, typingTimer: null};
+    var wasActive = active === id;
+    if (chats[id]) { forget(id); }
+    // The conversation's agent, or a colleague or supervisor beside it (consult, ...).
+    var role = typeof f.role === 'string' ? f.role : 'agent';
+    var chat = {id: id, alias: alias, role: role, entries: [], ended: false, unread: 0, typingSent: 0, typingTimer: null};
     var tab = el('button', {type: 'button', role: 'tab', id: 'tab-' + id, 'aria-controls': 'pane-' + id,
                             'aria-selected': 'false'}, alias);
     tab.dataset.conversation = id;
@@ -219,8 +241,10 @@
     var head = el('div', {class: 'pane-head'});
     var title = el('h3', {}, 'Customer ' + alias + ' ');
     title.appendChild(el('small', {}, id));
-    var state = el('span', {class: 'state'}, 'connected');
-    var end = el('button', {type: 'button', class: 'end'}, 'End conversation');
+    var state = el('span', {class: 'state'}, role === 'agent' ? 'connected'
+      : role + (f.agent && f.agent.alias ? ' (agent ' + String(f.agent.alias) + ')' : ''));
+    var end = role === 'agent' ? el('button', {type: 'button', class: 'end'}, 'End conversation')
+                               : el('button', {type: 'button', class: 'end leave'}, 'Leave');
     var close = el('button', {type: 'button', class: 'close', hidden: ''}, 'Close');
     head.append(title, state, end, close);
     var log = el('ol', {class: 'log', role: 'log', 'aria-live': 'polite', tabindex: '0', 'aria-label': 'Messages with ' + alias});
@@ -230,16 +254,24 @@
     var input = el('textarea', {id: 'input-' + id, rows: '2'});
     var send = el('button', {type: 'submit'}, 'Send');
     form.append(label, input, send);
+    var whisper = el('input', {type: 'checkbox', id: 'private-' + id, class: 'private-toggle'});
+    if (role === 'agent') {
+      var toggle = el('span', {class: 'private-choice'});
+      toggle.append(whisper, el('label', {for: 'private-' + id}, 'Agents only'));
+      form.appendChild(toggle);
+    }
     var transfer = el('form', {class: 'transfer'});
     var kind = el('select', {'aria-label': 'Transfer to a queue or an agent'});
     kind.append(el('option', {value: 'queue'}, 'Queue'), el('option', {value: 'agent'}, 'Agent'));
     var target = el('input', {'aria-label': 'Queue or agent name', placeholder: 'name', required: ''});
     var go = el('button', {type: 'submit'}, 'Transfer');
     transfer.append(el('span', {}, 'Transfer to'), kind, target, go);
-    pane.append(head, log, typing, form, transfer);
-    chat.tab = tab; chat.unreadMark = unread; chat.pane = pane; chat.log = log; chat.typing = typing;
+    if (role !== 'agent') { transfer.hidden = true; }
+    chat.log = log; chat.pane = pane;
+    pane.append(head, log, typing, form, transfer, desk.tools(chat, f));
+    chat.tab = tab; chat.unreadMark = unread; chat.typing = typing;
     chat.input = input; chat.form = form; chat.transfer = transfer; chat.state = state;
-    chat.endButton = end; chat.closeButton = close;
+    chat.endButton = end; chat.closeButton = close; chat.whisper = whisper;
     chats[id] = chat;
     order.push(id);
     (f.history || []).forEach(function (h) {
@@ -247,7 +279,9 @@
                  text: String(h.text || ''), history: true});
     });
     tab.addEventListener('click', function () { select(id); });
-    end.addEventListener('click', function () { frame({type: 'end', conversation: id}); });
+    end.addEventListener('click', function () {
+      frame(role === 'agent' ? {type: 'end', conversation: id} : {type: 'leave', conversation: id});
+    });
     close.addEventListener('click', function () { forget(id); });
     form.addEventListener('submit', function (e) { e.preventDefault(); say(chat); });
     input.addEventListener('keydown', function (e) {
@@ -263,7 +297,16 @@
     $('tabs').appendChild(tab);
     $('panes').appendChild(pane);
     $('no-chats').hidden = true;
-    if (!active || !chats[active] || chats[active].ended) { select(id); } else { pane.hidden = true; }
+    if (wasActive || !active || !chats[active] || chats[active].ended) { select(id); } else { pane.hidden = true; }
+  }
+
+  /* The conversation a frame names; a pane for it if there is none (a wrap-up owed). */
+  function chatFor(f) {
+    if (!chats[f.conversation]) {
+      openChat({conversation: f.conversation, customer: f.customer});
+      endChat(f.conversation, 'ended');
+    }
+    return chats[f.conversation];
   }
 
   function select(id) {
@@ -283,6 +326,7 @@
   function forget(id) {
     var chat = chats[id];
     if (!chat) { return; }
+    if (chat.wrapup) { clearInterval(chat.wrapup.timer); }
     chat.tab.remove();
     chat.pane.remove();
     delete chats[id];
@@ -302,7 +346,7 @@
     for (var i = 0; i < ids.length; i++) {
       var entries = chats[ids[i]].entries;
       for (var j = entries.length - 1; j >= 0; j--) {
-        if (entries[j].from === 'agent' && !entries[j].history && entries[j][key] === value) {
+        if (own(entries[j]) && entries[j][key] === value) {
           return {chat: chats[ids[i]], entry: entries[j]};
         }
       }
@@ -314,6 +358,7 @@
     var li = found.chat.log.querySelector('li[data-id="' + CSS.escape(found.entry.id) + '"]');
     if (li) {
       if (found.entry.msg) { li.dataset.msg = found.entry.msg; }
+      if (found.entry.canned) { li.querySelector('.text').replaceWith(lineText(found.entry)); }
       showReceipt(li, found.entry);
     }
   }
@@ -329,10 +374,12 @@
     chat.endButton.hidden = true;
     chat.closeButton.hidden = false;
     chat.typing.textContent = '';
+    desk.ended(chat);
   }
 
   function markRead(chat) {
-    if (!features.receipts || chat.id !== active || document.visibilityState !== 'visible') { return; }
+    if (!features.receipts || chat.role !== 'agent' || chat.id !== active ||
+        document.visibilityState !== 'visible') { return; }
     chat.entries.forEach(function (entry) {
       if (entry.from === 'customer' && entry.msg && entry.reported !== 'read') {
         if (frame({type: 'receipt', conversation: chat.id, msg: entry.msg, state: 'read'})) {
@@ -348,6 +395,8 @@
     var text = chat.input.value;
     if (!text.trim() || chat.ended) { return; }
     chat.input.value = '';
+    var name = desk.cannedTyped(text);
+    if (name) { desk.sendCanned(chat, name); return; }
     var id = newId('a');
     var entry = {from: 'agent', id: id, text: text, receipt: 'sending'};
     var out = {type: 'message', conversation: chat.id, id: id, text: text};
@@ -355,6 +404,9 @@
       out = {type: 'message', conversation: chat.id, id: id, markup: text};
       entry.markup = text;
     }
+    // A whisper: to the other agents in the conversation, never the customer.
+    if (chat.whisper.checked || chat.role !== 'agent') { entry.private = true; }
+    if (chat.whisper.checked) { out.private = true; }
     add(chat, entry);
     clearTimeout(chat.typingTimer);
     chat.typingSent = 0;
@@ -362,7 +414,7 @@
   }
 
   function typingNow(chat) {
-    if (!features.typing || chat.ended) { return; }
+    if (!features.typing || chat.ended || chat.role !== 'agent' || chat.whisper.checked) { return; }
     var now = Date.now();
     if (now - chat.typingSent > TYPING_EVERY_MS) {
       chat.typingSent = now;
@@ -390,6 +442,7 @@
       body.dataset.presence = 'away';
       body.dataset.phase = 'desk';
       status('Logged in. Choose Available to take chats.');
+      desk.welcome();
     },
     offer: addOffer,
     revoked: function (f) {
@@ -407,10 +460,15 @@
       var chat = f.conversation ? chats[f.conversation] : null;
       if (!chat) { notice(String(f.text || '')); return; }
       var entry = {from: f.from === 'customer' ? 'customer' : 'system', text: String(f.text || ''), msg: f.msg};
+      // Another agent's line (a colleague, a supervisor), maybe to agents only.
+      if (f.from === 'agent') {
+        entry = {from: 'agent', other: true, alias: String(f.alias || 'Agent'), text: entry.text,
+                 msg: f.msg, private: f.private === true};
+      }
       if (typeof f.markup === 'string' && features.rich_text) { entry.markup = f.markup; }
       chat.typing.textContent = '';
       add(chat, entry);
-      if (entry.from === 'customer' && features.receipts) {
+      if (entry.from === 'customer' && features.receipts && chat.role === 'agent') {
         frame({type: 'receipt', conversation: chat.id, msg: f.msg, state: 'delivered'});
       }
       if (chat.id === active) { markRead(chat); } else {
@@ -426,6 +484,8 @@
       var found = ownEntry('id', f.id);
       if (found) {
         found.entry.msg = f.msg;
+        // A canned response's ack carries the text sent, the names filled in.
+        if (found.entry.canned && typeof f.text === 'string') { found.entry.text = f.text; }
         if (found.entry.receipt === 'sending') { found.entry.receipt = 'sent'; }
         // The customer may have it before the store does: its receipt came first.
         if (early[f.msg]) { found.entry.receipt = early[f.msg]; delete early[f.msg]; }
@@ -444,7 +504,10 @@
     ended: function (f) {
       endChat(f.conversation, String(f.reason));
     },
+    result: function (f) { desk.answered(f); },
+    wrap_up: function (f) { if (typeof f.conversation === 'string') { desk.wrapUp(f); } },
     error: function (f) {
+      if (desk.answered(f)) { return; }
       var found = f.id ? ownEntry('id', f.id) : null;
       if (found) {
         found.entry.receipt = 'failed';

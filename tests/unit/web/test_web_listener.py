@@ -86,7 +86,7 @@ def test_console_settings_and_files():
     status, _, body = get(wire, "/console.json")
     assert status == 200
     assert json.loads(body) == {"server": "gw-test", "away_reasons": ["Coffee", "Training"]}
-    for path in ("/console.js", "/console.css", "/markup.js"):
+    for path in ("/console.js", "/console-desk.js", "/console.css", "/markup.js"):
         assert get(wire, path)[0] == 200, path
     # The demo page is off unless enabled.
     assert get(wire, "/demo")[0] == 404

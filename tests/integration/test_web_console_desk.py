@@ -1,0 +1,286 @@
+"""The agent console's service desk tools in Debian's headless Chromium, against the
+installed gateway, with JSON-IM customers over TCP: a canned response with the
+customer's name filled in, a private note the customer never gets, the wrap-up form
+with the site's dispositions stored as given, a returning customer's earlier
+conversations in the offer and the conversation, and a consult handed over warm to a
+colleague's console.
+"""
+
+from __future__ import annotations
+
+import json
+
+import harness
+import pytest
+from browser import chromium
+from jsonim_client import JsonImClient, answer_interview, hello_customer
+from web_site import Console, screenshots_on_failure, wait_for, web_port, write_config
+
+PASSWORDS = {"anna": "anna-Secret-1", "bob": "bob-Secret-2"}
+DISPOSITIONS = ["resolved", "callback", "wrong_number"]
+NOTE = "NOTE-5e1a wants the money back"
+WHISPER = "WHISPER-3c9d can you take a refund?"
+EVIL = "<img src=x onerror=\"window.__pwned='past'\">"
+DESK = f"""
+[desk]
+dispositions = {json.dumps(DISPOSITIONS)}
+disposition_required = true
+wrap_up_timeout_s = 600
+"""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("web-console-desk")
+    config = write_config(root)
+    config.write_text(config.read_text() + DESK)
+    harness.add_agent(config, "anna", PASSWORDS["anna"], "Anna")
+    harness.add_agent(config, "bob", PASSWORDS["bob"], "Bob")
+    gateway = harness.start_gateway(root / "cwd", config, "web-desk-gateway")
+    gateway.web = web_port(gateway)
+    gateway.config_path = config
+    harness.admin(config, "canned", "add", "greeting", "--text", "Hello {customer}, I am {agent}.")
+    harness.admin(config, "canned", "add", "bye", "--text", "Goodbye {customer}!")
+    yield gateway
+    gateway.stop()
+
+
+_DESK = """
+const pane = document.querySelector(`.pane[data-conversation="${arguments[0]}"]`);
+if (!pane) { return null; }
+const text = (sel, root) => {
+  const n = (root || pane).querySelector(sel);
+  return n ? n.textContent : null;
+};
+const form = pane.querySelector('.wrapup');
+return {
+  wrapup: pane.dataset.wrapup || null,
+  canned: Array.from(pane.querySelectorAll('.canned option'), (o) => o.value).filter(Boolean),
+  lines: Array.from(pane.querySelectorAll('.log li'), (li) => ({
+    from: li.dataset.from, private: li.dataset.private === 'true',
+    state: li.dataset.receipt || null,
+    who: text('.who', li), text: text('.text', li),
+  })),
+  form: form && {
+    legend: text('legend', form), due: text('.due', form), state: text('.wrapup-state', form),
+    dispositions: Array.from(
+      form.querySelectorAll('input[type=radio]'), (r) => [r.value, r.required]),
+    labels: Array.from(form.querySelectorAll('fieldset label'), (l) => l.textContent),
+  },
+  past: Array.from(pane.querySelectorAll('.past-item'), (li) => text('.past-summary', li)),
+  transcript: text('.past-transcript'),
+  closable: !pane.querySelector('button.close').hidden,
+};
+"""
+
+
+class DeskConsole(Console):
+    """The console with its desk tools read and used."""
+
+    def desk(self, conversation: str) -> dict | None:
+        """What the conversation's pane shows of the desk (see _DESK)."""
+        self.focus()
+        return self.driver.execute_script(_DESK, conversation)
+
+    def wait_desk(self, conversation: str, what: str, predicate) -> dict:
+        """Wait until ``predicate(desk state)`` holds; that state."""
+        return wait_for(
+            self.driver,
+            what,
+            lambda: (s := self.desk(conversation)) is not None and predicate(s) and s,
+        )
+
+    def state_text(self, conversation: str) -> str:
+        """The conversation's state as its pane's head shows it."""
+        return self.find(conversation, ".state").get_attribute("textContent")
+
+    def find(self, conversation: str, css: str):
+        """An element of the conversation's pane."""
+        return self._pane(conversation, css)
+
+
+def customer(site, name: str, **hello) -> tuple[JsonImClient, dict]:
+    """A JSON-IM customer through the interview (topic billing); with its welcome."""
+    client = site.connect(f"customer-{name}")
+    welcome = hello_customer(client, **hello)
+    answer_interview(client, {"name": name, "topic": "billing"})
+    return client, welcome
+
+
+def line(state: dict, text: str) -> dict | None:
+    """The pane's line whose text contains ``text``."""
+    return next((x for x in state["lines"] if text in (x["text"] or "")), None)
+
+
+def test_canned_note_and_wrap_up_from_the_console(site, tmp_path):
+    dana, _ = customer(site, "Dana")
+    with chromium(tmp_path / "profile") as driver, screenshots_on_failure(driver, tmp_path):
+        driver.set_window_size(1200, 1000)
+        anna = DeskConsole(driver, site.web)
+        anna.login("anna", PASSWORDS["anna"])
+        offer = anna.offer()
+        conversation = offer["conversation"]
+        anna.accept(offer)
+        dana.expect("connected", conversation=conversation)
+
+        # A canned response by name: the gateway fills in the customer's name.
+        state = anna.wait_desk(conversation, "the canned list", lambda s: s["canned"])
+        assert state["canned"] == ["bye", "greeting"]
+        anna.find(conversation, ".canned select option[value='greeting']").click()
+        anna.find(conversation, ".canned button[type=submit]").click()
+        got = dana.expect("message", text="Hello Dana, I am Anna.")
+        assert got["from"] == "agent"
+        shown = anna.wait_desk(
+            conversation,
+            "the canned line sent",
+            lambda s: (x := line(s, "Hello Dana")) and x["state"] == "sent" and x,
+        )
+        shown = line(shown, "Hello Dana")
+        assert (shown["from"], shown["who"], shown["text"]) == (
+            "agent",
+            "You",
+            "Hello Dana, I am Anna.",
+        )
+        # "/bye" typed alone sends that canned response.
+        anna.type(conversation, "/bye")
+        assert dana.expect("message", text="Goodbye Dana!")["from"] == "agent"
+
+        # A private note: shown as private, stored, never sent to the customer.
+        anna.find(conversation, ".note input").send_keys(NOTE)
+        anna.find(conversation, ".note button").click()
+        note = anna.wait_desk(
+            conversation,
+            "the note saved",
+            lambda s: (x := line(s, NOTE)) and x["state"] == "saved" and x,
+        )
+        note = line(note, NOTE)
+        assert (note["from"], note["private"], note["who"]) == (
+            "note",
+            True,
+            "Private note (agents only)",
+        )
+
+        # The end: the wrap-up form with the site's dispositions, required.
+        anna.end(conversation)
+        dana.expect("ended", conversation=conversation)
+        form = anna.wait_desk(conversation, "the wrap-up form", lambda s: s["wrapup"] == "due")
+        form = form["form"]
+        assert form["legend"] == "Disposition (required)"
+        assert form["dispositions"] == [[code, True] for code in DISPOSITIONS]
+        assert form["labels"] == DISPOSITIONS
+        assert form["due"].startswith("A disposition is required within ")
+        assert int(form["due"].split()[-2]) in range(590, 601), form["due"]
+        assert not anna.desk(conversation)["closable"]
+
+        anna.find(conversation, f"label[for='disp-{conversation}-1']").click()
+        anna.find(conversation, ".wrapup input.tags").send_keys("refund, VIP")
+        anna.find(conversation, ".wrapup textarea").send_keys("call back Monday")
+        anna.find(conversation, ".wrapup button[type=submit]").click()
+        done = anna.wait_desk(conversation, "the wrap-up saved", lambda s: s["wrapup"] == "done")
+        assert done["form"]["state"] == "Saved: callback; tags refund, vip; note kept."
+        assert done["closable"]
+
+    dana.hang_up()
+    received = b"\n".join(dana.raw_lines)
+    for secret in (b"NOTE-5e1a", b"call back Monday", b'"private"', b"anna"):
+        assert secret not in received, f"the customer received {secret!r}: {received!r}"
+    case = json.loads(harness.admin(site.config_path, "case", conversation, "--json").stdout)
+    assert [n["text"] for n in case["notes"]] == [NOTE, "call back Monday"]
+    assert [(w["agent"], w["disposition"], w["tags"]) for w in case["wrap_ups"]] == [
+        ("anna", "callback", ["refund", "vip"])
+    ]
+
+
+def test_a_returning_customer_s_history_in_the_offer_and_the_conversation(site, tmp_path):
+    with chromium(tmp_path / "profile") as driver, screenshots_on_failure(driver, tmp_path):
+        anna = DeskConsole(driver, site.web)
+        anna.login("anna", PASSWORDS["anna"])
+        hana, welcome = customer(site, "Hana")
+        first = anna.offer()["conversation"]
+        anna.accept(anna.offer())
+        hana.expect("connected", conversation=first)
+        hana.send({"type": "message", "text": f"Where is parcel 77? {EVIL}", "id": "h1"})
+        anna.wait_desk(first, "the customer's line", lambda s: line(s, "parcel 77"))
+        anna.end(first)
+        anna.wait_desk(first, "the wrap-up form", lambda s: s["wrapup"] == "due")
+        anna.find(first, f"label[for='disp-{first}-0']").click()
+        anna.find(first, ".wrapup button[type=submit]").click()
+        anna.wait_desk(first, "the wrap-up saved", lambda s: s["wrapup"] == "done")
+        anna.find(first, "button.close").click()
+        hana.hang_up()
+
+        # The same customer token: a returning customer, its summary in the offer.
+        again, _ = customer(site, "Hana", customer_token=welcome["customer_token"])
+        offer = anna.offer()
+        assert "Returning customer: 1 earlier conversation" in offer["text"], offer["text"]
+        assert "topic billing \u00b7 disposition resolved \u00b7 with Anna" in offer["text"]
+        second = offer["conversation"]
+        anna.accept(offer)
+        state = anna.wait_desk(second, "the earlier conversations", lambda s: s["past"])
+        [summary] = state["past"]
+        assert summary.endswith("topic billing \u00b7 disposition resolved \u00b7 with Anna")
+        anna.find(second, ".past summary").click()
+        anna.find(second, ".past-open").click()
+        shown = anna.wait_desk(second, "the earlier transcript", lambda s: s["transcript"])
+        assert "Where is parcel 77?" in shown["transcript"]
+        assert "Wrap-up: resolved" in shown["transcript"]
+        # The customer's markup in the earlier transcript is shown as text.
+        assert EVIL in shown["transcript"]
+        assert driver.execute_script("return window.__pwned === undefined")
+        assert driver.execute_script("return document.querySelectorAll('img').length") == 0
+        again.send({"type": "end"})
+        again.expect("ended", conversation=second)
+        anna.wait_desk(second, "the wrap-up form", lambda s: s["wrapup"] == "due")
+        anna.find(second, f"label[for='disp-{second}-0']").click()
+        anna.find(second, ".wrapup button[type=submit]").click()
+        anna.wait_desk(second, "the wrap-up saved", lambda s: s["wrapup"] == "done")
+    again.hang_up()
+
+
+def test_consult_then_a_warm_hand_over_between_two_consoles(site, tmp_path):
+    lu, _ = customer(site, "Lu")
+    with chromium(tmp_path / "profile") as driver, screenshots_on_failure(driver, tmp_path):
+        anna = DeskConsole(driver, site.web)
+        anna.login("anna", PASSWORDS["anna"])
+        offer = anna.offer()
+        conversation = offer["conversation"]
+        anna.accept(offer)
+        lu.expect("connected", conversation=conversation)
+        bob = DeskConsole(driver, site.web)
+        bob.login("bob", PASSWORDS["bob"], status="Away")
+
+        anna.find(conversation, ".colleague input[id^=colleague-]").send_keys("bob")
+        anna.find(conversation, ".colleague input:not([id])").send_keys(WHISPER)
+        anna.find(conversation, ".colleague button.consult").click()
+        consulted = bob.wait_desk(
+            conversation, "the consult's private line", lambda s: line(s, WHISPER)
+        )
+        whisper = line(consulted, WHISPER)
+        assert (whisper["who"], whisper["private"]) == ("Anna (agents only)", True)
+        assert bob.state_text(conversation) == "consult (agent Anna)"
+        bob.type(conversation, "Yes, send it over")
+        answer = anna.wait_desk(
+            conversation, "Bob's private answer", lambda s: line(s, "Yes, send it over")
+        )
+        assert line(answer, "Yes, send it over")["who"] == "Bob (agents only)"
+
+        anna.find(conversation, ".colleague input:not([id])").send_keys("Bob takes it from here.")
+        anna.find(conversation, ".colleague button.handover").click()
+        assert lu.expect("message", text="Bob takes it from here.")["from"] == "agent"
+        assert lu.expect("connected", conversation=conversation)["agent"] == {"alias": "Bob"}
+        anna.wait(
+            "Anna's part ended",
+            lambda s: next(p for p in s["panes"] if p["conversation"] == conversation)["ended"],
+        )
+        bob.wait(
+            "Bob the conversation's agent",
+            lambda s: bob.state_text(conversation) == "connected",
+        )
+        bob.type(conversation, "Hi Lu, Bob here.")
+        assert lu.expect("message", text="Hi Lu, Bob here.")["from"] == "agent"
+        lu.send({"type": "end"})
+        lu.expect("ended", conversation=conversation)
+    lu.hang_up()
+    received = b"\n".join(lu.raw_lines)
+    for secret in (b"WHISPER-3c9d", b"Yes, send it over", b'"private"'):
+        assert secret not in received, f"the customer received {secret!r}: {received!r}"
