@@ -335,7 +335,9 @@ class Agent:
             soak.error_frame(frame, f"agent {self.name}")
         elif kind == "ping":
             self.line.write(json.dumps({"type": "pong", "id": frame.get("id")}).encode() + b"\n")
-        elif kind != "revoked":
+        elif kind not in ("revoked", "wrap_up"):
+            # A wrap-up is asked after every end; the site's disposition is optional,
+            # so the soak's agents leave it to its timer.
             soak.surprise(f"agent got {kind}", json.dumps(frame))
 
     def reply(self, conversation: str, customer: Customer) -> None:

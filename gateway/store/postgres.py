@@ -3,12 +3,13 @@
 :class:`PostgresEngine` holds one psycopg connection in autocommit mode: every
 operation commits on its own unless the caller brackets several with
 :meth:`PostgresEngine.begin` and :meth:`PostgresEngine.commit` (the store's group
-commit, the CLI). The schema is :data:`MIGRATIONS`, PostgreSQL's own DDL
-(``DOUBLE PRECISION`` timestamps, identity columns); the versions applied are rows
-of a ``schema_version`` table, and migrating holds an advisory lock so that two
-gateways, or a gateway and the CLI, never apply one twice. The shared statements
-are in gateway.store.sql, with psycopg's ``%s``; psycopg's errors leave as
-gateway.store.errors (``UniqueViolation`` as ``MessageExists``, ...).
+commit, the CLI). The schema is :data:`MIGRATIONS`, gateway.store.schema's tables
+in PostgreSQL's types (``DOUBLE PRECISION`` timestamps, identity columns); the
+versions applied are rows of a ``schema_version`` table, and migrating holds an
+advisory lock so that two gateways, or a gateway and the CLI, never apply one
+twice. The shared statements and operations are gateway.store.sql's, with
+psycopg's ``%s``; psycopg's errors leave as gateway.store.errors
+(``UniqueViolation`` as ``MessageExists``, ...).
 
 Needs the ``postgresql`` extra (``pip install 'imgateway[postgresql]'``).
 """
@@ -20,26 +21,14 @@ from typing import Any
 
 from zope.interface import implementer
 
-from gateway.store import sql, teams
+from gateway.store import schema, sql, teams
 from gateway.store.errors import (
-    AddressTaken,
-    AgentExists,
     ConstraintError,
-    ConversationExists,
     DatabaseError,
-    MessageExists,
     SchemaTooNew,
     StoreError,
-    UnknownConversation,
 )
 from gateway.store.interfaces import IEngine
-from gateway.store.records import (
-    AgentRecord,
-    ConversationRecord,
-    StoredMessage,
-    TeamRecord,
-    check_conversation_changes,
-)
 
 try:
     import psycopg
@@ -52,210 +41,16 @@ CONNECT_TIMEOUT_S = 10
 # Held while migrating. Any constant will do; this one is "imgw".
 _MIGRATION_LOCK = 0x696D6777
 
-# Migration N (1-based) takes the schema from version N-1 to N, as
-# gateway.store.sqlite.MIGRATIONS does for SQLite: the same tables and version
-# numbers. Append, never edit: a released migration has run on someone's database.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE agents (
-            name TEXT PRIMARY KEY,
-            display_name TEXT NOT NULL,
-            password_hash TEXT NOT NULL,
-            capacity INTEGER NOT NULL CHECK (capacity >= 1),
-            skills TEXT NOT NULL DEFAULT '{}',
-            created DOUBLE PRECISION NOT NULL
-        )
-        """,
-        """
-        CREATE TABLE conversations (
-            id TEXT PRIMARY KEY,
-            customer_alias TEXT NOT NULL,
-            protocol TEXT NOT NULL,
-            client_name TEXT NOT NULL,
-            client_version TEXT NOT NULL,
-            queue TEXT,
-            topic TEXT,
-            identity TEXT NOT NULL DEFAULT '{}',
-            state TEXT NOT NULL,
-            agent TEXT,
-            started DOUBLE PRECISION NOT NULL,
-            ended DOUBLE PRECISION,
-            end_reason TEXT
-        )
-        """,
-        "CREATE INDEX conversations_started ON conversations (started)",
-        """
-        CREATE TABLE messages (
-            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            id TEXT NOT NULL UNIQUE,
-            conversation TEXT NOT NULL REFERENCES conversations (id),
-            sender TEXT NOT NULL CHECK (sender IN ('customer', 'agent', 'system')),
-            agent TEXT,
-            text TEXT NOT NULL,
-            ts DOUBLE PRECISION NOT NULL
-        )
-        """,
-        "CREATE INDEX messages_conversation_seq ON messages (conversation, seq)",
-        # Insertion order, which recent_conversations() sorts ties by (SQLite's rowid).
-        "ALTER TABLE conversations ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY",
-    ),
-    (
-        # Routing attributes, and the IM addresses an agent is known by on servers
-        # that authenticate it for us (an XMPP server, an IRC network's services).
-        "ALTER TABLE agents ADD COLUMN location TEXT NOT NULL DEFAULT 'lan'",
-        "ALTER TABLE agents ADD COLUMN bot INTEGER NOT NULL DEFAULT 0",
-        """
-        CREATE TABLE agent_addresses (
-            address TEXT PRIMARY KEY,
-            agent TEXT NOT NULL REFERENCES agents (name) ON DELETE CASCADE
-        )
-        """,
-        "CREATE INDEX agent_addresses_agent ON agent_addresses (agent)",
-    ),
-    (
-        # SCRAM keys for agents logging in over XMPP SASL (see gateway.store.sqlite).
-        """
-        CREATE TABLE agent_scram (
-            agent TEXT PRIMARY KEY REFERENCES agents (name) ON DELETE CASCADE,
-            credentials TEXT NOT NULL
-        )
-        """,
-    ),
-    (
-        # Per-protocol limits within an agent's capacity, e.g. {"irc": 1}.
-        "ALTER TABLE agents ADD COLUMN protocol_capacity TEXT NOT NULL DEFAULT '{}'",
-    ),
-    (
-        # Resuming after a drop or a restart (gateway.core.resume).
-        """
-        CREATE TABLE resumes (
-            conversation TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
-            token_hash TEXT,
-            customer_key TEXT
-        )
-        """,
-    ),
-    # Teams and the queues they serve (gateway.store.teams, gateway.directory.teams).
-    teams.migration("DOUBLE PRECISION"),
-    (
-        # The routing decision behind a conversation's agent (rule, target, strategy,
-        # compatibility entry, source, reason, queue), as JSON; NULL before any offer.
-        "ALTER TABLE conversations ADD COLUMN routing TEXT",
-    ),
-    (
-        # The service desk (see gateway.store.sqlite).
-        "ALTER TABLE messages ADD COLUMN audience TEXT NOT NULL DEFAULT 'all'",
-        """
-        CREATE TABLE agent_roles (
-            agent TEXT PRIMARY KEY REFERENCES agents (name) ON DELETE CASCADE,
-            role TEXT NOT NULL
-        )
-        """,
-        """
-        CREATE TABLE conversation_parties (
-            conversation TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-            agent TEXT NOT NULL,
-            role TEXT NOT NULL,
-            joined DOUBLE PRECISION NOT NULL,
-            left_at DOUBLE PRECISION
-        )
-        """,
-        "CREATE INDEX conversation_parties_conversation ON conversation_parties (conversation)",
-        """
-        CREATE TABLE customer_ids (
-            conversation TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
-            customer TEXT NOT NULL,
-            started DOUBLE PRECISION NOT NULL
-        )
-        """,
-        "CREATE INDEX customer_ids_customer ON customer_ids (customer, started)",
-        """
-        CREATE TABLE wrapups (
-            conversation TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-            agent TEXT NOT NULL,
-            queue TEXT,
-            disposition TEXT,
-            tags TEXT NOT NULL DEFAULT '[]',
-            ts DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (conversation, agent)
-        )
-        """,
-        "CREATE INDEX wrapups_ts ON wrapups (ts)",
-        """
-        CREATE TABLE notes (
-            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            conversation TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-            agent TEXT NOT NULL,
-            text TEXT NOT NULL,
-            ts DOUBLE PRECISION NOT NULL
-        )
-        """,
-        "CREATE INDEX notes_conversation ON notes (conversation)",
-        """
-        CREATE TABLE offline_messages (
-            id TEXT PRIMARY KEY,
-            conversation TEXT REFERENCES conversations (id) ON DELETE SET NULL,
-            customer TEXT,
-            alias TEXT NOT NULL,
-            protocol TEXT NOT NULL,
-            name TEXT,
-            queue TEXT,
-            text TEXT NOT NULL,
-            received DOUBLE PRECISION NOT NULL,
-            state TEXT NOT NULL,
-            agent TEXT,
-            reply TEXT,
-            replied DOUBLE PRECISION,
-            delivered DOUBLE PRECISION
-        )
-        """,
-        "CREATE INDEX offline_messages_customer ON offline_messages (customer, state)",
-        """
-        CREATE TABLE surveys (
-            conversation TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
-            queue TEXT,
-            agent TEXT,
-            score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
-            comment TEXT,
-            ts DOUBLE PRECISION NOT NULL
-        )
-        """,
-        """
-        CREATE TABLE canned (
-            team TEXT NOT NULL DEFAULT '',
-            name TEXT NOT NULL,
-            text TEXT NOT NULL,
-            created DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (team, name)
-        )
-        """,
-        """
-        CREATE TABLE agent_states (
-            agent TEXT NOT NULL,
-            status TEXT NOT NULL,
-            reason TEXT NOT NULL DEFAULT '',
-            started DOUBLE PRECISION NOT NULL,
-            ended DOUBLE PRECISION
-        )
-        """,
-        "CREATE INDEX agent_states_started ON agent_states (started)",
-        """
-        CREATE TABLE closures (
-            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            queue TEXT NOT NULL,
-            spec TEXT NOT NULL,
-            name TEXT NOT NULL DEFAULT '',
-            created DOUBLE PRECISION NOT NULL
-        )
-        """,
-    ),
+# Migration N takes the schema from version N-1 to N (gateway.store.schema), in
+# PostgreSQL's types (DOUBLE PRECISION timestamps, identity columns).
+MIGRATIONS: tuple[tuple[str, ...], ...] = schema.migrations(
+    real="DOUBLE PRECISION",
+    serial="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    # Insertion order, which recent_conversations() sorts ties by (SQLite's rowid).
+    extra={1: ("ALTER TABLE conversations ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY",)},
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
-
-_SQL = sql.Queries("%s")
-_TEAMS = teams.TeamQueries("%s")
 
 
 def describe_dsn(dsn: str) -> str:
@@ -275,13 +70,33 @@ def _error(e: Exception) -> DatabaseError:
     return DatabaseError(text)
 
 
+def _conflict(e: Exception) -> str | None:
+    """The constraint behind a refused write (sql.DUPLICATE, sql.MISSING), or None."""
+    if isinstance(e, pg_errors.UniqueViolation):
+        return sql.DUPLICATE
+    if isinstance(e, pg_errors.ForeignKeyViolation):
+        return sql.MISSING
+    return None
+
+
 @implementer(IEngine)
-class PostgresEngine:
-    """The database a libpq connection string ``dsn`` names; one connection."""
+class PostgresEngine(sql.SqlEngine):
+    """The database a libpq connection string ``dsn`` names; one connection.
+
+    :attr:`connection` is the psycopg connection once open (made again by
+    :meth:`begin` after the server dropped it); most methods are
+    gateway.store.sql.SqlEngine's.
+    """
+
+    placeholder = "%s"
+    _sql = sql.Queries(placeholder)
+    _teams = teams.TeamQueries(placeholder)
+    # Nothing to catch without psycopg: open() refuses first.
+    driver_error = psycopg.Error if psycopg is not None else ()
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self._conn: Any = None
+        self.connection: Any = None
 
     @classmethod
     def from_config(cls, config: Any) -> PostgresEngine:
@@ -304,7 +119,7 @@ class PostgresEngine:
             )
         where = self.describe()
         try:
-            self._conn = psycopg.connect(
+            self.connection = psycopg.connect(
                 self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
             )
         except psycopg.Error as e:
@@ -317,7 +132,7 @@ class PostgresEngine:
 
     def close(self) -> None:
         """Close the connection (nothing if it is not open)."""
-        conn, self._conn = self._conn, None
+        conn, self.connection = self.connection, None
         if conn is not None:
             conn.close()
 
@@ -330,7 +145,7 @@ class PostgresEngine:
     def migrate(self) -> None:
         """Apply the migrations the database lacks, all under an advisory lock."""
         where = self.describe()
-        conn = self._conn
+        conn = self.connection
         try:
             conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
             try:
@@ -355,7 +170,7 @@ class PostgresEngine:
 
     def _execute(self, statement: str, params: Sequence[Any] | None = None) -> Any:
         try:
-            return self._conn.execute(statement, params)
+            return self.connection.execute(statement, params)
         except psycopg.Error as e:
             raise _error(e) from e
 
@@ -369,12 +184,12 @@ class PostgresEngine:
         while the server cannot be reached this raises DatabaseError, and the batch's
         operations fail (their messages are not acknowledged).
         """
-        if self._conn is None or self._conn.closed or self._conn.broken:
+        if self.connection is None or self.connection.closed or self.connection.broken:
             self._reconnect()
         try:
             self._execute("BEGIN")
         except DatabaseError:
-            if not (self._conn.closed or self._conn.broken):
+            if not (self.connection.closed or self.connection.broken):
                 raise
             # The server went away since the last batch (a restart): nothing of this
             # transaction was sent yet, so connect again and begin it there.
@@ -382,14 +197,14 @@ class PostgresEngine:
             self._execute("BEGIN")
 
     def _reconnect(self) -> None:
-        old, self._conn = self._conn, None
+        old, self.connection = self.connection, None
         if old is not None:
             try:
                 old.close()
             except psycopg.Error:
                 pass
         try:
-            self._conn = psycopg.connect(
+            self.connection = psycopg.connect(
                 self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
             )
         except psycopg.Error as e:
@@ -401,232 +216,16 @@ class PostgresEngine:
 
     def rollback(self) -> None:
         """ROLLBACK, if a transaction is open (or failed)."""
-        if self._conn is None or self._conn.closed:
+        if self.connection is None or self.connection.closed:
             return
-        if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        if self.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             self._execute("ROLLBACK")
 
-    def savepoint(self) -> None:
-        """SAVEPOINT operation."""
-        self._execute("SAVEPOINT operation")
+    # The hooks of sql.SqlEngine.
 
-    def rollback_to_savepoint(self) -> None:
-        """ROLLBACK TO SAVEPOINT operation (also clears a failed statement's error)."""
-        self._execute("ROLLBACK TO SAVEPOINT operation")
+    def _execute_many(self, statement: str, rows: list[tuple]) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.executemany(statement, rows)
 
-    def release_savepoint(self) -> None:
-        """RELEASE SAVEPOINT operation."""
-        self._execute("RELEASE SAVEPOINT operation")
-
-    # Agents.
-
-    def add_agent(self, agent: AgentRecord) -> None:
-        """Provision an agent account; :class:`AgentExists` if the name is taken."""
-        try:
-            self._conn.execute(_SQL.insert_agent, sql.agent_values(agent))
-        except pg_errors.UniqueViolation:
-            raise AgentExists(agent.name) from None
-        except psycopg.Error as e:
-            raise _error(e) from e
-        self._execute(_SQL.delete_addresses, (agent.name,))
-        if not agent.addresses:
-            return
-        try:
-            with self._conn.cursor() as cursor:
-                cursor.executemany(
-                    _SQL.insert_address, [(address, agent.name) for address in agent.addresses]
-                )
-        except pg_errors.UniqueViolation:
-            raise AddressTaken(f"an address of {agent.name} belongs to another agent") from None
-        except psycopg.Error as e:
-            raise _error(e) from e
-
-    def find_agent(self, address: str) -> AgentRecord | None:
-        """The agent known by an IM address (``xmpp:anna@corp.example``), or None."""
-        row = self._execute(_SQL.find_agent, (address,)).fetchone()
-        return None if row is None else self._agent(row)
-
-    def remove_agent(self, name: str) -> bool:
-        """Remove an agent account; False if there was none of that name."""
-        return self._execute(_SQL.remove_agent, (name,)).rowcount > 0
-
-    def get_agent(self, name: str) -> AgentRecord | None:
-        """The agent account ``name``, or None."""
-        row = self._execute(_SQL.get_agent, (name,)).fetchone()
-        return None if row is None else self._agent(row)
-
-    def list_agents(self) -> list[AgentRecord]:
-        """Every agent account, by name."""
-        return [self._agent(row) for row in self._execute(_SQL.list_agents).fetchall()]
-
-    def set_password(self, name: str, password_hash: str) -> bool:
-        """Replace an agent's password hash; False if there is no agent of that name."""
-        return self._execute(_SQL.set_password, (password_hash, name)).rowcount > 0
-
-    def set_scram(self, name: str, credentials: str) -> None:
-        """Replace an agent's SCRAM keys (see :func:`gateway.passwords.scram_credentials`)."""
-        self._execute(_SQL.set_scram, (name, credentials))
-
-    def get_scram(self, name: str) -> str | None:
-        """An agent's SCRAM keys as stored (JSON), or None."""
-        row = self._execute(_SQL.get_scram, (name,)).fetchone()
-        return None if row is None else row[0]
-
-    def _agent(self, row: Sequence[Any]) -> AgentRecord:
-        addresses = self._execute(_SQL.agent_addresses, (row[0],)).fetchall()
-        return sql.agent_record(row, addresses)
-
-    # Conversations.
-
-    def insert_conversation(self, record: ConversationRecord) -> None:
-        """Record a new conversation; :class:`ConversationExists` for a known id."""
-        try:
-            self._conn.execute(_SQL.insert_conversation, sql.conversation_values(record))
-        except pg_errors.UniqueViolation:
-            raise ConversationExists(record.id) from None
-        except psycopg.Error as e:
-            raise _error(e) from e
-
-    def update_conversation(self, conversation: str, **changes: Any) -> None:
-        """Change columns of a conversation (see gateway.store.records.CONVERSATION_CHANGES).
-
-        Raises ValueError for any other column and :class:`UnknownConversation`
-        when no conversation has that id.
-        """
-        check_conversation_changes(changes)
-        if changes:
-            # Column names come from the whitelist, never from the caller.
-            values = sql.change_values(changes)
-            cursor = self._execute(
-                _SQL.update_conversation(values), (*values.values(), conversation)
-            )
-            found = cursor.rowcount > 0
-        else:
-            found = self.get_conversation(conversation) is not None
-        if not found:
-            raise UnknownConversation(conversation)
-
-    def get_conversation(self, conversation: str) -> ConversationRecord | None:
-        """The conversation ``conversation``, or None."""
-        row = self._execute(_SQL.get_conversation, (conversation,)).fetchone()
-        return None if row is None else sql.conversation_record(row)
-
-    def recent_conversations(self, limit: int) -> list[ConversationRecord]:
-        """The ``limit`` most recently started conversations, newest first."""
-        rows = self._execute(_SQL.recent_conversations, (limit,)).fetchall()
-        return [sql.conversation_record(row) for row in rows]
-
-    def open_conversations(self) -> list[tuple[ConversationRecord, str | None, str | None]]:
-        """Conversations not ended, oldest first, each with its token hash and key."""
-        return sql.open_conversation_rows(self._execute(_SQL.open_conversations).fetchall())
-
-    def set_resume(self, conversation: str, token_hash: str | None, key: str | None) -> None:
-        """Record how a conversation's customer may resume it (token hash, address key).
-
-        Raises :class:`UnknownConversation` when the conversation is not recorded.
-        """
-        try:
-            self._conn.execute(_SQL.set_resume, (conversation, token_hash, key))
-        except pg_errors.ForeignKeyViolation:
-            raise UnknownConversation(conversation) from None
-        except psycopg.Error as e:
-            raise _error(e) from e
-
-    def purge_ended_before(self, ts: float) -> int:
-        """Delete conversations that ended before ``ts`` and their messages; the count."""
-        self._execute(_SQL.purge_messages, (ts,))
-        return self._execute(_SQL.purge_conversations, (ts,)).rowcount
-
-    # Messages.
-
-    def insert_message(self, message: StoredMessage) -> None:
-        """Append a message to its conversation's transcript.
-
-        Raises :class:`MessageExists` for a known message id and
-        :class:`UnknownConversation` when its conversation is not recorded.
-        """
-        try:
-            self._conn.execute(
-                _SQL.insert_message,
-                (
-                    message.id,
-                    message.conversation,
-                    message.sender,
-                    message.agent,
-                    message.text,
-                    message.ts,
-                ),
-            )
-        except pg_errors.UniqueViolation:
-            raise MessageExists(message.id) from None
-        except pg_errors.ForeignKeyViolation:
-            raise UnknownConversation(message.conversation) from None
-        except psycopg.Error as e:
-            raise _error(e) from e
-
-    def insert_messages(self, messages: Sequence[StoredMessage]) -> None:
-        """Append several messages, in order, in a few multi-row statements.
-
-        Raises :class:`ConstraintError` if any of them is refused, without saying
-        which: :meth:`insert_message` them one by one to find it.
-        """
-        execute = self._conn.execute
-        try:
-            for statement, values in _SQL.message_chunks(messages):
-                execute(statement, values)
-        except psycopg.Error as e:
-            raise _error(e) from e
-
-    def transcript(self, conversation: str) -> list[StoredMessage]:
-        """The messages of a conversation, in the order they were stored."""
-        return sql.messages(self._execute(_SQL.transcript, (conversation,)).fetchall())
-
-    # Teams (the statements are gateway.store.teams').
-
-    def add_team(self, team: TeamRecord) -> None:
-        """Create a team with its members and queues; TeamExists, UnknownAgent."""
-        teams.add_team(self._execute, _TEAMS, team)
-
-    def remove_team(self, name: str) -> bool:
-        """Remove a team and its memberships; False if there was none of that name."""
-        return teams.remove_team(self._execute, _TEAMS, name)
-
-    def describe_team(self, name: str, description: str) -> None:
-        """Change a team's description; UnknownTeam."""
-        teams.describe_team(self._execute, _TEAMS, name, description)
-
-    def get_team(self, name: str) -> TeamRecord | None:
-        """The team ``name`` with its members and queues, or None."""
-        return teams.get_team(self._execute, _TEAMS, name)
-
-    def list_teams(self) -> list[TeamRecord]:
-        """Every team, by name, with its members and queues."""
-        return teams.list_teams(self._execute, _TEAMS)
-
-    def add_team_members(self, team: str, agents: Sequence[str]) -> None:
-        """Put agents in a team; UnknownTeam, UnknownAgent."""
-        teams.add_members(self._execute, _TEAMS, team, agents)
-
-    def remove_team_members(self, team: str, agents: Sequence[str]) -> int:
-        """Take agents out of a team; how many were in it. UnknownTeam."""
-        return teams.remove_members(self._execute, _TEAMS, team, agents)
-
-    def add_team_queues(self, team: str, queues: Sequence[str]) -> None:
-        """The team serves these queues too; UnknownTeam."""
-        teams.add_queues(self._execute, _TEAMS, team, queues)
-
-    def remove_team_queues(self, team: str, queues: Sequence[str]) -> int:
-        """The team no longer serves these queues; how many it served. UnknownTeam."""
-        return teams.remove_queues(self._execute, _TEAMS, team, queues)
-
-    # Any other statement (the service desk's, gateway.desk.sql), with ``%s`` marks.
-
-    placeholder = "%s"
-
-    def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
-        """Run a statement that returns no rows; the number of rows it changed."""
-        return self._execute(statement, params).rowcount
-
-    def fetch(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
-        """Run a query; its rows."""
-        return self._execute(statement, params).fetchall()
+    _error = staticmethod(_error)
+    _conflict = staticmethod(_conflict)

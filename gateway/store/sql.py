@@ -1,21 +1,37 @@
-"""The statements both SQL engines run, written once, with each engine's placeholder.
+"""What both SQL engines run, written once: the statements and the operations.
 
 SQLite's ``sqlite3`` takes ``?`` and psycopg takes ``%s``; otherwise the
 queries on agents, conversations, messages and resumes read the same on both,
-so :class:`Queries` holds them once and each engine builds its own copy. The
-schemas, migrations, transactions and error handling stay in each engine's
-module (gateway.store.sqlite, gateway.store.postgres), which runs these with
-its own driver. The functions below turn rows (tuples, from either driver)
-into records and back.
+so :class:`Queries` holds them once and each engine builds its own copy, and
+:class:`SqlEngine` runs them once for both. Connecting, migrating, transactions
+and the driver's errors stay in each engine's module (gateway.store.sqlite,
+gateway.store.postgres). The functions below turn rows (tuples, from either
+driver) into records and back.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NoReturn
 
-from gateway.store.records import AgentRecord, ConversationRecord, StoredMessage
+from gateway.store import teams
+from gateway.store.errors import (
+    AddressTaken,
+    AgentExists,
+    ConversationExists,
+    DatabaseError,
+    MessageExists,
+    StoreError,
+    UnknownConversation,
+)
+from gateway.store.records import (
+    AgentRecord,
+    ConversationRecord,
+    StoredMessage,
+    TeamRecord,
+    check_conversation_changes,
+)
 
 AGENT_COLUMNS = (
     "name, display_name, password_hash, capacity, skills, created, location, bot, protocol_capacity"
@@ -249,3 +265,275 @@ def open_conversation_rows(
 ) -> list[tuple[ConversationRecord, str | None, str | None]]:
     """(ConversationRecord, token hash, key) from rows of :attr:`Queries.open_conversations`."""
     return [(conversation_record(row[:-2]), row[-2], row[-1]) for row in rows]
+
+
+# What an engine's _conflict() finds behind a refused write: a key already
+# there (primary or unique), or a row it references missing (a foreign key).
+DUPLICATE = "duplicate"
+MISSING = "missing"
+
+
+class SqlEngine:
+    """The IEngine operations both SQL engines run the same way, over their hooks.
+
+    An engine (gateway.store.sqlite.SqliteEngine, gateway.store.postgres.PostgresEngine)
+    adds connecting, migrating and begin/commit/rollback, and sets:
+
+    - :attr:`placeholder` and :attr:`_sql`, :attr:`_teams` (the statements with it);
+    - :attr:`connection`, its driver's connection once open (``execute(statement,
+      params)``), which the writes that tell their conflicts apart run on directly;
+    - :attr:`driver_error`, what its driver raises;
+    - ``_execute(statement[, params])``, a statement's cursor, with the driver's
+      errors as the store's; ``_execute_many(statement, rows)``, raising the driver's;
+      ``_error(e)``, a driver's error as the store's; ``_conflict(e)``,
+      :data:`DUPLICATE`, :data:`MISSING` or None for a driver's error.
+    """
+
+    placeholder: str
+    _sql: Queries
+    _teams: teams.TeamQueries
+    connection: Any
+    driver_error: type[Exception] | tuple[type[Exception], ...]
+
+    def _execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        raise NotImplementedError
+
+    def _execute_many(self, statement: str, rows: list[tuple]) -> None:
+        raise NotImplementedError
+
+    def _error(self, e: Exception) -> DatabaseError:
+        raise NotImplementedError
+
+    def _conflict(self, e: Exception) -> str | None:
+        raise NotImplementedError
+
+    def _refused(
+        self,
+        e: Exception,
+        duplicate: Callable[[], StoreError] | None = None,
+        missing: Callable[[], StoreError] | None = None,
+    ) -> NoReturn:
+        """Raise the store's error for a refused write: the caller's name for the conflict."""
+        conflict = self._conflict(e)
+        if conflict == DUPLICATE and duplicate is not None:
+            raise duplicate() from None
+        if conflict == MISSING and missing is not None:
+            raise missing() from None
+        raise self._error(e) from e
+
+    # Savepoints, in the standard words both take (SQLite's SAVEPOINT keyword is optional).
+
+    def savepoint(self) -> None:
+        """SAVEPOINT operation."""
+        self._execute("SAVEPOINT operation")
+
+    def rollback_to_savepoint(self) -> None:
+        """ROLLBACK TO SAVEPOINT operation (on PostgreSQL, also clears a failed statement)."""
+        self._execute("ROLLBACK TO SAVEPOINT operation")
+
+    def release_savepoint(self) -> None:
+        """RELEASE SAVEPOINT operation."""
+        self._execute("RELEASE SAVEPOINT operation")
+
+    # Agents.
+
+    def add_agent(self, agent: AgentRecord) -> None:
+        """Provision an agent account; :class:`AgentExists` if the name is taken."""
+        try:
+            self.connection.execute(self._sql.insert_agent, agent_values(agent))
+        except self.driver_error as e:
+            self._refused(e, duplicate=lambda: AgentExists(agent.name))
+        self._execute(self._sql.delete_addresses, (agent.name,))
+        if not agent.addresses:
+            return
+        try:
+            self._execute_many(
+                self._sql.insert_address, [(address, agent.name) for address in agent.addresses]
+            )
+        except self.driver_error as e:
+            taken = f"an address of {agent.name} belongs to another agent"
+            self._refused(e, duplicate=lambda: AddressTaken(taken))
+
+    def find_agent(self, address: str) -> AgentRecord | None:
+        """The agent known by an IM address (``xmpp:anna@corp.example``), or None."""
+        row = self._execute(self._sql.find_agent, (address,)).fetchone()
+        return None if row is None else self._agent(row)
+
+    def remove_agent(self, name: str) -> bool:
+        """Remove an agent account; False if there was none of that name."""
+        return self._execute(self._sql.remove_agent, (name,)).rowcount > 0
+
+    def get_agent(self, name: str) -> AgentRecord | None:
+        """The agent account ``name``, or None."""
+        row = self._execute(self._sql.get_agent, (name,)).fetchone()
+        return None if row is None else self._agent(row)
+
+    def list_agents(self) -> list[AgentRecord]:
+        """Every agent account, by name."""
+        return [self._agent(row) for row in self._execute(self._sql.list_agents).fetchall()]
+
+    def set_password(self, name: str, password_hash: str) -> bool:
+        """Replace an agent's password hash; False if there is no agent of that name."""
+        return self._execute(self._sql.set_password, (password_hash, name)).rowcount > 0
+
+    def set_scram(self, name: str, credentials: str) -> None:
+        """Replace an agent's SCRAM keys (see :func:`gateway.passwords.scram_credentials`)."""
+        self._execute(self._sql.set_scram, (name, credentials))
+
+    def get_scram(self, name: str) -> str | None:
+        """An agent's SCRAM keys as stored (JSON), or None."""
+        row = self._execute(self._sql.get_scram, (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def _agent(self, row: Sequence[Any]) -> AgentRecord:
+        addresses = self._execute(self._sql.agent_addresses, (row[0],)).fetchall()
+        return agent_record(row, addresses)
+
+    # Conversations.
+
+    def insert_conversation(self, record: ConversationRecord) -> None:
+        """Record a new conversation; :class:`ConversationExists` for a known id."""
+        try:
+            self.connection.execute(self._sql.insert_conversation, conversation_values(record))
+        except self.driver_error as e:
+            self._refused(e, duplicate=lambda: ConversationExists(record.id))
+
+    def update_conversation(self, conversation: str, **changes: Any) -> None:
+        """Change columns of a conversation (see gateway.store.records.CONVERSATION_CHANGES).
+
+        Raises ValueError for any other column and :class:`UnknownConversation`
+        when no conversation has that id.
+        """
+        check_conversation_changes(changes)
+        if changes:
+            # Column names come from the whitelist, never from the caller.
+            values = change_values(changes)
+            cursor = self._execute(
+                self._sql.update_conversation(values), (*values.values(), conversation)
+            )
+            found = cursor.rowcount > 0
+        else:
+            found = self.get_conversation(conversation) is not None
+        if not found:
+            raise UnknownConversation(conversation)
+
+    def get_conversation(self, conversation: str) -> ConversationRecord | None:
+        """The conversation ``conversation``, or None."""
+        row = self._execute(self._sql.get_conversation, (conversation,)).fetchone()
+        return None if row is None else conversation_record(row)
+
+    def recent_conversations(self, limit: int) -> list[ConversationRecord]:
+        """The ``limit`` most recently started conversations, newest first."""
+        rows = self._execute(self._sql.recent_conversations, (limit,)).fetchall()
+        return [conversation_record(row) for row in rows]
+
+    def open_conversations(self) -> list[tuple[ConversationRecord, str | None, str | None]]:
+        """Conversations not ended, oldest first, each with its token hash and key."""
+        return open_conversation_rows(self._execute(self._sql.open_conversations).fetchall())
+
+    def set_resume(self, conversation: str, token_hash: str | None, key: str | None) -> None:
+        """Record how a conversation's customer may resume it (token hash, address key).
+
+        Raises :class:`UnknownConversation` when the conversation is not recorded.
+        """
+        try:
+            self.connection.execute(self._sql.set_resume, (conversation, token_hash, key))
+        except self.driver_error as e:
+            self._refused(e, missing=lambda: UnknownConversation(conversation))
+
+    def purge_ended_before(self, ts: float) -> int:
+        """Delete conversations that ended before ``ts`` and their messages; the count."""
+        self._execute(self._sql.purge_messages, (ts,))
+        return self._execute(self._sql.purge_conversations, (ts,)).rowcount
+
+    # Messages: the hot path, one statement each without a helper call between.
+
+    def insert_message(self, message: StoredMessage) -> None:
+        """Append a message to its conversation's transcript.
+
+        Raises :class:`MessageExists` for a known message id and
+        :class:`UnknownConversation` when its conversation is not recorded.
+        """
+        try:
+            self.connection.execute(
+                self._sql.insert_message,
+                (
+                    message.id,
+                    message.conversation,
+                    message.sender,
+                    message.agent,
+                    message.text,
+                    message.ts,
+                ),
+            )
+        except self.driver_error as e:
+            self._refused(
+                e,
+                duplicate=lambda: MessageExists(message.id),
+                missing=lambda: UnknownConversation(message.conversation),
+            )
+
+    def insert_messages(self, messages: Sequence[StoredMessage]) -> None:
+        """Append several messages, in order, in a few multi-row statements.
+
+        Raises :class:`ConstraintError` if any of them is refused, without saying
+        which: :meth:`insert_message` them one by one to find it.
+        """
+        execute = self.connection.execute
+        try:
+            for statement, values in self._sql.message_chunks(messages):
+                execute(statement, values)
+        except self.driver_error as e:
+            raise self._error(e) from e
+
+    def transcript(self, conversation: str) -> list[StoredMessage]:
+        """The messages of a conversation, in the order they were stored."""
+        return messages(self._execute(self._sql.transcript, (conversation,)).fetchall())
+
+    # Teams (the statements are gateway.store.teams').
+
+    def add_team(self, team: TeamRecord) -> None:
+        """Create a team with its members and queues; TeamExists, UnknownAgent."""
+        teams.add_team(self._execute, self._teams, team)
+
+    def remove_team(self, name: str) -> bool:
+        """Remove a team and its memberships; False if there was none of that name."""
+        return teams.remove_team(self._execute, self._teams, name)
+
+    def describe_team(self, name: str, description: str) -> None:
+        """Change a team's description; UnknownTeam."""
+        teams.describe_team(self._execute, self._teams, name, description)
+
+    def get_team(self, name: str) -> TeamRecord | None:
+        """The team ``name`` with its members and queues, or None."""
+        return teams.get_team(self._execute, self._teams, name)
+
+    def list_teams(self) -> list[TeamRecord]:
+        """Every team, by name, with its members and queues."""
+        return teams.list_teams(self._execute, self._teams)
+
+    def add_team_members(self, team: str, agents: Sequence[str]) -> None:
+        """Put agents in a team; UnknownTeam, UnknownAgent."""
+        teams.add_members(self._execute, self._teams, team, agents)
+
+    def remove_team_members(self, team: str, agents: Sequence[str]) -> int:
+        """Take agents out of a team; how many were in it. UnknownTeam."""
+        return teams.remove_members(self._execute, self._teams, team, agents)
+
+    def add_team_queues(self, team: str, queues: Sequence[str]) -> None:
+        """The team serves these queues too; UnknownTeam."""
+        teams.add_queues(self._execute, self._teams, team, queues)
+
+    def remove_team_queues(self, team: str, queues: Sequence[str]) -> int:
+        """The team no longer serves these queues; how many it served. UnknownTeam."""
+        return teams.remove_queues(self._execute, self._teams, team, queues)
+
+    # Any other statement (the service desk's, gateway.desk.sql), with placeholder marks.
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement that returns no rows; the number of rows it changed."""
+        return self._execute(statement, params).rowcount
+
+    def fetch(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run a query; its rows."""
+        return self._execute(statement, params).fetchall()

@@ -181,6 +181,18 @@ def test_duplicate_conversation(engine: IEngine) -> None:
         engine.insert_conversation(_conversation())
 
 
+def test_a_conversation_refused_for_another_reason_is_no_duplicate(engine: IEngine) -> None:
+    # Only a key already there names the conversation; NOT NULL stays a ConstraintError.
+    with pytest.raises(ConstraintError, match="protocol"):
+        engine.insert_conversation(_conversation(protocol=None))
+    assert engine.get_conversation("c-1") is None
+
+
+def test_resume_keys_of_an_unknown_conversation(engine: IEngine) -> None:
+    with pytest.raises(UnknownConversation, match="c-9"):
+        engine.set_resume("c-9", "hash", "key")
+
+
 def test_update_conversation(engine: IEngine) -> None:
     engine.insert_conversation(_conversation())
     engine.update_conversation(

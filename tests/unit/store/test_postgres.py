@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 from store_helpers import agent as _agent
+from store_helpers import conversation, message
 
 from gateway.store import postgres
 from gateway.store.errors import DatabaseError, SchemaTooNew, StoreError
@@ -233,6 +234,32 @@ def test_a_server_error_is_a_database_error(dsn: str) -> None:
     engine.close()
 
 
+def _drop_connection(dsn: str, engine: PostgresEngine) -> None:
+    """The server ends the engine's connection (as a restart or a failover would)."""
+    with psycopg.connect(dsn, autocommit=True) as raw:
+        pid = engine.connection.info.backend_pid
+        raw.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+@pytest.mark.parametrize("noticed", ["at begin", "by a read before"])
+def test_begin_connects_again_after_the_server_dropped_the_connection(
+    dsn: str, noticed: str
+) -> None:
+    engine = _open(dsn)
+    engine.insert_conversation(conversation())
+    dropped = engine.connection
+    _drop_connection(dsn, engine)
+    if noticed == "by a read before":
+        with pytest.raises(DatabaseError, match="postgresql: "):
+            engine.get_conversation("c-1")
+    engine.begin()
+    engine.insert_message(message("m1"))
+    engine.commit()
+    assert engine.connection is not dropped
+    assert [m.id for m in engine.transcript("c-1")] == ["m1"]
+    engine.close()
+
+
 def test_the_engine_speaks_psycopg_only() -> None:
     imported: set[str] = set()
     for node in ast.walk(ast.parse(Path(postgres.__file__).read_text())):
@@ -242,5 +269,5 @@ def test_the_engine_speaks_psycopg_only() -> None:
             imported.add((node.module or "").split(".")[0])
     assert "sqlite3" not in imported
     assert "psycopg" in imported
-    assert postgres._SQL.insert_message.count("%s") == 6
-    assert "?" not in postgres._SQL.insert_message
+    assert postgres.PostgresEngine._sql.insert_message.count("%s") == 6
+    assert "?" not in postgres.PostgresEngine._sql.insert_message
