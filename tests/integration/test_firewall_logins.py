@@ -7,6 +7,7 @@ back as a password is."""
 from __future__ import annotations
 
 import base64
+import re
 import socket
 
 import fw_site
@@ -146,6 +147,12 @@ def test_scram_failures_count_and_a_lockout_holds_scram_too(site):
     answer = second.start()
     assert b"<challenge" not in answer and b"<not-authorized/>" in answer, answer
     second.close()
-    site.wait_for_log(r"auth failure protocol=xmpp user=carol address=127\.0\.0\.1$", 10, mark)
-    failures = [line for line in site.lines[mark:] if "auth failure protocol=xmpp" in line]
-    assert len(failures) == 4, failures
+    # Four failures logged: three proofs, and the attempt refused while locked out (the
+    # log is read by another thread: each line is waited for, with a bound).
+    failure = re.compile(r"auth failure protocol=xmpp user=carol address=127\.0\.0\.1$")
+    start = mark
+    for _ in range(4):
+        site.wait_for_log(failure, 10, start)
+        start = next(i for i in range(start, len(site.lines)) if failure.search(site.lines[i]))
+        start += 1
+    assert len([line for line in site.lines[mark:] if "auth failure protocol=" in line]) == 4
