@@ -31,6 +31,24 @@ def makeService(config: Options, reactor=None) -> IService:
 
         if WORKER_ENV not in os.environ:
             # The supervisor: it binds the listeners and runs the workers.
+            _one_admin_token(settings)
             return Workers(settings, config["config"], reactor)
         settings = worker_config(settings)
     return GatewayService(settings, reactor)
+
+
+def _one_admin_token(settings) -> None:
+    """Workers without a configured admin token share one, made here: each would
+    otherwise write its own to the one ``admin.token`` and the CLI could hold the
+    wrong worker's. They inherit it through the environment (``IMGATEWAY_ADMIN_TOKEN``)."""
+    import secrets
+
+    from gateway.admin.api import write_token
+    from gateway.admin.settings import TOKEN_ENV
+
+    admin = settings.sections["admin"]
+    if admin.token or not admin.listen:
+        return
+    token = secrets.token_urlsafe(32)
+    write_token(settings.data_dir, token)
+    os.environ[TOKEN_ENV] = token

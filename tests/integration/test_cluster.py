@@ -39,7 +39,6 @@ AGENTS = {
 }
 STRESS_AGENTS = [f"s{i:02d}" for i in range(9)]
 STRESS_PASSWORD = "stress-Secret-0"
-WORKERS_TOKEN = "workers-admin-token-0123456789"
 
 
 class Cluster:
@@ -606,7 +605,7 @@ def test_two_workers_on_one_host_share_the_listeners(cluster, tmp_path):
     config = node_config(tmp_path, "wk", cluster.redis.port, cluster.dsn)
     text = config.read_text().replace('prefix = "imgw:"', "")
     text = text.replace("[cluster]\n", '[cluster]\nworkers = 2\nprefix = "wk:"\n')
-    config.write_text(text.replace("[admin]\n", f'[admin]\ntoken = "{WORKERS_TOKEN}"\n', 1))
+    config.write_text(text)
     supervisor = harness.Gateway(tmp_path / "cwd", config, "workers")
     try:
         shared = r"jsonim listener \S+ listening on 127\.0\.0\.1:(\d+) \(shared by 2 workers\)"
@@ -627,15 +626,17 @@ def test_two_workers_on_one_host_share_the_listeners(cluster, tmp_path):
             _end(agent, customer, conversation)
             agent.close()
             customer.close()
-        # Each worker bans through its own admin listener, and keeps its bans in a file
-        # of its own in the shared data directory.
+        # Each worker bans through its own admin listener, with the one token the
+        # supervisor wrote for all, and keeps its bans in a file of its own in the
+        # shared data directory.
+        token = (tmp_path / "data" / "admin.token").read_text().strip()
         admin = r"admin listener \S+ listening on 127\.0\.0\.1:(\d+)"
         ports = sorted({int(p) for p in re.findall(admin, "\n".join(supervisor.lines))})
         assert len(ports) == 2, ports
         for port, address in zip(ports, ("192.0.2.10", "192.0.2.11"), strict=True):
             env = harness.child_env()
             env["IMGATEWAY_ADMIN_URL"] = f"http://127.0.0.1:{port}"
-            env["IMGATEWAY_ADMIN_TOKEN"] = WORKERS_TOKEN
+            env["IMGATEWAY_ADMIN_TOKEN"] = token
             subprocess.run(
                 [str(harness.BIN / "imgateway-admin"), "fw", "bans", "add", address],
                 env=env,
