@@ -155,6 +155,22 @@ class Membership:
             lambda f: None
         )
 
+    def repointed(self, conv: Any, target: str) -> None:
+        """A conversation of this node handed to ``target``: the index names the target
+        at once, so that a customer who comes back meanwhile is told to try again
+        (never left without an entry, and given a new conversation)."""
+        node = self.node
+        fields = {f: f"{target} {conv.id}" for f in self._fields(conv)}
+        for field in fields:
+            self.index[field] = (target, conv.id)
+        if not fields or not node.link.available:
+            return
+        args = [x for pair in fields.items() for x in pair]
+        node.link.call("HSET", self._key("resume"), *args).addErrback(lambda f: None)
+        node.link.publish(self._key("resume"), json.dumps({"set": fields})).addErrback(
+            lambda f: None
+        )
+
     def unindexed(self, conv: Any) -> None:
         """A conversation of this node ended or moved away: out of the index."""
         node = self.node
@@ -207,6 +223,10 @@ class Membership:
         node = self.node
         conv = node.gateway.relay.conversations.get(message["conv"])
         hold = node.gateway.holder.holds.get(message["conv"])
+        owner = self.index.get(message.get("field"), (None,))[0]
+        if conv is None and owner == node.name and not node.draining:
+            # Handed here and not yet taken from the store: the customer's next try.
+            return
         if conv is None or hold is None or hold.timer is None or node.draining:
             if not node.draining:
                 node.send(message["from"], {"op": "refused", "field": message.get("field")})
@@ -235,7 +255,7 @@ class Membership:
         customer = conv.customer
         if getattr(customer, "conversation", None) is conv:
             customer.conversation = None
-        self.unindexed(conv)
+        self.repointed(conv, target)
         if self._written is not None:
             self._written.discard(conv.id)
         node.link.call("SREM", self._key(f"c:{node.name}"), conv.id).addErrback(lambda f: None)

@@ -506,8 +506,9 @@ class Relay:
         self.dispatcher.withdraw(conv)
         agent = conv.agent
         if agent is not None:
-            self.desk.leave(conv, agent)
+            # Told before its seat is free: a new offer never reaches it ahead of the end.
             self.deliver(agent, ev.Ended(conv.id, reason))
+            self.desk.leave(conv, agent)
         self.deliver(conv.customer, ev.Ended(conv.id, reason))
         self._aliases.discard(conv.alias)
         del self.conversations[conv.id]

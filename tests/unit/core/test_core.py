@@ -252,6 +252,19 @@ def test_capacity_and_queue_positions():
     assert anna.last(ev.Offer).conversation == s3.conversation.id
 
 
+def test_an_agent_at_capacity_hears_of_the_end_before_the_next_offer():
+    # A client counting its seats must never see an offer beyond its capacity.
+    h = make_harness()
+    anna, anna_s = h.agent("anna")
+    anna_s.agent.change(capacity=1)
+    _c1, s1 = connect(h, anna, anna_s)
+    _c2, s2 = h.queued_customer("Two")
+    anna.take()
+    s1.end()
+    kinds = [type(e) for e in anna.take() if isinstance(e, ev.Ended | ev.Offer)]
+    assert kinds == [ev.Ended, ev.Offer]
+
+
 def test_transfer_to_queue_and_to_agent():
     h = make_harness()
     anna, anna_s = h.agent("anna")
