@@ -263,6 +263,7 @@ def test_an_agent_at_capacity_hears_of_the_end_before_the_next_offer():
     s1.end()
     kinds = [type(e) for e in anna.take() if isinstance(e, ev.Ended | ev.Offer)]
     assert kinds == [ev.Ended, ev.Offer]
+    assert anna.last(ev.Offer).conversation == s2.conversation.id
 
 
 def test_transfer_to_queue_and_to_agent():
