@@ -26,6 +26,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from gateway import logs
 from gateway.admin import desk_api, firewall_api, supervisor, views
+from gateway.admin.body import ApiError, json_body
 from gateway.admin.interfaces import IAdministered
 from gateway.admin.settings import TOKEN_FILE
 from gateway.core.errors import BadRequest, GatewayError, NotAllowed, Unavailable
@@ -39,7 +40,6 @@ ADMIN_RESOURCES: dict[str, Callable[[IAdministered], Resource]] = {
 }
 
 COOKIE = b"imgateway_admin"
-MAX_BODY = 64 * 1024
 _SECURITY_HEADERS = {
     b"x-content-type-options": b"nosniff",
     b"cache-control": b"no-store",
@@ -50,15 +50,6 @@ _PAGE_POLICY = (
     b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self';"
     b" frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
-
-
-class ApiError(Exception):
-    """An HTTP error answer with a JSON body ``{"error": message}``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 # -- the token ----------------------------------------------------------------
@@ -234,7 +225,7 @@ class ApiEndpoints(Resource):
             case "GET", ["agents"]:
                 return views.agents_view(self._gateway.agents, now)
             case "POST", ["agents", name, "state"]:
-                status = _body(request).get("status")
+                status = json_body(request).get("status")
                 if status not in STATUSES:
                     raise ApiError(400, f"status must be one of {', '.join(STATUSES)}")
                 self._agent(name)
@@ -263,7 +254,7 @@ class ApiEndpoints(Resource):
                 gw.admin_end(cid)
                 return {"ok": True, "conversation": cid}
             case "POST", ["conversations", cid, "transfer"]:
-                body = _body(request)
+                body = json_body(request)
                 queue, agent = body.get("queue"), body.get("agent")
                 if not all(v is None or isinstance(v, str) for v in (queue, agent)):
                     raise ApiError(400, "queue and agent must be strings")
@@ -349,21 +340,6 @@ _RESOURCES = ("summary", "agents", "queues", "teams", "conversations")
 
 def _known(path: list[str]) -> bool:
     return bool(path) and path[0] in _RESOURCES
-
-
-def _body(request: Request) -> dict[str, Any]:
-    raw = request.content.read(MAX_BODY + 1) if request.content is not None else b""
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, f"the body exceeds {MAX_BODY} bytes")
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "the body is not JSON") from None
-    if not isinstance(value, dict):
-        raise ApiError(400, "the body must be a JSON object")
-    return value
 
 
 class V1(Resource):

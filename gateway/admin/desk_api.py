@@ -32,24 +32,18 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from gateway import logs
+from gateway.admin.body import ApiError, json_body
 from gateway.core.errors import BadRequest, GatewayError, NotAllowed, Unavailable
 from gateway.desk import canned as canned_module
 from gateway.desk.records import OFFLINE_STATES, Canned
 from gateway.desk.supervision import ROLE_NAMES, live_view
 
-MAX_BODY = 64 * 1024
 WEEK_S = 7 * 86400
 MAX_LIMIT = 10_000
 RESOURCES = ("conversations", "offline", "canned", "holidays", "roles", "reports", "teams")
 # What the supervisor page may do with its cookie (and its header): its own actions.
 PAGE_ACTIONS = ("whisper", "say")
 PAGE_HEADER = b"x-imgateway-page"
-
-
-class _Error(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 def _json(request: Request, status: int, value: Any) -> bytes:
@@ -60,25 +54,10 @@ def _json(request: Request, status: int, value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
-def _body(request: Request) -> dict[str, Any]:
-    raw = request.content.read(MAX_BODY + 1) if request.content is not None else b""
-    if len(raw) > MAX_BODY:
-        raise _Error(413, f"the body exceeds {MAX_BODY} bytes")
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise _Error(400, "the body is not JSON") from None
-    if not isinstance(value, dict):
-        raise _Error(400, "the body must be a JSON object")
-    return value
-
-
 def _text(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not value.strip():
-        raise _Error(400, f"{name!r} must be a non-empty string")
+        raise ApiError(400, f"{name!r} must be a non-empty string")
     return value
 
 
@@ -98,12 +77,12 @@ def moment(text: str | None, default: float) -> float:
     try:
         day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
-        raise _Error(400, f"{text[:32]!r} is neither a date (2025-12-01) nor seconds") from None
+        raise ApiError(400, f"{text[:32]!r} is neither a date (2025-12-01) nor seconds") from None
     return day.timestamp()
 
 
 def _status(failure: Failure) -> tuple[int, dict]:
-    if failure.check(_Error):
+    if failure.check(ApiError):
         return failure.value.status, {"error": failure.value.message}
     if failure.check(BadRequest):
         return 400, {"error": failure.value.text}
@@ -129,7 +108,7 @@ class DeskResource(Resource):
     def _desk(self) -> Any:
         desk = self._service.gateway.service_desk
         if desk is None:
-            raise _Error(404, "this gateway has no service desk")
+            raise ApiError(404, "this gateway has no service desk")
         return desk
 
     def render(self, request: Request) -> bytes | int:
@@ -158,17 +137,17 @@ class DeskResource(Resource):
             case "GET", ["conversations", cid]:
                 return self._conversation(desk, cid)
             case "POST", ["conversations", cid, "whisper"]:
-                text = _text(_body(request), "text")
+                text = _text(json_body(request), "text")
                 d = desk.supervision.page_whisper(cid, text)
                 return d.addCallback(lambda msg: {"conversation": cid, "msg": msg})
             case "POST", ["conversations", cid, "say"]:
-                text = _text(_body(request), "text")
+                text = _text(json_body(request), "text")
                 d = desk.supervision.page_say(cid, text)
                 return d.addCallback(lambda msg: {"conversation": cid, "msg": msg})
             case "GET", ["offline"]:
                 state = _arg(request, "state")
                 if state is not None and state not in OFFLINE_STATES:
-                    raise _Error(400, f"state must be one of {', '.join(OFFLINE_STATES)}")
+                    raise ApiError(400, f"state must be one of {', '.join(OFFLINE_STATES)}")
                 limit = self._limit(request)
                 d = desk.store.offline_list(state, limit)
                 return d.addCallback(lambda ms: {"messages": [m.to_json() for m in ms]})
@@ -176,7 +155,7 @@ class DeskResource(Resource):
                 d = desk.store.canned_list()
                 return d.addCallback(lambda cs: {"responses": [c.to_json() for c in cs]})
             case "PUT", ["canned", name]:
-                return self._put_canned(desk, name, _body(request), now)
+                return self._put_canned(desk, name, json_body(request), now)
             case "DELETE", ["canned", name]:
                 team = _arg(request, "team") or ""
                 d = desk.store.canned_remove(name, team)
@@ -184,13 +163,13 @@ class DeskResource(Resource):
             case "GET", ["holidays"]:
                 return desk.calendar.reload().addCallback(lambda _: desk.calendar.view(now))
             case "POST", ["holidays"]:
-                body = _body(request)
+                body = json_body(request)
                 name = body.get("name", "")
                 d = desk.calendar.add(body.get("queue"), body.get("spec"), name)
                 return d.addCallback(lambda closure: {"id": closure})
             case "DELETE", ["holidays", closure]:
                 if not closure.isdigit():
-                    raise _Error(404, f"no closure {closure[:32]}")
+                    raise ApiError(404, f"no closure {closure[:32]}")
                 d = desk.calendar.remove(int(closure))
                 return d.addCallback(lambda found: self._found(found, f"no closure {closure}"))
             case "GET", ["roles"]:
@@ -199,9 +178,9 @@ class DeskResource(Resource):
                     lambda rows: {"roles": [{"agent": a, "role": r} for a, r in rows]}
                 )
             case "PUT", ["roles", agent]:
-                role = _body(request).get("role")
+                role = json_body(request).get("role")
                 if role is not None and role not in ROLE_NAMES:
-                    raise _Error(400, f"role must be one of {', '.join(ROLE_NAMES)}, or null")
+                    raise ApiError(400, f"role must be one of {', '.join(ROLE_NAMES)}, or null")
                 d = desk.store.set_role(agent, role)
                 d.addCallback(lambda found: self._found(found, f"no agent {agent!r}"))
                 # A supervisor logged in now is one at once.
@@ -210,31 +189,32 @@ class DeskResource(Resource):
                 return self._team(name, now)
             case "GET", ["reports", kind]:
                 return self._report(desk, kind, request, now)
-        raise _Error(404 if method in ("GET", "POST", "PUT", "DELETE") else 405, "no such endpoint")
+        status = 404 if method in ("GET", "POST", "PUT", "DELETE") else 405
+        raise ApiError(status, "no such endpoint")
 
     @staticmethod
     def _found(found: bool, missing: str) -> dict:
         if not found:
-            raise _Error(404, missing)
+            raise ApiError(404, missing)
         return {"ok": True}
 
     @staticmethod
     def _limit(request: Request) -> int:
         text = _arg(request, "limit") or "100"
         if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
-            raise _Error(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
+            raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
         return int(text)
 
     def _put_canned(self, desk: Any, name: str, body: dict, now: float) -> Deferred:
         problem = canned_module.check_name(name)
         if problem:
-            raise _Error(400, problem)
+            raise ApiError(400, problem)
         text = _text(body, "text")
         if len(text) > desk.settings.max_canned:
-            raise _Error(400, f"the text is at most {desk.settings.max_canned} characters")
+            raise ApiError(400, f"the text is at most {desk.settings.max_canned} characters")
         team = body.get("team") or ""
         if not isinstance(team, str):
-            raise _Error(400, "'team' must be a string")
+            raise ApiError(400, "'team' must be a string")
         d = desk.store.canned_put(Canned(name, text, team), now)
         return d.addCallback(lambda _: Canned(name, text, team).to_json())
 
@@ -242,7 +222,7 @@ class DeskResource(Resource):
         try:
             conv = desk.ctx.conversation(cid)
         except NotAllowed:
-            raise _Error(404, f"no live conversation {cid[:64]}") from None
+            raise ApiError(404, f"no live conversation {cid[:64]}") from None
         now = self._service.reactor.seconds()
         participants = [
             {"agent": p.agent.name, "alias": p.agent.alias, "role": p.role}
@@ -277,7 +257,7 @@ class DeskResource(Resource):
         gateway = self._service.gateway
         team = gateway.teams.get(name)
         if team is None:
-            raise _Error(404, f"no team {name[:64]!r}")
+            raise ApiError(404, f"no team {name[:64]!r}")
         presence = {a.name: a for a in gateway.agents}
         agents = []
         for member in sorted(team.members):
@@ -314,7 +294,7 @@ class DeskResource(Resource):
         since = moment(_arg(request, "since"), now - WEEK_S)
         until = moment(_arg(request, "until"), now)
         if until <= since:
-            raise _Error(400, "until must be after since")
+            raise ApiError(400, "until must be after since")
         store = desk.store
         if kind == "dispositions":
             d = store.dispositions_report(since, until)
@@ -323,7 +303,7 @@ class DeskResource(Resource):
         elif kind == "states":
             d = store.states_report(since, until, now)
         else:
-            raise _Error(404, f"no report {kind[:32]!r} (dispositions, csat, states)")
+            raise ApiError(404, f"no report {kind[:32]!r} (dispositions, csat, states)")
         return d.addCallback(lambda rows: {"since": since, "until": until, "rows": rows})
 
 

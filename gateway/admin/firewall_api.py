@@ -42,14 +42,9 @@ from firewall.addrset import AddressError, network_text
 from firewall.engine import Firewall
 from firewall.persist import write_atomically
 from firewall.ruleset import RulesError
+from gateway.admin.body import ApiError, json_body
 
 MAX_BODY = 16 * 1024 * 1024  # a rules file with 100,000+ set entries fits
-
-
-class _Error(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 def _json(request: Request, status: int, value: Any) -> bytes:
@@ -59,25 +54,10 @@ def _json(request: Request, status: int, value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode() + b"\n"
 
 
-def _body(request: Request) -> dict[str, Any]:
-    raw = request.content.read(MAX_BODY + 1) if request.content is not None else b""
-    if len(raw) > MAX_BODY:
-        raise _Error(413, f"the body exceeds {MAX_BODY} bytes")
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise _Error(400, "the body is not JSON") from None
-    if not isinstance(value, dict):
-        raise _Error(400, "the body must be a JSON object")
-    return value
-
-
 def _text(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str):
-        raise _Error(400, f"{name!r} must be a string")
+        raise ApiError(400, f"{name!r} must be a string")
     return value
 
 
@@ -86,7 +66,7 @@ def _optional(body: dict[str, Any], name: str, kind: type) -> Any:
     if value is not None and (
         not isinstance(value, kind) or isinstance(value, bool) != (kind is bool)
     ):
-        raise _Error(400, f"{name!r} must be a {kind.__name__}")
+        raise ApiError(400, f"{name!r} must be a {kind.__name__}")
     return value
 
 
@@ -141,7 +121,7 @@ class FirewallResource(Resource):
         path = [unquote(p.decode("utf-8", "replace")) for p in request.postpath if p]
         try:
             result = self._route(method, path, request)
-        except _Error as e:
+        except ApiError as e:
             return _json(request, e.status, {"error": e.message})
         except RulesError as e:
             return _json(request, 422, {"error": str(e)})
@@ -155,7 +135,7 @@ class FirewallResource(Resource):
     def _failed(failure: Failure) -> tuple[int, Any]:
         if failure.check(RulesError):
             return 422, {"error": str(failure.value)}
-        if failure.check(_Error):
+        if failure.check(ApiError):
             return failure.value.status, {"error": failure.value.message}
         if failure.check(OSError):
             return 500, {"error": f"cannot write the rules file: {failure.getErrorMessage()}"}
@@ -174,7 +154,7 @@ class FirewallResource(Resource):
         rest = "/".join(path[1:])
         handler = _ROUTES.get((method, head, bool(rest)))
         if handler is None:
-            raise _Error(
+            raise ApiError(
                 404 if method in ("GET", "POST", "PUT", "DELETE") else 405, "no such endpoint"
             )
         return handler(self, rest, request)
@@ -200,7 +180,7 @@ class FirewallResource(Resource):
     def _set(self, rest: str, request: Request) -> tuple[int, Any] | Deferred:
         prefixes = self.firewall.ruleset.sets.get(rest)
         if prefixes is None:
-            raise _Error(404, f"no set named {rest!r}")
+            raise ApiError(404, f"no set named {rest!r}")
         copy = prefixes.copy()
 
         def build() -> tuple[int, Any]:
@@ -213,7 +193,7 @@ class FirewallResource(Resource):
         """Write the running rules to the rules file (in a thread); fires with its path."""
         path = self.firewall.rules_file
         if path is None:
-            raise _Error(409, "no rules file (firewall.rules) to write to")
+            raise ApiError(409, "no rules file (firewall.rules) to write to")
         snap = self.firewall.snapshot(full=True)
 
         def write() -> str:
@@ -225,7 +205,7 @@ class FirewallResource(Resource):
     def _can_persist(self, request: Request, body: dict[str, Any] | None) -> None:
         # Refused before anything changes: a change that cannot be written is not made.
         if _flag(request, body, "persist") and self.firewall.rules_file is None:
-            raise _Error(409, "no rules file (firewall.rules) to write to")
+            raise ApiError(409, "no rules file (firewall.rules) to write to")
 
     def _changed(self, request: Request, body: dict[str, Any] | None, answer: tuple[int, Any]):
         if not _flag(request, body, "persist"):
@@ -239,27 +219,27 @@ class FirewallResource(Resource):
     # -- checking -------------------------------------------------------------------
 
     def _check(self, rest: str, request: Request) -> Deferred:
-        body = _body(request)
+        body = json_body(request)
         fw = self.firewall
         snap = fw.snapshot(full=True)
         d = self._run(fw.check, _text(body, "text"), str(body.get("source") or "new"), snap)
         return d.addCallback(lambda diff: (200, {"valid": True, "diff": diff}))
 
     def _trace(self, rest: str, request: Request) -> tuple[int, Any]:
-        body = _body(request)
+        body = json_body(request)
         chain = body.get("chain") or "input"
         if chain not in ("input", "output"):
-            raise _Error(400, "'chain' must be input or output")
+            raise ApiError(400, "'chain' must be input or output")
         port = _optional(body, "port", int)
         listener = _optional(body, "listener", str) or ""
         protocol = _optional(body, "protocol", str) or ""
         role = _optional(body, "role", str)
         if role is not None and role not in ("customer", "agent"):
-            raise _Error(400, "'role' must be customer or agent")
+            raise ApiError(400, "'role' must be customer or agent")
         if chain == "input" and port is not None and not listener:
             found = [(name, proto) for name, proto, p in self._listeners() if p == port]
             if not found:
-                raise _Error(404, f"no listener on port {port}")
+                raise ApiError(404, f"no listener on port {port}")
             listener, protocol = found[0][0], protocol or found[0][1]
         if chain == "input" and listener and not protocol:
             known = {name: proto for name, proto, _ in self._listeners()}
@@ -275,12 +255,12 @@ class FirewallResource(Resource):
                 chain=chain,
             )
         except ValueError as e:
-            raise _Error(400, str(e)) from None
+            raise ApiError(400, str(e)) from None
         answer["listener"], answer["protocol"] = listener or None, protocol or None
         return 200, answer
 
     def _apply(self, rest: str, request: Request) -> Deferred:
-        body = _body(request)
+        body = json_body(request)
         fw = self.firewall
         d = self._run(fw.parse, _text(body, "text"), str(body.get("source") or "admin API"))
         d.addCallback(fw.install)
@@ -289,10 +269,10 @@ class FirewallResource(Resource):
     # -- single rules and elements --------------------------------------------------
 
     def _add(self, rest: str, request: Request) -> tuple[int, Any] | Deferred:
-        body = _body(request)
+        body = json_body(request)
         chain = body.get("chain", "input")
         if not isinstance(chain, str):
-            raise _Error(400, "'chain' must be a string")
+            raise ApiError(400, "'chain' must be a string")
         self._can_persist(request, body)
         handle = self.firewall.add_rule(
             chain,
@@ -305,36 +285,36 @@ class FirewallResource(Resource):
         return self._changed(request, body, (201, {"handle": handle}))
 
     def _replace(self, rest: str, request: Request) -> tuple[int, Any] | Deferred:
-        body = _body(request)
+        body = json_body(request)
         handle = _handle(rest)
         self._can_persist(request, body)
         comment = _optional(body, "comment", str)
         if not self.firewall.replace_rule(handle, _text(body, "rule"), comment):
-            raise _Error(404, f"no rule with handle {rest}")
+            raise ApiError(404, f"no rule with handle {rest}")
         return self._changed(request, body, (200, {"replaced": handle}))
 
     def _delete(self, rest: str, request: Request) -> tuple[int, Any] | Deferred:
         self._can_persist(request, None)
         if not rest.isdigit() or not self.firewall.delete_rule(int(rest)):
-            raise _Error(404, f"no rule with handle {rest}")
+            raise ApiError(404, f"no rule with handle {rest}")
         return self._changed(request, None, (200, {"deleted": int(rest)}))
 
     def _elements(self, rest: str, request: Request) -> tuple[int, Any] | Deferred:
         name, _, tail = rest.partition("/")
         if tail != "elements":
-            raise _Error(404, "no such endpoint")
-        body = _body(request)
+            raise ApiError(404, "no such endpoint")
+        body = json_body(request)
         lists = {}
         for key in ("add", "delete"):
             value = body.get(key, [])
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise _Error(400, f"{key!r} must be a list of addresses or networks")
+                raise ApiError(400, f"{key!r} must be a list of addresses or networks")
             lists[key] = value
         self._can_persist(request, body)
         try:
             answer = edit.set_elements(self.firewall.ruleset, name, lists["add"], lists["delete"])
         except RulesError as e:
-            raise _Error(404 if "no set named" in str(e) else 400, str(e)) from None
+            raise ApiError(404 if "no set named" in str(e) else 400, str(e)) from None
         return self._changed(request, body, (200, answer))
 
     def _reset(self, rest: str, request: Request) -> tuple[int, Any]:
@@ -349,44 +329,44 @@ class FirewallResource(Resource):
 
     def _conntrack_post(self, rest: str, request: Request) -> tuple[int, Any]:
         if rest != "flush":
-            raise _Error(404, "no such endpoint")
+            raise ApiError(404, "no such endpoint")
         try:
-            closed = self.firewall.flush(_text(_body(request), "address"))
+            closed = self.firewall.flush(_text(json_body(request), "address"))
         except AddressError as e:
-            raise _Error(400, str(e)) from None
+            raise ApiError(400, str(e)) from None
         return 200, {"flushed": closed}
 
     def _kill(self, rest: str, request: Request) -> tuple[int, Any]:
         if not rest.isdigit() or not self.firewall.conntrack.kill(int(rest)):
-            raise _Error(404, f"no tracked connection {rest}")
+            raise ApiError(404, f"no tracked connection {rest}")
         return 200, {"killed": int(rest)}
 
     def _bans(self, rest: str, request: Request) -> tuple[int, Any]:
         return 200, {"bans": self.firewall.ban_list()}
 
     def _ban(self, rest: str, request: Request) -> tuple[int, Any]:
-        body = _body(request)
+        body = json_body(request)
         for_s = body.get("for_s")
         if for_s is not None and (
             isinstance(for_s, bool) or not isinstance(for_s, int | float) or for_s <= 0
         ):
-            raise _Error(400, "'for_s' must be a positive number of seconds")
+            raise ApiError(400, "'for_s' must be a positive number of seconds")
         close = bool(_optional(body, "close", bool))
         try:
             banned = self.firewall.ban(
                 _text(body, "address"), None if for_s is None else float(for_s), close=close
             )
         except AddressError as e:
-            raise _Error(400, str(e)) from None
+            raise ApiError(400, str(e)) from None
         return 201, {"banned": banned}
 
     def _unban(self, rest: str, request: Request) -> tuple[int, Any]:
         try:
             lifted = self.firewall.unban(rest)
         except AddressError as e:
-            raise _Error(400, str(e)) from None
+            raise ApiError(400, str(e)) from None
         if not lifted:
-            raise _Error(404, f"{rest} is not banned")
+            raise ApiError(404, f"{rest} is not banned")
         return 200, {"unbanned": rest}
 
     def _dnat(self, rest: str, request: Request) -> tuple[int, Any]:
@@ -395,7 +375,7 @@ class FirewallResource(Resource):
 
 def _handle(text: str) -> int:
     if not text.isdigit():
-        raise _Error(404, f"no rule with handle {text}")
+        raise ApiError(404, f"no rule with handle {text}")
     return int(text)
 
 

@@ -8,6 +8,7 @@ from core_helpers import make_harness
 from twisted.web.resource import Resource
 
 from gateway.admin import api as adminapi
+from gateway.admin import body as body_limits
 from gateway.core import events as ev
 
 
@@ -97,7 +98,7 @@ def test_agent_actions_refuse_bad_requests(h, site, path, body, status):
 
 def test_oversized_bodies_are_refused(h, site):
     h.agent("anna")
-    body = b'{"status": "' + b"a" * adminapi.MAX_BODY + b'"}'
+    body = b'{"status": "' + b"a" * body_limits.MAX_BODY + b'"}'
     assert request(site, "POST", "/v1/agents/anna/state", body=body).status == 413
 
 
