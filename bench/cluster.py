@@ -69,6 +69,20 @@ async def measure(rig: relay.Rig, options: argparse.Namespace) -> Figures:
     )
 
 
+def relay_row(label: str, figures: Figures, versus: str = "") -> list[object]:
+    """One row of the relay table."""
+    per_cpu = figures.rate / max(figures.server_cpu, 1e-9)
+    return [
+        label,
+        f"{figures.rate:,.0f}",
+        versus,
+        f"{figures.half_p99:,.0f}",
+        f"{figures.server_cpu:.0%}",
+        f"{figures.generator_cpu:.0%}",
+        f"{per_cpu:,.0f}",
+    ]
+
+
 def tree_cpu(pid: int) -> float:
     """CPU seconds of ``pid`` and every process below it (a supervisor's workers)."""
     total = 0.0
@@ -200,18 +214,8 @@ async def workers_case(options, root: Path, dsn: str, redis: Redis) -> list[list
         finally:
             gateway.stop()
         base = base or figures.rate
-        per_cpu = figures.rate / max(figures.server_cpu, 1e-9)
-        rows.append(
-            [
-                f"{count} worker{'s' if count > 1 else ''}",
-                f"{figures.rate:,.0f}",
-                f"{figures.rate / base:.2f}x",
-                f"{figures.half_p99:,.0f}",
-                f"{figures.server_cpu:.0%}",
-                f"{figures.generator_cpu:.0%}",
-                f"{per_cpu:,.0f}",
-            ]
-        )
+        label = f"{count} worker{'s' if count > 1 else ''}"
+        rows.append(relay_row(label, figures, f"{figures.rate / base:.2f}x"))
     return rows
 
 
@@ -226,18 +230,7 @@ async def peers_case(options, root: Path) -> list[list[object]]:
         rig.close()
     finally:
         ngircd.stop()
-    per_cpu = figures.rate / max(figures.server_cpu, 1e-9)
-    rows.append(
-        [
-            "ngircd (IRC, user to user)",
-            f"{figures.rate:,.0f}",
-            "",
-            f"{figures.half_p99:,.0f}",
-            f"{figures.server_cpu:.0%}",
-            f"{figures.generator_cpu:.0%}",
-            f"{per_cpu:,.0f}",
-        ]
-    )
+    rows.append(relay_row("ngircd (IRC, user to user)", figures))
     if options.quick:
         return rows
     prosody = common.Prosody(root / "prosody")
@@ -249,18 +242,7 @@ async def peers_case(options, root: Path) -> list[list[object]]:
         rig.close()
     finally:
         prosody.stop()
-    per_cpu = figures.rate / max(figures.server_cpu, 1e-9)
-    rows.append(
-        [
-            "Prosody (XMPP c2s)",
-            f"{figures.rate:,.0f}",
-            "",
-            f"{figures.half_p99:,.0f}",
-            f"{figures.server_cpu:.0%}",
-            f"{figures.generator_cpu:.0%}",
-            f"{per_cpu:,.0f}",
-        ]
-    )
+    rows.append(relay_row("Prosody (XMPP c2s)", figures))
     return rows
 
 
@@ -315,46 +297,7 @@ async def crossnode_case(options, root: Path, dsn: str, redis: Redis) -> list[li
 
 async def _crossing_rig(customer_gw, agent_gw, pairs: int, agents: list[str]) -> relay.Rig:
     """Agents log in on ``agent_gw``, customers arrive on ``customer_gw``."""
-    agent_port, customer_port = agent_gw.ports["jsonim"], customer_gw.ports["jsonim"]
-    agent_conns = []
-    for name in agents:
-        conn = await lg.connect(agent_port)
-        hello = {
-            "type": "hello",
-            "protocol": "jsonim/1",
-            "role": "agent",
-            "client": {"name": "bench", "version": "1"},
-            "auth": {"user": name, "password": PASSWORD},
-        }
-        conn.write(json.dumps(hello).encode() + b"\n")
-        await conn.expect(rb'"type": ?"welcome"[^\n]*\n')
-        conn.write(b'{"type":"presence","status":"available"}\n')
-        agent_conns.append(conn)
-    customers, senders = [], []
-    line = json.dumps(
-        {
-            "type": "hello",
-            "protocol": "jsonim/1",
-            "role": "customer",
-            "client": {"name": "bench", "version": "1"},
-            "topic": "billing",
-        }
-    ).encode()
-    for _ in range(pairs):
-        conn = await lg.connect(customer_port)
-        conn.write(line + b"\n")
-        await conn.expect(rb'"type": ?"welcome"[^\n]*\n')
-        agent, match = await lg.expect_any(agent_conns, r'[^\n]*"type": ?"offer"[^\n]*\n')
-        offer = json.loads(match.group(0))
-        agent.write(b'{"type":"accept","offer":"%s"}\n' % offer["offer"].encode())
-        await conn.expect(rb'"type": ?"connected"[^\n]*\n')
-        await agent.expect(rb'"type": ?"connected"[^\n]*\n')
-        tail = lg.PAD.encode() + b'"}\n'
-        senders.append(lg.Sender(conn, b'{"type":"message","text":"', tail))
-        head = b'{"type":"message","conversation":"%s","text":"' % offer["conversation"].encode()
-        senders.append(lg.Sender(agent, head, tail))
-        customers.append(conn)
-    return relay.Rig("crossnode", customer_gw.pid, agent_conns + customers, senders)
+    return await relay.jsonim_rig(customer_gw, pairs, agents, agents_on=agent_gw, name="crossnode")
 
 
 # 10,000 agents of a node that takes no offers ("sim"), written as the nodes write theirs.

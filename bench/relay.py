@@ -78,18 +78,26 @@ class Rig:
 # -- JSON-IM ---------------------------------------------------------------------------
 
 
-async def jsonim_rig(gateway: common.Gateway, pairs: int, agents: list[str]) -> Rig:
-    """``pairs`` JSON-IM customers, each in conversation with one of ``agents``."""
+async def jsonim_rig(
+    gateway: common.Gateway,
+    pairs: int,
+    agents: list[str],
+    agents_on: common.Gateway | None = None,
+    name: str = "jsonim",
+) -> Rig:
+    """``pairs`` JSON-IM customers, each in conversation with one of ``agents``; the
+    agents log in to ``agents_on`` (another node of a cluster) when given."""
     port = gateway.ports["jsonim"]
+    agent_port = (agents_on or gateway).ports["jsonim"]
     agent_conns = []
-    for name in agents:
-        conn = await lg.connect(port)
+    for agent_name in agents:
+        conn = await lg.connect(agent_port)
         hello = {
             "type": "hello",
             "protocol": "jsonim/1",
             "role": "agent",
             "client": {"name": "bench", "version": "1"},
-            "auth": {"user": name, "password": PASSWORD},
+            "auth": {"user": agent_name, "password": PASSWORD},
         }
         conn.write(json.dumps(hello).encode() + b"\n")
         await conn.expect(rb'"type": ?"welcome"[^\n]*\n')
@@ -118,7 +126,7 @@ async def jsonim_rig(gateway: common.Gateway, pairs: int, agents: list[str]) -> 
         head = b'{"type":"message","conversation":"%s","text":"' % offer["conversation"].encode()
         senders.append(lg.Sender(agent, head, tail))
         customers.append(conn)
-    return Rig("jsonim", gateway.pid, agent_conns + customers, senders)
+    return Rig(name, gateway.pid, agent_conns + customers, senders)
 
 
 # -- JSON-IM over WebSocket (the web listener) -------------------------------------------
