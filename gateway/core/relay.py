@@ -264,10 +264,11 @@ class Relay:
             return
         msg_id = self._core.ids.message()
         ts = self._clock.seconds()
+        event = None
         if conv.state == CONNECTED:
-            refused = self._refused_by(
-                conv.agent, ev.Message(conv.id, ev.CUSTOMER, msg_id, text, ts, markup)
-            )
+            # Made once: asked of the agent's limits, then delivered.
+            event = ev.Message(conv.id, ev.CUSTOMER, msg_id, text, ts, markup)
+            refused = self._refused_by(conv.agent, event)
             if refused:
                 done(None, BadRequest(f"not sent: {refused}"))
                 return
@@ -286,7 +287,7 @@ class Relay:
         # Delivered now, acknowledged after the commit: the ack is the durability
         # promise, the other side need not wait for the disk. The store keeps the
         # order of appends, so the transcript's order is the order delivered.
-        self._customer_said(None, conv, entry, markup)
+        self._customer_said(None, conv, entry, markup, event)
         line.delivered = conv.state == CONNECTED
         line.go()
 
@@ -322,7 +323,12 @@ class Relay:
         )
 
     def _customer_said(
-        self, _: object, conv: Conversation, entry: StoredMessage, markup: str | None = None
+        self,
+        _: object,
+        conv: Conversation,
+        entry: StoredMessage,
+        markup: str | None = None,
+        event: ev.Message | None = None,
     ) -> None:
         conv.remember(ev.HistoryEntry(ev.CUSTOMER, entry.text, entry.ts))
         self._core.metrics.count_message(conv.protocol, ev.CUSTOMER)
@@ -335,7 +341,8 @@ class Relay:
                 )
             self._next_question(conv, prompt)
         elif conv.state == CONNECTED:
-            event = ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts, markup)
+            if event is None:
+                event = ev.Message(conv.id, ev.CUSTOMER, entry.id, entry.text, entry.ts, markup)
             self.to_agent(conv, event)
             self._core.hooks.relayed(conv, event)
         elif not conv.waiting:
@@ -462,9 +469,9 @@ class Relay:
             markup = text_filter(markup) if markup is not None else None
         msg_id = self._core.ids.message()
         ts = self._clock.seconds()
-        refused = self._refused_by(
-            conv.customer, ev.Message(conv.id, ev.AGENT, msg_id, text, ts, markup)
-        )
+        # Made once: asked of the customer's limits, then delivered.
+        event = ev.Message(conv.id, ev.AGENT, msg_id, text, ts, markup)
+        refused = self._refused_by(conv.customer, event)
         if refused:
             done(None, BadRequest(f"not sent: {refused}"))
             return
@@ -480,7 +487,6 @@ class Relay:
         self._core.events.message(conv.id, msg_id, ev.AGENT, len(text), ts, text)
         conv.remember(ev.HistoryEntry(ev.AGENT, text, ts))
         self._core.metrics.count_message(session.agent.protocol, ev.AGENT)
-        event = ev.Message(conv.id, ev.AGENT, msg_id, text, ts, markup)
         self.deliver(conv.customer, event)
         self._core.hooks.relayed(conv, event)
         line.delivered = True
