@@ -13,6 +13,7 @@ import desk_site
 import harness
 import pytest
 from desk_site import agent, customer, metric, refused, request, say, take
+from leaks import assert_unseen
 from ops_helpers import admin_token, api, scrape
 
 WHISPERS = ("WHISPER-7f3a offer ten percent", "WHISPER-9c1e keep it short")
@@ -87,8 +88,7 @@ def test_supervisor_monitors_whispers_and_barges_and_the_customer_never_sees_a_w
 
     dana.hang_up()
     received = b"\n".join(dana.raw_lines)
-    for secret in (*WHISPERS, "WHISPER-2b4d", '"private"', "monitor", "sue"):
-        assert secret.encode() not in received, f"the customer received {secret!r}: {received!r}"
+    assert_unseen(received, *WHISPERS, "WHISPER-2b4d", '"private"', "monitor", "sue")
     anna.hang_up()
     sue.hang_up()
 

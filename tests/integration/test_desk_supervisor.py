@@ -11,6 +11,7 @@ import urllib.request
 import desk_site
 from browser import chromium
 from desk_site import agent, customer, say, take
+from leaks import assert_unseen
 from ops_helpers import admin_token
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -111,7 +112,7 @@ def test_monitor_whisper_and_say_from_the_supervisor_page(tmp_path):
         assert post(url, {**page, "Origin": f"http://127.0.0.1:{port}"}) == 409
         dana.hang_up()
         received = b"\n".join(dana.raw_lines)
-        assert WHISPER.encode() not in received and b"WHISPER" not in received
+        assert_unseen(received, WHISPER, "WHISPER")
         anna.hang_up()
     finally:
         gateway.stop()

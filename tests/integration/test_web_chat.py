@@ -16,6 +16,7 @@ import harness
 import pytest
 from browser import chromium
 from jsonim_client import JsonImClient, hello_agent, set_presence
+from leaks import assert_unseen
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 from web_site import (
@@ -342,7 +343,7 @@ def test_the_demo_page_embeds_the_widget_and_no_byte_names_the_agent(site, tmp_p
     agent.close()
     assert "Hi from Anna" in received and '"type":"welcome"' in received
     # The account name (the alias is "Anna") and the agent's address never reach the page.
-    assert "anna" not in received and "127.0.0.1" not in received, received
+    assert_unseen(received, "anna", "127.0.0.1")
 
 
 _FOCUS = """

@@ -14,6 +14,7 @@ import harness
 import pytest
 from browser import chromium
 from jsonim_client import JsonImClient, answer_interview, hello_customer
+from leaks import assert_unseen
 from web_site import Console, screenshots_on_failure, wait_for, web_port, write_config
 
 PASSWORDS = {"anna": "anna-Secret-1", "bob": "bob-Secret-2"}
@@ -182,8 +183,7 @@ def test_canned_note_and_wrap_up_from_the_console(site, tmp_path):
 
     dana.hang_up()
     received = b"\n".join(dana.raw_lines)
-    for secret in (b"NOTE-5e1a", b"call back Monday", b'"private"', b"anna"):
-        assert secret not in received, f"the customer received {secret!r}: {received!r}"
+    assert_unseen(received, "NOTE-5e1a", "call back Monday", '"private"', "anna")
     case = json.loads(harness.admin(site.config_path, "case", conversation, "--json").stdout)
     assert [n["text"] for n in case["notes"]] == [NOTE, "call back Monday"]
     assert [(w["agent"], w["disposition"], w["tags"]) for w in case["wrap_ups"]] == [
@@ -282,5 +282,4 @@ def test_consult_then_a_warm_hand_over_between_two_consoles(site, tmp_path):
         lu.expect("ended", conversation=conversation)
     lu.hang_up()
     received = b"\n".join(lu.raw_lines)
-    for secret in (b"WHISPER-3c9d", b"Yes, send it over", b'"private"'):
-        assert secret not in received, f"the customer received {secret!r}: {received!r}"
+    assert_unseen(received, "WHISPER-3c9d", "Yes, send it over", '"private"')

@@ -17,6 +17,7 @@ import attrs
 import harness
 import pytest
 from jsonim_client import answer_interview, hello_agent, hello_customer, set_presence
+from leaks import assert_unseen
 from xmpp_peers import Prosody, SlixClient
 
 SECRET = "component-Secret-42"
@@ -97,9 +98,7 @@ def interview(customer: SlixClient, name: str) -> None:
 
 
 def assert_no_leak(customer: SlixClient, *secrets: str) -> None:
-    raw = bytes(customer.raw)
-    for secret in secrets:
-        assert secret.encode() not in raw, f"{secret!r} reached the customer's stream"
+    assert_unseen(bytes(customer.raw), *secrets)
 
 
 def test_xmpp_customer_reaches_jsonim_agent(site):

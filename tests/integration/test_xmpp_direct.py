@@ -11,6 +11,7 @@ import time
 import harness
 import pytest
 from jsonim_client import hello_customer
+from leaks import assert_unseen
 from xmpp_peers import SlixClient, self_signed
 
 SUPPORT = "support@localhost"
@@ -113,7 +114,7 @@ def test_starttls_scram_agent_and_anonymous_customer(site):
     got = customer.expect("Let me check", SUPPORT)
     assert str(got["from"]).startswith(SUPPORT)
     raw = bytes(customer.raw)
-    assert b"anna@" not in raw and b"desk-77q" not in raw
+    assert_unseen(raw, "anna@", "desk-77q")
     for client in (agent, customer):
         # Both negotiated STARTTLS (TLS 1.2 or later) before SASL.
         assert "starttls" in client.client.features
