@@ -2,9 +2,10 @@
 
 The firewall is the bottom layer: whatever it and the layers above both need lives
 here, so that nothing in ``firewall/`` imports from ``gateway/`` and no adapter
-reaches into the firewall's internals. Three things: the log observer every logger of
+reaches into the firewall's internals. Four things: the log observer every logger of
 the product publishes through (a level filter, then the escaping of every value a peer
-may have chosen), a token bucket, and address text.
+may have chosen), a token bucket, address text, and the TCP option every connection
+of the product sets.
 """
 
 from __future__ import annotations
@@ -136,6 +137,25 @@ log_observer = FilteringLogObserver(_escaping(globalLogPublisher), [_predicate])
 def set_log_level(name: str) -> None:
     """Set the lowest level the product's loggers emit (debug, info, warn, error)."""
     _predicate.setLogLevelForNamespace("", LOG_LEVELS[name])
+
+
+def no_delay(transport: Any) -> None:
+    """Turn Nagle's algorithm off (``TCP_NODELAY``) where the transport is TCP.
+
+    A chat line is one small write; with Nagle on, a write that follows another
+    before its ACK waits for that ACK, which the peer may delay by up to 40 ms
+    (delayed ACK): at a few hundred lines a second per connection that was the
+    median latency of a relayed message. So every connection the product opens or
+    accepts sets it: listeners, Redis, the routing server, DNAT relays. Transports
+    without the option (in-memory test transports, UNIX sockets) are left as they are.
+    """
+    set_no_delay = getattr(transport, "setTcpNoDelay", None)
+    if set_no_delay is None:
+        return
+    try:
+        set_no_delay(True)
+    except (OSError, AttributeError, NotImplementedError):
+        pass
 
 
 def describe_address(addr: IAddress) -> str:

@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 
 from firewall import proxyproto
 from firewall.backends import DnatBackends, Server
-from firewall.common import log_observer
+from firewall.common import log_observer, no_delay
 from firewall.engine import Firewall
 
 # What a client may send before its backend is connected (its reading is paused then,
@@ -43,6 +43,7 @@ class _Backend(Protocol):
         self.counted = False  # in its server's active connections
 
     def connectionMade(self) -> None:
+        no_delay(self.transport)
         self.front.backend_ready(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -94,6 +95,7 @@ class DnatProxy(Protocol):
             return
         self._pool = pool
         self._candidates = candidates
+        no_delay(self.transport)
         self.transport.pauseProducing()
         self._connect_next()
 

@@ -5,25 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from firewall.common import no_delay
 from firewall.interfaces import IFirewallTransport
 
-
-def no_delay(transport: Any) -> None:
-    """Turn Nagle's algorithm off (``TCP_NODELAY``) where the transport is TCP.
-
-    A chat line is one small write; with Nagle on, a write that follows another
-    before its ACK waits for that ACK, which the peer may delay by up to 40 ms
-    (delayed ACK): at a few hundred lines a second per connection that was the
-    median latency of a relayed message. Transports without the option (in-memory
-    test transports, UNIX sockets) are left as they are.
-    """
-    set_no_delay = getattr(transport, "setTcpNoDelay", None)
-    if set_no_delay is None:
-        return
-    try:
-        set_no_delay(True)
-    except (OSError, AttributeError, NotImplementedError):
-        pass
+__all__ = ["firewall_message_hook", "firewall_of", "firewall_role", "no_delay"]
 
 
 def _let_through(_: object = None) -> bool:

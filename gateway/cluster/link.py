@@ -20,6 +20,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, UNIXClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
+from firewall.common import no_delay
 from gateway import logs
 from gateway.cluster.settings import describe_url, parse_url
 
@@ -34,6 +35,7 @@ class RedisUnavailable(Exception):
 
 class _Commands(txredisapi.RedisProtocol):
     def connectionMade(self) -> Any:
+        no_delay(self.transport)
         d = super().connectionMade()
         self.whenConnected().addCallback(lambda _: self.factory.link._up(self))
         return d
@@ -45,6 +47,7 @@ class _Commands(txredisapi.RedisProtocol):
 
 class _Subscriber(txredisapi.SubscriberProtocol):
     def connectionMade(self) -> Any:
+        no_delay(self.transport)
         d = super().connectionMade()
         self.whenConnected().addCallback(lambda _: self.factory.link._up(self))
         return d

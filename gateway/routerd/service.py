@@ -11,9 +11,11 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
+from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
 
 import gateway
+from firewall.common import no_delay
 from gateway import logs
 from gateway.config import ConfigError
 from gateway.daemon import Listener, StartupError, release, where
@@ -29,6 +31,14 @@ from gateway.routing.features import grantable_features
 
 # Seconds a connection may sit idle before the server closes it.
 IDLE_TIMEOUT_S = 60
+
+
+class _Channel(HTTPChannel):
+    """HTTP/1.1 with Nagle off: a decision's reply is not held for the last ACK."""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        no_delay(self.transport)
 
 
 class RouterService(MultiService):
@@ -87,6 +97,7 @@ class RouterService(MultiService):
             reactor=reactor,
         )
         self.site.displayTracebacks = False
+        self.site.protocol = _Channel
         self.listeners = MultiService()
         self.listeners.setServiceParent(self)
         for description in config.listen:

@@ -25,6 +25,7 @@ from twisted.internet.endpoints import (
     TCP6ClientEndpoint,
     wrapClientTLS,
 )
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.internet.ssl import Certificate
 from twisted.python.failure import Failure
@@ -41,6 +42,7 @@ from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
 import gateway
+from firewall.common import no_delay
 
 # Between connection attempts to the addresses one name resolves to (Happy Eyeballs).
 # Twisted's HostnameEndpoint waits this long after its last attempt, too, before it
@@ -81,9 +83,28 @@ class RouterEndpoints:
             endpoint = HostnameEndpoint(
                 self._reactor, host, uri.port, self._timeout, attemptDelay=ATTEMPT_DELAY_S
             )
+        endpoint = _NoDelay(endpoint)
         if uri.scheme == b"https":
             endpoint = wrapClientTLS(self._tls.creatorForNetloc(uri.host, uri.port), endpoint)
         return endpoint
+
+
+@implementer(IStreamClientEndpoint)
+class _NoDelay:
+    """``inner`` with Nagle off on each connection, set before the first request is written
+    (the client writes a request's head and body apart: with Nagle, the body waited for
+    the head's ACK)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def connect(self, factory: Any) -> Deferred:
+        return self._inner.connect(factory).addCallback(_without_nagle)
+
+
+def _without_nagle(protocol: Any) -> Any:
+    no_delay(protocol.transport)
+    return protocol
 
 
 def router_agent(reactor: Any, pool: HTTPConnectionPool, tls_ca: Path | None = None) -> Agent:
