@@ -2,19 +2,23 @@
 installed gateway, with JSON-IM customers over TCP: a canned response with the
 customer's name filled in, a private note the customer never gets, the wrap-up form
 with the site's dispositions stored as given, a returning customer's earlier
-conversations in the offer and the conversation, and a consult handed over warm to a
-colleague's console.
+conversations in the offer and the conversation, a consult handed over warm to a
+colleague's console, and the messages customers left out of hours, given back or
+answered from the console.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 
 import harness
 import pytest
 from browser import chromium
 from jsonim_client import JsonImClient, answer_interview, hello_customer
 from leaks import assert_unseen
+from selenium.webdriver.common.by import By
 from web_site import Console, screenshots_on_failure, wait_for, web_port, write_config
 
 PASSWORDS = {"anna": "anna-Secret-1", "bob": "bob-Secret-2"}
@@ -27,6 +31,17 @@ DESK = f"""
 dispositions = {json.dumps(DISPOSITIONS)}
 disposition_required = true
 wrap_up_timeout_s = 600
+
+[desk.queues.after_hours]
+offline = true
+"""
+# Topic "other" goes to a queue closed today (a dated closure in the site file), which
+# takes messages; the other tests' customers ask about billing.
+_TODAY = dt.datetime.now(dt.UTC).date()
+AFTER_HOURS = f"""
+[queues.after_hours]
+topics = ["other"]
+holidays = ["{_TODAY - dt.timedelta(days=1)}..{_TODAY + dt.timedelta(days=1)}"]
 """
 
 
@@ -34,7 +49,10 @@ wrap_up_timeout_s = 600
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("web-console-desk")
     config = write_config(root)
-    config.write_text(config.read_text() + DESK)
+    text = config.read_text().replace(
+        'topics = ["billing", "tech", "other"]', 'topics = ["billing", "tech"]'
+    )
+    config.write_text(text.replace("[interview]", AFTER_HOURS + "\n[interview]", 1) + DESK)
     harness.add_agent(config, "anna", PASSWORDS["anna"], "Anna")
     harness.add_agent(config, "bob", PASSWORDS["bob"], "Bob")
     gateway = harness.start_gateway(root / "cwd", config, "web-desk-gateway")
@@ -75,8 +93,34 @@ return {
 """
 
 
+_TASKS = """
+return Array.from(document.querySelectorAll('#tasks .task'), (li) => ({
+  task: li.dataset.task, state: li.dataset.state,
+  title: li.querySelector('strong').textContent,
+  details: Array.from(
+    li.querySelectorAll('dt'), (dt) => [dt.textContent, dt.nextElementSibling.textContent]),
+  text: li.querySelector('.task-text').textContent,
+  status: li.querySelector('.task-state').textContent,
+}));
+"""
+
+
 class DeskConsole(Console):
     """The console with its desk tools read and used."""
+
+    def tasks(self) -> list[dict]:
+        """The messages left shown in the console (see _TASKS)."""
+        self.focus()
+        return self.driver.execute_script(_TASKS)
+
+    def wait_tasks(self, what: str, predicate) -> list[dict]:
+        """Wait until ``predicate(tasks)`` holds; those tasks."""
+        return wait_for(self.driver, what, lambda: predicate(t := self.tasks()) and t)
+
+    def on_task(self, task: str, css: str):
+        """An element of the task's card."""
+        self.focus()
+        return self.driver.find_element(By.CSS_SELECTOR, f'#tasks .task[data-task="{task}"] {css}')
 
     def desk(self, conversation: str) -> dict | None:
         """What the conversation's pane shows of the desk (see _DESK)."""
@@ -283,3 +327,67 @@ def test_consult_then_a_warm_hand_over_between_two_consoles(site, tmp_path):
     lu.hang_up()
     received = b"\n".join(lu.raw_lines)
     assert_unseen(received, "WHISPER-3c9d", "Yes, send it over", '"private"')
+
+
+def leave_a_message(site, name: str, text: str) -> dict:
+    """A JSON-IM customer asking about "other" (closed today) who leaves ``text``."""
+    client = site.connect(f"customer-{name}")
+    welcome = hello_customer(client)
+    for field, answer in (("name", name), ("topic", "other")):
+        assert client.expect("prompt")["field"] == field
+        client.send({"type": "message", "text": answer, "id": client.new_id("iv")})
+    client.expect(
+        "message", text="We are closed right now. Please come back during our opening hours."
+    )
+    assert client.expect("prompt")["field"] == "offline_message"
+    client.send({"type": "message", "text": text, "id": client.new_id("m")})
+    client.expect("message", text="Thank you. We have your message and will answer it.")
+    assert client.expect("ended")["reason"] == "closed"
+    client.hang_up()
+    return welcome
+
+
+def test_messages_left_out_of_hours_given_back_or_answered_from_the_console(site, tmp_path):
+    left_by_jo = f"Jo asks for a call back {EVIL}"
+    leave_a_message(site, "Jo", left_by_jo)
+    kim = leave_a_message(site, "Kim", "Please reset my password")
+    with chromium(tmp_path / "profile") as driver, screenshots_on_failure(driver, tmp_path):
+        anna = DeskConsole(driver, site.web)
+        anna.login("anna", PASSWORDS["anna"])
+        # The oldest message first; the customer's text shown as text.
+        [jo] = anna.wait_tasks("Jo's message", lambda t: len(t) == 1)
+        assert re.fullmatch(r"Message from Jo \(c-[0-9a-f]+\)", jo["title"]), jo["title"]
+        assert (jo["text"], jo["state"]) == (left_by_jo, "assigned")
+        assert dict(jo["details"])["Queue"] == "after_hours"
+        assert dict(jo["details"])["Channel"] == "jsonim"
+        assert driver.execute_script("return window.__pwned === undefined")
+
+        # Given back: it leaves this console, and the next message comes.
+        anna.on_task(jo["task"], "button.release").click()
+        [kims] = anna.wait_tasks(
+            "Kim's message instead", lambda t: [x for x in t if x["task"] != jo["task"]]
+        )
+        assert [t["task"] for t in anna.tasks()] == [kims["task"]]
+        assert kims["text"] == "Please reset my password"
+
+        # Answered: the card says so, and the answer waits for Kim.
+        anna.on_task(kims["task"], "textarea").send_keys("Done: check your e-mail.")
+        anna.on_task(kims["task"], "button[type=submit]").click()
+        [answered] = anna.wait_tasks("the answer sent", lambda t: t[0]["state"] == "answered")
+        assert answered["status"] == "Answered. The customer gets it when they come back."
+        anna.on_task(kims["task"], "button.dismiss").click()
+        wait_for(driver, "the card dismissed", lambda: anna.tasks() == [])
+        assert driver.find_element(By.ID, "no-tasks").is_displayed()
+
+    back = site.connect("customer-Kim-again")
+    hello_customer(back, customer_token=kim["customer_token"])
+    got = back.expect(
+        "message",
+        text="While you were away, Anna answered the message you left: Done: check your e-mail.",
+    )
+    assert got["from"] == "system"
+    back.hang_up()
+    listing = json.loads(harness.admin(site.config_path, "offline", "--json").stdout)
+    states = {m["text"]: (m["state"], m["agent"]) for m in listing}
+    assert states[left_by_jo] == ("open", None)
+    assert states["Please reset my password"] == ("delivered", "anna")

@@ -1,6 +1,7 @@
 /* imgateway agent console: the service desk's tools (docs/desk.md), speaking the
    JSON-IM desk frames: canned responses, private notes, the wrap-up after the end,
-   the customer's earlier conversations, consult, conference and warm transfer.
+   the customer's earlier conversations, consult, conference and warm transfer, and
+   the messages customers left (tasks: answer one, or give it back).
    Loaded before console.js, which calls ImgatewayConsoleDesk(api) once. Every string
    from the network is shown as text (textContent), never parsed as HTML. */
 'use strict';
@@ -345,14 +346,131 @@ window.ImgatewayConsoleDesk = function (api) {
     if (chat.id === api.activeId()) { (set.querySelector('input') || tags).focus(); }
   }
 
+  // -- messages customers left (tasks) ---------------------------------------------------
+
+  var tasks = Object.create(null);  // task id -> {li, form, state}
+
+  function byId(id) { return document.getElementById(id); }
+
+  function showTasksEmpty() {
+    byId('no-tasks').hidden = Object.keys(tasks).length > 0;
+  }
+
+  /* A task frame, or one entry of the tasks request's answer in the same shape. */
+  function task(f) {
+    var id = String(f.task || '');
+    if (!id || tasks[id]) { return; }
+    var card = f.customer || {};
+    var name = card.identity && card.identity.name ? String(card.identity.name) : '';
+    var li = el('li', {class: 'task'});
+    li.dataset.task = id;
+    li.dataset.state = 'assigned';
+    li.appendChild(el('strong', {}, 'Message from ' + (name ? name + ' (' + String(card.alias || '') + ')'
+                                                              : 'customer ' + String(card.alias || ''))));
+    var dl = el('dl');
+    [['Channel', card.protocol], ['Queue', f.queue], ['Left', when(f.received)]].forEach(function (d) {
+      if (d[1] === undefined || d[1] === null || d[1] === '') { return; }
+      dl.append(el('dt', {}, d[0]), el('dd', {}, String(d[1])));
+    });
+    li.appendChild(dl);
+    li.appendChild(el('blockquote', {class: 'task-text'}, String(f.text || '')));
+    var form = el('form', {class: 'task-reply'});
+    var replyId = 'task-reply-' + id;
+    var reply = el('textarea', {id: replyId, rows: '2', maxlength: '4000', required: ''});
+    var send = el('button', {type: 'submit', class: 'primary'}, 'Send answer');
+    var release = el('button', {type: 'button', class: 'release'}, 'Give back');
+    form.append(el('label', {for: replyId}, 'Your answer'), reply, send, ' ', release);
+    li.appendChild(form);
+    var state = el('p', {class: 'task-state', role: 'status'});
+    li.appendChild(state);
+    var entry = {li: li, form: form, state: state};
+    tasks[id] = entry;
+    form.addEventListener('submit', function (e) {
+      e.preventDefault();
+      var text = reply.value.trim();
+      if (!text) { reply.focus(); return; }
+      send.disabled = release.disabled = true;
+      state.textContent = 'Sending\u2026';
+      var sent = request({type: 'task_reply', task: id, text: text}, function (r) {
+        done(id, 'answered', r.reply_path
+          ? 'Answered. The customer gets it when they come back.'
+          : 'Answered. The customer left no way to reach them: the answer is kept for the record.');
+      }, function (r) {
+        send.disabled = release.disabled = false;
+        state.textContent = 'Not sent: ' + String(r.text || r.code);
+      });
+      if (!sent) { send.disabled = release.disabled = false; state.textContent = 'Not sent: not connected.'; }
+    });
+    release.addEventListener('click', function () {
+      send.disabled = release.disabled = true;
+      var sent = request({type: 'task_release', task: id}, function () {
+        drop(id);
+        api.status('The message went back to the other agents.');
+      }, function (r) {
+        send.disabled = release.disabled = false;
+        state.textContent = 'Not given back: ' + String(r.text || r.code);
+      });
+      if (!sent) { send.disabled = release.disabled = false; }
+    });
+    byId('tasks').appendChild(li);
+    showTasksEmpty();
+  }
+
+  /* The task is over for this agent: its card says why, until dismissed. */
+  function done(id, how, text) {
+    var entry = tasks[id];
+    if (!entry) { return; }
+    entry.li.dataset.state = how;
+    entry.form.remove();
+    entry.state.textContent = text;
+    var dismiss = el('button', {type: 'button', class: 'dismiss'}, 'Dismiss');
+    dismiss.addEventListener('click', function () { drop(id); });
+    entry.li.appendChild(dismiss);
+    dismiss.focus();
+  }
+
+  function drop(id) {
+    var entry = tasks[id];
+    if (!entry) { return; }
+    entry.li.remove();
+    delete tasks[id];
+    showTasksEmpty();
+  }
+
+  /* A revoked frame: true if it named one of the tasks (its time to answer is over). */
+  function revoked(f) {
+    var entry = tasks[String(f.offer)];
+    if (!entry || entry.li.dataset.state !== 'assigned') { return false; }
+    done(String(f.offer), 'withdrawn', 'Given to another agent: the time to answer is over (' + String(f.reason) + ').');
+    return true;
+  }
+
+  function loadTasks() {
+    request({type: 'tasks'}, function (f) {
+      (Array.isArray(f.tasks) ? f.tasks : []).forEach(function (t) {
+        if (!t || t.state !== 'assigned') { return; }
+        task({task: t.id, queue: t.queue, text: t.text, received: t.received,
+              customer: {alias: t.customer, protocol: t.protocol, identity: t.name ? {name: t.name} : {}}});
+      });
+    });
+  }
+
+  function welcome() {
+    Object.keys(tasks).forEach(drop);
+    loadCanned();
+    loadTasks();
+  }
+
   return {
     answered: answered,
     cannedTyped: cannedTyped,
     ended: ended,
     offerCard: offerCard,
+    revoked: revoked,
     sendCanned: sendCanned,
+    task: task,
     tools: tools,
-    welcome: loadCanned,
+    welcome: welcome,
     wrapUp: wrapUp,
   };
 };

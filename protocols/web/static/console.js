@@ -2,7 +2,7 @@
    "imgateway-console"), with the typing, rich_text and receipts features.
    Offers with the customer's card, several conversations with their history,
    transfer, end, typing, receipts, presence with reasons; the service desk's tools
-   (console-desk.js). Every string from the network is shown as text, or as the
+   and the messages customers left (console-desk.js). Every string from the network is shown as text, or as the
    markup subset's DOM nodes (markup.js). */
 'use strict';
 (function () {
@@ -446,6 +446,7 @@
     },
     offer: addOffer,
     revoked: function (f) {
+      if (desk.revoked(f)) { return; }
       var offer = offers[f.offer];
       if (offer) { notice('An offer was withdrawn (' + String(f.reason) + ').'); }
       dropOffer(f.offer);
@@ -506,6 +507,7 @@
     },
     result: function (f) { desk.answered(f); },
     wrap_up: function (f) { if (typeof f.conversation === 'string') { desk.wrapUp(f); } },
+    task: function (f) { desk.task(f); },
     error: function (f) {
       if (desk.answered(f)) { return; }
       var found = f.id ? ownEntry('id', f.id) : null;
