@@ -3,8 +3,9 @@ installed gateway, with JSON-IM customers over TCP: a canned response with the
 customer's name filled in, a private note the customer never gets, the wrap-up form
 with the site's dispositions stored as given, a returning customer's earlier
 conversations in the offer and the conversation, a consult handed over warm to a
-colleague's console, and the messages customers left out of hours, given back or
-answered from the console.
+colleague's console, the messages customers left out of hours, given back or
+answered from the console, and a supervisor who monitors a conversation from the
+console's live list and then barges in.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import re
 import harness
 import pytest
 from browser import chromium
-from jsonim_client import JsonImClient, answer_interview, hello_customer
+from jsonim_client import JsonImClient, answer_interview, hello_agent, hello_customer, set_presence
 from leaks import assert_unseen
 from selenium.webdriver.common.by import By
 from web_site import Console, screenshots_on_failure, wait_for, web_port, write_config
 
-PASSWORDS = {"anna": "anna-Secret-1", "bob": "bob-Secret-2"}
+PASSWORDS = {"anna": "anna-Secret-1", "bob": "bob-Secret-2", "sue": "sue-Secret-3"}
 DISPOSITIONS = ["resolved", "callback", "wrong_number"]
 NOTE = "NOTE-5e1a wants the money back"
 WHISPER = "WHISPER-3c9d can you take a refund?"
@@ -55,6 +56,8 @@ def site(tmp_path_factory):
     config.write_text(text.replace("[interview]", AFTER_HOURS + "\n[interview]", 1) + DESK)
     harness.add_agent(config, "anna", PASSWORDS["anna"], "Anna")
     harness.add_agent(config, "bob", PASSWORDS["bob"], "Bob")
+    harness.add_agent(config, "sue", PASSWORDS["sue"], "Sue")
+    harness.admin(config, "agent", "role", "sue", "supervisor")
     gateway = harness.start_gateway(root / "cwd", config, "web-desk-gateway")
     gateway.web = web_port(gateway)
     gateway.config_path = config
@@ -93,6 +96,14 @@ return {
 """
 
 
+_LIVE = """
+return Array.from(document.querySelectorAll('#live-list .live-item'), (li) => ({
+  conversation: li.dataset.conversation,
+  title: li.querySelector('strong').textContent,
+  summary: li.querySelector('.live-summary').textContent,
+}));
+"""
+
 _TASKS = """
 return Array.from(document.querySelectorAll('#tasks .task'), (li) => ({
   task: li.dataset.task, state: li.dataset.state,
@@ -107,6 +118,11 @@ return Array.from(document.querySelectorAll('#tasks .task'), (li) => ({
 
 class DeskConsole(Console):
     """The console with its desk tools read and used."""
+
+    def live(self) -> list[dict]:
+        """The live conversations a supervisor's console lists (see _LIVE)."""
+        self.focus()
+        return self.driver.execute_script(_LIVE)
 
     def tasks(self) -> list[dict]:
         """The messages left shown in the console (see _TASKS)."""
@@ -224,6 +240,8 @@ def test_canned_note_and_wrap_up_from_the_console(site, tmp_path):
         done = anna.wait_desk(conversation, "the wrap-up saved", lambda s: s["wrapup"] == "done")
         assert done["form"]["state"] == "Saved: callback; tags refund, vip; note kept."
         assert done["closable"]
+        # Not a supervisor: the live conversations are not shown (the gateway refused).
+        assert driver.execute_script("return document.getElementById('live').hidden") is True
 
     dana.hang_up()
     received = b"\n".join(dana.raw_lines)
@@ -391,3 +409,70 @@ def test_messages_left_out_of_hours_given_back_or_answered_from_the_console(site
     states = {m["text"]: (m["state"], m["agent"]) for m in listing}
     assert states[left_by_jo] == ("open", None)
     assert states["Please reset my password"] == ("delivered", "anna")
+
+
+def test_a_supervisor_monitors_from_the_live_list_then_barges_in(site, tmp_path):
+    whisper = "WHISPER-8e2f offer the express refund"
+    mia, _ = customer(site, "Mia")
+    anna = site.connect("agent-anna")
+    hello_agent(anna, "anna", PASSWORDS["anna"])
+    set_presence(anna, "available")
+    offer = anna.expect("offer")
+    conversation = offer["conversation"]
+    alias = offer["customer"]["alias"]
+    anna.send({"type": "accept", "offer": offer["offer"]})
+    anna.expect("connected", conversation=conversation)
+    mia.expect("connected", conversation=conversation)
+    mia.send({"type": "message", "text": "My order never came", "id": "m1"})
+    anna.expect("message", text="My order never came")
+    with chromium(tmp_path / "profile") as driver, screenshots_on_failure(driver, tmp_path):
+        driver.set_window_size(1200, 1000)
+        sue = DeskConsole(driver, site.web)
+        sue.login("sue", PASSWORDS["sue"], status="Away")
+        row = wait_for(
+            driver,
+            "the conversation in the live list",
+            lambda: next((r for r in sue.live() if r["conversation"] == conversation), None),
+        )
+        assert row["title"] == f"Customer {alias}"
+        assert re.fullmatch(r"connected, queue general, agent Anna, \d+ s", row["summary"]), row
+
+        # Monitor: the pane opens with what was said; a line is a whisper to the agent.
+        sue.focus()
+        driver.find_element(
+            By.CSS_SELECTOR, f'#live-list li[data-conversation="{conversation}"] button.monitor'
+        ).click()
+        state = sue.wait_desk(conversation, "the history", lambda s: line(s, "My order never came"))
+        assert sue.state_text(conversation) == "monitor (agent Anna)"
+        assert not sue.find(conversation, ".private-choice").is_displayed()
+        sue.type(conversation, whisper)
+        got = anna.expect("message", conversation=conversation, text=whisper)
+        assert (got["alias"], got["private"]) == ("Sue", True)
+        state = sue.wait_desk(conversation, "the whisper shown", lambda s: line(s, whisper))
+        assert line(state, whisper)["private"] is True
+
+        # Barge in from the pane: the customer is told, and reads the supervisor's lines.
+        sue.find(conversation, ".desk-tools button.barge").click()
+        told = mia.expect("message", text="A supervisor, Sue, joined the conversation.")
+        assert told["from"] == "system"
+        sue.wait_desk(
+            conversation,
+            "the barge",
+            lambda s: sue.state_text(conversation) == "barge (agent Anna)",
+        )
+        sue.type(conversation, "Sorry for the delay, Mia")
+        shown = mia.expect("message", text="Sorry for the delay, Mia")
+        assert (shown["from"], shown["alias"]) == ("agent", "Sue")
+        state = sue.wait_desk(conversation, "the visible line", lambda s: line(s, "Sorry for the"))
+        assert line(state, "Sorry for the delay")["private"] is False
+        assert anna.expect("message", text="Sorry for the delay, Mia")["alias"] == "Sue"
+
+        anna.send({"type": "end", "conversation": conversation})
+        mia.expect("ended", conversation=conversation)
+        sue.wait(
+            "the pane ended",
+            lambda s: next(p for p in s["panes"] if p["conversation"] == conversation)["ended"],
+        )
+    mia.hang_up()
+    anna.hang_up()
+    assert_unseen(b"\n".join(mia.raw_lines), whisper, "WHISPER", '"private"', "monitor", "sue")

@@ -1,7 +1,8 @@
 /* imgateway agent console: the service desk's tools (docs/desk.md), speaking the
    JSON-IM desk frames: canned responses, private notes, the wrap-up after the end,
    the customer's earlier conversations, consult, conference and warm transfer, and
-   the messages customers left (tasks: answer one, or give it back).
+   the messages customers left (tasks: answer one, or give it back), and for
+   supervisors the live conversations of their teams (monitor, barge in).
    Loaded before console.js, which calls ImgatewayConsoleDesk(api) once. Every string
    from the network is shown as text (textContent), never parsed as HTML. */
 'use strict';
@@ -256,6 +257,13 @@ window.ImgatewayConsoleDesk = function (api) {
 
     if (chat.role === 'agent') { box.append(cannedForm, mate); }
     box.appendChild(noteForm);
+    // A monitoring supervisor may join visibly.
+    if (chat.role === 'monitor') {
+      var barge = el('button', {type: 'button', class: 'barge'}, 'Barge in');
+      barge.addEventListener('click', function () { supervise('barge', chat.id); });
+      box.appendChild(barge);
+      chat.bargeButton = barge;
+    }
     chat.deskTools = {box: box, live: [cannedForm, mate]};
     return box;
   }
@@ -455,11 +463,69 @@ window.ImgatewayConsoleDesk = function (api) {
     });
   }
 
+  // -- supervision: only a supervisor's live request is answered ---------------------------
+
+  var LIVE_EVERY_MS = 5000;
+  var liveTimer = null;
+
+  function loadLive() {
+    request({type: 'live'}, function (f) {
+      byId('live').hidden = false;
+      showLive(Array.isArray(f.conversations) ? f.conversations : []);
+      if (liveTimer === null) { liveTimer = setInterval(loadLive, LIVE_EVERY_MS); }
+    }, function () {
+      // Not a supervisor (not_allowed): the panel stays hidden, nothing is asked again.
+      byId('live').hidden = true;
+      stopLive();
+    });
+  }
+
+  function stopLive() {
+    if (liveTimer !== null) { clearInterval(liveTimer); liveTimer = null; }
+  }
+
+  function showLive(conversations) {
+    var list = byId('live-list');
+    list.replaceChildren();
+    conversations.forEach(function (c) {
+      if (!c || typeof c.id !== 'string') { return; }
+      var li = el('li', {class: 'live-item'});
+      li.dataset.conversation = c.id;
+      var summary = [String(c.state || ''), c.queue ? 'queue ' + c.queue : '',
+                     c.agent ? 'agent ' + c.agent : 'no agent',
+                     Math.round(Number(c.age_s) || 0) + ' s'].filter(Boolean).join(', ');
+      li.append(el('strong', {}, 'Customer ' + String(c.customer || '')), ' ',
+                el('span', {class: 'live-summary'}, summary), ' ');
+      [['monitor', 'Monitor'], ['barge', 'Barge in']].forEach(function (b) {
+        var button = el('button', {type: 'button', class: b[0]}, b[1]);
+        button.setAttribute('aria-label', b[1] + ': customer ' + String(c.customer || ''));
+        button.addEventListener('click', function () { supervise(b[0], c.id); });
+        li.append(button, ' ');
+      });
+      list.appendChild(li);
+    });
+    byId('no-live').hidden = list.children.length > 0;
+  }
+
+  /* Monitor or barge into a conversation; its pane opens on the gateway's connected. */
+  function supervise(kind, conversation) {
+    request({type: kind, conversation: conversation}, function (r) {
+      var chat = api.existing(conversation);
+      if (chat && kind === 'barge') { api.setRole(chat, 'barge'); }
+      api.status(kind === 'monitor'
+        ? 'Monitoring ' + String(r.customer || '') + ': what you write reaches the agents only.'
+        : 'You joined ' + String(r.customer || '') + '\'s chat: the customer sees your lines.');
+    });
+  }
+
   function welcome() {
     Object.keys(tasks).forEach(drop);
     loadCanned();
     loadTasks();
+    loadLive();
   }
+
+  byId('live-refresh').addEventListener('click', loadLive);
 
   return {
     answered: answered,
@@ -468,6 +534,8 @@ window.ImgatewayConsoleDesk = function (api) {
     offerCard: offerCard,
     revoked: revoked,
     sendCanned: sendCanned,
+    closed: stopLive,
+    supervise: supervise,
     task: task,
     tools: tools,
     welcome: welcome,

@@ -41,8 +41,13 @@
 
   function newId(prefix) { nextId += 1; return prefix + nextId; }
 
+  // Roles in a conversation whose lines never reach the customer.
+  var PRIVATE_ROLES = {monitor: true, consult: true};
+
   var desk = window.ImgatewayConsoleDesk({
     el: el, frame: frame, newId: newId, status: status,
+    existing: function (id) { return chats[id] || null; },
+    setRole: function (chat, role) { setRole(chat, role); },
     add: function (chat, entry) { add(chat, entry); },
     updateOwn: function (found) { updateOwn(found); },
     chatFor: function (f) { return chatFor(f); },
@@ -119,6 +124,7 @@
       $('me').hidden = true;
       Object.keys(chats).forEach(function (id) { endChat(id, 'disconnected'); });
       Object.keys(offers).forEach(dropOffer);
+      desk.closed();
     };
     me = user;
   });
@@ -241,8 +247,8 @@
     var head = el('div', {class: 'pane-head'});
     var title = el('h3', {}, 'Customer ' + alias + ' ');
     title.appendChild(el('small', {}, id));
-    var state = el('span', {class: 'state'}, role === 'agent' ? 'connected'
-      : role + (f.agent && f.agent.alias ? ' (agent ' + String(f.agent.alias) + ')' : ''));
+    var agentAlias = f.agent && f.agent.alias ? String(f.agent.alias) : '';
+    var state = el('span', {class: 'state'}, roleText(role, agentAlias));
     var end = role === 'agent' ? el('button', {type: 'button', class: 'end'}, 'End conversation')
                                : el('button', {type: 'button', class: 'end leave'}, 'Leave');
     var close = el('button', {type: 'button', class: 'close', hidden: ''}, 'Close');
@@ -255,11 +261,10 @@
     var send = el('button', {type: 'submit'}, 'Send');
     form.append(label, input, send);
     var whisper = el('input', {type: 'checkbox', id: 'private-' + id, class: 'private-toggle'});
-    if (role === 'agent') {
-      var toggle = el('span', {class: 'private-choice'});
-      toggle.append(whisper, el('label', {for: 'private-' + id}, 'Agents only'));
-      form.appendChild(toggle);
-    }
+    var toggle = el('span', {class: 'private-choice'});
+    toggle.append(whisper, el('label', {for: 'private-' + id}, 'Agents only'));
+    toggle.hidden = PRIVATE_ROLES[role] === true;
+    form.appendChild(toggle);
     var transfer = el('form', {class: 'transfer'});
     var kind = el('select', {'aria-label': 'Transfer to a queue or an agent'});
     kind.append(el('option', {value: 'queue'}, 'Queue'), el('option', {value: 'agent'}, 'Agent'));
@@ -272,6 +277,8 @@
     chat.tab = tab; chat.unreadMark = unread; chat.typing = typing;
     chat.input = input; chat.form = form; chat.transfer = transfer; chat.state = state;
     chat.endButton = end; chat.closeButton = close; chat.whisper = whisper;
+    chat.whisperChoice = toggle; chat.agentAlias = agentAlias;
+    pane.dataset.role = role;
     chats[id] = chat;
     order.push(id);
     (f.history || []).forEach(function (h) {
@@ -298,6 +305,19 @@
     $('panes').appendChild(pane);
     $('no-chats').hidden = true;
     if (wasActive || !active || !chats[active] || chats[active].ended) { select(id); } else { pane.hidden = true; }
+  }
+
+  function roleText(role, agentAlias) {
+    return role === 'agent' ? 'connected' : role + (agentAlias ? ' (agent ' + agentAlias + ')' : '');
+  }
+
+  /* A supervisor's role changed (a monitor barged in): its lines now reach the customer. */
+  function setRole(chat, role) {
+    chat.role = role;
+    chat.pane.dataset.role = role;
+    if (!chat.ended) { chat.state.textContent = roleText(role, chat.agentAlias); }
+    chat.whisperChoice.hidden = PRIVATE_ROLES[role] === true;
+    if (chat.bargeButton && role !== 'monitor') { chat.bargeButton.remove(); chat.bargeButton = null; }
   }
 
   /* The conversation a frame names; a pane for it if there is none (a wrap-up owed). */
@@ -405,7 +425,7 @@
       entry.markup = text;
     }
     // A whisper: to the other agents in the conversation, never the customer.
-    if (chat.whisper.checked || chat.role !== 'agent') { entry.private = true; }
+    if (chat.whisper.checked || PRIVATE_ROLES[chat.role]) { entry.private = true; }
     if (chat.whisper.checked) { out.private = true; }
     add(chat, entry);
     clearTimeout(chat.typingTimer);
