@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import re
 import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from gateway import config as config_module
 from gateway.admin import desk_cli, firewall_cli, teams_cli
 from gateway.admin.live import Failed as LiveFailed
 from gateway.admin.live import add_commands as add_live_commands
+from gateway.admin.terminal import clean, iso, print_json, print_table
 from gateway.config import Config, ConfigError
 from gateway.core.events import Decision
 from gateway.passwords import hash_password, scram_credentials
@@ -41,8 +40,6 @@ DEFAULT_LIMIT = 20
 
 _AGENT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _SKILL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-# Zero-width (non-)joiners shape emoji and some scripts; harmless on a terminal.
-_JOINERS = frozenset("\u200c\u200d")
 
 # When an agent account was created; replaced in tests.
 _clock: Callable[[], float] = time.time
@@ -299,14 +296,14 @@ def _agent_list(args: argparse.Namespace, cfg: Config) -> None:
     with _database(cfg) as engine:
         agents = engine.list_agents()
     if args.json:
-        _print_json([_agent_json(a) for a in agents])
+        print_json([_agent_json(a) for a in agents])
     elif not agents:
         print("no agents")
     else:
         rows = [
             (
                 a.name,
-                _clean(a.display_name),
+                clean(a.display_name),
                 str(a.capacity),
                 _skills_text(a.skills),
                 a.location + (" bot" if a.bot else ""),
@@ -314,7 +311,7 @@ def _agent_list(args: argparse.Namespace, cfg: Config) -> None:
             )
             for a in agents
         ]
-        _print_table(("NAME", "DISPLAY NAME", "CAPACITY", "SKILLS", "LOCATION", "ADDRESSES"), rows)
+        print_table(("NAME", "DISPLAY NAME", "CAPACITY", "SKILLS", "LOCATION", "ADDRESSES"), rows)
 
 
 def _agent_remove(args: argparse.Namespace, cfg: Config) -> None:
@@ -328,26 +325,26 @@ def _conversations(args: argparse.Namespace, cfg: Config) -> None:
     with _database(cfg) as engine:
         records = engine.recent_conversations(args.limit)
     if args.json:
-        _print_json([_conversation_json(r) for r in records])
+        print_json([_conversation_json(r) for r in records])
     elif not records:
         print("no conversations")
     else:
         rows = [
             (
-                _clean(r.id),
-                _iso(r.started),
-                _clean(r.state),
-                _clean(r.queue or "-"),
-                _clean(r.customer_alias),
-                _clean(r.protocol),
-                _clean(_client(r)),
-                _clean(r.agent or "-"),
-                _clean(r.end_reason or "-"),
+                clean(r.id),
+                iso(r.started, ms=True),
+                clean(r.state),
+                clean(r.queue or "-"),
+                clean(r.customer_alias),
+                clean(r.protocol),
+                clean(_client(r)),
+                clean(r.agent or "-"),
+                clean(r.end_reason or "-"),
             )
             for r in records
         ]
         headers = ("ID", "STARTED", "STATE", "QUEUE", "CUSTOMER", "PROTOCOL", "CLIENT")
-        _print_table((*headers, "AGENT", "END"), rows)
+        print_table((*headers, "AGENT", "END"), rows)
 
 
 def _transcript(args: argparse.Namespace, cfg: Config) -> None:
@@ -357,7 +354,7 @@ def _transcript(args: argparse.Namespace, cfg: Config) -> None:
             raise _Failed(f"no such conversation: {args.conversation}")
         messages = engine.transcript(record.id)
     if args.json:
-        _print_json(
+        print_json(
             {
                 "conversation": _conversation_json(record),
                 "messages": [_message_json(m) for m in messages],
@@ -367,15 +364,15 @@ def _transcript(args: argparse.Namespace, cfg: Config) -> None:
     header = (
         f"conversation {record.id}: customer {record.customer_alias} via {record.protocol}"
         f" ({_client(record)}), queue {record.queue or '-'}, agent {record.agent or '-'},"
-        f" state {record.state}, started {_iso(record.started)}"
+        f" state {record.state}, started {iso(record.started, ms=True)}"
     )
     if record.ended is not None:
-        header += f", ended {_iso(record.ended)} ({record.end_reason or '-'})"
-    print(_clean(header))
+        header += f", ended {iso(record.ended, ms=True)} ({record.end_reason or '-'})"
+    print(clean(header))
     if record.routing:
-        print(_clean(f"routing: {Decision.from_dict(record.routing).text()}"))
+        print(clean(f"routing: {Decision.from_dict(record.routing).text()}"))
     for m in messages:
-        print(f"[{_iso(m.ts)}] {_clean(_sender(m))}: {_clean(m.text)}")
+        print(f"[{iso(m.ts, ms=True)}] {clean(_sender(m))}: {clean(m.text)}")
 
 
 # Helpers.
@@ -431,7 +428,7 @@ def _display_name(given: str | None, name: str) -> str:
         raise _Usage("the display name must not be empty")
     if len(display_name) > MAX_DISPLAY_NAME:
         raise _Usage(f"the display name must be at most {MAX_DISPLAY_NAME} characters")
-    if _clean(display_name) != display_name:
+    if clean(display_name) != display_name:
         raise _Usage("the display name must not contain control characters")
     if display_name == name:
         raise _Usage(
@@ -443,35 +440,6 @@ def _display_name(given: str | None, name: str) -> str:
 
 def _error(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr)
-
-
-def _iso(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    moment = datetime.fromtimestamp(ts, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _clean(text: str) -> str:
-    """Escape what a terminal would not show as itself.
-
-    Customer-supplied text goes to an admin's terminal: control characters
-    could start escape sequences or forge a new transcript line, and direction
-    overrides could make a line read differently from what was sent.
-    """
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() or c in _JOINERS else _escape(c) for c in text)
-
-
-def _escape(char: str) -> str:
-    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char)
-    if named:
-        return named
-    code = ord(char)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def _client(record: ConversationRecord) -> str:
@@ -491,17 +459,6 @@ def _skills_text(skills: Mapping[str, int]) -> str:
     return ",".join(f"{k}:{v}" for k, v in sorted(skills.items())) or "-"
 
 
-def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(row[i]) for row in (headers, *rows)) for i in range(len(headers))]
-    for row in (headers, *rows):
-        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        print("  ".join(cells).rstrip())
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2))
-
-
 def _agent_json(agent: AgentRecord) -> dict[str, Any]:
     # Never the password hash.
     return {
@@ -513,14 +470,14 @@ def _agent_json(agent: AgentRecord) -> dict[str, Any]:
         "capacity_for": dict(sorted(agent.protocol_capacity.items())),
         "bot": agent.bot,
         "addresses": list(agent.addresses),
-        "created": _iso(agent.created),
+        "created": iso(agent.created, ms=True),
     }
 
 
 def _conversation_json(record: ConversationRecord) -> dict[str, Any]:
     return {
         "id": record.id,
-        "started": _iso(record.started),
+        "started": iso(record.started, ms=True),
         "state": record.state,
         "queue": record.queue,
         "topic": record.topic,
@@ -530,7 +487,7 @@ def _conversation_json(record: ConversationRecord) -> dict[str, Any]:
         "client_name": record.client_name,
         "client_version": record.client_version,
         "agent": record.agent,
-        "ended": None if record.ended is None else _iso(record.ended),
+        "ended": None if record.ended is None else iso(record.ended, ms=True),
         "end_reason": record.end_reason,
         "routing": None if record.routing is None else dict(record.routing),
     }
@@ -539,7 +496,7 @@ def _conversation_json(record: ConversationRecord) -> dict[str, Any]:
 def _message_json(message: StoredMessage) -> dict[str, Any]:
     return {
         "id": message.id,
-        "ts": _iso(message.ts),
+        "ts": iso(message.ts, ms=True),
         "sender": message.sender,
         "agent": message.agent,
         "text": message.text,

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from gateway.admin.desk_api import WEEK_S
 from gateway.admin.live import Failed
+from gateway.admin.terminal import clean, iso, print_json, print_table
 from gateway.config import Config
 from gateway.desk import canned as canned_module
 from gateway.desk import sql
@@ -142,11 +141,11 @@ def _canned_list(args: argparse.Namespace, cfg: Config) -> None:
     with _database(cfg) as engine:
         responses = sql.canned_list(engine)
     if args.json:
-        _print_json([c.to_json() for c in responses])
+        print_json([c.to_json() for c in responses])
     elif not responses:
         print("no canned responses")
     else:
-        _table(("NAME", "TEAM", "TEXT"), [(c.name, c.team or "-", c.text) for c in responses])
+        print_table(("NAME", "TEAM", "TEXT"), [(c.name, c.team or "-", c.text) for c in responses])
 
 
 def _canned_remove(args: argparse.Namespace, cfg: Config) -> None:
@@ -172,11 +171,11 @@ def _holiday_list(args: argparse.Namespace, cfg: Config) -> None:
     with _database(cfg) as engine:
         stored = sql.closures(engine)
     if args.json:
-        _print_json([c.to_json() for c in stored])
+        print_json([c.to_json() for c in stored])
     elif not stored:
         print("no stored closures")
     else:
-        _table(
+        print_table(
             ("ID", "QUEUE", "WHEN", "NAME"), [(str(c.id), c.queue, c.spec, c.name) for c in stored]
         )
 
@@ -192,15 +191,15 @@ def _offline(args: argparse.Namespace, cfg: Config) -> None:
     with _database(cfg) as engine:
         messages = sql.offline_list(engine, args.state, max(1, args.limit))
     if args.json:
-        _print_json([m.to_json() for m in messages])
+        print_json([m.to_json() for m in messages])
     elif not messages:
         print("no offline messages")
     else:
         rows = [
-            (m.id, _iso(m.received), m.state, m.queue or "-", m.alias, m.agent or "-", m.text)
+            (m.id, iso(m.received), m.state, m.queue or "-", m.alias, m.agent or "-", m.text)
             for m in messages
         ]
-        _table(("ID", "RECEIVED", "STATE", "QUEUE", "CUSTOMER", "AGENT", "TEXT"), rows)
+        print_table(("ID", "RECEIVED", "STATE", "QUEUE", "CUSTOMER", "AGENT", "TEXT"), rows)
 
 
 def _when(text: str | None, default: float) -> float:
@@ -223,26 +222,26 @@ def _report(args: argparse.Namespace, cfg: Config) -> None:
         else:
             rows = sql.states_report(engine, since, until, now)
     if args.json:
-        _print_json({"since": since, "until": until, "rows": rows})
+        print_json({"since": since, "until": until, "rows": rows})
         return
     if not rows:
-        print(f"nothing between {_iso(since)} and {_iso(until)}")
+        print(f"nothing between {iso(since)} and {iso(until)}")
         return
     if args.kind == "dispositions":
         table = [
             (r["queue"] or "-", r["disposition"] or "-", str(r["count"]), _tags(r["tags"]))
             for r in rows
         ]
-        _table(("QUEUE", "DISPOSITION", "COUNT", "TAGS"), table)
+        print_table(("QUEUE", "DISPOSITION", "COUNT", "TAGS"), table)
     elif args.kind == "csat":
         table = [
             (r["queue"] or "-", r["agent"] or "-", str(r["count"]), f"{r['mean']:.2f}")
             for r in rows
         ]
-        _table(("QUEUE", "AGENT", "ANSWERS", "MEAN"), table)
+        print_table(("QUEUE", "AGENT", "ANSWERS", "MEAN"), table)
     else:
         table = [(r["agent"], r["status"], r["reason"] or "-", f"{r['seconds']:g}") for r in rows]
-        _table(("AGENT", "STATUS", "REASON", "SECONDS"), table)
+        print_table(("AGENT", "STATUS", "REASON", "SECONDS"), table)
 
 
 def _case(args: argparse.Namespace, cfg: Config) -> None:
@@ -251,19 +250,19 @@ def _case(args: argparse.Namespace, cfg: Config) -> None:
             raise Failed(f"no such conversation: {args.conversation}")
         case = sql.case_file(engine, args.conversation)
     if args.json:
-        _print_json(case)
+        print_json(case)
         return
     for w in case["wrap_ups"]:
         print(
             f"wrap-up by {w['agent']}: {w['disposition'] or '-'} {_tags_list(w['tags'])}".rstrip()
         )
     for n in case["notes"]:
-        print(f"note by {n['agent']} at {_iso(n['ts'])}: {_clean(n['text'])}")
+        print(f"note by {n['agent']} at {iso(n['ts'])}: {clean(n['text'])}")
     if case["survey"]:
         survey = case["survey"]
-        print(f"survey: {survey['score']} {_clean(survey['comment'] or '')}".rstrip())
+        print(f"survey: {survey['score']} {clean(survey['comment'] or '')}".rstrip())
     for p in case["parties"]:
-        print(f"{p['agent']} as {p['role']} from {_iso(p['joined'])} to {_iso(p['left'])}")
+        print(f"{p['agent']} as {p['role']} from {iso(p['joined'])} to {iso(p['left'])}")
     if not any(case.values()):
         print("nothing recorded beyond the transcript")
 
@@ -274,26 +273,3 @@ def _tags(tags: dict) -> str:
 
 def _tags_list(tags: list) -> str:
     return " ".join(f"#{t}" for t in tags)
-
-
-def _iso(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _clean(text: Any) -> str:
-    # Customers' and agents' words go to a terminal: show control characters, never obey.
-    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in str(text))
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    cleaned = [[_clean(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cleaned)) for i, h in enumerate(headers)]
-    for row in (headers, *cleaned):
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _print_json(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
-    print()

@@ -7,13 +7,11 @@ is one request made with :class:`gateway.admin.client.AdminClient`.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
 from gateway.admin.client import AdminClient, AdminUnavailable
+from gateway.admin.terminal import print_json, print_table
 from gateway.config import Config
 from gateway.directory.records import STATUSES
 
@@ -95,19 +93,19 @@ def _agent_logout(args: argparse.Namespace, cfg: Config) -> None:
 def _queues(args: argparse.Namespace, cfg: Config) -> None:
     queues = _call(cfg, "GET", "/v1/queues")
     if args.json:
-        _print_json(queues)
+        print_json(queues)
         return
     rows = [
         (q["name"], str(q["depth"]), f"{q['oldest_wait_s']:g}", str(q["eta_s"]), str(q["active"]))
         for q in queues
     ]
-    _print_table(("QUEUE", "WAITING", "OLDEST WAIT S", "ETA S", "WITH AGENTS"), rows)
+    print_table(("QUEUE", "WAITING", "OLDEST WAIT S", "ETA S", "WITH AGENTS"), rows)
 
 
 def _cluster(args: argparse.Namespace, cfg: Config) -> None:
     cluster = _call(cfg, "GET", "/v1/cluster")
     if args.json:
-        _print_json(cluster)
+        print_json(cluster)
         return
     if not cluster["clustered"]:
         print("one node (no [cluster] redis)")
@@ -128,13 +126,13 @@ def _cluster(args: argparse.Namespace, cfg: Config) -> None:
         for n in cluster["nodes"]
     ]
     headers = ("NODE", "STATE", "CUSTOMERS", "AGENTS", "CONVERSATIONS", "HELD", "WAITING", "SEEN S")
-    _print_table(headers, rows)
+    print_table(headers, rows)
 
 
 def _live(args: argparse.Namespace, cfg: Config) -> None:
     conversations = _call(cfg, "GET", "/v1/conversations")
     if args.json:
-        _print_json(conversations)
+        print_json(conversations)
         return
     if not conversations:
         print("no live conversations")
@@ -151,7 +149,7 @@ def _live(args: argparse.Namespace, cfg: Config) -> None:
         )
         for c in conversations
     ]
-    _print_table(("ID", "STATE", "QUEUE", "CUSTOMER", "PROTOCOL", "AGENT", "AGE S"), rows)
+    print_table(("ID", "STATE", "QUEUE", "CUSTOMER", "PROTOCOL", "AGENT", "AGE S"), rows)
 
 
 def _end(args: argparse.Namespace, cfg: Config) -> None:
@@ -163,20 +161,3 @@ def _transfer(args: argparse.Namespace, cfg: Config) -> None:
     body = {"queue": args.queue} if args.queue else {"agent": args.agent}
     _call(cfg, "POST", f"/v1/conversations/{_segment(args.conversation)}/transfer", body)
     print(f"conversation {args.conversation} transferred to {args.queue or args.agent}")
-
-
-def _clean(text: Any) -> str:
-    # Names come from customers: show control characters, never obey them.
-    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in str(text))
-
-
-def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    cleaned = [[_clean(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cleaned)) for i, h in enumerate(headers)]
-    for row in (headers, *cleaned):
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _print_json(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
-    print()
