@@ -46,22 +46,12 @@ class ClusterAgent(LiveAgent):
 
     def joined(self, conversation: str, protocol: str) -> None:
         """The agent took a conversation: one more in Redis."""
-        p = self.presence
-        p.conversations.add(conversation)
-        p.protocol_load[protocol] = p.protocol_load.get(protocol, 0) + 1
+        self.presence.took(conversation, protocol)
         self._load([f"+c:{conversation}={protocol}"])
 
     def left(self, conversation: str, protocol: str, now: float) -> None:
         """The agent left a conversation: one fewer in Redis (idle from ``now`` if none)."""
-        p = self.presence
-        p.conversations.discard(conversation)
-        count = p.protocol_load.get(protocol, 0)
-        if count > 1:
-            p.protocol_load[protocol] = count - 1
-        else:
-            p.protocol_load.pop(protocol, None)
-        if not p.conversations:
-            p.idle_since = now
+        self.presence.gave_up(conversation, protocol, now)
         self._load([f"-c:{conversation}"], now)
 
     def offered(self, offer: str) -> None:

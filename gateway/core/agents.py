@@ -113,23 +113,13 @@ class LiveAgent:
 
     def joined(self, conversation: str, protocol: str) -> None:
         """The agent took (or got back) a conversation with a customer on ``protocol``."""
-        p = self.presence
-        p.conversations.add(conversation)
-        p.protocol_load[protocol] = p.protocol_load.get(protocol, 0) + 1
-        self._publish(p)
+        self.presence.took(conversation, protocol)
+        self._publish(self.presence)
 
     def left(self, conversation: str, protocol: str, now: float) -> None:
         """The agent is no longer in a conversation; idle from ``now`` if it was the last."""
-        p = self.presence
-        p.conversations.discard(conversation)
-        count = p.protocol_load.get(protocol, 0)
-        if count > 1:
-            p.protocol_load[protocol] = count - 1
-        else:
-            p.protocol_load.pop(protocol, None)
-        if not p.conversations:
-            p.idle_since = now
-        self._publish(p)
+        self.presence.gave_up(conversation, protocol, now)
+        self._publish(self.presence)
 
     def offered(self, offer: str) -> None:
         """An offer rings this agent."""

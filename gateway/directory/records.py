@@ -73,6 +73,22 @@ class AgentPresence:
         """True when the agent is available, not wrapping up, and below its capacity."""
         return self.status == AVAILABLE and not self.wrapping_up and self.load < self.capacity
 
+    def took(self, conversation: str, protocol: str) -> None:
+        """The agent is now in ``conversation`` with a customer on ``protocol``."""
+        self.conversations.add(conversation)
+        self.protocol_load[protocol] = self.protocol_load.get(protocol, 0) + 1
+
+    def gave_up(self, conversation: str, protocol: str, now: float) -> None:
+        """The agent is out of ``conversation``; idle from ``now`` if it was the last."""
+        self.conversations.discard(conversation)
+        count = self.protocol_load.get(protocol, 0)
+        if count > 1:
+            self.protocol_load[protocol] = count - 1
+        else:
+            self.protocol_load.pop(protocol, None)
+        if not self.conversations:
+            self.idle_since = now
+
     def room_for(self, protocol: str) -> bool:
         """Whether a conversation from a customer on ``protocol`` fits its limits."""
         limit = self.protocol_capacity.get(protocol)
