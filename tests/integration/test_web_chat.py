@@ -10,6 +10,8 @@ Screenshots of every window are kept in the test's directory when one fails.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 
 import harness
@@ -33,6 +35,7 @@ from web_site import (
 from protocols.jsonim.markup import parse
 
 PASSWORDS = {"anna": "anna-Secret-1", "bob": "bob-Secret-2", "eve": "eve-Secret-3"}
+IDENTITY_SECRET = "site-signing-Secret-9"
 EVIL = "<img src=x onerror=\"window.__pwned='alias'\">"
 TYPING = "\u2026"
 
@@ -45,6 +48,11 @@ def site(tmp_path_factory):
         root,
         resume_grace_s=60,
         web=f'allowed_origins = ["{company.origin}"]\ndemo = true\n',
+    )
+    config.write_text(
+        config.read_text().replace(
+            "[jsonim]\n", f'[jsonim]\nidentity_secret = "{IDENTITY_SECRET}"\n', 1
+        )
     )
     harness.add_agent(config, "anna", PASSWORDS["anna"], "Anna")
     harness.add_agent(config, "bob", PASSWORDS["bob"], "Bob")
@@ -383,3 +391,69 @@ def test_the_widget_by_keyboard_and_on_a_small_screen(site, tmp_path):
         keys.send_keys(Keys.ESCAPE).perform()
         widget.wait("the panel closed", lambda s: not s["open"])
         assert driver.execute_script(_FOCUS) == "launcher"
+
+
+def widget_chat(driver, url: str, agent: JsonImClient, name: str | None) -> dict:
+    """A chat from the widget on ``url`` in a new window (its own sessionStorage, the
+    profile's localStorage), offered to ``agent``, accepted and ended; the offer."""
+    widget = Widget(driver, url)
+    widget.open()
+    if name is not None:
+        widget.wait("the name question", lambda s: line_with(s["lines"], "What is your name?"))
+        widget.type(name)
+    widget.wait("the topic as buttons", lambda s: s["choices"])
+    widget.choose("Billing")
+    offer = agent.expect("offer", conversation=widget.conversation())
+    agent.send({"type": "accept", "offer": offer["offer"]})
+    agent.expect("connected", conversation=offer["conversation"])
+    widget.wait("connected", lambda s: s["phase"] == "connected")
+    agent.send({"type": "end", "conversation": offer["conversation"]})
+    widget.wait("the end", lambda s: s["ended"])
+    return offer
+
+
+def test_a_returning_widget_customer_is_recognised(site, tmp_path):
+    agent = JsonImClient(site.port, name="bob over JSON-IM")
+    hello_agent(agent, "bob", PASSWORDS["bob"])
+    set_presence(agent, "available")
+    vera = json.dumps({"id": "u-77", "name": "Vera"})
+    signature = hmac.new(
+        IDENTITY_SECRET.encode(),
+        json.dumps(json.loads(vera), sort_keys=True, separators=(",", ":")).encode(),
+        hashlib.sha256,
+    ).hexdigest()
+    company = site.company
+    with chromium(tmp_path / "profile") as driver, screenshots_on_failure(driver, tmp_path):
+        driver.set_window_size(1200, 900)
+        # The customer token, kept in the page origin's localStorage, names the customer
+        # again in another window (a later visit): its offer has the earlier chat.
+        remembered = company.embed("/account.html", site.web)
+        first = widget_chat(driver, remembered, agent, "Rita")
+        assert "history" not in first["customer"] or first["customer"]["history"] == []
+        second = widget_chat(driver, remembered, agent, "Rita")
+        [past] = second["customer"]["history"]
+        assert (past["conversation"], past["topic"], past["agent"]) == (
+            first["conversation"],
+            "billing",
+            "Bob",
+        )
+        stored = driver.execute_script(
+            "return Object.keys(localStorage).filter((k) => k.startsWith('imgateway-customer:'))"
+        )
+        assert len(stored) == 1, stored
+
+        # data-remember="off": nothing read or kept, a stranger each time.
+        forgetful = company.embed("/kiosk.html", site.web, remember="off")
+        third = widget_chat(driver, forgetful, agent, "Rita")
+        assert third["customer"].get("history", []) == []
+
+        # A signed-in user the site vouches for: no name question, the identity verified,
+        # and recognised by it on the next visit, token or not.
+        signed = company.embed(
+            "/signed.html", site.web, remember="off", identity=vera, identity_signature=signature
+        )
+        fourth = widget_chat(driver, signed, agent, None)
+        assert fourth["customer"]["identity"]["name"] == "Vera"
+        fifth = widget_chat(driver, signed, agent, None)
+        assert [p["conversation"] for p in fifth["customer"]["history"]] == [fourth["conversation"]]
+    agent.close()

@@ -5,6 +5,7 @@ Debian's headless Chromium. Every wait is bounded; screenshots are kept on failu
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import re
 import threading
@@ -63,14 +64,18 @@ class CompanySite:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
-    def embed(self, path: str, gateway_port: int, title: str = "Acme support") -> str:
-        """A page at ``path`` with the one script tag; its URL."""
+    def embed(self, path: str, gateway_port: int, title: str = "Acme support", **data: str) -> str:
+        """A page at ``path`` with the one script tag (and ``data``'s ``data-*``
+        attributes, ``_`` read as ``-``); its URL."""
+        extra = "".join(
+            f" data-{k.replace('_', '-')}='{html.escape(v, quote=True)}'" for k, v in data.items()
+        )
         self.pages[path] = (
             "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Acme</title>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             "</head><body><h1>Acme Corp</h1><p>Welcome to our shop.</p>"
             f"<script src='http://127.0.0.1:{gateway_port}/widget.js' "
-            f"data-title='{title}' defer></script></body></html>"
+            f"data-title='{title}'{extra} defer></script></body></html>"
         ).encode()
         return self.origin + path
 

@@ -6,8 +6,12 @@
    It speaks JSON-IM/1 over WebSocket as a customer (client "webchat"), with the typing,
    rich_text and receipts features. Its elements live in a shadow root, so that the
    page's styles and its own do not meet. The conversation (resume token and the lines
-   shown) is kept in sessionStorage: a reload or a network drop resumes it. Every
-   string from the network is shown as text, or as the markup subset's DOM nodes. */
+   shown) is kept in sessionStorage: a reload or a network drop resumes it. The
+   customer token the gateway gives is kept in localStorage (unless data-remember="off"),
+   so that a returning customer is recognised and gets the answers to messages it left;
+   a site whose users are signed in may vouch for them instead (data-identity with
+   data-identity-signature, signed by its backend). Every string from the network is
+   shown as text, or as the markup subset's DOM nodes. */
 'use strict';
 (function () {
   var VERSION = '1.0';
@@ -25,6 +29,10 @@
     (src.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + src.host + '/ws';
   var title = script.dataset.title || 'Chat with us';
   var storeKey = 'imgateway-chat:' + gateway;
+  var remember = script.dataset.remember !== 'off';
+  var customerKey = 'imgateway-customer:' + gateway;
+  var identity = siteIdentity(script.dataset.identity);
+  var identitySignature = script.dataset.identitySignature || null;
 
   var state = load();
   var ws = null;
@@ -52,6 +60,27 @@
     } catch (e) {
       return empty;
     }
+  }
+
+  /* The signed-in user the page names (a JSON object of strings), or null. */
+  function siteIdentity(text) {
+    if (!text) { return null; }
+    try {
+      var value = JSON.parse(text);
+      return value && typeof value === 'object' && !Array.isArray(value) ? value : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function customerToken() {
+    if (!remember) { return null; }
+    try { return window.localStorage.getItem(customerKey); } catch (e) { return null; }
+  }
+
+  function keepCustomerToken(token) {
+    if (!remember || typeof token !== 'string' || !token) { return; }
+    try { window.localStorage.setItem(customerKey, token); } catch (e) { /* full or disabled */ }
   }
 
   function save() {
@@ -198,6 +227,12 @@
                    client: {name: 'webchat', version: VERSION},
                    features: ['typing', 'rich_text', 'receipts']};
       if (state.resume) { hello.resume = state.resume; }
+      var token = customerToken();
+      if (token) { hello.customer_token = token; }
+      if (identity) {
+        hello.identity = identity;
+        if (identitySignature) { hello.identity_signature = identitySignature; }
+      }
       frame(hello);
     };
     ws.onmessage = function (e) {
@@ -242,6 +277,7 @@
       }
       state.resume = f.resume || null;
       state.conversation = f.conversation || null;
+      keepCustomerToken(f.customer_token);
       host.dataset.conversation = state.conversation || '';
       setPhase('open');
       // Where the conversation stands (queued, connected) is told again after welcome.
