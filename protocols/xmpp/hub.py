@@ -24,7 +24,7 @@ from firewall.common import TokenBucket
 from gateway import __version__, logs
 from gateway.core import events as ev
 from gateway.core.errors import AuthFailed, GatewayError
-from protocols.xmpp import commands, desk, ns, render, stanzas
+from protocols.xmpp import adhoc, commands, desk, ns, render, stanzas
 from protocols.xmpp.identify import Identifier, party_found
 from protocols.xmpp.jid import InvalidJid, Jid, parse_jid
 from protocols.xmpp.parties import AgentParty, CustomerParty
@@ -40,7 +40,14 @@ MAX_SENT_KEPT = 64
 AWAY_SHOWS = frozenset({"away", "xa", "dnd"})
 # Gateway notices to agents (present in newer cores); none matches when absent.
 _NOTICE = getattr(ev, "Notice", ())
-DISCO_FEATURES = (ns.DISCO_INFO, ns.DISCO_ITEMS, ns.PING, ns.VERSION, ns.CHATSTATES)
+DISCO_FEATURES = (
+    ns.DISCO_INFO,
+    ns.DISCO_ITEMS,
+    ns.PING,
+    ns.VERSION,
+    ns.CHATSTATES,
+    adhoc.COMMANDS_NS,
+)
 # Message bounces that mean the customer's client is no longer there.
 GONE_CONDITIONS = frozenset(
     {
@@ -80,6 +87,7 @@ class Hub:
         self.agents: dict[str, AgentParty] = {}
         self._lookups: dict[str, list[domish.Element]] = {}
         self.identifier = Identifier(self.send, self.support, clock, settings.version_timeout_s)
+        self.adhoc = adhoc.AdHoc(gateway, self.send, clock)
         self._serial = 0
 
     # -- the link --------------------------------------------------------------
@@ -428,6 +436,9 @@ class Hub:
             self.send(stanzas.error_reply(stanza, "modify", "bad-request"))
             return
         payload = payloads[0]
+        agent = self.agents.get(sender.bare)
+        if to.local == self.settings.support_user and self.adhoc.iq(stanza, payload, agent, kind):
+            return
         known = to.local in ("", self.settings.support_user) or self._is_alias(to.local)
         if not known:
             self.send(stanzas.error_reply(stanza, "cancel", "item-not-found"))

@@ -221,3 +221,178 @@ def test_history_canned_away_and_offline_tasks_from_xmpp(site):
     erin.send(SUPPORT, "Hello again")
     erin.expect("answered the message you left: We called you.", SUPPORT)
     call("DELETE", f"/v1/desk/holidays/{closure['id']}")
+
+
+COMMANDS_NS = "{http://jabber.org/protocol/commands}"
+FORMS_NS = "{jabber:x:data}"
+
+
+def adhoc(client: SlixClient, node: str, *, action: str = "execute", session=None, fields=None):
+    """One XEP-0050 request to the support address; the ``<command/>`` answered (an
+    ElementTree element), or the IQ error's condition as a string."""
+    from xml.etree import ElementTree as ET
+
+    from slixmpp.exceptions import IqError
+
+    async def go():
+        iq = client.client.make_iq_set(ito=SUPPORT)
+        command = ET.Element(f"{COMMANDS_NS}command", node=node, action=action)
+        if session is not None:
+            command.set("sessionid", session)
+        if fields is not None:
+            form = ET.SubElement(command, f"{FORMS_NS}x", type="submit")
+            for var, value in fields.items():
+                field = ET.SubElement(form, f"{FORMS_NS}field", var=var)
+                ET.SubElement(field, f"{FORMS_NS}value").text = value
+        iq.xml.append(command)
+        try:
+            answer = await iq.send(timeout=10)
+        except IqError as e:
+            return e.iq["error"]["condition"]
+        return answer.xml.find(f"{COMMANDS_NS}command")
+
+    return client.run(go())
+
+
+def form_of(command) -> dict[str, list[str]]:
+    """The form's fields: var -> option values (a fixed field: its text, under "")."""
+    fields: dict[str, list[str]] = {}
+    for field in command.iter(f"{FORMS_NS}field"):
+        if field.get("type") == "fixed":
+            fields.setdefault("", []).extend(v.text or "" for v in field.iter(f"{FORMS_NS}value"))
+        else:
+            options = field.findall(f"{FORMS_NS}option/{FORMS_NS}value")
+            fields[field.get("var")] = [o.text for o in options]
+    return fields
+
+
+def default_of(command, var: str) -> tuple[str, str]:
+    """The value a form's list field proposes, and that option's label."""
+    field = next(f for f in command.iter(f"{FORMS_NS}field") if f.get("var") == var)
+    value = field.find(f"{FORMS_NS}value").text
+    option = next(
+        o for o in field.findall(f"{FORMS_NS}option") if o.find(f"{FORMS_NS}value").text == value
+    )
+    return value, option.get("label")
+
+
+def note_of(command) -> tuple[str, str, str]:
+    """(status, note type, note text) of a completed command."""
+    note = command.find(f"{COMMANDS_NS}note")
+    return command.get("status"), note.get("type"), note.text
+
+
+def returning(customer: SlixClient, choice: str) -> None:
+    """A customer who may still be at the name question of a conversation opened in the
+    test before (its "Hello" then answers it): the interview to its end."""
+    customer.send(SUPPORT, "Hello")
+    if "name" in customer.expect("What ", SUPPORT)["body"]:
+        customer.send(SUPPORT, "Erin")
+        customer.expect("What can we help you with?", SUPPORT)
+    customer.send(SUPPORT, choice)
+
+
+def test_ad_hoc_commands_with_forms_for_xmpp_agents(site):
+    gateway, client, call = site
+    ann, sue, erin = client("annx"), client("suex"), client("erin")
+    ann.presence(SUPPORT, "away")  # the test before left Ann available
+    on_duty(gateway, ann, "annx")
+
+    # The commands are listed to agents, and to nobody else.
+    async def items(who: SlixClient):
+        got = await who.client.plugin["xep_0030"].get_items(
+            jid=SUPPORT, node="http://jabber.org/protocol/commands", timeout=10
+        )
+        return [(jid, node) for jid, node, _ in got["disco_items"]["items"]]
+
+    nodes = ["status", "wrapup", "tasks", "live"]
+    assert sorted(ann.run(items(ann))) == sorted((SUPPORT, n) for n in nodes)
+    assert erin.run(items(erin)) == []
+    assert adhoc(erin, "status") == "forbidden"
+    assert adhoc(ann, "no-such-command") == "item-not-found"
+    assert adhoc(ann, "status", action="complete", session="made-up") == "bad-request"
+
+    # Availability with the desk's reasons.
+    shown = adhoc(ann, "status")
+    assert shown.get("status") == "executing" and shown.get("sessionid")
+    assert "away:lunch" in form_of(shown)["status"]
+    done = adhoc(ann, "status", session=shown.get("sessionid"), fields={"status": "away:training"})
+    assert note_of(done) == ("completed", "info", "You are away (training).")
+    status, agents = call("GET", "/v1/agents")
+    assert next(a for a in agents if a["name"] == "annx")["reason"] == "training"
+    # A session is used once.
+    again = adhoc(ann, "status", session=shown.get("sessionid"), fields={"status": "available"})
+    assert again == "bad-request"
+    shown = adhoc(ann, "status")
+    done = adhoc(ann, "status", session=shown.get("sessionid"), fields={"status": "available"})
+    assert note_of(done) == ("completed", "info", "You are available.")
+    status, agents = call("GET", "/v1/agents")
+    annx = next(a for a in agents if a["name"] == "annx")
+    assert (annx["status"], annx["reason"]) == ("available", None), annx
+
+    # A wrap-up whose disposition is required (the strict queue), from its form.
+    returning(erin, "4")
+    chat = accept(ann)
+    erin.expect("You are now chatting with Ann", SUPPORT)
+    ann.send(chat, "/end")
+    erin.expect("ended", SUPPORT)
+    ann.expect("Wrap up", SUPPORT)
+    shown = adhoc(ann, "wrapup")
+    form = form_of(shown)
+    # The chat just ended is proposed (an earlier one may still be owed).
+    conversation, label = default_of(shown, "conversation")
+    assert conversation in form["conversation"]
+    assert label == f"{chat.partition('@')[0]} ({conversation})"
+    assert "-" not in form["disposition"] and "resolved" in form["disposition"]
+    cancelled = adhoc(ann, "wrapup", action="cancel", session=shown.get("sessionid"))
+    assert cancelled.get("status") == "canceled"
+    shown = adhoc(ann, "wrapup")
+    done = adhoc(
+        ann,
+        "wrapup",
+        session=shown.get("sessionid"),
+        fields={
+            "conversation": conversation,
+            "disposition": "resolved",
+            "tags": "vip, refund",
+            "note": "Refund sent",
+        },
+    )
+    assert note_of(done) == (
+        "completed",
+        "info",
+        f"Wrapped up {conversation}: resolved #vip #refund",
+    )
+    remaining = adhoc(ann, "wrapup")
+    if remaining.get("status") == "executing":  # the earlier test's chat, still owed
+        assert conversation not in form_of(remaining)["conversation"]
+        adhoc(ann, "wrapup", action="cancel", session=remaining.get("sessionid"))
+    else:
+        assert note_of(remaining)[1:] == ("info", "No wrap-up is due.")
+    assert note_of(adhoc(ann, "tasks"))[1:] == ("info", "No message to answer.")
+
+    # Live conversations: for supervisors only; a supervisor monitors from the form.
+    returning(erin, "1")
+    chat = accept(ann)
+    refused = adhoc(ann, "live")
+    assert note_of(refused)[:2] == ("completed", "error")
+    assert note_of(refused)[2].startswith("not_allowed: ")
+    on_duty(gateway, sue, "suex", "away")
+    shown = adhoc(sue, "live")
+    [live] = form_of(shown)["conversation"]
+    assert default_of(shown, "action") == ("monitor", "Monitor")
+    done = adhoc(
+        sue,
+        "live",
+        session=shown.get("sessionid"),
+        fields={"conversation": live, "action": "monitor"},
+    )
+    status, kind, text = note_of(done)
+    assert (status, kind) == ("completed", "info") and text.startswith("Monitoring "), text
+    sue.expect("You are monitoring", chat)
+    erin.send(SUPPORT, "Are you there?")
+    sue.expect("Are you there?", chat)
+    ann.send(chat, "/end")
+    erin.expect("ended", SUPPORT)
+    for agent in (ann, sue):
+        agent.presence(SUPPORT, "away")
