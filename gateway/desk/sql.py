@@ -22,6 +22,7 @@ from gateway.desk.records import (
     StoredClosure,
 )
 from gateway.store.records import StoredMessage
+from gateway.store.sql import message_values
 
 _CACHE: dict[tuple[str, str], str] = {}
 
@@ -111,12 +112,7 @@ def insert_private(engine: Any, message: StoredMessage) -> None:
         engine,
         "INSERT INTO messages (id, conversation, sender, agent, text, ts, audience)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        message.id,
-        message.conversation,
-        message.sender,
-        message.agent,
-        message.text,
-        message.ts,
+        *message_values(message),
         message.audience,
     )
 

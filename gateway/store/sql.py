@@ -455,17 +455,7 @@ class SqlEngine:
         :class:`UnknownConversation` when its conversation is not recorded.
         """
         try:
-            self.connection.execute(
-                self._sql.insert_message,
-                (
-                    message.id,
-                    message.conversation,
-                    message.sender,
-                    message.agent,
-                    message.text,
-                    message.ts,
-                ),
-            )
+            self.connection.execute(self._sql.insert_message, message_values(message))
         except self.driver_error as e:
             self._refused(
                 e,
