@@ -32,7 +32,6 @@ from gateway.core.errors import BadRequest, GatewayError, Unavailable
 from protocols.xmpp import ns, stanzas
 from protocols.xmpp.stanzas import xml_text
 
-COMMANDS_NS = "http://jabber.org/protocol/commands"
 # node -> its name in the client's list.
 NODES = {
     "status": "Set availability",
@@ -61,14 +60,14 @@ class AdHoc:
         """An IQ to the support address: a command of ``agent`` (None: not an agent), or
         discovery of the commands; False when it is neither."""
         node = payload.getAttribute("node")
-        if (payload.uri, payload.name, kind) == (COMMANDS_NS, "command", "set"):
+        if (payload.uri, payload.name, kind) == (ns.COMMANDS, "command", "set"):
             if agent is None:
                 self._send(stanzas.error_reply(request, "cancel", "forbidden"))
             else:
                 self.command(agent, request, payload)
         elif kind != "get" or payload.name != "query" or not node:
             return False
-        elif payload.uri == ns.DISCO_ITEMS and node == COMMANDS_NS:
+        elif payload.uri == ns.DISCO_ITEMS and node == ns.COMMANDS:
             support = request.getAttribute("to", "").partition("/")[0]
             self._send(self.items(request, support, agent is not None))
         elif payload.uri == ns.DISCO_INFO:
@@ -84,7 +83,7 @@ class AdHoc:
         """disco#items of the commands node: the commands, for agents only."""
         answer = stanzas.result(request)
         query = answer.addElement((ns.DISCO_ITEMS, "query"))
-        query["node"] = COMMANDS_NS
+        query["node"] = ns.COMMANDS
         if agent:
             for node, name in NODES.items():
                 item = query.addElement("item")
@@ -93,7 +92,7 @@ class AdHoc:
 
     def info(self, request: domish.Element, node: str) -> domish.Element | None:
         """disco#info of one command's node (None: no such node)."""
-        if node not in NODES and node != COMMANDS_NS:
+        if node not in NODES and node != ns.COMMANDS:
             return None
         answer = stanzas.result(request)
         query = answer.addElement((ns.DISCO_INFO, "query"))
@@ -101,10 +100,10 @@ class AdHoc:
         identity = query.addElement("identity")
         identity["category"], identity["type"] = (
             "automation",
-            ("command-list" if node == COMMANDS_NS else "command-node"),
+            ("command-list" if node == ns.COMMANDS else "command-node"),
         )
         identity["name"] = NODES.get(node, "Commands")
-        for feature in (COMMANDS_NS, ns.DATA_FORMS):
+        for feature in (ns.COMMANDS, ns.DATA_FORMS):
             query.addElement("feature")["var"] = feature
         return answer
 
@@ -390,7 +389,7 @@ def _one(fields: Fields, var: str, default: str | None = None) -> str:
 
 def _response(request: domish.Element, node: str, sessionid: str | None, status: str):
     answer = stanzas.result(request)
-    command = answer.addElement((COMMANDS_NS, "command"))
+    command = answer.addElement((ns.COMMANDS, "command"))
     command["node"], command["status"] = node, status
     if sessionid is not None:
         command["sessionid"] = sessionid
@@ -419,8 +418,8 @@ def _failed(request, node: str, sessionid: str | None, failure: Failure):
 
 def _command_error(request, kind: str, condition: str, specific: str) -> domish.Element:
     reply = stanzas.error_reply(request, kind, condition)
-    reply.error.addElement((COMMANDS_NS, specific))
+    reply.error.addElement((ns.COMMANDS, specific))
     return reply
 
 
-__all__ = ["COMMANDS_NS", "NODES", "AdHoc"]
+__all__ = ["NODES", "AdHoc"]

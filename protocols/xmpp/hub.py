@@ -46,7 +46,7 @@ DISCO_FEATURES = (
     ns.PING,
     ns.VERSION,
     ns.CHATSTATES,
-    adhoc.COMMANDS_NS,
+    ns.COMMANDS,
 )
 # Message bounces that mean the customer's client is no longer there.
 GONE_CONDITIONS = frozenset(

@@ -12,7 +12,7 @@ from xmpp_helpers import SUPPORT, stanza
 from protocols.xmpp import adhoc, ns
 
 AGENT = "anna@corp.example/desk"
-CMD = adhoc.COMMANDS_NS
+CMD = ns.COMMANDS
 
 
 def request(node: str, action: str | None = "execute", session: str | None = None, form=""):
